@@ -1,0 +1,128 @@
+"""The `fidele` command; each domain adds its commands via `fidele.<domain>.cli.register`."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import pkgutil
+import time
+
+import typer
+
+from fidele.kit import cli as k
+
+app = typer.Typer(
+    help="fidele: loyalty and retention engine for online shops.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade(as_json: bool = k.JsonOpt) -> None:
+    """Apply every pending migration to the configured database."""
+    k.engine()
+    if as_json:
+        k.print_json({"status": "ok"})
+    else:
+        k.console.print("database is up to date")
+
+
+@db_app.command("revision")
+def db_revision(
+    message: str = typer.Option(..., "-m", "--message", help="What the migration does"),
+) -> None:
+    """(Developers) autogenerate a migration from the models against an empty scratch SQLite."""
+    import tempfile
+    from pathlib import Path
+
+    from alembic import command
+
+    from fidele.db.engine import make_engine
+    from fidele.db.migrate import alembic_config, upgrade
+
+    with tempfile.TemporaryDirectory() as tmp:
+        eng = make_engine(f"sqlite:///{Path(tmp) / 'scratch.db'}")
+        upgrade(eng)
+        with eng.begin() as conn:
+            cfg = alembic_config(eng)
+            cfg.attributes["connection"] = conn
+            script = command.revision(cfg, message=message, autogenerate=True)
+    for rev in script if isinstance(script, list) else [script]:
+        if rev is None:
+            continue
+        path = Path(rev.path)
+        path.write_text(path.read_text().replace("astext_type=Text()", "astext_type=sa.Text()"))
+        import subprocess
+        import sys
+
+        ruff = Path(sys.executable).parent / "ruff"
+        subprocess.run([str(ruff), "check", "-q", "--fix", str(path)], check=False)
+        subprocess.run([str(ruff), "format", "-q", str(path)], check=False)
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to bind"),
+    port: int = typer.Option(8000, help="Port"),
+    workers: int = typer.Option(1, help="Worker processes (PostgreSQL only for more than 1)"),
+) -> None:
+    """Serve the HTTP API on the configured database (upgrading an empty one first)."""
+    import uvicorn
+
+    k.engine()
+    uvicorn.run(
+        "fidele.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+    )
+
+
+@app.command()
+def worker(
+    once: bool = typer.Option(False, "--once", help="Run due jobs once and exit"),
+    force: bool = typer.Option(False, "--force", help="Run every job now, due or not"),
+    interval: float = typer.Option(30.0, help="Seconds between rounds"),
+    as_json: bool = k.JsonOpt,
+) -> None:
+    """Run scheduled jobs (safe to run in several processes at once)."""
+    from fidele.worker.runner import run_due
+
+    logging.basicConfig(level=logging.INFO)
+    factory = k.factory()
+    while True:
+        runs = run_due(factory, k.clock, force=force)
+        rows = [{"job": r.name, "ran": r.ran, "result": r.result, "error": r.error} for r in runs]
+        if once:
+            k.print_rows(rows, "json" if as_json else "table")
+            return
+        time.sleep(interval)
+
+
+def _register_domains() -> None:
+    import fidele
+
+    for mod in pkgutil.iter_modules(fidele.__path__):
+        if not mod.ispkg:
+            continue
+        name = f"fidele.{mod.name}.cli"
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        if hasattr(module, "register"):
+            module.register(app)
+
+
+_register_domains()
+
+
+def main() -> None:
+    app()

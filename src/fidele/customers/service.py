@@ -1,0 +1,243 @@
+"""Customer profiles, consent and GDPR export/erase."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from fidele.customers import gdpr
+from fidele.customers.models import Customer
+from fidele.customers.repository import CustomerRepository
+from fidele.customers.schemas import CustomerIn, CustomerOut
+from fidele.errors import NotFound
+from fidele.events import bus
+from fidele.events import domain as ev
+from fidele.events import service as events
+from fidele.events.repository import EventRepository
+from fidele.kit.schemas import iso
+from fidele.tenancy.service import Caller
+
+_PERSONAL = (
+    "email",
+    "email_normalized",
+    "first_name",
+    "last_name",
+    "birthday",
+    "locale",
+    "country",
+    "timezone",
+    "email_marketing_source",
+)
+
+
+def normalise_email(email: str | None) -> str | None:
+    if not email:
+        return None
+    local, _, domain = email.strip().lower().partition("@")
+    if domain in ("gmail.com", "googlemail.com"):
+        local = local.split("+", 1)[0].replace(".", "")
+        domain = "gmail.com"
+    else:
+        local = local.split("+", 1)[0]
+    return f"{local}@{domain}"
+
+
+def get(session: Session, caller: Caller, external_id: str) -> Customer:
+    customer = CustomerRepository(session).by_external_id(caller.merchant_id, external_id)
+    if customer is None or customer.erased_at is not None:
+        raise NotFound(f"customer {external_id!r} not found")
+    return customer
+
+
+def get_or_create(
+    session: Session,
+    caller: Caller,
+    external_id: str,
+    now: datetime,
+    *,
+    source: str,
+    email: str | None = None,
+) -> Customer:
+    """The customer behind an order or event; a new id creates a guest customer."""
+    repo = CustomerRepository(session)
+    customer = repo.by_external_id(caller.merchant_id, external_id)
+    if customer is not None:
+        return customer
+    return upsert(session, caller, external_id, CustomerIn(email=email), now, source=source)[0]
+
+
+def upsert(
+    session: Session,
+    caller: Caller,
+    external_id: str,
+    data: CustomerIn,
+    now: datetime,
+    *,
+    source: str = "api",
+) -> tuple[Customer, bool]:
+    repo = CustomerRepository(session)
+    customer = repo.by_external_id(caller.merchant_id, external_id)
+    created = customer is None
+    if customer is None:
+        customer = Customer(
+            merchant_id=caller.merchant_id,
+            programme_id=caller.programme_id,
+            external_id=external_id,
+            attributes={},
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(customer)
+    elif customer.erased_at is not None:
+        raise NotFound(f"customer {external_id!r} was erased")
+    changes = _apply(customer, data, now)
+    if not created and not changes:
+        return customer, False
+    customer.updated_at = now
+    session.flush()
+    events.record(
+        session,
+        caller,
+        type=ev.CUSTOMER_UPSERTED,
+        occurred_at=now,
+        now=now,
+        source=source,
+        payload={"customer_id": external_id, "created": created, **changes},
+        customer_id=customer.id,
+    )
+    return customer, created
+
+
+def _apply(customer: Customer, data: CustomerIn, now: datetime) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    for field in ("email", "first_name", "last_name", "birthday", "locale", "country", "timezone"):
+        if field in data.model_fields_set:
+            value = getattr(data, field)
+            if getattr(customer, field) != value:
+                setattr(customer, field, value)
+                changes[field] = value.isoformat() if hasattr(value, "isoformat") else value
+    if "email" in changes:
+        customer.email_normalized = normalise_email(customer.email)
+    if data.attributes is not None and data.attributes != customer.attributes:
+        customer.attributes = {**(customer.attributes or {}), **data.attributes}
+        changes["attributes"] = data.attributes
+    if data.consent is not None:
+        changes.update(_apply_consent(customer, data, now))
+    return changes
+
+
+def _apply_consent(customer: Customer, data: CustomerIn, now: datetime) -> dict[str, Any]:
+    consent = data.consent
+    assert consent is not None
+    at = consent.at or now
+    changes: dict[str, Any] = {}
+    if consent.email_marketing is not None and consent.email_marketing != customer.email_marketing:
+        customer.email_marketing = consent.email_marketing
+        customer.email_marketing_at = at
+        customer.email_marketing_source = consent.source
+        changes["email_marketing"] = {
+            "value": consent.email_marketing,
+            "at": iso(at),
+            "source": consent.source,
+        }
+    if consent.sms_marketing is not None and consent.sms_marketing != customer.sms_marketing:
+        customer.sms_marketing = consent.sms_marketing
+        customer.sms_marketing_at = at
+        changes["sms_marketing"] = {"value": consent.sms_marketing, "at": iso(at)}
+    return changes
+
+
+def list_page(
+    session: Session,
+    caller: Caller,
+    *,
+    after_id: int,
+    limit: int,
+    updated_since: datetime | None,
+) -> Sequence[Customer]:
+    return CustomerRepository(session).page(
+        caller.merchant_id, after_id=after_id, limit=limit, updated_since=updated_since
+    )
+
+
+def export(session: Session, caller: Caller, external_id: str) -> dict[str, Any]:
+    """Everything fidele holds on the person, as JSON."""
+    bus.load_handlers()
+    customer = get(session, caller, external_id)
+    data: dict[str, Any] = {"customer": CustomerOut.of(customer).model_dump(mode="json")}
+    for section, fn in gdpr.exporters.items():
+        data[section] = fn(session, customer)
+    data["events"] = [
+        {
+            "type": e.type,
+            "occurred_at": iso(e.occurred_at),
+            "received_at": iso(e.received_at),
+            "source": e.source,
+            "payload": e.payload,
+        }
+        for e in EventRepository(session).for_customer(customer.id)
+    ]
+    return data
+
+
+def erase(session: Session, caller: Caller, external_id: str, now: datetime) -> None:
+    """Blank personal data; keep anonymised rows so totals, ledgers and analytics stay right."""
+    bus.load_handlers()
+    customer = get(session, caller, external_id)
+    for field in _PERSONAL:
+        setattr(customer, field, None)
+    customer.email_marketing = customer.sms_marketing = False
+    customer.attributes = {}
+    token = hashlib.sha256(f"{customer.merchant_id}:{customer.id}:{now}".encode()).hexdigest()
+    old_id, customer.external_id = customer.external_id, f"erased-{token[:24]}"
+    customer.erased_at = customer.updated_at = now
+    for e in EventRepository(session).for_customer(customer.id):
+        e.payload = _scrub(e.payload, old_id, customer.external_id)
+    for fn in gdpr.erasers:
+        fn(session, customer, now)
+    session.flush()
+    events.record(
+        session,
+        caller,
+        type=ev.CUSTOMER_ERASED,
+        occurred_at=now,
+        now=now,
+        source="api",
+        payload={},
+        customer_id=customer.id,
+    )
+
+
+_SCRUB_KEYS = {
+    "email",
+    "first_name",
+    "last_name",
+    "birthday",
+    "phone",
+    "address",
+    "billing_address",
+    "shipping_address",
+    "ip",
+    "note",
+    "locale",
+    "country",
+    "timezone",
+    "email_marketing",
+    "sms_marketing",
+}
+
+
+def _scrub(value: Any, old_id: str, new_id: str) -> Any:
+    """Blank personal keys; keep amounts and ids so replays of the log give the same totals."""
+    if isinstance(value, dict):
+        return {
+            k: "[erased]" if k in _SCRUB_KEYS else _scrub(v, old_id, new_id)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_scrub(v, old_id, new_id) for v in value]
+    return new_id if value == old_id else value

@@ -1,0 +1,71 @@
+"""FastAPI dependencies: the request's transaction, its clock and its caller."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from fidele.db.session import transaction
+from fidele.errors import Forbidden, Unauthorized
+from fidele.kit.clock import Clock
+from fidele.settings import Settings
+from fidele.tenancy.service import Caller, authenticate
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One transaction per request: committed when the endpoint returns, rolled back on error."""
+    with transaction(request.app.state.sessionmaker) as session:
+        yield session
+
+
+def get_clock(request: Request) -> Clock:
+    clock: Clock = request.app.state.clock
+    return clock
+
+
+def get_now(clock: Annotated[Clock, Depends(get_clock)]) -> datetime:
+    return clock.now()
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+NowDep = Annotated[datetime, Depends(get_now)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def _caller(request: Request, session: SessionDep) -> Caller:
+    header = request.headers.get("authorization", "")
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise Unauthorized("send an API key as 'Authorization: Bearer <key>'")
+    caller = authenticate(session, key.strip())
+    request.state.caller = caller
+    return caller
+
+
+def _scoped(scope: str):  # type: ignore[no-untyped-def]
+    def check(caller: Annotated[Caller, Depends(_caller)]) -> Caller:
+        if not caller.can(scope):
+            raise Forbidden(f"this API key lacks the {scope!r} scope")
+        return caller
+
+    return check
+
+
+ReadCaller = Annotated[Caller, Depends(_scoped("read"))]
+WriteCaller = Annotated[Caller, Depends(_scoped("write"))]
+AdminCaller = Annotated[Caller, Depends(_scoped("admin"))]
+
+ERRORS = {
+    401: {"description": "Missing, invalid or revoked API key"},
+    403: {"description": "The key lacks the needed scope"},
+    422: {"description": "Invalid input; `fields` names each bad field"},
+}

@@ -1,0 +1,80 @@
+"""In-transaction event dispatch.
+
+Appending an event to the log publishes it to the handlers other domains subscribed (loyalty
+awards pending points, promotions issue next-order coupons, ...). Handlers run in the same
+transaction as the write, so ``POST /v1/orders`` returns with its points already visible, and a
+failed handler rolls the whole request back. The same handlers rebuild state in a replay."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy.orm import Session
+
+if TYPE_CHECKING:
+    from fidele.events.models import Event
+    from fidele.tenancy.models import Programme
+
+EventHandler = Callable[[Session, "Event", datetime], None]
+ProgrammeHandler = Callable[[Session, "Programme", datetime], None]
+
+_event_handlers: dict[str, list[EventHandler]] = defaultdict(list)
+_programme_handlers: list[ProgrammeHandler] = []
+_loaded = False
+
+
+def on_event(*types: str) -> Callable[[EventHandler], EventHandler]:
+    """Subscribe to event types (``"*"`` for all)."""
+
+    def register(fn: EventHandler) -> EventHandler:
+        for t in types:
+            if fn not in _event_handlers[t]:
+                _event_handlers[t].append(fn)
+        return fn
+
+    return register
+
+
+def on_programme_created(fn: ProgrammeHandler) -> ProgrammeHandler:
+    if fn not in _programme_handlers:
+        _programme_handlers.append(fn)
+    return fn
+
+
+def load_handlers() -> None:
+    """Import every domain's ``handlers`` module once, so subscriptions are registered."""
+    global _loaded
+    if _loaded:
+        return
+    import fidele
+
+    for mod in pkgutil.iter_modules(fidele.__path__):
+        if mod.ispkg:
+            try:
+                importlib.import_module(f"fidele.{mod.name}.handlers")
+            except ModuleNotFoundError as exc:
+                if exc.name != f"fidele.{mod.name}.handlers":
+                    raise
+    _loaded = True
+
+
+def dispatch(session: Session, event: Event, now: datetime) -> None:
+    load_handlers()
+    for handler in (*_event_handlers.get(event.type, ()), *_event_handlers.get("*", ())):
+        handler(session, event, now)
+
+
+def programme_created(session: Session, programme: Programme, now: datetime) -> None:
+    load_handlers()
+    for handler in _programme_handlers:
+        handler(session, programme, now)
+
+
+def handler_count(event_type: str) -> int:
+    load_handlers()
+    return len(_event_handlers.get(event_type, ())) + len(_event_handlers.get("*", ()))

@@ -1,0 +1,77 @@
+"""Helpers shared by every domain's CLI: the database, the clock, and output as table/CSV/JSON."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from fidele.db.engine import make_engine
+from fidele.db.migrate import upgrade
+from fidele.db.session import make_sessionmaker, transaction
+from fidele.errors import FideleError
+from fidele.kit.clock import SystemClock
+from fidele.settings import get_settings
+
+console = Console(stderr=True)
+clock = SystemClock()
+JsonOpt = typer.Option(False, "--json", help="Print the result as JSON")
+
+
+def engine() -> Engine:
+    """The configured database, migrated to the latest schema."""
+    eng = make_engine(get_settings().database_url)
+    upgrade(eng)
+    return eng
+
+
+def factory() -> sessionmaker[Session]:
+    return make_sessionmaker(engine())
+
+
+@contextmanager
+def unit_of_work() -> Iterator[Session]:
+    """One transaction for a CLI command; domain errors exit with code 1 and a message."""
+    try:
+        with transaction(factory()) as session:
+            yield session
+    except FideleError as exc:
+        console.print(f"[red]error:[/red] {exc.detail}")
+        raise typer.Exit(1) from exc
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, default=str, indent=None) + "\n")
+
+
+def print_rows(
+    rows: Sequence[dict[str, Any]], fmt: str = "table", title: str | None = None
+) -> None:
+    """Print rows as a rich table, CSV or JSON lines."""
+    if fmt == "json":
+        print_json(list(rows))
+        return
+    if fmt == "csv":
+        out = io.StringIO()
+        if rows:
+            writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        sys.stdout.write(out.getvalue())
+        return
+    table = Table(title=title)
+    for col in rows[0] if rows else []:
+        table.add_column(str(col))
+    for row in rows:
+        table.add_row(*(str(v) for v in row.values()))
+    Console().print(table)

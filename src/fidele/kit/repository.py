@@ -1,0 +1,38 @@
+"""Generic repository: all SQL lives in repositories, which hold the session."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from fidele.db.base import Base
+
+M = TypeVar("M", bound=Base)
+
+
+class RepositoryBase(Generic[M]):
+    model: type[M]
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def get(self, id_: Any) -> M | None:
+        return self.session.get(self.model, id_)
+
+    def add(self, obj: M, *, flush: bool = True) -> M:
+        self.session.add(obj)
+        if flush:
+            self.session.flush()
+        return obj
+
+    def one_or_none(self, stmt: Select[tuple[M]]) -> M | None:
+        return self.session.execute(stmt).scalars().one_or_none()
+
+    def all(self, stmt: Select[tuple[M]]) -> Sequence[M]:
+        return self.session.execute(stmt).scalars().all()
+
+    def select(self) -> Select[tuple[M]]:
+        return select(self.model)

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import select
+
+from fidele.customers.models import Customer
+from fidele.kit.repository import RepositoryBase
+from fidele.orders.models import Order, Refund
+
+
+class OrderRepository(RepositoryBase[Order]):
+    model = Order
+
+    def by_external_id(
+        self, merchant_id: int, external_id: str, *, lock: bool = False
+    ) -> Order | None:
+        stmt = select(Order).where(
+            Order.merchant_id == merchant_id, Order.external_id == external_id
+        )
+        if lock:
+            stmt = stmt.with_for_update()
+        return self.one_or_none(stmt)
+
+    def page(
+        self,
+        merchant_id: int,
+        *,
+        after_id: int,
+        limit: int,
+        updated_since: datetime | None,
+        customer_id: int | None = None,
+    ) -> Sequence[tuple[Order, str]]:
+        stmt = (
+            select(Order, Customer.external_id)
+            .join(Customer, Customer.id == Order.customer_id)
+            .where(Order.merchant_id == merchant_id, Order.id > after_id)
+            .order_by(Order.id)
+            .limit(limit)
+        )
+        if updated_since is not None:
+            stmt = stmt.where(Order.updated_at >= updated_since)
+        if customer_id is not None:
+            stmt = stmt.where(Order.customer_id == customer_id)
+        return [(o, ext) for o, ext in self.session.execute(stmt).all()]
+
+    def for_customer(self, customer_id: int) -> Sequence[Order]:
+        return self.all(select(Order).where(Order.customer_id == customer_id).order_by(Order.id))
+
+    def refund_by_external_id(self, order_id: int, external_id: str) -> Refund | None:
+        return self.session.execute(
+            select(Refund).where(Refund.order_id == order_id, Refund.external_id == external_id)
+        ).scalar_one_or_none()

@@ -1,0 +1,311 @@
+"""Orders: idempotent creation, status changes and refunds, each appended to the event log."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from fidele.customers import service as customers
+from fidele.customers.models import Customer
+from fidele.errors import Conflict, IdempotencyConflict, InvalidInput, NotFound
+from fidele.events import domain as ev
+from fidele.events import service as events
+from fidele.events.domain import payload_hash
+from fidele.orders import domain
+from fidele.orders.models import Order, OrderLine, Refund
+from fidele.orders.repository import OrderRepository
+from fidele.orders.schemas import LineOut, OrderIn, OrderOut, RefundIn, RefundOut, StatusIn
+from fidele.tenancy.service import Caller
+
+# Other domains add a section to the order's representation (loyalty: points earned).
+OrderExtension = Callable[[Session, Order], dict[str, Any] | None]
+view_extensions: dict[str, OrderExtension] = {}
+
+
+def get(session: Session, caller: Caller, external_id: str, *, lock: bool = False) -> Order:
+    order = OrderRepository(session).by_external_id(caller.merchant_id, external_id, lock=lock)
+    if order is None:
+        raise NotFound(f"order {external_id!r} not found")
+    return order
+
+
+def create(
+    session: Session, caller: Caller, data: OrderIn, now: datetime, *, source: str = "api"
+) -> tuple[Order, bool]:
+    """Create an order; replaying the same body returns the first order (``created`` False)."""
+    digest = payload_hash(data.model_dump(mode="json"))
+    repo = OrderRepository(session)
+    existing = repo.by_external_id(caller.merchant_id, data.id)
+    if existing is not None:
+        return _replayed(existing, digest, data.id), False
+    customer = customers.get_or_create(
+        session, caller, data.customer_id, now, source=source, email=data.email
+    )
+    order = _build(caller, customer, data, digest, now, source)
+    try:
+        with session.begin_nested():  # a concurrent twin may insert the same id first
+            session.add(order)
+    except IntegrityError:
+        twin = repo.by_external_id(caller.merchant_id, data.id)
+        if twin is None:
+            raise
+        return _replayed(twin, digest, data.id), False
+    payload = data.model_dump(mode="json", exclude={"email"})
+    events.record(
+        session,
+        caller,
+        type=ev.ORDER_PLACED,
+        occurred_at=order.placed_at,
+        now=now,
+        source=source,
+        payload=payload,
+        customer_id=customer.id,
+        order_id=order.id,
+    )
+    return order, True
+
+
+def _replayed(order: Order, digest: str, external_id: str) -> Order:
+    if order.payload_hash != digest:
+        raise IdempotencyConflict(f"order {external_id!r} exists with a different body")
+    return order
+
+
+def _build(
+    caller: Caller, customer: Customer, data: OrderIn, digest: str, now: datetime, source: str
+) -> Order:
+    amounts = [ln.quantity * ln.unit_price for ln in data.lines]
+    shares = domain.line_discounts(amounts, min(data.discounts, sum(amounts)))
+    order = Order(
+        merchant_id=caller.merchant_id,
+        programme_id=caller.programme_id,
+        customer_id=customer.id,
+        external_id=data.id,
+        placed_at=data.placed_at,
+        currency=data.currency,
+        subtotal=sum(amounts),
+        discounts=data.discounts,
+        shipping=data.shipping,
+        tax=data.tax,
+        total=data.total,
+        refunded_total=0,
+        status="placed",
+        channel=data.channel,
+        source=source,
+        payload_hash=digest,
+        attributes=data.attributes,
+        created_at=now,
+        updated_at=now,
+    )
+    order.lines = [
+        OrderLine(
+            line_no=i,
+            product_id=ln.product_id,
+            name=ln.name,
+            category=ln.category,
+            kind=ln.type,
+            quantity=ln.quantity,
+            unit_price=ln.unit_price,
+            discount=share,
+            refunded_quantity=0,
+        )
+        for i, (ln, share) in enumerate(zip(data.lines, shares, strict=True))
+    ]
+    return order
+
+
+def set_status(
+    session: Session,
+    caller: Caller,
+    external_id: str,
+    data: StatusIn,
+    now: datetime,
+    *,
+    source: str = "api",
+) -> Order:
+    order = get(session, caller, external_id, lock=True)
+    if order.status == data.status:
+        return order  # a retried status update changes nothing
+    if not domain.can_move(order.status, data.status):
+        raise Conflict(f"order {external_id!r} is {order.status}; it cannot become {data.status}")
+    at = data.occurred_at or now
+    order.status = data.status
+    setattr(order, f"{data.status}_at", at)
+    order.updated_at = now
+    events.record(
+        session,
+        caller,
+        type=ev.ORDER_STATUS[data.status],
+        occurred_at=at,
+        now=now,
+        source=source,
+        payload={"order_id": external_id, "status": data.status},
+        customer_id=order.customer_id,
+        order_id=order.id,
+    )
+    return order
+
+
+def refund(
+    session: Session,
+    caller: Caller,
+    external_id: str,
+    data: RefundIn,
+    now: datetime,
+    *,
+    source: str = "api",
+) -> tuple[Refund, bool]:
+    order = get(session, caller, external_id, lock=True)
+    digest = payload_hash(data.model_dump(mode="json"))
+    existing = OrderRepository(session).refund_by_external_id(order.id, data.id)
+    if existing is not None:
+        if existing.payload_hash != digest:
+            raise IdempotencyConflict(f"refund {data.id!r} exists with a different body")
+        return existing, False
+    if order.status == "cancelled":
+        raise Conflict(f"order {external_id!r} is cancelled: nothing was paid to refund")
+    amount, taken = _refund_amount(order, data)
+    remaining = order.total - order.refunded_total
+    if amount > remaining:
+        raise InvalidInput(
+            f"refund of {amount} exceeds what remains paid on the order ({remaining})",
+            field="amount",
+            remaining=remaining,
+        )
+    if amount <= 0:
+        raise InvalidInput("refund amount must be positive", field="amount")
+    for t in taken:
+        order.lines[int(t["line"])].refunded_quantity += int(t["quantity"])
+    row = Refund(
+        order_id=order.id,
+        external_id=data.id,
+        amount=amount,
+        lines=taken,
+        reason=data.reason,
+        occurred_at=data.occurred_at or now,
+        created_at=now,
+        payload_hash=digest,
+    )
+    order.refunds.append(row)
+    order.refunded_total += amount
+    order.updated_at = now
+    session.flush()
+    events.record(
+        session,
+        caller,
+        type=ev.ORDER_REFUNDED,
+        occurred_at=row.occurred_at,
+        now=now,
+        source=source,
+        payload={
+            "order_id": external_id,
+            "refund_id": data.id,
+            "amount": amount,
+            "lines": taken,
+            "order_total": order.total,
+            "refunded_total": order.refunded_total,
+        },
+        customer_id=order.customer_id,
+        order_id=order.id,
+    )
+    return row, True
+
+
+def _refund_amount(order: Order, data: RefundIn) -> tuple[int, list[dict[str, Any]]]:
+    if data.amount is not None:
+        return data.amount, []
+    if data.lines is None:  # the whole remainder
+        taken = [
+            {
+                "line": ln.line_no,
+                "product_id": ln.product_id,
+                "quantity": ln.quantity - ln.refunded_quantity,
+            }
+            for ln in order.lines
+            if ln.quantity > ln.refunded_quantity
+        ]
+        return order.total - order.refunded_total, taken
+    states = [
+        domain.LineState(ln.product_id, ln.quantity, ln.refunded_quantity, ln.net_amount)
+        for ln in order.lines
+    ]
+    try:
+        amount, taken = domain.refund_for_lines(
+            states, [(ln.product_id, ln.quantity) for ln in data.lines]
+        )
+    except ValueError as exc:
+        raise InvalidInput(str(exc), field="lines") from exc
+    return amount + data.shipping, taken
+
+
+def list_page(
+    session: Session,
+    caller: Caller,
+    *,
+    after_id: int,
+    limit: int,
+    updated_since: datetime | None,
+) -> Sequence[tuple[Order, str]]:
+    return OrderRepository(session).page(
+        caller.merchant_id, after_id=after_id, limit=limit, updated_since=updated_since
+    )
+
+
+def view(session: Session, order: Order, customer_external_id: str | None = None) -> OrderOut:
+    if customer_external_id is None:
+        customer = session.get(Customer, order.customer_id)
+        assert customer is not None
+        customer_external_id = customer.external_id
+    extras: dict[str, Any] = {}
+    for name, fn in view_extensions.items():
+        section = fn(session, order)
+        if section is not None:
+            extras[name] = section
+    return OrderOut(
+        id=order.external_id,
+        customer_id=customer_external_id,
+        placed_at=order.placed_at,
+        currency=order.currency,
+        lines=[
+            LineOut(
+                product_id=ln.product_id,
+                name=ln.name,
+                category=ln.category,
+                quantity=ln.quantity,
+                unit_price=ln.unit_price,
+                type=ln.kind,
+                discount=ln.discount,
+                refunded_quantity=ln.refunded_quantity,
+            )
+            for ln in order.lines
+        ],
+        subtotal=order.subtotal,
+        shipping=order.shipping,
+        discounts=order.discounts,
+        tax=order.tax,
+        total=order.total,
+        refunded_total=order.refunded_total,
+        status=order.status,
+        channel=order.channel,
+        shipped_at=order.shipped_at,
+        delivered_at=order.delivered_at,
+        cancelled_at=order.cancelled_at,
+        refunds=[
+            RefundOut(
+                id=r.external_id,
+                amount=r.amount,
+                lines=r.lines,
+                reason=r.reason,
+                occurred_at=r.occurred_at,
+            )
+            for r in order.refunds
+        ],
+        attributes=order.attributes or {},
+        created_at=order.created_at,
+        updated_at=order.updated_at,
+        loyalty=extras.get("loyalty"),
+    )

@@ -1,0 +1,40 @@
+"""One Settings class, read from ``FIDELE_*`` environment variables and an optional ``.env``."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_SECRET = "dev-insecure-secret-change-me"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FIDELE_", env_file=".env", extra="ignore")
+
+    env: Literal["development", "test", "production"] = "development"
+    database_url: str = "sqlite:///./fidele.db"
+    # Derives webhook secrets and signs outgoing webhooks; must be set in production.
+    secret_key: str = DEV_SECRET
+    max_body_bytes: int = 1024 * 1024
+    # Run scheduled jobs inside `fidele serve` (the single-box default).
+    embedded_worker: bool = True
+    worker_interval_seconds: float = 30.0
+    db_pool_size: int = 10
+
+    @model_validator(mode="after")
+    def _refuse_default_secret(self) -> Settings:
+        if self.env == "production" and self.secret_key == DEV_SECRET:
+            raise ValueError("FIDELE_SECRET_KEY must be set to a real secret in production")
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,145 @@
+"""Programmes, merchants and API keys."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from fidele.errors import InvalidInput, NotFound, Unauthorized
+from fidele.kit.money import is_currency
+from fidele.tenancy import domain
+from fidele.tenancy.models import ApiKey, Merchant, Programme
+from fidele.tenancy.repository import ApiKeyRepository, MerchantRepository, ProgrammeRepository
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: the merchant a key belongs to and what it may do."""
+
+    merchant_id: int
+    programme_id: int
+    api_key_id: int | None
+    scopes: frozenset[str]
+
+    def can(self, scope: str) -> bool:
+        return domain.grants(self.scopes, scope)
+
+
+@dataclass(frozen=True)
+class CreatedMerchant:
+    programme_id: int
+    merchant_id: int
+    webhook_secret: str
+
+
+def create_programme(
+    session: Session,
+    *,
+    name: str,
+    now: datetime,
+    currency: str = "EUR",
+    settings: dict[str, Any] | None = None,
+) -> Programme:
+    if not is_currency(currency):
+        raise InvalidInput(f"unknown currency {currency!r}", field="currency")
+    programme = Programme(name=name, currency=currency, settings=settings or {}, created_at=now)
+    ProgrammeRepository(session).add(programme)
+    from fidele.events import bus  # late: bus handlers of other domains may import tenancy
+
+    bus.programme_created(session, programme, now)
+    return programme
+
+
+def create_merchant(
+    session: Session,
+    *,
+    name: str,
+    now: datetime,
+    server_secret: str,
+    programme_id: int | None = None,
+    currency: str = "EUR",
+) -> CreatedMerchant:
+    """Create a merchant, in a new programme of its own unless ``programme_id`` joins one."""
+    if programme_id is None:
+        programme = create_programme(session, name=name, now=now, currency=currency)
+    else:
+        found = ProgrammeRepository(session).get(programme_id)
+        if found is None:
+            raise NotFound(f"programme {programme_id} not found")
+        programme = found
+    merchant = Merchant(
+        programme_id=programme.id, name=name, webhook_salt=secrets.token_hex(16), created_at=now
+    )
+    MerchantRepository(session).add(merchant)
+    return CreatedMerchant(
+        programme.id, merchant.id, merchant_webhook_secret(merchant, server_secret)
+    )
+
+
+def merchant_webhook_secret(merchant: Merchant, server_secret: str) -> str:
+    return domain.webhook_secret(server_secret, merchant.id, merchant.webhook_salt)
+
+
+def get_merchant(session: Session, merchant_id: int) -> Merchant:
+    merchant = MerchantRepository(session).get(merchant_id)
+    if merchant is None:
+        raise NotFound(f"merchant {merchant_id} not found")
+    return merchant
+
+
+def list_merchants(session: Session) -> Sequence[Merchant]:
+    return MerchantRepository(session).list_all()
+
+
+def create_api_key(
+    session: Session,
+    *,
+    merchant_id: int,
+    scopes: str | list[str],
+    now: datetime,
+    name: str | None = None,
+) -> tuple[ApiKey, str]:
+    """Create a key; the clear key is returned once and never stored."""
+    get_merchant(session, merchant_id)
+    try:
+        parsed = domain.parse_scopes(scopes)
+    except ValueError as exc:
+        raise InvalidInput(str(exc), field="scopes") from exc
+    prefix, key = domain.new_api_key()
+    row = ApiKey(
+        merchant_id=merchant_id,
+        prefix=prefix,
+        key_hash=domain.hash_key(key),
+        scopes=",".join(parsed),
+        name=name,
+        created_at=now,
+    )
+    ApiKeyRepository(session).add(row)
+    return row, key
+
+
+def list_api_keys(session: Session, merchant_id: int) -> Sequence[ApiKey]:
+    return ApiKeyRepository(session).for_merchant(merchant_id)
+
+
+def revoke_api_key(session: Session, *, prefix: str, now: datetime) -> ApiKey:
+    row = ApiKeyRepository(session).by_prefix(prefix.removeprefix("fdl_").split("_")[0])
+    if row is None:
+        raise NotFound(f"API key {prefix} not found")
+    if row.revoked_at is None:
+        row.revoked_at = now
+    return row
+
+
+def authenticate(session: Session, key: str) -> Caller:
+    prefix = domain.split_key(key)
+    row = ApiKeyRepository(session).by_prefix(prefix) if prefix else None
+    if row is None or row.revoked_at is not None or not domain.key_matches(key, row.key_hash):
+        raise Unauthorized("invalid or revoked API key")
+    merchant = get_merchant(session, row.merchant_id)
+    return Caller(merchant.id, merchant.programme_id, row.id, row.scope_set)

@@ -1,0 +1,50 @@
+"""Scheduled jobs. A domain declares its jobs in its ``tasks.py``::
+
+    @job("loyalty.release_pending", every=timedelta(minutes=5))
+    def release_pending(session, now) -> int: ...
+
+A job gets a session (its own transaction, committed by the runner) and the time; it returns
+how many things it did (for logs) and must be safe to run again."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.orm import Session
+
+JobFn = Callable[[Session, datetime], int | None]
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    every: timedelta
+    fn: JobFn
+
+
+jobs: dict[str, Job] = {}
+
+
+def job(name: str, every: timedelta) -> Callable[[JobFn], JobFn]:
+    def register(fn: JobFn) -> JobFn:
+        jobs[name] = Job(name, every, fn)
+        return fn
+
+    return register
+
+
+def load_jobs() -> dict[str, Job]:
+    import fidele
+
+    for mod in pkgutil.iter_modules(fidele.__path__):
+        if mod.ispkg:
+            try:
+                importlib.import_module(f"fidele.{mod.name}.tasks")
+            except ModuleNotFoundError as exc:
+                if exc.name != f"fidele.{mod.name}.tasks":
+                    raise
+    return jobs
