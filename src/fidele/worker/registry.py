@@ -4,7 +4,9 @@
     def release_pending(session, now) -> int: ...
 
 A job gets a session (its own transaction, committed by the runner) and the time; it returns
-how many things it did (for logs) and must be safe to run again."""
+how many things it did (for logs) and must be safe to run again. A job that manages its own
+short transactions (the outbox) is declared with ``standalone=True`` and gets the session
+factory instead of a session."""
 
 from __future__ import annotations
 
@@ -13,10 +15,9 @@ import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy.orm import Session
-
-JobFn = Callable[[Session, datetime], int | None]
+JobFn = Callable[[Any, datetime], int | None]
 
 
 @dataclass(frozen=True)
@@ -24,14 +25,15 @@ class Job:
     name: str
     every: timedelta
     fn: JobFn
+    standalone: bool = False
 
 
 jobs: dict[str, Job] = {}
 
 
-def job(name: str, every: timedelta) -> Callable[[JobFn], JobFn]:
+def job(name: str, every: timedelta, *, standalone: bool = False) -> Callable[[JobFn], JobFn]:
     def register(fn: JobFn) -> JobFn:
-        jobs[name] = Job(name, every, fn)
+        jobs[name] = Job(name, every, fn, standalone)
         return fn
 
     return register

@@ -86,8 +86,11 @@ def run_due(
             runs.append(JobRun(job.name, ran=False))
             continue
         try:
-            with transaction(factory) as session:
-                result = job.fn(session, now)
+            if job.standalone:
+                result = job.fn(factory, now)
+            else:
+                with transaction(factory) as session:
+                    result = job.fn(session, now)
         except Exception as exc:  # a failed job is logged and retried next round
             log.exception("job %s failed", job.name)
             _release(factory, job, now, f"error: {exc}")

@@ -1,8 +1,8 @@
-"""foundation: tenancy, customers, orders, events, ledger, jobs
+"""foundation: tenancy, customers, orders, events, ledger, outbox, jobs
 
-Revision ID: 9e8a748d4a03
+Revision ID: cc614ad74328
 Revises:
-Create Date: 2026-11-23 18:12:53.795866
+Create Date: 2026-11-23 18:13:30.297858
 """
 
 from collections.abc import Sequence
@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql
 
 import fidele.kit.types
 
-revision: str = "9e8a748d4a03"
+revision: str = "cc614ad74328"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -188,6 +188,53 @@ def upgrade() -> None:
             "ix_customers_programme_email", ["programme_id", "email_normalized"], unique=False
         )
         batch_op.create_index(batch_op.f("ix_customers_updated_at"), ["updated_at"], unique=False)
+
+    op.create_table(
+        "outbox",
+        sa.Column(
+            "programme_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column(
+            "merchant_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
+        ),
+        sa.Column("channel", sa.String(length=20), nullable=False),
+        sa.Column("topic", sa.String(length=100), nullable=False),
+        sa.Column("dedup_key", sa.String(length=255), nullable=False),
+        sa.Column(
+            "payload",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("status", sa.String(length=20), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("next_attempt_at", fidele.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("locked_until", fidele.kit.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("created_at", fidele.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("sent_at", fidele.kit.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.ForeignKeyConstraint(
+            ["merchant_id"],
+            ["merchants.id"],
+            name=op.f("fk_outbox_merchant_id_merchants"),
+            ondelete="RESTRICT",
+        ),
+        sa.ForeignKeyConstraint(
+            ["programme_id"],
+            ["programmes.id"],
+            name=op.f("fk_outbox_programme_id_programmes"),
+            ondelete="RESTRICT",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_outbox")),
+        sa.UniqueConstraint("dedup_key", name=op.f("uq_outbox_dedup_key")),
+    )
+    with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.create_index("ix_outbox_due", ["status", "next_attempt_at"], unique=False)
 
     op.create_table(
         "sync_cursors",
@@ -519,6 +566,10 @@ def downgrade() -> None:
 
     op.drop_table("ledger_accounts")
     op.drop_table("sync_cursors")
+    with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.drop_index("ix_outbox_due")
+
+    op.drop_table("outbox")
     with op.batch_alter_table("customers", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_customers_updated_at"))
         batch_op.drop_index("ix_customers_programme_email")
