@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fidele import __version__
-from fidele.db.engine import make_engine
+from fidele.db.engine import READONLY, make_engine
 from fidele.db.session import make_sessionmaker
 from fidele.errors import FideleError
 from fidele.events import bus
@@ -154,7 +154,7 @@ def create_app(
     @app.get("/healthz", tags=["health"])
     def healthz() -> JSONResponse:
         try:
-            with engine.connect() as conn:
+            with engine.connect().execution_options(**{READONLY: True}) as conn:
                 conn.execute(text("SELECT 1"))
         except OperationalError as exc:
             return JSONResponse(

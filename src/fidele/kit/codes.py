@@ -3,7 +3,8 @@
 A generated code is 11 random symbols (55 bits) of Crockford's base-32 alphabet plus one Luhn
 mod-32 check symbol, shown in groups of four: ``7KQM-3XWA-9PZ4``. Input is case-insensitive,
 ignores spaces and dashes, and reads O as 0 and I/L as 1, so a code read aloud or retyped still
-matches; a single wrong symbol or a swap of two neighbours fails the check before any lookup."""
+matches; a single wrong symbol, or a swap of two neighbours (all but 0<->Z, the one pair Luhn mod N
+cannot see), fails the check before any lookup."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def normalise(code: str) -> str:
 
 
 def check_symbol(body: str) -> str:
-    """Luhn mod N over the alphabet (catches every single substitution and adjacent swap)."""
+    """Luhn mod N over the alphabet: every single substitution, every adjacent swap but 0/Z."""
     n = len(ALPHABET)
     total, factor = 0, 2
     for ch in reversed(body):
