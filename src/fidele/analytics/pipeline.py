@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import date
 from time import perf_counter
 
+import numpy as np
 import polars as pl
 
 from fidele.analytics.bgnbd import fit_bgnbd
@@ -21,6 +22,8 @@ from fidele.analytics.summary import TimeUnit, calibration_and_holdout, summary
 __all__ = ["ClvOptions", "clv_report", "customer_insights"]
 
 Progress = Callable[[str, float], None]
+# Below this many repeat customers the models are not fitted (their estimates would be noise).
+MIN_REPEAT_CUSTOMERS = 20
 
 
 @dataclass(frozen=True)
@@ -145,13 +148,22 @@ def customer_insights(
     return report, out.join(beat, on=o.customer_col, how="left")
 
 
+def _repeaters(transactions: pl.DataFrame | pl.LazyFrame, o: ClvOptions) -> int:
+    day = pl.col(o.datetime_col).dt.date()
+    per = transactions.lazy().group_by(o.customer_col).agg(day.n_unique().alias("days"))
+    return int(per.filter(pl.col("days") > 1).select(pl.len()).collect().item())
+
+
 def _try_clv(
     transactions: pl.DataFrame | pl.LazyFrame, end: date, o: ClvOptions
 ) -> tuple[dict[str, object] | None, pl.DataFrame]:
     cols = ["p_alive", "expected_purchases", "expected_spend", "clv"]
+    key = transactions.lazy().collect_schema()[o.customer_col]
+    empty = pl.DataFrame(schema={o.customer_col: key, **dict.fromkeys(cols, pl.Float64)})
+    if _repeaters(transactions, o) < MIN_REPEAT_CUSTOMERS:
+        return None, empty
     try:
         report, scores = clv_report(transactions, observation_end=end, options=o)
-    except (ValueError, ArithmeticError):
-        empty = pl.DataFrame(schema={o.customer_col: pl.Utf8, **dict.fromkeys(cols, pl.Float64)})
+    except (ValueError, ArithmeticError, np.linalg.LinAlgError):
         return None, empty
     return report, scores.select(o.customer_col, *cols)
