@@ -176,3 +176,18 @@ def test_calibration_vs_holdout_tracks_actuals(simulated):
     ratio = (table["predicted"] / table["actual"]).to_numpy()
     assert np.all(np.abs(ratio - 1) < 0.25)
     assert table["actual"].is_sorted()
+
+
+def test_cdnow_published_estimates():
+    """Fader, Hardie & Lee (2005) on CDNOW: r 0.243, alpha 4.414, a 0.793, b 2.426,
+    LL -9582.4; Fader & Hardie's Gamma-Gamma note: p 6.25, q 3.74, v 15.44."""
+    from .conftest import GOLDEN
+
+    data = pl.read_csv(GOLDEN / "cdnow_summary.csv")
+    fit = fit_bgnbd(data, frequency_col="x", recency_col="t_x", T_col="T")
+    got = [fit.params.r, fit.params.alpha, fit.params.a, fit.params.b]
+    np.testing.assert_allclose(got, [0.243, 4.414, 0.793, 2.426], rtol=2e-3)
+    assert fit.log_likelihood == pytest.approx(-9582.4, abs=0.05)
+    gg = fit_gamma_gamma(data, frequency_col="x", monetary_col="zbar")
+    np.testing.assert_allclose([gg.params.p, gg.params.q, gg.params.v], [6.25, 3.74, 15.44],
+                               rtol=3e-3)
