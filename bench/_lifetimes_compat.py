@@ -15,3 +15,17 @@ def load():  # type: ignore[no-untyped-def]
     from lifetimes.utils import summary_data_from_transaction_data
 
     return lifetimes, summary_data_from_transaction_data
+
+
+def summarise(frame, end: str):  # type: ignore[no-untyped-def]
+    """lifetimes' summary as the published BG/NBD results count it: days, weeks = days / 7."""
+    _, summary_data_from_transaction_data = load()
+    return summary_data_from_transaction_data(
+        frame,
+        "customer_id",
+        "date",
+        monetary_value_col="amount",
+        observation_period_end=end,
+        freq="D",
+        freq_multiplier=7,
+    )

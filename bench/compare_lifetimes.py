@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _lifetimes_compat import load  # noqa: E402
+from _lifetimes_compat import load, summarise  # noqa: E402
 
 from fidele.analytics.bgnbd import BGNBDParams, bgnbd_log_likelihood, fit_bgnbd  # noqa: E402
 from fidele.analytics.clv import score  # noqa: E402
@@ -32,17 +32,9 @@ END = START + timedelta(days=729)
 
 
 def lifetimes_side(frame: pl.DataFrame):  # type: ignore[no-untyped-def]
-    lifetimes, summarise = load()
+    lifetimes, _ = load()
     pdf = frame.with_columns(pl.col("date").dt.replace_time_zone(None)).to_pandas()
-    data = summarise(
-        pdf,
-        "customer_id",
-        "date",
-        monetary_value_col="amount",
-        observation_period_end=str(END),
-        freq="D",
-        freq_multiplier=7,
-    )
+    data = summarise(pdf, str(END))
     bgf = lifetimes.BetaGeoFitter().fit(data["frequency"], data["recency"], data["T"])
     rep = data[data["frequency"] > 0]
     ggf = lifetimes.GammaGammaFitter().fit(rep["frequency"], rep["monetary_value"])

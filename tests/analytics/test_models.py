@@ -189,5 +189,6 @@ def test_cdnow_published_estimates():
     np.testing.assert_allclose(got, [0.243, 4.414, 0.793, 2.426], rtol=2e-3)
     assert fit.log_likelihood == pytest.approx(-9582.4, abs=0.05)
     gg = fit_gamma_gamma(data, frequency_col="x", monetary_col="zbar")
-    np.testing.assert_allclose([gg.params.p, gg.params.q, gg.params.v], [6.25, 3.74, 15.44],
-                               rtol=3e-3)
+    np.testing.assert_allclose(
+        [gg.params.p, gg.params.q, gg.params.v], [6.25, 3.74, 15.44], rtol=3e-3
+    )

@@ -8,7 +8,7 @@ from datetime import date, datetime
 
 import polars as pl
 
-from fidele.analytics.summary import as_day, daily_purchases
+from fidele.analytics.summary import as_day, daily_purchases, purchase_gaps
 
 __all__ = ["cadence"]
 
@@ -62,12 +62,8 @@ def cadence(
 
 
 def _gaps(days: pl.LazyFrame, customer_col: str) -> pl.LazyFrame:
-    same = pl.col(customer_col) == pl.col(customer_col).shift(1)
-    gap = pl.when(same).then(pl.col("day").diff().dt.total_days())
     return (
-        days.select(customer_col, "day")
-        .sort(customer_col, "day")
-        .with_columns(gap.alias("gap"))
+        purchase_gaps(days, customer_col)
         .group_by(customer_col)
         .agg(
             pl.col("day").max().alias("last_purchase"),

@@ -28,6 +28,7 @@ __all__ = [
     "as_day",
     "calibration_and_holdout",
     "daily_purchases",
+    "purchase_gaps",
     "summary",
 ]
 
@@ -164,13 +165,17 @@ def _time_columns(end: date, per: float) -> list[pl.Expr]:
     ]
 
 
-def _gaps(days: pl.LazyFrame, customer_col: str, per: float) -> pl.LazyFrame:
-    gap = (pl.col("day").diff().dt.total_days() / per).alias("gap")
+def purchase_gaps(days: pl.LazyFrame, customer_col: str, per: float = 1.0) -> pl.LazyFrame:
+    """Stage-one rows sorted by customer and day with ``gap``: time since the customer's
+    previous purchase day in units of ``per`` days (null on the first)."""
     same = pl.col(customer_col) == pl.col(customer_col).shift(1)
+    gap = pl.when(same).then(pl.col("day").diff().dt.total_days() / per)
+    return days.select(customer_col, "day").sort(customer_col, "day").with_columns(gap.alias("gap"))
+
+
+def _gaps(days: pl.LazyFrame, customer_col: str, per: float) -> pl.LazyFrame:
     return (
-        days.select(customer_col, "day")
-        .sort(customer_col, "day")
-        .with_columns(pl.when(same).then(gap).alias("gap"))
+        purchase_gaps(days, customer_col, per)
         .group_by(customer_col)
         .agg(pl.col("gap").mean().alias("ipt_mean"), pl.col("gap").std().alias("ipt_std"))
     )
