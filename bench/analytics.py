@@ -38,7 +38,9 @@ def _ours(step: str, n: int) -> float:
     elif step == "summary":
         frame = pl.read_parquet(orders)
         t0 = time.perf_counter()
-        summary.summary(frame, observation_end=END, time_unit="weeks").write_parquet(summ)
+        summary.summary(
+            frame, observation_end=END, time_unit="weeks", interpurchase=False
+        ).write_parquet(summ)
     elif step == "cohorts":
         frame = pl.read_parquet(orders)
         t0 = time.perf_counter()
@@ -136,13 +138,30 @@ def _worker(side: str, step: str, n: int, limit: float) -> dict[str, object]:
 
 
 def _prepare(n: int) -> Path:
-    from fidele.analytics.generate import simulate_bgnbd_gg
-
+    """Generate the shop once, in a subprocess: the orchestrator must stay small, since a
+    forked child's ru_maxrss starts from its parent's resident size."""
     WORK.mkdir(parents=True, exist_ok=True)
     path = WORK / f"orders_{n}.parquet"
     if not path.exists():
-        simulate_bgnbd_gg(n, start=START, days=730, seed=0).write_parquet(path)
+        code = (
+            "import sys; from datetime import date; "
+            "from fidele.analytics.generate import simulate_bgnbd_gg as g; "
+            f"g({n}, start=date(2024, 1, 1), days=730, seed=0).write_parquet(sys.argv[1])"
+        )
+        subprocess.run([sys.executable, "-c", code, str(path)], check=True)
     return path
+
+
+def _rows(path: Path) -> int:
+    code = (
+        "import sys, polars as pl; "
+        "print(pl.scan_parquet(sys.argv[1]).select(pl.len()).collect().item())"
+    )
+    return int(
+        subprocess.run(
+            [sys.executable, "-c", code, str(path)], check=True, capture_output=True, text=True
+        ).stdout
+    )
 
 
 def _fmt(res: dict[str, object]) -> str:
@@ -152,10 +171,8 @@ def _fmt(res: dict[str, object]) -> str:
 
 
 def main(n: int, limit: float) -> None:
-    import polars as pl
-
     path = _prepare(n)
-    rows = pl.scan_parquet(path).select(pl.len()).collect().item()
+    rows = _rows(path)
     print(f"{n:,} customers, {rows:,} transactions, {path.stat().st_size / 1e6:.0f} MB Parquet")
     print(f"{'step':18s} {'fidele':>12s} {'peak MB':>8s} {'lifetimes':>20s} {'peak MB':>8s}")
     steps = ["read", "summary", "rfm", "bgnbd_fit", "gamma_gamma_fit", "scoring", "cohorts"]
