@@ -1,0 +1,229 @@
+"""fidele analytics vs lifetimes on a generated shop: time and peak memory of each step.
+
+Every step runs in its own subprocess (peak memory = that process's ru_maxrss, interpreter
+and libraries included; the time is the step alone, measured inside). End to end, fidele is
+the whole `fidele analytics clv` process (imports included) and lifetimes the same work
+in-process (imports excluded). A lifetimes step past the time limit is killed and reported
+as a lower bound.
+
+    .venv/bin/python bench/analytics.py [n_customers] [--limit SECONDS]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+HERE = Path(__file__).parent
+WORK = Path(os.environ.get("FIDELE_BENCH_DIR", "/tmp/fidele_bench"))
+START = date(2024, 1, 1)
+END = START + timedelta(days=729)
+
+
+# --------------------------------------------------------------------------- workers
+def _ours(step: str, n: int) -> float:
+    import polars as pl
+
+    from fidele.analytics import bgnbd, clv, cohorts, gammagamma, rfm, summary
+
+    orders, summ = WORK / f"orders_{n}.parquet", WORK / f"summary_{n}.parquet"
+    t0 = time.perf_counter()
+    if step == "read":
+        pl.read_parquet(orders)
+    elif step == "summary":
+        frame = pl.read_parquet(orders)
+        t0 = time.perf_counter()
+        summary.summary(
+            frame, observation_end=END, time_unit="weeks", interpurchase=False
+        ).write_parquet(summ)
+    elif step == "cohorts":
+        frame = pl.read_parquet(orders)
+        t0 = time.perf_counter()
+        cohorts.cohorts(frame, observation_end=END)
+    else:
+        data = pl.read_parquet(summ)
+        t0 = time.perf_counter()
+        if step == "rfm":
+            rfm.rfm(data, observation_end=END)
+        elif step == "bgnbd_fit":
+            bgnbd.fit_bgnbd(data)
+        elif step == "gamma_gamma_fit":
+            gammagamma.fit_gamma_gamma(data)
+        elif step == "scoring":
+            bg, gg = bgnbd.fit_bgnbd(data, with_se=False), gammagamma.fit_gamma_gamma(data)
+            t0 = time.perf_counter()
+            clv.score(data, bg.params, gg.params, time_unit="weeks", horizon_days=90)
+    return time.perf_counter() - t0
+
+
+def _theirs(step: str, n: int) -> float:
+    sys.path.insert(0, str(HERE))
+    import pandas as pd
+    from _lifetimes_compat import load, summarise
+
+    lifetimes, _ = load()
+    orders, summ = WORK / f"orders_{n}.parquet", WORK / f"lt_summary_{n}.parquet"
+    t0 = time.perf_counter()
+    if step == "read":
+        pd.read_parquet(orders)
+        return time.perf_counter() - t0
+    if step in ("summary", "end_to_end"):
+        frame = pd.read_parquet(orders)
+        frame["date"] = frame["date"].dt.tz_localize(None)
+        t0 = time.perf_counter() if step == "summary" else t0
+        data = summarise(frame, str(END))
+        if step == "summary":
+            data.to_parquet(summ)
+            return time.perf_counter() - t0
+    else:
+        data = pd.read_parquet(summ)
+        t0 = time.perf_counter()
+    f, r, T, m = data["frequency"], data["recency"], data["T"], data["monetary_value"]
+    if step in ("bgnbd_fit", "scoring", "end_to_end"):
+        bgf = lifetimes.BetaGeoFitter().fit(f, r, T)
+    if step in ("gamma_gamma_fit", "scoring", "end_to_end"):
+        rep = data[f > 0]
+        ggf = lifetimes.GammaGammaFitter().fit(rep["frequency"], rep["monetary_value"])
+    if step == "scoring":
+        t0 = time.perf_counter()
+    if step in ("scoring", "end_to_end"):
+        bgf.conditional_expected_number_of_purchases_up_to_time(90 / 7, f, r, T)
+        bgf.conditional_probability_alive(f, r, T)
+        ggf.customer_lifetime_value(bgf, f, r, T, m, time=12, discount_rate=0.01, freq="W")
+    elapsed = time.perf_counter() - t0
+    if step == "end_to_end":
+        params = {**bgf.params_.to_dict(), **ggf.params_.to_dict()}
+        print(json.dumps({k: float(v) for k, v in params.items()}))
+    return elapsed
+
+
+# --------------------------------------------------------------------------- orchestration
+def _run(cmd: list[str], limit: float) -> dict[str, object]:
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    deadline = started + limit
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.perf_counter() > deadline:
+            proc.kill()
+            pid, status, usage = os.wait4(proc.pid, 0)
+            return {"wall": limit, "timed_out": True, "peak_mb": usage.ru_maxrss / 1024}
+        time.sleep(0.02)
+    wall = time.perf_counter() - started
+    out = proc.stdout.read().decode() if proc.stdout else ""
+    lines = out.strip().splitlines()
+    try:
+        step_time = float(lines[-1])
+    except (ValueError, IndexError):
+        step_time = wall
+    return {
+        "wall": wall,
+        "step": step_time,
+        "timed_out": False,
+        "peak_mb": usage.ru_maxrss / 1024,
+        "stdout": lines,
+    }
+
+
+def _worker(side: str, step: str, n: int, limit: float) -> dict[str, object]:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", side, step, str(n)]
+    return _run(cmd, limit)
+
+
+def _prepare(n: int) -> Path:
+    """Generate the shop once, in a subprocess: the orchestrator must stay small, since a
+    forked child's ru_maxrss starts from its parent's resident size."""
+    WORK.mkdir(parents=True, exist_ok=True)
+    path = WORK / f"orders_{n}.parquet"
+    if not path.exists():
+        code = (
+            "import sys; from datetime import date; "
+            "from fidele.analytics.generate import simulate_bgnbd_gg as g; "
+            f"g({n}, start=date(2024, 1, 1), days=730, seed=0).write_parquet(sys.argv[1])"
+        )
+        subprocess.run([sys.executable, "-c", code, str(path)], check=True)
+    return path
+
+
+def _rows(path: Path) -> int:
+    code = (
+        "import sys, polars as pl; "
+        "print(pl.scan_parquet(sys.argv[1]).select(pl.len()).collect().item())"
+    )
+    return int(
+        subprocess.run(
+            [sys.executable, "-c", code, str(path)], check=True, capture_output=True, text=True
+        ).stdout
+    )
+
+
+def _fmt(res: dict[str, object]) -> str:
+    if res.get("timed_out"):
+        return f">{res['wall']:.0f} s (stopped)"
+    return f"{res['step']:.3f} s"
+
+
+def main(n: int, limit: float) -> None:
+    path = _prepare(n)
+    rows = _rows(path)
+    print(f"{n:,} customers, {rows:,} transactions, {path.stat().st_size / 1e6:.0f} MB Parquet")
+    print(f"{'step':18s} {'fidele':>12s} {'peak MB':>8s} {'lifetimes':>20s} {'peak MB':>8s}")
+    steps = ["read", "summary", "rfm", "bgnbd_fit", "gamma_gamma_fit", "scoring", "cohorts"]
+    for step in steps:
+        ours = _worker("ours", step, n, limit)
+        theirs = _worker("theirs", step, n, limit) if step not in ("rfm", "cohorts") else None
+        other = (f"{_fmt(theirs):>20s} {theirs['peak_mb']:8.0f}") if theirs else f"{'-':>20s}"
+        print(f"{step:18s} {_fmt(ours):>12s} {ours['peak_mb']:8.0f} {other}")
+    _end_to_end(path, n, limit)
+
+
+def _end_to_end(path: Path, n: int, limit: float) -> None:
+    fidele = HERE.parent / ".venv" / "bin" / "fidele"
+    out = WORK / f"clv_{n}.parquet"
+    cmd = [
+        str(fidele),
+        "analytics",
+        "clv",
+        "--orders",
+        str(path),
+        "--observation-end",
+        str(END),
+        "--json",
+        "--format",
+        "parquet",
+        "--out",
+        str(out),
+    ]
+    ours = _run(cmd, limit)
+    theirs = _worker("theirs", "end_to_end", n, limit)
+    print("\nend to end (summary + both fits + scoring):")
+    wall, peak = ours["wall"], ours["peak_mb"]
+    print(f"  fidele `analytics clv`, whole process: {wall:.2f} s, peak {peak:.0f} MB")
+    print(f"  lifetimes in-process: {_fmt(theirs)}, peak {theirs['peak_mb']:.0f} MB")
+    if theirs["timed_out"]:
+        return
+    print(f"  speed-up: {float(theirs['step']) / wall:.1f}x")
+    mine = json.loads(ours["stdout"][-1])
+    fitted = {**mine["bgnbd"], **mine["gamma_gamma"]}
+    other = json.loads(theirs["stdout"][-2])
+    worst = max(abs(fitted[k] - v) / abs(v) for k, v in other.items())
+    print(f"  parameters, max relative difference: {worst:.1e}")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--worker"]:
+        side, step, n = sys.argv[2], sys.argv[3], int(sys.argv[4])
+        print(_ours(step, n) if side == "ours" else _theirs(step, n))
+    else:
+        args = [a for a in sys.argv[1:] if not a.startswith("--")]
+        limit = float(sys.argv[sys.argv.index("--limit") + 1]) if "--limit" in sys.argv else 600.0
+        if "--limit" in sys.argv:
+            args = [a for a in args if a != sys.argv[sys.argv.index("--limit") + 1]]
+        main(int(args[0]) if args else 1_000_000, limit)

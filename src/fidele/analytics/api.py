@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+
+from fidele.analytics import service
+from fidele.analytics.schemas import InsightsOut, ReportOut
+from fidele.deps import ERRORS, NowDep, ReadCaller, SessionDep
+from fidele.kit.schemas import ExternalId
+
+router = APIRouter(tags=["analytics"], responses=ERRORS)
+
+
+@router.get("/v1/customers/{external_id}/insights", response_model=InsightsOut, responses={404: {}})
+def customer_insights(
+    external_id: Annotated[ExternalId, Path(description="The shop's own customer id")],
+    caller: ReadCaller,
+    session: SessionDep,
+) -> InsightsOut:
+    """RFM, P(alive), expected purchases, CLV, next expected order and engagement."""
+    return InsightsOut.of(service.customer_insight(session, caller, external_id), external_id)
+
+
+@router.get("/v1/analytics/kpis", response_model=ReportOut)
+def kpis(caller: ReadCaller, session: SessionDep, now: NowDep) -> ReportOut:
+    """The shop's KPIs overall (with its stage and suggested focus) and per month."""
+    return ReportOut.of(service.report(session, caller, "kpis", now))
+
+
+@router.get("/v1/analytics/cohorts", response_model=ReportOut)
+def cohorts(caller: ReadCaller, session: SessionDep, now: NowDep) -> ReportOut:
+    """Monthly cohorts: customers, retention and revenue by months since acquisition."""
+    return ReportOut.of(service.report(session, caller, "cohorts", now))
+
+
+@router.get("/v1/analytics/rfm", response_model=ReportOut)
+def rfm(caller: ReadCaller, session: SessionDep, now: NowDep) -> ReportOut:
+    """RFM segments: customers and revenue per segment."""
+    return ReportOut.of(service.report(session, caller, "rfm", now))

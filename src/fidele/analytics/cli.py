@@ -1,0 +1,277 @@
+"""`fidele analytics ...`: the analyses on a plain CSV/Parquet file (no database), and
+`refresh` on the programme's database. Heavy imports stay inside the commands so that
+`fidele` starts fast."""
+
+from __future__ import annotations
+
+from datetime import date
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from fidele.kit import cli as k
+
+app = typer.Typer(
+    help="Customer analytics: summary, RFM, CLV, cohorts, KPIs.", no_args_is_help=True
+)
+
+
+class Fmt(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+    parquet = "parquet"
+
+
+class Unit(StrEnum):
+    days = "days"
+    weeks = "weeks"
+
+
+OrdersOpt = typer.Option(..., "--orders", help="Orders file (CSV or Parquet)", exists=True)
+CustomerOpt = typer.Option("customer_id", "--customer-col", help="Customer column")
+DateOpt = typer.Option("date", "--date-col", help="Order date/time column (UTC)")
+AmountOpt = typer.Option("amount", "--amount-col", help="Order amount column (net)")
+CalOpt = typer.Option(None, "--calibration-end", help="Last day of calibration (YYYY-MM-DD)")
+ObsOpt = typer.Option(
+    None, "--observation-end", help="Last day observed (default: the file's last order day)"
+)
+UnitOpt = typer.Option(Unit.days, "--time-unit", help="Time unit of recency, T and the models")
+FmtOpt = typer.Option(Fmt.table, "--format", help="Output format")
+OutOpt = typer.Option(None, "--out", help="Write the table to this file")
+
+
+def _day(value: str | None, field: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        k.console.print(f"[red]error:[/red] {field} must be YYYY-MM-DD, not {value!r}")
+        raise typer.Exit(2) from exc
+
+
+def _load(orders: Path, customer: str, when: str, amount: str | None, end: str | None):
+    from fidele.analytics.files import last_day, read_transactions
+    from fidele.errors import FideleError
+
+    try:
+        lf = read_transactions(orders, customer_col=customer, date_col=when, amount_col=amount)
+        return lf, _day(end, "--observation-end") or last_day(lf, when)
+    except FideleError as exc:
+        k.console.print(f"[red]error:[/red] {exc.detail}")
+        raise typer.Exit(2) from exc
+
+
+def _progress(name: str, seconds: float) -> None:
+    k.console.print(f"[dim]{name}: {seconds:.2f} s[/dim]")
+
+
+def _write(frame: Any, fmt: Fmt, out: Path | None, title: str = "") -> None:
+    from fidele.analytics.files import write_frame
+    from fidele.errors import FideleError
+
+    try:
+        write_frame(frame, fmt.value, out, title=title)
+    except FideleError as exc:
+        k.console.print(f"[red]error:[/red] {exc.detail}")
+        raise typer.Exit(2) from exc
+
+
+@app.command("summary")
+def summary_cmd(
+    orders: Path = OrdersOpt,
+    customer_col: str = CustomerOpt,
+    date_col: str = DateOpt,
+    amount_col: str = AmountOpt,
+    calibration_end: str | None = CalOpt,
+    observation_end: str | None = ObsOpt,
+    time_unit: Unit = UnitOpt,
+    fmt: Fmt = FmtOpt,
+    out: Path | None = OutOpt,
+) -> None:
+    """Per-customer summary (frequency, recency, T, spend, interpurchase times); with
+    --calibration-end, the calibration/holdout split instead."""
+    from fidele.analytics.summary import calibration_and_holdout, summary
+
+    lf, end = _load(orders, customer_col, date_col, amount_col, observation_end)
+    names = dict(customer_col=customer_col, datetime_col=date_col, monetary_col=amount_col)
+    cal = _day(calibration_end, "--calibration-end")
+    if cal is not None:
+        frame = calibration_and_holdout(
+            lf, **names, calibration_end=cal, observation_end=end, time_unit=time_unit.value
+        )
+    else:
+        frame = summary(lf, **names, observation_end=end, time_unit=time_unit.value)
+    _write(frame, fmt, out, "summary")
+
+
+@app.command("rfm")
+def rfm_cmd(
+    orders: Path = OrdersOpt,
+    customer_col: str = CustomerOpt,
+    date_col: str = DateOpt,
+    amount_col: str = AmountOpt,
+    observation_end: str | None = ObsOpt,
+    fmt: Fmt = FmtOpt,
+    out: Path | None = OutOpt,
+) -> None:
+    """RFM scores and segments per customer (to --out), segment counts and revenue (table)."""
+    from fidele.analytics.rfm import rfm, segment_summary
+    from fidele.analytics.summary import summary
+
+    lf, end = _load(orders, customer_col, date_col, amount_col, observation_end)
+    data = summary(
+        lf,
+        customer_col=customer_col,
+        datetime_col=date_col,
+        monetary_col=amount_col,
+        observation_end=end,
+        interpurchase=False,
+    )
+    scored = rfm(data, observation_end=end, customer_col=customer_col)
+    if fmt is Fmt.table and out is None:
+        _write(segment_summary(scored), fmt, None, "RFM segments")
+    else:
+        _write(scored, fmt, out)
+
+
+@app.command("clv")
+def clv_cmd(
+    orders: Path = OrdersOpt,
+    customer_col: str = CustomerOpt,
+    date_col: str = DateOpt,
+    amount_col: str = AmountOpt,
+    calibration_end: str | None = CalOpt,
+    observation_end: str | None = ObsOpt,
+    time_unit: Unit = typer.Option(Unit.weeks, "--time-unit", help="Time unit of the models"),
+    horizon_days: int = typer.Option(90, help="Horizon of expected purchases, in days"),
+    months: int = typer.Option(12, help="CLV horizon in months"),
+    discount_rate: float = typer.Option(0.01, help="Monthly discount rate"),
+    as_json: bool = typer.Option(False, "--json", help="Print the fitted models as JSON"),
+    fmt: Fmt = FmtOpt,
+    out: Path | None = OutOpt,
+) -> None:
+    """Fit BG/NBD + Gamma-Gamma; P(alive), expected purchases, spend and CLV per customer."""
+    from fidele.analytics.pipeline import ClvOptions, clv_report
+
+    lf, end = _load(orders, customer_col, date_col, amount_col, observation_end)
+    options = ClvOptions(
+        time_unit.value, horizon_days, months, discount_rate, customer_col, date_col, amount_col
+    )
+    cal = _day(calibration_end, "--calibration-end")
+    report, scores = clv_report(
+        lf.collect(),
+        observation_end=end,
+        calibration_end=cal,
+        options=options,
+        progress=None if as_json else _progress,
+    )
+    if as_json:
+        k.print_json(report)
+    else:
+        _print_models(report)
+    if out is not None:
+        _write(scores, fmt if fmt is not Fmt.table else Fmt.csv, out)
+    elif not as_json:
+        _write(scores, fmt, None, "customers")
+
+
+def _print_models(report: dict[str, Any]) -> None:
+    rows = []
+    for model in ("bgnbd", "gamma_gamma"):
+        fitted = report[model]
+        for name, value in fitted.items():
+            if name in fitted.get("se", {}):
+                rows.append(
+                    {
+                        "model": model,
+                        "parameter": name,
+                        "value": f"{value:.6g}",
+                        "se": f"{fitted['se'][name]:.3g}",
+                    }
+                )
+        rows.append(
+            {
+                "model": model,
+                "parameter": "log_likelihood",
+                "value": f"{fitted['log_likelihood']:.6f}",
+                "se": "",
+            }
+        )
+    k.print_rows(rows, title="fitted models")
+
+
+@app.command("cohorts")
+def cohorts_cmd(
+    orders: Path = OrdersOpt,
+    customer_col: str = CustomerOpt,
+    date_col: str = DateOpt,
+    amount_col: str = AmountOpt,
+    observation_end: str | None = ObsOpt,
+    value: str = typer.Option("retention", help="Matrix cell: retention, customers, revenue"),
+    long: bool = typer.Option(False, "--long", help="One row per cohort and period"),
+    fmt: Fmt = FmtOpt,
+    out: Path | None = OutOpt,
+) -> None:
+    """Monthly cohort matrix (customers, retention or revenue by months since acquisition)."""
+    from fidele.analytics.cohorts import cohort_matrix, cohorts
+
+    lf, end = _load(orders, customer_col, date_col, amount_col, observation_end)
+    table = cohorts(
+        lf,
+        observation_end=end,
+        customer_col=customer_col,
+        datetime_col=date_col,
+        monetary_col=amount_col,
+    )
+    _write(table if long else cohort_matrix(table, value=value), fmt, out, f"cohorts: {value}")
+
+
+@app.command("kpis")
+def kpis_cmd(
+    orders: Path = OrdersOpt,
+    customer_col: str = CustomerOpt,
+    date_col: str = DateOpt,
+    amount_col: str = AmountOpt,
+    observation_end: str | None = ObsOpt,
+    fmt: Fmt = FmtOpt,
+    out: Path | None = OutOpt,
+) -> None:
+    """The shop's KPIs overall (and its stage) and per month."""
+    from fidele.analytics.kpis import monthly_kpis, shop_kpis
+    from fidele.analytics.summary import summary
+
+    lf, end = _load(orders, customer_col, date_col, amount_col, observation_end)
+    names = dict(customer_col=customer_col, datetime_col=date_col, monetary_col=amount_col)
+    monthly = monthly_kpis(lf, observation_end=end, **names)
+    overall = shop_kpis(summary(lf, observation_end=end, interpurchase=False, **names), monthly)
+    if fmt is Fmt.json and out is None:
+        k.print_json({"kpis": overall, "monthly": monthly.to_dicts()})
+        return
+    if fmt is Fmt.table:
+        k.print_rows([{"kpi": key, "value": v} for key, v in overall.items()], title="KPIs")
+    _write(monthly, fmt, out, "monthly KPIs")
+
+
+@app.command("refresh")
+def refresh_cmd(
+    merchant: int | None = typer.Option(None, "--merchant", help="One merchant (default: all)"),
+    as_json: bool = k.JsonOpt,
+) -> None:
+    """Recompute and store every customer's insights from the database."""
+    from fidele.analytics import service
+
+    with k.unit_of_work() as session:
+        results = service.refresh_all(session, now=k.clock.now(), merchant_id=merchant)
+    rows = [r.as_dict() for r in results]
+    if as_json:
+        k.print_json(rows)
+    else:
+        k.print_rows(rows, title="analytics refreshed")
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="analytics")

@@ -1,0 +1,78 @@
+"""Reading transactions from CSV/Parquet files and writing result frames, for the CLI."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from fidele.errors import InvalidInput
+
+__all__ = ["read_transactions", "write_frame"]
+
+
+def read_transactions(
+    path: Path, *, customer_col: str, date_col: str, amount_col: str | None
+) -> pl.LazyFrame:
+    """Scan a CSV or Parquet file, keeping the three columns; ``date_col`` is parsed to an
+    aware UTC datetime when it is text (ISO 8601)."""
+    if not path.exists():
+        raise InvalidInput(f"no such file: {path}", field="orders")
+    lf = pl.scan_parquet(path) if path.suffix.lower() in {".parquet", ".pq"} else pl.scan_csv(path)
+    schema = lf.collect_schema()
+    wanted = [customer_col, date_col] + ([amount_col] if amount_col else [])
+    for col in wanted:
+        if col not in schema:
+            raise InvalidInput(f"column {col!r} is not in {path.name}", field=col)
+    lf = lf.select(wanted)
+    if schema[date_col] == pl.Utf8:
+        lf = lf.with_columns(pl.col(date_col).str.to_datetime(time_zone="UTC"))
+    return lf.with_columns(pl.col(customer_col).cast(pl.Utf8))
+
+
+def last_day(lf: pl.LazyFrame, date_col: str) -> date:
+    """The day of the latest transaction: the observation end when none is given."""
+    value = lf.select(pl.col(date_col).max()).collect().item()
+    if value is None:
+        raise InvalidInput("the orders file has no rows", field="orders")
+    return value if type(value) is date else value.date()
+
+
+def write_frame(frame: pl.DataFrame, fmt: str, out: Path | None, *, title: str = "") -> None:
+    """Write ``frame`` as a table (stdout, first rows), CSV, JSON or Parquet (to ``out`` or
+    stdout; Parquet needs ``out``)."""
+    if fmt == "parquet":
+        if out is None:
+            raise InvalidInput("--format parquet needs --out FILE", field="out")
+        frame.write_parquet(out)
+    elif fmt == "csv":
+        frame.write_csv(out) if out else sys.stdout.write(frame.write_csv())
+    elif fmt == "json":
+        text = json.dumps(frame.to_dicts(), default=str)
+        out.write_text(text + "\n") if out else sys.stdout.write(text + "\n")
+    elif out is not None:
+        frame.write_csv(out)
+    else:
+        _print_table(frame, title)
+
+
+def _print_table(frame: pl.DataFrame, title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title or None)
+    for col in frame.columns:
+        table.add_column(col)
+    for row in frame.head(50).iter_rows():
+        table.add_row(*(_cell(v) for v in row))
+    Console().print(table)
+    if frame.height > 50:
+        Console(stderr=True).print(f"({frame.height - 50} more rows; use --out)")
+
+
+def _cell(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

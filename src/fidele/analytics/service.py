@@ -1,0 +1,197 @@
+"""Refresh a merchant's analytics from its orders and events, and read the stored results.
+Never commits: the job, the CLI command or the request owns the transaction."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import polars as pl
+from sqlalchemy.orm import Session
+
+from fidele.analytics import engagement as eng
+from fidele.analytics.cohorts import cohorts
+from fidele.analytics.kpis import monthly_kpis, shop_kpis
+from fidele.analytics.models import AnalyticsReport, CustomerInsight
+from fidele.analytics.pipeline import ClvOptions, customer_insights
+from fidele.analytics.repository import AnalyticsRepository
+from fidele.analytics.rfm import rfm, segment_summary
+from fidele.analytics.summary import summary
+from fidele.customers import service as customers
+from fidele.errors import NotFound
+from fidele.tenancy.models import Merchant, Programme
+from fidele.tenancy.service import Caller, list_merchants
+
+__all__ = ["RefreshResult", "customer_insight", "refresh", "refresh_all", "report"]
+
+REPORT_KINDS = ("kpis", "cohorts", "rfm", "clv")
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    merchant_id: int
+    customers: int
+    orders: int
+    models_fitted: bool
+    computed_at: datetime
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def engagement_settings(programme: Programme | None) -> dict[str, Any]:
+    """The programme's ``settings["engagement"]`` over the defaults: ``scale`` (points per
+    event type), ``window_days`` and ``statuses`` (``[[min score, name], ...]``)."""
+    mine = dict((programme.settings or {}).get("engagement", {})) if programme else {}
+    return {
+        "scale": {**eng.DEFAULT_SCALE, **mine.get("scale", {})},
+        "window_days": int(mine.get("window_days", 180)),
+        "statuses": [tuple(s) for s in mine.get("statuses", eng.DEFAULT_STATUSES)],
+    }
+
+
+def refresh(session: Session, merchant_id: int, now: datetime) -> RefreshResult:
+    """Recompute the merchant's per-customer insights and shop reports as of ``now``."""
+    repo = AnalyticsRepository(session)
+    orders = repo.orders(merchant_id, until=now)
+    end = now.date()
+    report, insights = _insights(orders, end)
+    scores = _engagement(session, repo, merchant_id, now)
+    rows = _rows(insights, scores, merchant_id, now)
+    repo.replace_insights(merchant_id, rows)
+    for kind, payload in _reports(orders, end, report).items():
+        repo.replace_report(merchant_id, kind, _finite(payload), now)
+    return RefreshResult(merchant_id, len(rows), orders.height, report is not None, now)
+
+
+def refresh_all(
+    session: Session, now: datetime, merchant_id: int | None = None
+) -> list[RefreshResult]:
+    """Refresh one merchant (404 if unknown) or all of them."""
+    merchants = list_merchants(session)
+    if merchant_id is not None:
+        merchants = [m for m in merchants if m.id == merchant_id]
+        if not merchants:
+            raise NotFound(f"merchant {merchant_id} not found")
+    return [refresh(session, m.id, now) for m in merchants]
+
+
+def _insights(orders: pl.DataFrame, end: date) -> tuple[dict[str, object] | None, pl.DataFrame]:
+    if orders.height == 0:
+        return None, pl.DataFrame(schema={"customer_id": pl.Int64})
+    return customer_insights(orders, observation_end=end, options=ClvOptions())
+
+
+def _engagement(
+    session: Session, repo: AnalyticsRepository, merchant_id: int, now: datetime
+) -> pl.DataFrame:
+    merchant = session.get(Merchant, merchant_id)
+    conf = engagement_settings(session.get(Programme, merchant.programme_id) if merchant else None)
+    since = now - timedelta(days=conf["window_days"])
+    events = repo.events(merchant_id, since, now)
+    return eng.engagement(
+        events,
+        as_of=now,
+        window_days=conf["window_days"],
+        scale=conf["scale"],
+        statuses=conf["statuses"],
+    )
+
+
+def _rows(
+    insights: pl.DataFrame, scores: pl.DataFrame, merchant_id: int, now: datetime
+) -> list[dict[str, Any]]:
+    merged = insights.join(scores.drop("actions"), on="customer_id", how="full", coalesce=True)
+    return [_row(r, merchant_id, now) for r in merged.iter_rows(named=True)]
+
+
+def _row(r: dict[str, Any], merchant_id: int, now: datetime) -> dict[str, Any]:
+    return {
+        "customer_id": r["customer_id"],
+        "merchant_id": merchant_id,
+        "r_score": r.get("r_score"),
+        "f_score": r.get("f_score"),
+        "m_score": r.get("m_score"),
+        "segment": r.get("segment"),
+        "p_alive": _num(r.get("p_alive")),
+        "expected_purchases_90d": _num(r.get("expected_purchases")),
+        "expected_spend": _money(r.get("expected_spend")),
+        "clv": _money(r.get("clv")),
+        "next_expected_order": r.get("next_expected_order"),
+        "expected_gap_days": _num(r.get("expected_gap")),
+        "overdue_ratio": _num(r.get("overdue_ratio")),
+        "engagement_score": int(r.get("engagement_score") or 0),
+        "engagement_status": r.get("engagement_status") or eng.status_for(0),
+        "computed_at": now,
+    }
+
+
+def _num(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def _money(value: float | None) -> int | None:
+    number = _num(value)
+    return None if number is None else int(round(number))
+
+
+def _reports(
+    orders: pl.DataFrame, end: date, clv: dict[str, object] | None
+) -> dict[str, dict[str, Any]]:
+    if orders.height == 0:
+        return {
+            "kpis": {"kpis": {}, "monthly": []},
+            "cohorts": {"cohorts": []},
+            "rfm": {"segments": []},
+            "clv": {"models": None},
+        }
+    monthly = monthly_kpis(orders, observation_end=end)
+    data = summary(orders, observation_end=end, interpurchase=False)
+    return {
+        "kpis": {"kpis": shop_kpis(data, monthly), "monthly": _json_rows(monthly)},
+        "cohorts": {"cohorts": _json_rows(cohorts(orders, observation_end=end))},
+        "rfm": {"segments": _json_rows(segment_summary(rfm(data, observation_end=end)))},
+        "clv": {"models": clv},
+    }
+
+
+def _finite(value: Any) -> Any:
+    """JSON without NaN/inf (PostgreSQL's jsonb refuses them): they become null."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _json_rows(frame: pl.DataFrame) -> list[dict[str, Any]]:
+    return [
+        {k: (v.isoformat() if isinstance(v, date) else v) for k, v in row.items()}
+        for row in frame.iter_rows(named=True)
+    ]
+
+
+def customer_insight(session: Session, caller: Caller, external_id: str) -> CustomerInsight:
+    """The stored insights of one of the caller's customers (404 if none yet)."""
+    customer = customers.get(session, caller, external_id)
+    found = AnalyticsRepository(session).insight(customer.id)
+    if found is None or found.merchant_id != caller.merchant_id:
+        raise NotFound(f"no insights for customer {external_id!r} yet: run the refresh")
+    return found
+
+
+def report(session: Session, caller: Caller, kind: str, now: datetime) -> AnalyticsReport:
+    """The stored report of this kind, or one computed now (not stored) if none exists."""
+    repo = AnalyticsRepository(session)
+    found = repo.report(caller.merchant_id, kind)
+    if found is not None:
+        return found
+    orders = repo.orders(caller.merchant_id, until=now)
+    payload = _finite(_reports(orders, now.date(), None)[kind])
+    return AnalyticsReport(
+        merchant_id=caller.merchant_id, kind=kind, payload=payload, computed_at=now
+    )

@@ -1,0 +1,154 @@
+from datetime import timedelta
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+from sqlalchemy import select
+
+from fidele.analytics import service
+from fidele.analytics.models import AnalyticsReport, CustomerInsight
+from fidele.analytics.repository import AnalyticsRepository
+from fidele.analytics.summary import summary
+from fidele.analytics.tasks import refresh as refresh_job
+from fidele.customers.models import Customer
+from fidele.errors import NotFound
+from fidele.events import service as events
+from fidele.orders.models import Order
+from fidele.tenancy.models import Programme
+from tests.fixtures.factories import make_tenant
+
+from .db import NOW, load_shop, shop_orders
+
+
+@pytest.fixture
+def shop(session, tenant):
+    frame = shop_orders(120)
+    load_shop(session, tenant.caller, frame)
+    return frame
+
+
+def _order(session, tenant, external_id):
+    return session.execute(
+        select(Order).where(
+            Order.merchant_id == tenant.merchant_id, Order.external_id == external_id
+        )
+    ).scalar_one()
+
+
+def test_orders_are_net_of_refunds_and_cancellations(session, tenant, shop):
+    _order(session, tenant, "o0").status = "cancelled"
+    full = _order(session, tenant, "o1")
+    full.refunded_total = full.total
+    part = _order(session, tenant, "o2")
+    part.refunded_total = 100
+    session.flush()
+    loaded = AnalyticsRepository(session).orders(tenant.merchant_id, until=NOW)
+    assert loaded.height == shop.height - 2
+    assert (
+        loaded["amount"].sum() == shop["amount"].sum() - shop["amount"][0] - shop["amount"][1] - 100
+    )
+
+
+def test_sql_summary_matches_polars(session, tenant, shop):
+    _order(session, tenant, "o3").refunded_total = 50
+    session.flush()
+    repo = AnalyticsRepository(session)
+    end = (NOW - timedelta(days=30)).date()
+    for unit, per in (("days", 1.0), ("weeks", 7.0)):
+        in_db = repo.summary_sql(tenant.merchant_id, end, per)
+        local = summary(
+            repo.orders(tenant.merchant_id, until=NOW),
+            observation_end=end,
+            time_unit=unit,
+            interpurchase=False,
+        )
+        assert_frame_equal(in_db, local, check_dtypes=False)
+
+
+def test_refresh_stores_insights_and_reports(session, tenant, shop):
+    customer = session.execute(
+        select(Customer).where(Customer.external_id == "c0000001")
+    ).scalar_one()
+    events.record(
+        session,
+        tenant.caller,
+        type="review.posted",
+        occurred_at=NOW - timedelta(days=3),
+        now=NOW,
+        source="test",
+        payload={},
+        customer_id=customer.id,
+    )
+    result = service.refresh(session, tenant.merchant_id, NOW)
+    assert result.customers == 120
+    assert result.models_fitted
+    rows = session.execute(select(CustomerInsight)).scalars().all()
+    assert len(rows) == 120
+    assert all(r.segment and 1 <= r.r_score <= 5 for r in rows)
+    assert all(0 <= r.p_alive <= 1 and r.clv >= 0 for r in rows)
+    mine = session.get(CustomerInsight, customer.id)
+    placed = shop.filter(pl.col("customer_id") == "c0000001").height
+    assert mine.engagement_score == 8 + 5 * placed_in_window(shop, "c0000001")
+    assert placed >= 1
+    kinds = {r.kind for r in session.execute(select(AnalyticsReport)).scalars()}
+    assert kinds == {"kpis", "cohorts", "rfm", "clv"}
+    again = service.refresh(session, tenant.merchant_id, NOW)  # idempotent: replaces
+    assert again.customers == 120
+    assert session.query(CustomerInsight).count() == 120
+
+
+def placed_in_window(frame, customer, days=180):
+    since = NOW - timedelta(days=days)
+    return frame.filter((pl.col("customer_id") == customer) & (pl.col("date") > since)).height
+
+
+def test_engagement_scale_from_programme_settings(session, tenant, shop):
+    programme = session.get(Programme, tenant.programme_id)
+    programme.settings = {
+        "engagement": {
+            "scale": {"order.placed": 0, "review.posted": 60},
+            "statuses": [[0, "quiet"], [50, "fan"]],
+        }
+    }
+    customer = session.execute(
+        select(Customer).where(Customer.external_id == "c0000002")
+    ).scalar_one()
+    events.record(
+        session,
+        tenant.caller,
+        type="review.posted",
+        occurred_at=NOW - timedelta(days=1),
+        now=NOW,
+        source="test",
+        payload={},
+        customer_id=customer.id,
+    )
+    service.refresh(session, tenant.merchant_id, NOW)
+    row = session.get(CustomerInsight, customer.id)
+    assert (row.engagement_score, row.engagement_status) == (60, "fan")
+    others = session.execute(
+        select(CustomerInsight).where(CustomerInsight.customer_id != customer.id)
+    ).scalars()
+    assert {r.engagement_status for r in others} == {"quiet"}
+
+
+def test_small_shop_gets_rfm_without_models(session, tenant):
+    load_shop(session, tenant.caller, shop_orders(5, seed=1))
+    result = service.refresh(session, tenant.merchant_id, NOW)
+    assert not result.models_fitted
+    rows = session.execute(select(CustomerInsight)).scalars().all()
+    assert len(rows) == 5
+    assert all(r.clv is None and r.segment for r in rows)
+
+
+def test_refresh_all_and_job_cover_every_merchant_and_scope(session, tenant, shop, clock):
+    other = make_tenant(session, clock.now(), name="Shop B")
+    load_shop(session, other.caller, shop_orders(30, seed=9), prefix="b")
+    assert refresh_job(session, NOW) == 2
+    mine = session.query(CustomerInsight).filter_by(merchant_id=tenant.merchant_id).count()
+    theirs = session.query(CustomerInsight).filter_by(merchant_id=other.merchant_id).count()
+    assert (mine, theirs) == (120, 30)
+    with pytest.raises(NotFound):
+        service.customer_insight(session, other.caller, "c0000100")  # only tenant has it
+    with pytest.raises(NotFound):
+        service.refresh_all(session, NOW, merchant_id=999_999)

@@ -1,0 +1,94 @@
+from datetime import date, timedelta
+
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
+
+from fidele.analytics.summary import calibration_and_holdout, summary
+
+from .conftest import read_golden
+
+OBS = date(2024, 1, 20)
+
+
+def test_summary_matches_hand_computed_golden(small_orders):
+    got = summary(small_orders, observation_end=OBS)
+    want = read_golden("summary_small_days.csv")
+    assert_frame_equal(got, want, check_dtypes=False)
+
+
+def test_weeks_are_days_over_seven(small_orders):
+    days = summary(small_orders, observation_end=OBS)
+    weeks = summary(small_orders, observation_end=OBS, time_unit="weeks")
+    for col in ("recency", "T", "ipt_mean"):
+        assert_frame_equal(
+            weeks.select(pl.col(col) * 7), days.select(pl.col(col)), check_dtypes=False
+        )
+
+
+def test_column_names_are_parameters(small_orders):
+    renamed = small_orders.rename({"customer_id": "who", "date": "at", "amount": "net"})
+    got = summary(
+        renamed, customer_col="who", datetime_col="at", monetary_col="net", observation_end=OBS
+    )
+    want = summary(small_orders, observation_end=OBS)
+    assert got["who"].to_list() == want["customer_id"].to_list()
+    assert got["monetary_value"].to_list() == want["monetary_value"].to_list()
+
+
+def test_observation_end_cuts_later_transactions(small_orders):
+    later = summary(small_orders, observation_end=date(2024, 2, 1))
+    row = later.filter(pl.col("customer_id") == "A").row(0, named=True)
+    assert row["frequency"] == 3
+    assert row["total_spend"] == 1239
+    before_c = summary(small_orders, observation_end=date(2024, 1, 19))
+    assert "C" not in before_c["customer_id"].to_list()
+
+
+def test_calibration_and_holdout_by_hand(small_orders):
+    split = calibration_and_holdout(
+        small_orders, calibration_end=date(2024, 1, 8), observation_end=OBS
+    )
+    assert split["customer_id"].to_list() == ["A"]
+    row = split.row(0, named=True)
+    assert row == {
+        "customer_id": "A",
+        "frequency_cal": 1,
+        "recency_cal": 4.0,
+        "T_cal": 7.0,
+        "monetary_value_cal": 30.0,
+        "frequency_holdout": 1,
+        "monetary_value_holdout": 60.0,
+        "duration_holdout": 12.0,
+    }
+
+
+def test_calibration_end_must_precede_observation_end(small_orders):
+    with pytest.raises(ValueError, match="calibration_end"):
+        calibration_and_holdout(small_orders, calibration_end=OBS, observation_end=OBS)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 3), st.integers(0, 60), st.integers(0, 500)),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_summary_invariants(rows):
+    frame = pl.DataFrame(
+        {
+            "customer_id": [f"k{c}" for c, _, _ in rows],
+            "date": [date(2024, 1, 1) + timedelta(days=d) for _, d, _ in rows],
+            "amount": [a for _, _, a in rows],
+        }
+    )
+    out = summary(frame, observation_end=date(2024, 3, 31))
+    assert (out["recency"] <= out["T"]).all()
+    assert (out["frequency"] < out["n_orders"] + 1).all()
+    assert out["total_spend"].sum() == sum(a for _, _, a in rows)
+    assert (out["frequency"] <= out["recency"]).all()
+    assert out.height == len({c for c, _, _ in rows})
