@@ -118,17 +118,28 @@ async def closed_loop(
     return done / (time.perf_counter() - start), errors
 
 
-async def open_loop(client: httpx.AsyncClient, rate: float, seconds: float) -> list[float]:
+async def open_loop(
+    client: httpx.AsyncClient, rate: float, seconds: float
+) -> tuple[list[float], int]:
+    """Latency from each request's scheduled send time; failures (5xx, timeouts) counted apart."""
     latencies: list[float] = []
+    failed = 0
     start = time.perf_counter()
 
     async def one(at: float) -> None:
+        nonlocal failed
         await asyncio.sleep(max(0.0, at - time.perf_counter()))
-        await client.post("/v1/checkout/evaluate", json=CART)
+        try:
+            r = await client.post("/v1/checkout/evaluate", json=CART, timeout=10)
+        except httpx.HTTPError:
+            failed += 1
+            return
+        if r.status_code >= 400:
+            failed += 1
         latencies.append((time.perf_counter() - at) * 1000)
 
     await asyncio.gather(*(one(start + i / rate) for i in range(int(rate * seconds))))
-    return latencies
+    return latencies, failed
 
 
 async def drive(key: str, seconds: float, rate: float) -> None:
@@ -142,7 +153,8 @@ async def drive(key: str, seconds: float, rate: float) -> None:
         await closed_loop(c, "POST", "/v1/checkout/evaluate", 2, CART)  # warm-up
         bare, bare_err = await closed_loop(c, "GET", "/bench/bare", seconds)
         evaluate, ev_err = await closed_loop(c, "POST", "/v1/checkout/evaluate", seconds, CART)
-        lat = sorted(await open_loop(c, rate, seconds))
+        lat, failed = await open_loop(c, rate, seconds)
+    lat.sort()
     p50, p99 = statistics.median(lat), lat[int(0.99 * (len(lat) - 1))]
     print(f"bare PK read      : {bare:8.1f} req/s  ({CLIENTS} clients, errors {bare_err})")
     print(
@@ -171,7 +183,10 @@ def main() -> None:
     server = None
     try:
         key = seed(url)
-        server = subprocess.Popen([sys.executable, __file__, "--serve", url, str(PORT)])
+        log = open(f"/tmp/{db}.log", "w")  # noqa: SIM115 - the server's log, closed at exit
+        server = subprocess.Popen(
+            [sys.executable, __file__, "--serve", url, str(PORT)], stdout=log, stderr=log
+        )
         _wait_up()
         asyncio.run(drive(key, args.seconds, args.rate))
     finally:

@@ -227,6 +227,10 @@ class TestLoyaltyAtCheckout:
         assert loyalty.points[cid] == 700
         assert loyalty.vouchers["RWD-1"].status == "used"
         assert reasons(evaluate(lapi, cart("RWD-1"))) == {"RWD-1": "usage_limit_reached"}
+        lines = [{"product_id": "p1", "quantity": 1, "unit_price": 4500}]
+        lapi.post("/v1/orders", json=order_body("o-1", shipping=0, lines=lines))
+        lapi.post("/v1/orders/o-1/refunds", json={"id": "r1"})
+        assert loyalty.points[cid] == 1000  # points burned come back on a full refund
 
     def test_too_many_points_is_422(self, lapi: TestClient) -> None:
         lapi.put("/v1/customers/c1", json={"email": "ana@example.com"})

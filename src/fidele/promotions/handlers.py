@@ -54,8 +54,7 @@ def order_delivered(session: Session, event: Event, now: datetime) -> None:
     if order is None:
         return
     rewards.issue_next_order(session, order, now)
-    rewards.schedule_cashback(session, order, now)
-    referrals.on_order_delivered(session, order, now)
+    rewards.schedule(session, order, now)
 
 
 @on_event("order.refunded")

@@ -4,7 +4,7 @@ window of the referee's first order."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
@@ -164,24 +164,6 @@ def _refusal(
         first_order=facts.count_for_customer(referee.id, before_id=order.id) == 0,
         this_month=repo.count_since(referrer.id, month_start),
         monthly_cap=cfg.monthly_cap,
-    )
-
-
-def on_order_delivered(session: Session, order: Order, now: datetime) -> None:
-    referral = ReferralRepository(session).by_order(order.id)
-    if referral is None or referral.status != "pending":
-        return
-    days = coupons.config(session, order.merchant_id).return_window_days
-    due = (order.delivered_at or now) + timedelta(days=days)
-    insert_or_twin(
-        session,
-        PendingReward(
-            merchant_id=order.merchant_id,
-            kind="referral",
-            order_id=order.id,
-            due_at=due,
-            status="pending",
-        ),
     )
 
 

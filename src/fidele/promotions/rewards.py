@@ -12,7 +12,12 @@ from fidele.kit.money import mul_bp
 from fidele.orders.models import Order
 from fidele.promotions import coupons, domain, referrals, wallet
 from fidele.promotions.models import Coupon, PendingReward
-from fidele.promotions.repository import CouponRepository, PendingRepository, insert_or_twin
+from fidele.promotions.repository import (
+    CouponRepository,
+    PendingRepository,
+    ReferralRepository,
+    insert_or_twin,
+)
 
 
 def issue_next_order(session: Session, order: Order, now: datetime) -> Coupon | None:
@@ -50,21 +55,23 @@ def next_order_coupon(session: Session, merchant_id: int, order_id: int) -> Coup
     return CouponRepository(session).by_source_ref(merchant_id, f"next_order:{order_id}")
 
 
-def schedule_cashback(session: Session, order: Order, now: datetime) -> None:
+def schedule(session: Session, order: Order, now: datetime) -> None:
+    """Cashback (when on) and the referral reward of a referee's first order wait for the
+    return window after delivery."""
     cfg = coupons.config(session, order.merchant_id)
-    if cfg.cashback_bp <= 0:
-        return
+    referral = ReferralRepository(session).by_order(order.id)
+    kinds = ["cashback"] if cfg.cashback_bp > 0 else []
+    kinds += ["referral"] if referral is not None and referral.status == "pending" else []
     due = (order.delivered_at or now) + timedelta(days=cfg.return_window_days)
-    insert_or_twin(
-        session,
-        PendingReward(
+    for kind in kinds:
+        row = PendingReward(
             merchant_id=order.merchant_id,
-            kind="cashback",
+            kind=kind,
             order_id=order.id,
             due_at=due,
             status="pending",
-        ),
-    )
+        )
+        insert_or_twin(session, row)
 
 
 def run_due(session: Session, now: datetime, *, limit: int = 500) -> int:

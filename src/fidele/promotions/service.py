@@ -196,14 +196,24 @@ def _wallet(
 def _hold(
     session: Session, sid: str, t: domain.Tender, meta: dict[str, Any], amount: int, now: datetime
 ) -> bool:
-    bal = balances.by_ids(session, *meta["accounts"])
+    return shift(
+        session, meta["accounts"], "main", "held", amount, f"checkout:{sid}:hold:{t.ref}", now
+    )
+
+
+def shift(
+    session: Session, ids: list[int], src: str, dst: str, amount: int, key: str, now: datetime
+) -> bool:
+    """Move money between two of a balance's accounts (``main``, ``held``, ``spent``); the
+    posting's reason is the step named in ``key`` (``checkout:<id>:<step>:...``)."""
+    bal = balances.by_ids(session, *ids)
     return balances.move(
         session,
-        debit=bal.main,
-        credit=bal.held,
+        debit=getattr(bal, src),
+        credit=getattr(bal, dst),
         amount=amount,
-        source_key=f"checkout:{sid}:hold:{t.ref}",
-        reason="checkout.hold",
+        source_key=key,
+        reason=f"checkout.{key.split(':')[2]}",
         now=now,
     )
 
@@ -351,16 +361,8 @@ def _capture(
             merchant_id=row.merchant_id,
         )
     else:
-        bal = balances.by_ids(session, *t["accounts"])
-        balances.move(
-            session,
-            debit=bal.held,
-            credit=bal.spent,
-            amount=t["amount"],
-            source_key=f"checkout:{row.id}:capture:{t['ref']}",
-            reason="checkout.capture",
-            now=now,
-        )
+        key = f"checkout:{row.id}:capture:{t['ref']}"
+        shift(session, t["accounts"], "held", "spent", t["amount"], key, now)
     _redeem(session, row, t["source"], t["ref"], t.get("code"), t["amount"], now)
 
 
@@ -377,16 +379,8 @@ def cancel(session: Session, caller: Caller, session_id: str, now: datetime) -> 
 def _release(session: Session, row: CheckoutSession, status: str, now: datetime) -> None:
     for t in row.result.get("tenders", []):
         if "accounts" in t:
-            bal = balances.by_ids(session, *t["accounts"])
-            balances.move(
-                session,
-                debit=bal.held,
-                credit=bal.main,
-                amount=t["amount"],
-                source_key=f"checkout:{row.id}:release:{t['ref']}",
-                reason="checkout.release",
-                now=now,
-            )
+            key = f"checkout:{row.id}:release:{t['ref']}"
+            shift(session, t["accounts"], "held", "main", t["amount"], key, now)
     row.status, row.closed_at = status, now
 
 
@@ -435,16 +429,8 @@ def _restore(
 ) -> None:
     if share <= 0 or "accounts" not in t:
         return
-    bal = balances.by_ids(session, *t["accounts"])
-    balances.move(
-        session,
-        debit=bal.spent,
-        credit=bal.main,
-        amount=share,
-        source_key=f"checkout:{row.id}:refund:{refund_id}:{t['ref']}",
-        reason="checkout.refund",
-        now=now,
-    )
+    key = f"checkout:{row.id}:refund:{refund_id}:{t['ref']}"
+    shift(session, t["accounts"], "spent", "main", share, key, now)
 
 
 def view(row: CheckoutSession) -> CheckoutOut:
