@@ -152,18 +152,23 @@ async def drive(key: str, seconds: float, rate: float) -> None:
     ) as c:
         await closed_loop(c, "POST", "/v1/checkout/evaluate", 2, CART)  # warm-up
         bare, bare_err = await closed_loop(c, "GET", "/bench/bare", seconds)
+        print(
+            f"bare PK read      : {bare:8.1f} req/s  ({CLIENTS} clients, errors {bare_err})",
+            flush=True,
+        )
         evaluate, ev_err = await closed_loop(c, "POST", "/v1/checkout/evaluate", seconds, CART)
+        print(
+            f"checkout/evaluate : {evaluate:8.1f} req/s  ({CLIENTS} clients, errors {ev_err})"
+            f"  = {100 * evaluate / bare:.0f}% of bare (goal >= 40%)",
+            flush=True,
+        )
         lat, failed = await open_loop(c, rate, seconds)
     lat.sort()
     p50, p99 = statistics.median(lat), lat[int(0.99 * (len(lat) - 1))]
-    print(f"bare PK read      : {bare:8.1f} req/s  ({CLIENTS} clients, errors {bare_err})")
-    print(
-        f"checkout/evaluate : {evaluate:8.1f} req/s  ({CLIENTS} clients, errors {ev_err})"
-        f"  = {100 * evaluate / bare:.0f}% of bare (goal >= 40%)"
-    )
     print(
         f"open loop {rate:.0f}/s   : p50 {p50:.1f} ms, p99 {p99:.1f} ms (goal p99 < 30 ms), "
-        f"{len(lat)} requests"
+        f"{len(lat)} answered, {failed} failed or timed out",
+        flush=True,
     )
 
 

@@ -25,6 +25,10 @@ def evaluate(api: TestClient, body: dict) -> dict:
     return r.json()
 
 
+def clock_now(api: TestClient):  # type: ignore[no-untyped-def]
+    return api.app.state.clock.now()  # type: ignore[attr-defined]
+
+
 def reasons(body: dict) -> dict[str, str]:
     return {x["code"]: x["reason"] for x in body["rejected_codes"]}
 
@@ -227,9 +231,18 @@ class TestLoyaltyAtCheckout:
         assert loyalty.points[cid] == 700
         assert loyalty.vouchers["RWD-1"].status == "used"
         assert reasons(evaluate(lapi, cart("RWD-1"))) == {"RWD-1": "usage_limit_reached"}
-        lines = [{"product_id": "p1", "quantity": 1, "unit_price": 4500}]
-        lapi.post("/v1/orders", json=order_body("o-1", shipping=0, lines=lines))
-        lapi.post("/v1/orders/o-1/refunds", json={"id": "r1"})
+        # The order.refunded handler uses the installed loyalty domain; call it with the fake.
+        from fidele.promotions import service
+
+        payload = {
+            "order_id": "o-1",
+            "refund_id": "r1",
+            "amount": 4500,
+            "order_total": 4500,
+            "refunded_total": 4500,
+        }
+        merchant_id = session.get(Customer, cid).merchant_id
+        service.restore_on_refund(session, merchant_id, payload, clock_now(lapi), loyalty=loyalty)
         assert loyalty.points[cid] == 1000  # points burned come back on a full refund
 
     def test_too_many_points_is_422(self, lapi: TestClient) -> None:
