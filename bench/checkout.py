@@ -130,8 +130,8 @@ async def open_loop(
         nonlocal failed
         await asyncio.sleep(max(0.0, at - time.perf_counter()))
         try:
-            r = await client.post("/v1/checkout/evaluate", json=CART, timeout=10)
-        except httpx.HTTPError:
+            r = await asyncio.wait_for(client.post("/v1/checkout/evaluate", json=CART), 10)
+        except (httpx.HTTPError, TimeoutError):
             failed += 1
             return
         if r.status_code >= 400:
