@@ -1,0 +1,216 @@
+"""Benchmark of POST /v1/checkout/evaluate on PostgreSQL, against a bare primary-key endpoint.
+
+    .venv/bin/python bench/checkout.py [--seconds 30] [--rate 200]
+
+Creates a scratch database (createdb/dropdb -h 127.0.0.1 -U postgres), seeds a merchant with 20
+active automatic promotions and 2 coupons, serves fidele with uvicorn (1 worker) in a child
+process, then drives it from this process over loopback:
+
+1. closed loop, 16 concurrent clients, for ``--seconds``: a bare endpoint doing one primary-key
+   read (the reference), then evaluate with a 5-line cart and 2 typed codes;
+2. open loop (paced, latency measured from each request's scheduled time, so queueing counts)
+   at ``--rate`` requests/s: p50/p99 of evaluate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+
+import httpx
+
+from fidele.deps import SessionDep
+from fidele.tenancy.models import Merchant
+
+PORT = 8765
+CLIENTS = 16
+CART = {
+    "customer_id": "bench-customer",
+    "currency": "EUR",
+    "lines": [
+        {
+            "product_id": f"p{i}",
+            "name": f"Product {i}",
+            "category": ["apparel", "home"][i % 2],
+            "quantity": 1 + i % 3,
+            "unit_price": 1500 + 250 * i,
+        }
+        for i in range(5)
+    ],
+    "shipping": 490,
+    "codes": ["SUMMER10", "FIVEOFF"],
+}
+
+
+def serve(url: str, port: int) -> None:
+    import uvicorn
+
+    from fidele.app import create_app
+    from fidele.settings import Settings
+
+    app = create_app(Settings(database_url=url, embedded_worker=False, db_pool_size=20))
+
+    @app.get("/bench/bare")
+    def bare(session: SessionDep) -> dict[str, str]:  # one primary-key read, nothing else
+        merchant = session.get(Merchant, 1)
+        return {"name": merchant.name if merchant else ""}
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def seed(url: str) -> str:
+    from fidele.db.engine import make_engine
+    from fidele.db.migrate import upgrade
+    from fidele.db.session import make_sessionmaker, transaction
+    from fidele.promotions import coupons
+    from fidele.promotions.schemas import CouponIn, PromotionIn
+    from fidele.tenancy import service as tenancy
+    from fidele.tenancy.service import Caller
+
+    engine = make_engine(url)
+    upgrade(engine)
+    now = datetime.now(UTC)
+    with transaction(make_sessionmaker(engine)) as s:
+        made = tenancy.create_merchant(s, name="Bench", now=now, server_secret="bench")
+        row, key = tenancy.create_api_key(
+            s, merchant_id=made.merchant_id, scopes="read,write", now=now
+        )
+        caller = Caller(made.merchant_id, made.programme_id, row.id, row.scope_set)
+        for i in range(20):
+            coupons.create_promotion(s, caller, PromotionIn.model_validate(_promotion(i)), now)
+        coupons.create(s, caller, CouponIn(code="SUMMER10", kind="percent_off", value=1000), now)
+        coupons.create(s, caller, CouponIn(code="FIVEOFF", kind="amount_off", value=500), now)
+    engine.dispose()
+    return key
+
+
+def _promotion(i: int) -> dict[str, object]:
+    kinds = [
+        {"kind": "percent_off", "value": 200 + i, "conditions": {"categories": ["apparel"]}},
+        {"kind": "amount_off", "value": 100 + i, "conditions": {"min_subtotal": 5000}},
+        {"kind": "free_product", "rule": "buy_x_get_y", "buy": 3, "get": 1},
+        {"kind": "free_shipping", "conditions": {"min_subtotal": 100_000}},
+    ]
+    return {"name": f"promo {i}", "priority": i % 5, **kinds[i % 4]}
+
+
+async def closed_loop(
+    client: httpx.AsyncClient, method: str, path: str, seconds: float, body: dict | None = None
+) -> tuple[float, int]:
+    end = time.perf_counter() + seconds
+    done, errors = 0, 0
+
+    async def worker() -> None:
+        nonlocal done, errors
+        while time.perf_counter() < end:
+            r = await client.request(method, path, json=body)
+            done += 1
+            errors += r.status_code >= 400
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(CLIENTS)))
+    return done / (time.perf_counter() - start), errors
+
+
+async def open_loop(
+    client: httpx.AsyncClient, rate: float, seconds: float
+) -> tuple[list[float], int]:
+    """Latency from each request's scheduled send time; failures (5xx, timeouts) counted apart."""
+    latencies: list[float] = []
+    failed = 0
+    start = time.perf_counter()
+
+    async def one(at: float) -> None:
+        nonlocal failed
+        await asyncio.sleep(max(0.0, at - time.perf_counter()))
+        try:
+            r = await asyncio.wait_for(client.post("/v1/checkout/evaluate", json=CART), 10)
+        except (httpx.HTTPError, TimeoutError):
+            failed += 1
+            return
+        if r.status_code >= 400:
+            failed += 1
+        latencies.append((time.perf_counter() - at) * 1000)
+
+    await asyncio.gather(*(one(start + i / rate) for i in range(int(rate * seconds))))
+    return latencies, failed
+
+
+async def drive(key: str, seconds: float, rate: float) -> None:
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{PORT}",
+        limits=limits,
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=30,
+    ) as c:
+        await closed_loop(c, "POST", "/v1/checkout/evaluate", 2, CART)  # warm-up
+        bare, bare_err = await closed_loop(c, "GET", "/bench/bare", seconds)
+        print(
+            f"bare PK read      : {bare:8.1f} req/s  ({CLIENTS} clients, errors {bare_err})",
+            flush=True,
+        )
+        evaluate, ev_err = await closed_loop(c, "POST", "/v1/checkout/evaluate", seconds, CART)
+        print(
+            f"checkout/evaluate : {evaluate:8.1f} req/s  ({CLIENTS} clients, errors {ev_err})"
+            f"  = {100 * evaluate / bare:.0f}% of bare (goal >= 40%)",
+            flush=True,
+        )
+        lat, failed = await open_loop(c, rate, seconds)
+    lat.sort()
+    p50, p99 = statistics.median(lat), lat[int(0.99 * (len(lat) - 1))]
+    print(
+        f"open loop {rate:.0f}/s   : p50 {p50:.1f} ms, p99 {p99:.1f} ms (goal p99 < 30 ms), "
+        f"{len(lat)} answered, {failed} failed or timed out",
+        flush=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--rate", type=float, default=200)
+    parser.add_argument("--serve", nargs=2, metavar=("URL", "PORT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve[0], int(args.serve[1]))
+        return
+    db = f"fidele_bench_{os.getpid()}"
+    pg = ["-h", "127.0.0.1", "-U", "postgres"]
+    subprocess.run(["createdb", *pg, db], check=True)
+    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{db}"
+    server = None
+    try:
+        key = seed(url)
+        log = open(f"/tmp/{db}.log", "w")  # noqa: SIM115 - the server's log, closed at exit
+        server = subprocess.Popen(
+            [sys.executable, __file__, "--serve", url, str(PORT)], stdout=log, stderr=log
+        )
+        _wait_up()
+        asyncio.run(drive(key, args.seconds, args.rate))
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait()
+        subprocess.run(["dropdb", *pg, "--force", db], check=False)
+
+
+def _wait_up() -> None:
+    for _ in range(100):
+        try:
+            if httpx.get(f"http://127.0.0.1:{PORT}/healthz").status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("the server did not start")
+
+
+if __name__ == "__main__":
+    main()

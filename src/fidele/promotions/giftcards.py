@@ -1,0 +1,162 @@
+"""Gift cards: issued by the merchant or bought in the shop, spent across several orders."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.orm import Session
+
+from fidele.errors import NotFound
+from fidele.kit import codes
+from fidele.outbox import service as outbox
+from fidele.promotions import balances, domain
+from fidele.promotions.coupons import config
+from fidele.promotions.models import GiftCard
+from fidele.promotions.repository import GiftCardRepository, insert_or_twin
+from fidele.promotions.schemas import GiftCardOut
+
+KIND = "gift_card"
+
+
+@dataclass(frozen=True)
+class Issued:
+    card: GiftCard
+    code: str | None  # None when the card already existed (replayed issue)
+
+
+def issue(
+    session: Session,
+    *,
+    programme_id: int,
+    merchant_id: int,
+    amount: int,
+    currency: str,
+    now: datetime,
+    recipient_email: str | None = None,
+    message: str | None = None,
+    order_id: int | None = None,
+    source_ref: str | None = None,
+) -> Issued:
+    """Create a card credited with ``amount`` from the merchant's issuer account, and queue its
+    email to the recipient. Idempotent on ``source_ref``."""
+    repo = GiftCardRepository(session)
+    if source_ref is not None and (found := repo.by_source_ref(merchant_id, source_ref)):
+        return Issued(found, None)
+    display = codes.generate("G")
+    norm = codes.normalise(display)
+    days = config(session, merchant_id).gift_card_validity_days
+    card = GiftCard(
+        programme_id=programme_id,
+        merchant_id=merchant_id,
+        code_hash=balances.code_hash(norm),
+        last4=norm[-4:],
+        currency=currency,
+        initial_amount=amount,
+        recipient_email=recipient_email,
+        order_id=order_id,
+        source_ref=source_ref,
+        expires_at=now + timedelta(days=days) if days else None,
+        status="active",
+        created_at=now,
+    )
+    if not insert_or_twin(session, card):
+        twin = repo.by_source_ref(merchant_id, source_ref or "")
+        assert twin is not None
+        return Issued(twin, None)
+    _fund(session, card, now)
+    if recipient_email:
+        _email(session, card, display, message, now)
+    return Issued(card, display)
+
+
+def _fund(session: Session, card: GiftCard, now: datetime) -> None:
+    bal = account_of(session, card, now)
+    src = balances.issuer(session, card.programme_id, card.merchant_id, KIND, card.currency, now)
+    balances.move(
+        session,
+        debit=src,
+        credit=bal.main,
+        amount=card.initial_amount,
+        source_key=f"gift_card:{card.id}:issue",
+        reason="gift_card.issued",
+        now=now,
+    )
+
+
+def _email(session: Session, card: GiftCard, code: str, message: str | None, now: datetime) -> None:
+    outbox.enqueue(
+        session,
+        programme_id=card.programme_id,
+        merchant_id=card.merchant_id,
+        channel="email",
+        topic="gift_card.issued",
+        dedup_key=f"gift_card.issued:{card.id}",
+        now=now,
+        payload={
+            "to": card.recipient_email,
+            "code": code,
+            "amount": card.initial_amount,
+            "currency": card.currency,
+            "message": message,
+            "expires_at": card.expires_at.isoformat() if card.expires_at else None,
+        },
+    )
+
+
+def account_of(session: Session, card: GiftCard, now: datetime) -> balances.Balance:
+    return balances.accounts(
+        session,
+        programme_id=card.programme_id,
+        merchant_id=card.merchant_id,
+        kind=KIND,
+        currency=card.currency,
+        now=now,
+        ref=str(card.id),
+    )
+
+
+def find(session: Session, merchant_id: int, raw_codes: Sequence[str]) -> dict[str, GiftCard]:
+    """Cards by normalised code (well-formed codes only, compared by hash in constant time)."""
+    hashes = {balances.code_hash(n): n for n in raw_codes}
+    rows = GiftCardRepository(session).by_hashes(merchant_id, list(hashes))
+    out = {}
+    for h, norm in hashes.items():
+        card = rows.get(h)
+        if card is not None and hmac.compare_digest(card.code_hash, h):
+            out[norm] = card
+    return out
+
+
+def refusal(card: GiftCard | None, currency: str, now: datetime) -> str | None:
+    if card is None:
+        return "unknown"
+    if card.status != "active":
+        return "disabled"
+    if card.expires_at is not None and card.expires_at <= now:
+        return "expired"
+    return "currency_mismatch" if card.currency != currency else None
+
+
+def lookup(session: Session, merchant_id: int, code: str, now: datetime) -> GiftCardOut:
+    norm, bad = domain.check_code(code)
+    card = None if bad else find(session, merchant_id, [norm]).get(norm)
+    if card is None:
+        raise NotFound("gift card not found")
+    return view(session, card, now)
+
+
+def view(session: Session, card: GiftCard, now: datetime, code: str | None = None) -> GiftCardOut:
+    bal = account_of(session, card, now)
+    return GiftCardOut(
+        id=card.id,
+        code=code,
+        last4=card.last4,
+        currency=card.currency,
+        initial_amount=card.initial_amount,
+        balance=bal.main.balance,
+        expires_at=card.expires_at,
+        status=card.status,
+    )

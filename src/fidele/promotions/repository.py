@@ -1,0 +1,280 @@
+"""All SQL of the promotions domain."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from fidele.kit.repository import RepositoryBase
+from fidele.orders.models import Order
+from fidele.promotions.models import (
+    CheckoutSession,
+    Coupon,
+    CouponCustomerUse,
+    GiftCard,
+    PendingReward,
+    PromotionSettings,
+    RateCounter,
+    Redemption,
+    Referral,
+    ReferralCode,
+    ReferralInvitation,
+    ReferralRefusal,
+)
+
+
+def _rowcount(result: object) -> int:
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def insert_or_twin(session: Session, obj: object) -> bool:
+    """Insert ``obj`` in a savepoint; False when a unique constraint says it already exists."""
+    try:
+        with session.begin_nested():
+            session.add(obj)
+    except IntegrityError:
+        return False
+    return True
+
+
+class SettingsRepository(RepositoryBase[PromotionSettings]):
+    model = PromotionSettings
+
+
+class CouponRepository(RepositoryBase[Coupon]):
+    model = Coupon
+
+    def by_codes(self, merchant_id: int, codes: Sequence[str]) -> dict[str, Coupon]:
+        if not codes:
+            return {}
+        rows = self.all(
+            select(Coupon).where(Coupon.merchant_id == merchant_id, Coupon.code.in_(codes))
+        )
+        return {c.code: c for c in rows if c.code is not None}
+
+    def by_source_ref(self, merchant_id: int, ref: str) -> Coupon | None:
+        return self.one_or_none(
+            select(Coupon).where(Coupon.merchant_id == merchant_id, Coupon.source_ref == ref)
+        )
+
+    def automatic(self, merchant_id: int, now: datetime) -> Sequence[Coupon]:
+        return self.all(
+            select(Coupon)
+            .where(
+                Coupon.merchant_id == merchant_id,
+                Coupon.automatic.is_(True),
+                Coupon.status == "active",
+                or_(Coupon.starts_at.is_(None), Coupon.starts_at <= now),
+                or_(Coupon.ends_at.is_(None), Coupon.ends_at > now),
+            )
+            .order_by(Coupon.id)
+        )
+
+    def listing(self, merchant_id: int, *, after_id: int, limit: int) -> Sequence[Coupon]:
+        return self.all(
+            select(Coupon)
+            .where(Coupon.merchant_id == merchant_id, Coupon.id > after_id)
+            .order_by(Coupon.id)
+            .limit(limit)
+        )
+
+    def take_use(self, coupon_id: int) -> bool:
+        """Atomic ``used_count += 1`` refused at the usage limit (row-locked on PostgreSQL)."""
+        result = self.session.execute(
+            update(Coupon)
+            .where(
+                Coupon.id == coupon_id,
+                or_(Coupon.usage_limit.is_(None), Coupon.used_count < Coupon.usage_limit),
+            )
+            .values(used_count=Coupon.used_count + 1)
+            .execution_options(synchronize_session=False)
+        )
+        return _rowcount(result) == 1
+
+    def take_customer_use(self, coupon_id: int, customer_id: int, limit: int) -> bool:
+        insert_or_twin(
+            self.session, CouponCustomerUse(coupon_id=coupon_id, customer_id=customer_id, used=0)
+        )
+        result = self.session.execute(
+            update(CouponCustomerUse)
+            .where(
+                CouponCustomerUse.coupon_id == coupon_id,
+                CouponCustomerUse.customer_id == customer_id,
+                CouponCustomerUse.used < limit,
+            )
+            .values(used=CouponCustomerUse.used + 1)
+            .execution_options(synchronize_session=False)
+        )
+        return _rowcount(result) == 1
+
+    def customer_uses(self, coupon_ids: Sequence[int], customer_id: int) -> dict[int, int]:
+        if not coupon_ids:
+            return {}
+        rows = self.session.execute(
+            select(CouponCustomerUse.coupon_id, CouponCustomerUse.used).where(
+                CouponCustomerUse.coupon_id.in_(coupon_ids),
+                CouponCustomerUse.customer_id == customer_id,
+            )
+        ).all()
+        return {c: u for c, u in rows}
+
+
+class GiftCardRepository(RepositoryBase[GiftCard]):
+    model = GiftCard
+
+    def by_hashes(self, merchant_id: int, hashes: Sequence[str]) -> dict[str, GiftCard]:
+        if not hashes:
+            return {}
+        rows = self.all(
+            select(GiftCard).where(
+                GiftCard.merchant_id == merchant_id, GiftCard.code_hash.in_(hashes)
+            )
+        )
+        return {g.code_hash: g for g in rows}
+
+    def by_source_ref(self, merchant_id: int, ref: str) -> GiftCard | None:
+        return self.one_or_none(
+            select(GiftCard).where(GiftCard.merchant_id == merchant_id, GiftCard.source_ref == ref)
+        )
+
+
+class SessionRepository(RepositoryBase[CheckoutSession]):
+    model = CheckoutSession
+
+    def for_merchant(
+        self, merchant_id: int, id_: str, *, lock: bool = False
+    ) -> CheckoutSession | None:
+        stmt = select(CheckoutSession).where(
+            CheckoutSession.id == id_, CheckoutSession.merchant_id == merchant_id
+        )
+        if lock:
+            stmt = stmt.with_for_update()
+        return self.one_or_none(stmt)
+
+    def by_order_ref(self, merchant_id: int, order_ref: str) -> CheckoutSession | None:
+        return self.one_or_none(
+            select(CheckoutSession).where(
+                CheckoutSession.merchant_id == merchant_id, CheckoutSession.order_ref == order_ref
+            )
+        )
+
+    def expired_ids(self, now: datetime, limit: int) -> list[str]:
+        stmt = (
+            select(CheckoutSession.id)
+            .where(CheckoutSession.status == "open", CheckoutSession.expires_at <= now)
+            .limit(limit)
+        )
+        return list(self.session.execute(stmt).scalars())
+
+    def locked(self, id_: str) -> CheckoutSession | None:
+        return self.one_or_none(
+            select(CheckoutSession).where(CheckoutSession.id == id_).with_for_update()
+        )
+
+    def redemptions(self, session_id: str) -> Sequence[Redemption]:
+        stmt = select(Redemption).where(Redemption.session_id == session_id).order_by(Redemption.id)
+        return self.session.execute(stmt).scalars().all()
+
+
+class OrderFacts:
+    """Read-only questions about orders (the orders domain owns the table)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def count_for_customer(self, customer_id: int, *, before_id: int | None = None) -> int:
+        stmt = select(func.count()).select_from(Order).where(Order.customer_id == customer_id)
+        if before_id is not None:
+            stmt = stmt.where(Order.id < before_id)
+        return int(self.session.execute(stmt).scalar_one())
+
+    def orders_of(self, customer_id: int) -> Sequence[Order]:
+        stmt = select(Order).where(Order.customer_id == customer_id).order_by(Order.id)
+        return self.session.execute(stmt).scalars().all()
+
+
+class PendingRepository(RepositoryBase[PendingReward]):
+    model = PendingReward
+
+    def due(self, now: datetime, limit: int) -> Sequence[PendingReward]:
+        return self.all(
+            select(PendingReward)
+            .where(PendingReward.status == "pending", PendingReward.due_at <= now)
+            .order_by(PendingReward.id)
+            .limit(limit)
+        )
+
+    def of_order(self, kind: str, order_id: int) -> PendingReward | None:
+        return self.one_or_none(
+            select(PendingReward).where(
+                PendingReward.kind == kind, PendingReward.order_id == order_id
+            )
+        )
+
+
+class ReferralRepository(RepositoryBase[Referral]):
+    model = Referral
+
+    def code_of(self, customer_id: int) -> ReferralCode | None:
+        return self.session.get(ReferralCode, customer_id)
+
+    def by_code(self, merchant_id: int, code: str) -> ReferralCode | None:
+        stmt = select(ReferralCode).where(
+            ReferralCode.merchant_id == merchant_id, ReferralCode.code == code
+        )
+        return self.session.execute(stmt).scalar_one_or_none()
+
+    def of_referee(self, referee_id: int) -> Referral | None:
+        return self.one_or_none(select(Referral).where(Referral.referee_id == referee_id))
+
+    def by_order(self, order_id: int) -> Referral | None:
+        return self.one_or_none(select(Referral).where(Referral.order_id == order_id))
+
+    def count_since(self, referrer_id: int, since: datetime) -> int:
+        stmt = select(func.count()).where(
+            Referral.referrer_id == referrer_id, Referral.created_at >= since
+        )
+        return int(self.session.execute(stmt).scalar_one())
+
+    def stats(self, merchant_id: int, referrer_id: int | None = None) -> dict[str, int]:
+        stmt = select(Referral.status, func.count()).where(Referral.merchant_id == merchant_id)
+        if referrer_id is not None:
+            stmt = stmt.where(Referral.referrer_id == referrer_id)
+        out = {str(s): int(n) for s, n in self.session.execute(stmt.group_by(Referral.status))}
+        for label, model in (("refused", ReferralRefusal), ("invitations", ReferralInvitation)):
+            count = select(func.count()).select_from(model).where(model.merchant_id == merchant_id)
+            if referrer_id is not None:
+                count = count.where(model.referrer_id == referrer_id)
+            out[label] = int(self.session.execute(count).scalar_one())
+        return out
+
+
+class RateRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def counts(self, keys: Sequence[str], window: datetime) -> dict[str, int]:
+        stmt = select(RateCounter.key, RateCounter.count).where(
+            RateCounter.key.in_(keys), RateCounter.window_start == window
+        )
+        return {k: c for k, c in self.session.execute(stmt).all()}
+
+    def bump(self, key: str, window: datetime, n: int) -> None:
+        """One atomic upsert: concurrent failures from several processes all count."""
+        dialect = postgresql if self.session.bind.dialect.name == "postgresql" else sqlite  # type: ignore[union-attr]
+        stmt = dialect.insert(RateCounter).values(key=key, window_start=window, count=n)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["key", "window_start"], set_={"count": RateCounter.count + n}
+        )
+        self.session.execute(stmt)
+
+    def purge(self, before: datetime) -> int:
+        from sqlalchemy import delete
+
+        result = self.session.execute(delete(RateCounter).where(RateCounter.window_start < before))
+        return _rowcount(result)
