@@ -1,26 +1,40 @@
-"""The `fidele` command; each domain adds its commands via `fidele.<domain>.cli.register`."""
+"""The `fidele` command; each domain adds its commands via `fidele.<domain>.cli.register`.
+
+The console script imports only the domain module of the command it runs (``fidele analytics
+clv`` never imports the web or database stack); ``fidele --help`` and ``fidele.cli.app`` load
+every domain."""
 
 from __future__ import annotations
 
 import importlib
-import logging
 import pkgutil
-import time
+import sys
+from collections.abc import Iterable
+from typing import Any
 
 import typer
 
 from fidele.kit import cli as k
 
-app = typer.Typer(
-    help="fidele: loyalty and retention engine for online shops.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-)
-db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
-app.add_typer(db_app, name="db")
+# Top-level command -> the module that registers it. A command not listed here (or a plain
+# `fidele --help`) loads every domain, so a new domain works before it is listed.
+COMMAND_MODULES: dict[str, tuple[str, ...]] = {
+    "merchant": ("fidele.tenancy.cli", "fidele.events.cli"),
+    "apikey": ("fidele.tenancy.cli",),
+    "analytics": ("fidele.analytics.cli",),
+    "demo": ("fidele.demo.cli",),
+    "loyalty": ("fidele.loyalty.cli",),
+    "coupons": ("fidele.promotions.cli",),
+    "gift-cards": ("fidele.promotions.cli",),
+    "checkout": ("fidele.promotions.cli",),
+    "import": ("fidele.events.cli",),
+    "sync": ("fidele.events.cli",),
+    "db": (),
+    "serve": (),
+    "worker": (),
+}
 
 
-@db_app.command("upgrade")
 def db_upgrade(as_json: bool = k.JsonOpt) -> None:
     """Apply every pending migration to the configured database."""
     k.engine()
@@ -30,11 +44,11 @@ def db_upgrade(as_json: bool = k.JsonOpt) -> None:
         k.console.print("database is up to date")
 
 
-@db_app.command("revision")
 def db_revision(
     message: str = typer.Option(..., "-m", "--message", help="What the migration does"),
 ) -> None:
     """(Developers) autogenerate a migration from the models against an empty scratch SQLite."""
+    import subprocess
     import tempfile
     from pathlib import Path
 
@@ -50,20 +64,16 @@ def db_revision(
             cfg = alembic_config(eng)
             cfg.attributes["connection"] = conn
             script = command.revision(cfg, message=message, autogenerate=True)
+    ruff = Path(sys.executable).parent / "ruff"
     for rev in script if isinstance(script, list) else [script]:
         if rev is None:
             continue
         path = Path(rev.path)
         path.write_text(path.read_text().replace("astext_type=Text()", "astext_type=sa.Text()"))
-        import subprocess
-        import sys
-
-        ruff = Path(sys.executable).parent / "ruff"
         subprocess.run([str(ruff), "check", "-q", "--fix", str(path)], check=False)
         subprocess.run([str(ruff), "format", "-q", str(path)], check=False)
 
 
-@app.command()
 def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to bind"),
     port: int = typer.Option(8000, help="Port"),
@@ -83,7 +93,6 @@ def serve(
     )
 
 
-@app.command()
 def worker(
     once: bool = typer.Option(False, "--once", help="Run due jobs once and exit"),
     force: bool = typer.Option(False, "--force", help="Run every job now, due or not"),
@@ -91,6 +100,9 @@ def worker(
     as_json: bool = k.JsonOpt,
 ) -> None:
     """Run scheduled jobs (safe to run in several processes at once)."""
+    import logging
+    import time
+
     from fidele.worker.runner import run_due
 
     logging.basicConfig(level=logging.INFO)
@@ -104,25 +116,54 @@ def worker(
         time.sleep(interval)
 
 
-def _register_domains() -> None:
+def _all_domain_modules() -> list[str]:
     import fidele
 
-    for mod in pkgutil.iter_modules(fidele.__path__):
-        if not mod.ispkg:
-            continue
-        name = f"fidele.{mod.name}.cli"
+    return [f"fidele.{m.name}.cli" for m in pkgutil.iter_modules(fidele.__path__) if m.ispkg]
+
+
+def build(modules: Iterable[str] | None = None) -> typer.Typer:
+    """The root command with the core commands and the given domains' commands (all if None)."""
+    root = typer.Typer(
+        help="fidele: loyalty and retention engine for online shops.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+    )
+    db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+    db_app.command("upgrade")(db_upgrade)
+    db_app.command("revision")(db_revision)
+    root.add_typer(db_app, name="db")
+    root.command()(serve)
+    root.command()(worker)
+    for name in _all_domain_modules() if modules is None else modules:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            if exc.name != name:
+            if exc.name is None or not (name == exc.name or name.startswith(exc.name + ".")):
                 raise
             continue
         if hasattr(module, "register"):
-            module.register(app)
+            module.register(root)
+    return root
 
 
-_register_domains()
+def _modules_for(argv: list[str]) -> tuple[str, ...] | None:
+    command = next((a for a in argv if not a.startswith("-")), None)
+    return COMMAND_MODULES.get(command) if command else None
+
+
+_app: typer.Typer | None = None
+
+
+def __getattr__(name: str) -> Any:
+    """``fidele.cli.app``: the full command tree (tests, documentation)."""
+    global _app
+    if name == "app":
+        if _app is None:
+            _app = build()
+        return _app
+    raise AttributeError(name)
 
 
 def main() -> None:
-    app()
+    build(_modules_for(sys.argv[1:]))()

@@ -8,20 +8,17 @@ import json
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
 
-from fidele.db.engine import make_engine
-from fidele.db.migrate import upgrade
-from fidele.db.session import make_sessionmaker, transaction
 from fidele.errors import FideleError
 from fidele.kit.clock import SystemClock
-from fidele.settings import get_settings
+
+if TYPE_CHECKING:  # the database stack is imported only by commands that use it
+    from sqlalchemy import Engine
+    from sqlalchemy.orm import Session, sessionmaker
 
 console = Console(stderr=True)
 clock = SystemClock()
@@ -30,18 +27,26 @@ JsonOpt = typer.Option(False, "--json", help="Print the result as JSON")
 
 def engine() -> Engine:
     """The configured database, migrated to the latest schema."""
+    from fidele.db.engine import make_engine
+    from fidele.db.migrate import upgrade
+    from fidele.settings import get_settings
+
     eng = make_engine(get_settings().database_url)
     upgrade(eng)
     return eng
 
 
 def factory() -> sessionmaker[Session]:
+    from fidele.db.session import make_sessionmaker
+
     return make_sessionmaker(engine())
 
 
 @contextmanager
 def unit_of_work() -> Iterator[Session]:
     """One transaction for a CLI command; domain errors exit with code 1 and a message."""
+    from fidele.db.session import transaction
+
     try:
         with transaction(factory()) as session:
             yield session
@@ -69,6 +74,8 @@ def print_rows(
             writer.writerows(rows)
         sys.stdout.write(out.getvalue())
         return
+    from rich.table import Table
+
     table = Table(title=title)
     for col in rows[0] if rows else []:
         table.add_column(str(col))
