@@ -101,14 +101,16 @@ def clock() -> FrozenClock:
 
 @pytest.fixture
 def settings(engine: Engine) -> Settings:
-    return Settings(env="test", database_url=str(engine.url), secret_key=SECRET,
-                    embedded_worker=False)
+    return Settings(
+        env="test", database_url=str(engine.url), secret_key=SECRET, embedded_worker=False
+    )
 
 
 @pytest.fixture
 def app(settings: Settings, engine: Engine, clock: FrozenClock, factory: sessionmaker[Session]):
-    return create_app(settings, engine=engine, clock=clock, sessionmaker=factory,
-                      start_worker=False)
+    return create_app(
+        settings, engine=engine, clock=clock, sessionmaker=factory, start_worker=False
+    )
 
 
 @pytest.fixture
