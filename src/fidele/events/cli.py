@@ -133,3 +133,33 @@ def connector_secret(
 def register(root: typer.Typer) -> None:
     root.add_typer(import_app, name="import")
     root.add_typer(sync_app, name="sync")
+
+
+@sync_app.command("prestashop")
+def sync_prestashop(
+    url: str = typer.Option(..., "--url", help="The shop's base URL (its /api is queried)"),
+    key: str = typer.Option(..., "--key", help="Webservice key (sent as basic-auth user)"),
+    merchant: int | None = MerchantOpt,
+    timezone: str = typer.Option("UTC", "--timezone", help="The shop's timezone"),
+    page: int = typer.Option(100, "--page-size", min=1, help="Records per request and commit"),
+    as_json: bool = k.JsonOpt,
+) -> None:
+    """Pull customers and orders changed since the last sync (incremental, idempotent)."""
+    from zoneinfo import ZoneInfo
+
+    from fidele.events import prestashop
+
+    client = prestashop.Client(url, key)
+    try:
+        caller = caller_for(merchant)
+        summary = prestashop.sync(
+            k.factory(), caller, client, k.clock, tz=ZoneInfo(timezone), page=page
+        )
+    except FideleError as exc:
+        k.console.print(f"[red]error:[/red] {exc.detail}")
+        raise typer.Exit(1) from exc
+    finally:
+        client.close()
+    k.print_json(summary.as_dict()) if as_json else k.print_rows(
+        [summary.as_dict()], title="PrestaShop sync"
+    )
