@@ -16,6 +16,7 @@ from fidele.deps import NowDep, SessionDep, SettingsDep
 from fidele.errors import InvalidInput, Unauthorized
 from fidele.events.connectors import service, signing
 from fidele.events.connectors.service import WebhookResult
+from fidele.kit.schemas import has_nul
 from fidele.tenancy.models import Merchant
 from fidele.tenancy.repository import MerchantRepository
 
@@ -58,6 +59,8 @@ def _json(body: bytes) -> dict[str, Any]:
         raise InvalidInput("the body is not JSON", field="body") from exc
     if not isinstance(payload, dict):
         raise InvalidInput("the body must be a JSON object", field="body")
+    if has_nul(payload):
+        raise InvalidInput("text must not contain NUL (\\u0000) characters", field="body")
     return payload
 
 

@@ -6,12 +6,13 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from sqlalchemy.orm import Session
 
 from fidele.customers import service as customers
 from fidele.errors import Conflict, IdempotencyConflict, InvalidInput
 from fidele.events.connectors import shopify, woocommerce
+from fidele.kit.schemas import ExternalId
 from fidele.orders import service as orders
 from fidele.orders.models import Order
 from fidele.orders.schemas import OrderIn, RefundIn, StatusIn
@@ -46,6 +47,14 @@ def mapped(fn: Callable[..., T], *args: Any) -> T:
         raise InvalidInput(f"the payload is not shaped as expected: {exc!r}"[:300]) from exc
 
 
+_EXTERNAL_ID: TypeAdapter[str] = TypeAdapter(ExternalId)
+
+
+def external_id(payload: dict[str, Any], key: str = "id") -> str:
+    """A payload's id, held to the API's rules for ids (1-255 characters, no slash)."""
+    return _EXTERNAL_ID.validate_python(str(payload[key]))
+
+
 def ensure_order(
     session: Session, caller: Caller, data: OrderIn, now: datetime, source: str
 ) -> tuple[Order, bool]:
@@ -75,13 +84,13 @@ def shopify_webhook(
         created = ensure_order(session, caller, data, now, "shopify")[1]
         return WebhookResult(status="processed", topic=topic, object_id=data.id, created=created)
     if topic == shopify.REFUND_TOPIC:
-        order_id = str(mapped(lambda p: p["order_id"], payload))
+        order_id = mapped(external_id, payload, "order_id")
         currency = orders.get(session, caller, order_id).currency
         refund = mapped(shopify.refund_in, payload, currency)
         created = refund_once(session, caller, order_id, refund, now, "shopify")
         return WebhookResult(status="processed", topic=topic, object_id=refund.id, created=created)
     if topic == shopify.CUSTOMER_TOPIC:
-        ext = str(mapped(lambda p: p["id"], payload))
+        ext = mapped(external_id, payload)
         data = mapped(shopify.customer_in, payload)
         created = customers.upsert(session, caller, ext, data, now, source="shopify")[1]
         return WebhookResult(status="processed", topic=topic, object_id=ext, created=created)
@@ -95,7 +104,7 @@ def woocommerce_webhook(
     if topic in woocommerce.ORDER_TOPICS:
         return _woo_order(session, caller, topic, payload, now)
     if topic in woocommerce.CUSTOMER_TOPICS:
-        ext = str(mapped(woocommerce.customer_external_id, payload))
+        ext = mapped(external_id, payload)
         data = mapped(woocommerce.customer_in, payload)
         created = customers.upsert(session, caller, ext, data, now, source="woocommerce")[1]
         return WebhookResult(status="processed", topic=topic, object_id=ext, created=created)

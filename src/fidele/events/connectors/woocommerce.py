@@ -100,10 +100,6 @@ def customer_in(customer: dict[str, Any]) -> CustomerIn:
     return CustomerIn(**{k: v for k, v in data.items() if v is not None})
 
 
-def customer_external_id(customer: dict[str, Any]) -> str:
-    return str(customer["id"])
-
-
 def status_time(order: dict[str, Any]) -> Any:
     """When the order reached its current status (completion, else last modification)."""
     return _time(order, "date_completed") or _time(order, "date_modified")
