@@ -1,8 +1,10 @@
 """Set-based writes of many orders at once: the bulk path of ``fidele import`` (all its SQL).
 
-Rows go in with multi-row ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` (SQLAlchemy's
-insertmanyvalues: one statement per ~1000 rows on both backends), so a replayed file creates
-nothing twice and concurrent importers cannot duplicate. Each new order gets its lines and one
+On PostgreSQL rows are COPied into temporary staging tables and moved with ``INSERT ... SELECT
+... ON CONFLICT DO NOTHING RETURNING`` (lines and events, which belong to new orders only, are
+COPied straight in); on SQLite they go in with multi-row ``INSERT ... ON CONFLICT DO NOTHING
+RETURNING``. Either way a replayed file creates nothing twice and concurrent importers cannot
+duplicate. Each new order gets its lines and one
 ``order.placed`` event (source ``import``), and each new customer a ``customer.upserted`` event,
 exactly as ``POST /v1/orders`` would write them, but the in-transaction handlers of other
 domains are NOT dispatched: a historical import awards no points; loyalty rebuilds from the
@@ -13,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Table, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -44,9 +46,59 @@ class Written:
     customers_created: int = 0
 
 
-def _insert(session: Session, table: Table) -> Any:
-    dialect = session.get_bind().dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+class Store(Protocol):
+    """Where a batch goes: the four set-based operations the bulk path needs."""
+
+    def insert_new(self, table: Table, rows: list[dict[str, Any]]) -> dict[str, int]:
+        """Insert rows whose (merchant_id, external_id) is new; ``{external_id: id}`` of those."""
+        ...
+
+    def append(self, table: Table, rows: list[dict[str, Any]]) -> None: ...
+
+    def lookup(
+        self, table: Table, column: str, merchant_id: int, external_ids: list[str]
+    ) -> dict[str, Any]:
+        """``{external_id: column value}`` of the merchant's existing rows."""
+        ...
+
+
+class InsertStore:
+    """Multi-row INSERT (SQLAlchemy insertmanyvalues): SQLite, and any backend."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.dialect = session.get_bind().dialect.name
+
+    def insert_new(self, table: Table, rows: list[dict[str, Any]]) -> dict[str, int]:
+        if not rows:
+            return {}
+        insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        stmt = (
+            insert(table)
+            .on_conflict_do_nothing(index_elements=["merchant_id", "external_id"])
+            .returning(table.c.id, table.c.external_id)
+        )
+        return {ext: id_ for id_, ext in self.session.execute(stmt, rows).all()}
+
+    def append(self, table: Table, rows: list[dict[str, Any]]) -> None:
+        if rows:  # an empty list would insert one row of defaults
+            self.session.execute(table.insert(), rows)
+
+    def lookup(
+        self, table: Table, column: str, merchant_id: int, external_ids: list[str]
+    ) -> dict[str, Any]:
+        stmt = select(table.c.external_id, table.c[column]).where(
+            table.c.merchant_id == merchant_id, table.c.external_id.in_(external_ids)
+        )
+        return dict(self.session.execute(stmt).all())
+
+
+def store_for(session: Session) -> Store:
+    if session.get_bind().dialect.name == "postgresql":
+        from fidele.events.importers.bulk_pg import CopyStore
+
+        return CopyStore(session)
+    return InsertStore(session)
 
 
 def write_orders(
@@ -60,14 +112,33 @@ def write_orders(
     """Write ``orders`` (already validated, unique ids) for ``caller``'s merchant."""
     if not orders:
         return Written()
+    store = store_for(session)
     hashes = {o.id: payload_hash(o.model_dump(mode="json")) for o in orders}
-    customers, new_customers = _ensure_customers(session, caller, orders, now, source)
-    order_ids = _insert_orders(session, caller, orders, customers, hashes, now, source)
-    out = Written(customers_created=new_customers)
+    customers, new_customers = _ensure_customers(store, caller, orders, now, source)
+    order_ids = store.insert_new(
+        ORDERS, [_order_row(caller, o, customers, hashes, now, source) for o in orders]
+    )
     fresh = [o for o in orders if o.id in order_ids]
-    _insert_lines(session, fresh, order_ids)
-    _insert_order_events(session, caller, fresh, customers, order_ids, now, source)
-    existing = _hashes(session, caller, [o.id for o in orders if o.id not in order_ids])
+    store.append(LINES, [row for o in fresh for row in line_rows(o, order_ids[o.id])])
+    store.append(
+        EVENTS,
+        [
+            _event(
+                caller,
+                ev.ORDER_PLACED,
+                o.placed_at,
+                now,
+                source,
+                o.model_dump(mode="json", exclude={"email"}),
+                customers[o.customer_id],
+                order_ids[o.id],
+            )
+            for o in fresh
+        ],
+    )
+    stale = [o.id for o in orders if o.id not in order_ids]
+    existing = store.lookup(ORDERS, "payload_hash", caller.merchant_id, stale) if stale else {}
+    out = Written(customers_created=new_customers)
     for o in orders:
         if o.id in order_ids:
             out.created.append(o.id)
@@ -79,104 +150,85 @@ def write_orders(
 
 
 def _ensure_customers(
-    session: Session, caller: Caller, orders: Sequence[OrderIn], now: datetime, source: str
+    store: Store, caller: Caller, orders: Sequence[OrderIn], now: datetime, source: str
 ) -> tuple[dict[str, int], int]:
     emails: dict[str, str | None] = {}
     for o in orders:
         emails.setdefault(o.customer_id, o.email)
-    rows = [
-        {
-            "merchant_id": caller.merchant_id,
-            "programme_id": caller.programme_id,
-            "external_id": ext,
-            "email": email,
-            "email_normalized": normalise_email(email),
-            "email_marketing": False,
-            "sms_marketing": False,
-            "attributes": {},
-            "created_at": now,
-            "updated_at": now,
-        }
-        for ext, email in emails.items()
-    ]
-    stmt = (
-        _insert(session, CUSTOMERS)
-        .on_conflict_do_nothing(index_elements=["merchant_id", "external_id"])
-        .returning(CUSTOMERS.c.id, CUSTOMERS.c.external_id)
+    created = store.insert_new(
+        CUSTOMERS,
+        [
+            {
+                "merchant_id": caller.merchant_id,
+                "programme_id": caller.programme_id,
+                "external_id": ext,
+                "email": email,
+                "email_normalized": normalise_email(email),
+                "email_marketing": False,
+                "sms_marketing": False,
+                "attributes": {},
+                "created_at": now,
+                "updated_at": now,
+            }
+            for ext, email in emails.items()
+        ],
     )
-    created = dict(session.execute(stmt, rows).all()) if rows else {}
-    ids = {ext: cid for cid, ext in created.items()}
+    ids = dict(created)
     missing = [ext for ext in emails if ext not in ids]
     if missing:
-        ids.update(_customer_ids(session, caller.merchant_id, missing))
-    events = [
-        _event(
-            caller,
-            ev.CUSTOMER_UPSERTED,
-            now,
-            now,
-            source,
-            {
-                "customer_id": ext,
-                "created": True,
-                **({"email": emails[ext]} if emails[ext] else {}),
-            },
-            ids[ext],
-            None,
-        )
-        for ext in created.values()
-    ]
-    if events:
-        session.execute(EVENTS.insert(), events)
+        ids.update(store.lookup(CUSTOMERS, "id", caller.merchant_id, missing))
+    store.append(
+        EVENTS,
+        [
+            _event(
+                caller,
+                ev.CUSTOMER_UPSERTED,
+                now,
+                now,
+                source,
+                {
+                    "customer_id": ext,
+                    "created": True,
+                    **({"email": emails[ext]} if emails[ext] else {}),
+                },
+                cid,
+                None,
+            )
+            for ext, cid in created.items()
+        ],
+    )
     return ids, len(created)
 
 
-def _customer_ids(session: Session, merchant_id: int, external_ids: list[str]) -> dict[str, int]:
-    stmt = select(CUSTOMERS.c.external_id, CUSTOMERS.c.id).where(
-        CUSTOMERS.c.merchant_id == merchant_id, CUSTOMERS.c.external_id.in_(external_ids)
-    )
-    return dict(session.execute(stmt).all())
-
-
-def _insert_orders(
-    session: Session,
+def _order_row(
     caller: Caller,
-    orders: Sequence[OrderIn],
+    o: OrderIn,
     customers: dict[str, int],
     hashes: dict[str, str],
     now: datetime,
     source: str,
-) -> dict[str, int]:
-    rows = [
-        {
-            "merchant_id": caller.merchant_id,
-            "programme_id": caller.programme_id,
-            "customer_id": customers[o.customer_id],
-            "external_id": o.id,
-            "placed_at": o.placed_at,
-            "currency": o.currency,
-            "subtotal": sum(ln.quantity * ln.unit_price for ln in o.lines),
-            "discounts": o.discounts,
-            "shipping": o.shipping,
-            "tax": o.tax,
-            "total": o.total,
-            "refunded_total": 0,
-            "status": "placed",
-            "channel": o.channel,
-            "source": source,
-            "payload_hash": hashes[o.id],
-            "attributes": o.attributes,
-            "created_at": now,
-            "updated_at": now,
-        }
-        for o in orders
-    ]
-    stmt = (
-        _insert(session, ORDERS)
-        .on_conflict_do_nothing(index_elements=["merchant_id", "external_id"])
-        .returning(ORDERS.c.id, ORDERS.c.external_id)
-    )
-    return {ext: oid for oid, ext in session.execute(stmt, rows).all()}
+) -> dict[str, Any]:
+    return {
+        "merchant_id": caller.merchant_id,
+        "programme_id": caller.programme_id,
+        "customer_id": customers[o.customer_id],
+        "external_id": o.id,
+        "placed_at": o.placed_at,
+        "currency": o.currency,
+        "subtotal": sum(ln.quantity * ln.unit_price for ln in o.lines),
+        "discounts": o.discounts,
+        "shipping": o.shipping,
+        "tax": o.tax,
+        "total": o.total,
+        "refunded_total": 0,
+        "status": "placed",
+        "channel": o.channel,
+        "source": source,
+        "payload_hash": hashes[o.id],
+        "attributes": o.attributes,
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 def line_rows(order: OrderIn, order_id: int) -> list[dict[str, Any]]:
@@ -198,38 +250,6 @@ def line_rows(order: OrderIn, order_id: int) -> list[dict[str, Any]]:
         }
         for i, (ln, share) in enumerate(zip(order.lines, shares, strict=True))
     ]
-
-
-def _insert_lines(session: Session, orders: Sequence[OrderIn], ids: dict[str, int]) -> None:
-    rows = [row for o in orders for row in line_rows(o, ids[o.id])]
-    if rows:
-        session.execute(LINES.insert(), rows)
-
-
-def _insert_order_events(
-    session: Session,
-    caller: Caller,
-    orders: Sequence[OrderIn],
-    customers: dict[str, int],
-    ids: dict[str, int],
-    now: datetime,
-    source: str,
-) -> None:
-    rows = [
-        _event(
-            caller,
-            ev.ORDER_PLACED,
-            o.placed_at,
-            now,
-            source,
-            o.model_dump(mode="json", exclude={"email"}),
-            customers[o.customer_id],
-            ids[o.id],
-        )
-        for o in orders
-    ]
-    if rows:
-        session.execute(EVENTS.insert(), rows)
 
 
 def _event(
@@ -255,12 +275,3 @@ def _event(
         "payload_hash": payload_hash(payload),
         "payload": payload,
     }
-
-
-def _hashes(session: Session, caller: Caller, external_ids: list[str]) -> dict[str, str]:
-    if not external_ids:
-        return {}
-    stmt = select(ORDERS.c.external_id, ORDERS.c.payload_hash).where(
-        ORDERS.c.merchant_id == caller.merchant_id, ORDERS.c.external_id.in_(external_ids)
-    )
-    return dict(session.execute(stmt).all())
