@@ -17,13 +17,16 @@ EXAMPLES = 25
 
 def _fuzz(operation: schemathesis.APIOperation, key: str, failures: list[str]) -> None:
     @given(case=operation.as_strategy())
-    @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck),
-              database=None)
+    @settings(
+        max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None
+    )
     def check(case: schemathesis.Case) -> None:
         response = case.call(headers={"Authorization": f"Bearer {key}"})
         if response.status_code >= 500:
-            failures.append(f"{case.method} {case.formatted_path} {case.body!r:.300} -> "
-                            f"{response.status_code}: {response.text[:300]}")
+            failures.append(
+                f"{case.method} {case.formatted_path} {case.body!r:.300} -> "
+                f"{response.status_code}: {response.text[:300]}"
+            )
 
     check()
 

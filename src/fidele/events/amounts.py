@@ -46,17 +46,19 @@ def parse_time(value: Any, *, naive_is_utc: bool = False, field: str = "placed_a
     return parsed.astimezone(UTC)
 
 
-def reconcile(parts: dict[str, int], total: int) -> dict[str, int]:
-    """Make ``lines - discounts + shipping + tax == total`` hold, as ``OrderIn`` requires.
+def order_amounts(
+    lines_total: int, *, discounts: int, shipping: int, tax: int, total: int
+) -> dict[str, int]:
+    """``shipping/discounts/tax/total`` for an order, made to satisfy ``OrderIn``'s rule
+    ``lines - discounts + shipping + tax == total``.
 
     Platforms add items fidele does not model (duties, tips, rounding of per-unit prices): a
     positive residue goes to ``tax``, a negative one to ``discounts``; ``total`` (what was paid)
     is never changed."""
-    expected = parts["lines"] - parts["discounts"] + parts["shipping"] + parts["tax"]
-    residue = total - expected
-    out = dict(parts)
-    if residue > 0:
-        out["tax"] += residue
-    elif residue < 0:
-        out["discounts"] -= residue
-    return out
+    residue = total - (lines_total - discounts + shipping + tax)
+    return {
+        "shipping": shipping,
+        "discounts": discounts - min(residue, 0),
+        "tax": tax + max(residue, 0),
+        "total": total,
+    }

@@ -23,12 +23,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from fidele.customers import service as customers
 from fidele.customers.schemas import ConsentIn, CustomerIn
 from fidele.db.session import transaction
-from fidele.errors import Conflict, FideleError
-from fidele.events.amounts import reconcile, to_minor
-from fidele.events.connectors.service import ensure_order
+from fidele.errors import FideleError
+from fidele.events.amounts import order_amounts, to_minor
+from fidele.events.connectors.service import ensure_order, move_status
 from fidele.events.repository import SyncCursorRepository
 from fidele.kit.clock import Clock
-from fidele.orders import service as orders
 from fidele.orders.schemas import LineIn, OrderIn, StatusIn
 from fidele.tenancy.service import Caller
 
@@ -139,16 +138,13 @@ def order_in(row: dict[str, Any], currencies: dict[str, str], tz: ZoneInfo) -> O
         )
         for r in rows
     ]
-    total = to_minor(row.get("total_paid_tax_incl") or row.get("total_paid"), currency)
     # prices are taken tax included, so tax is 0 in the total's equation
-    parts = reconcile(
-        {
-            "lines": sum(ln.quantity * ln.unit_price for ln in lines),
-            "discounts": to_minor(row.get("total_discounts_tax_incl"), currency),
-            "shipping": to_minor(row.get("total_shipping_tax_incl"), currency),
-            "tax": 0,
-        },
-        total,
+    amounts = order_amounts(
+        sum(ln.quantity * ln.unit_price for ln in lines),
+        discounts=to_minor(row.get("total_discounts_tax_incl"), currency),
+        shipping=to_minor(row.get("total_shipping_tax_incl"), currency),
+        tax=0,
+        total=to_minor(row.get("total_paid_tax_incl") or row.get("total_paid"), currency),
     )
     return OrderIn(
         id=str(row["id"]),
@@ -156,10 +152,7 @@ def order_in(row: dict[str, Any], currencies: dict[str, str], tz: ZoneInfo) -> O
         placed_at=_local(row["date_add"], tz),
         currency=currency,
         lines=lines,
-        shipping=parts["shipping"],
-        discounts=parts["discounts"],
-        tax=parts["tax"],
-        total=total,
+        **amounts,
         channel="prestashop",
         attributes={"reference": row.get("reference")},
     )
@@ -262,14 +255,11 @@ def _order(
     status = STATES.get(str(row.get("current_state")))
     if status is not None and order.status != status:
         at = _local(row["date_upd"], tz) if row.get("date_upd") else None
-        try:
-            orders.set_status(
-                session,
-                caller,
-                data.id,
-                StatusIn(status=status, occurred_at=at),
-                clock.now(),
-                source="prestashop",
-            )
-        except Conflict:
-            pass  # a transition fidele refuses (e.g. delivered -> cancelled) keeps the record
+        move_status(
+            session,
+            caller,
+            data.id,
+            StatusIn(status=status, occurred_at=at),
+            clock.now(),
+            "prestashop",
+        )

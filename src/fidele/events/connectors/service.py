@@ -66,6 +66,17 @@ def ensure_order(
         return orders.get(session, caller, data.id), False
 
 
+def move_status(
+    session: Session, caller: Caller, order_id: str, data: StatusIn, now: datetime, source: str
+) -> None:
+    """Apply a status the shop reports, unless fidele refuses the transition (e.g. completed
+    after a cancellation): the history stands as first recorded."""
+    try:
+        orders.set_status(session, caller, order_id, data, now, source=source)
+    except Conflict:
+        pass
+
+
 def refund_once(
     session: Session, caller: Caller, order_id: str, data: RefundIn, now: datetime, source: str
 ) -> bool:
@@ -121,15 +132,12 @@ def _woo_order(
     new_status = woocommerce.STATUS.get(str(payload.get("status")))
     if new_status is not None:
         at = mapped(woocommerce.status_time, payload)
-        try:
-            orders.set_status(
-                session,
-                caller,
-                data.id,
-                StatusIn(status=new_status, occurred_at=at),
-                now,
-                source="woocommerce",
-            )
-        except Conflict:
-            pass  # e.g. "completed" after a cancellation: the shop's history stands as recorded
+        move_status(
+            session,
+            caller,
+            data.id,
+            StatusIn(status=new_status, occurred_at=at),
+            now,
+            "woocommerce",
+        )
     return WebhookResult(status="processed", topic=topic, object_id=data.id, created=created)

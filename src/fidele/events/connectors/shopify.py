@@ -10,7 +10,7 @@ from typing import Any
 
 from fidele.customers.schemas import ConsentIn, CustomerIn
 from fidele.errors import InvalidInput
-from fidele.events.amounts import parse_time, reconcile, to_minor
+from fidele.events.amounts import order_amounts, parse_time, to_minor
 from fidele.orders.schemas import LineIn, OrderIn, RefundIn
 
 ORDER_TOPICS = ("orders/create", "orders/paid")
@@ -52,14 +52,12 @@ def order_in(order: dict[str, Any]) -> OrderIn:
     if not lines:
         raise InvalidInput("the order has no line items", field="line_items")
     tax = 0 if order.get("taxes_included") else to_minor(order.get("total_tax"), currency)
-    parts = reconcile(
-        {
-            "lines": sum(ln.quantity * ln.unit_price for ln in lines),
-            "discounts": to_minor(order.get("total_discounts"), currency),
-            "shipping": _shipping(order, currency),
-            "tax": tax,
-        },
-        total := to_minor(order.get("total_price"), currency, field="total_price"),
+    amounts = order_amounts(
+        sum(ln.quantity * ln.unit_price for ln in lines),
+        discounts=to_minor(order.get("total_discounts"), currency),
+        shipping=_shipping(order, currency),
+        tax=tax,
+        total=to_minor(order.get("total_price"), currency, field="total_price"),
     )
     customer = order.get("customer") or {}
     return OrderIn(
@@ -68,10 +66,7 @@ def order_in(order: dict[str, Any]) -> OrderIn:
         placed_at=parse_time(order.get("created_at") or order.get("processed_at")),
         currency=currency,
         lines=lines,
-        shipping=parts["shipping"],
-        discounts=parts["discounts"],
-        tax=parts["tax"],
-        total=total,
+        **amounts,
         channel=order.get("source_name") or "shopify",
         email=order.get("email") or customer.get("email") or None,
         codes=[d["code"] for d in order.get("discount_codes") or [] if d.get("code")],

@@ -10,7 +10,7 @@ from typing import Any
 
 from fidele.customers.schemas import CustomerIn
 from fidele.errors import InvalidInput
-from fidele.events.amounts import parse_time, reconcile, to_minor
+from fidele.events.amounts import order_amounts, parse_time, to_minor
 from fidele.kit.money import div_round
 from fidele.orders.schemas import LineIn, OrderIn, RefundIn
 
@@ -48,15 +48,12 @@ def order_in(order: dict[str, Any]) -> OrderIn:
     lines = [_line(i, currency) for i in order.get("line_items") or [] if int(i["quantity"]) > 0]
     if not lines:
         raise InvalidInput("the order has no line items", field="line_items")
-    total = to_minor(order.get("total"), currency, field="total")
-    parts = reconcile(
-        {
-            "lines": sum(ln.quantity * ln.unit_price for ln in lines),
-            "discounts": to_minor(order.get("discount_total"), currency),
-            "shipping": to_minor(order.get("shipping_total"), currency),
-            "tax": to_minor(order.get("total_tax"), currency),
-        },
-        total,
+    amounts = order_amounts(
+        sum(ln.quantity * ln.unit_price for ln in lines),
+        discounts=to_minor(order.get("discount_total"), currency),
+        shipping=to_minor(order.get("shipping_total"), currency),
+        tax=to_minor(order.get("total_tax"), currency),
+        total=to_minor(order.get("total"), currency, field="total"),
     )
     billing = order.get("billing") or {}
     return OrderIn(
@@ -65,10 +62,7 @@ def order_in(order: dict[str, Any]) -> OrderIn:
         placed_at=_time(order, "date_created"),
         currency=currency,
         lines=lines,
-        shipping=parts["shipping"],
-        discounts=parts["discounts"],
-        tax=parts["tax"],
-        total=total,
+        **amounts,
         channel=order.get("created_via") or "woocommerce",
         email=billing.get("email") or None,
         codes=[c["code"] for c in order.get("coupon_lines") or [] if c.get("code")],

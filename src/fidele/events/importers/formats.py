@@ -22,7 +22,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from fidele.errors import InvalidInput
-from fidele.events.amounts import reconcile, to_minor
+from fidele.events.amounts import order_amounts, to_minor
 from fidele.kit.money import div_round
 
 Row = dict[str, Any]
@@ -125,7 +125,7 @@ def shopify_order(rows: Sequence[Row], tz: ZoneInfo | None = None) -> Row:
     total = _money(first, "Total", currency)
     if parts["lines"] - parts["discounts"] + parts["shipping"] == total:
         parts["tax"] = 0  # taxes included in prices
-    parts = reconcile(parts, total)
+    amounts = order_amounts(parts.pop("lines"), total=total, **parts)
     email = str(first.get("Email") or "").strip().lower()
     name = str(first["Name"]).strip()
     return {
@@ -134,10 +134,7 @@ def shopify_order(rows: Sequence[Row], tz: ZoneInfo | None = None) -> Row:
         "placed_at": _time(first.get("Created at"), tz),
         "currency": currency,
         "lines": lines,
-        "shipping": parts["shipping"],
-        "discounts": parts["discounts"],
-        "tax": parts["tax"],
-        "total": total,
+        **amounts,
         "channel": "shopify",
         **({"email": email} if email else {}),
     }
@@ -160,15 +157,12 @@ def woocommerce_order(rows: Sequence[Row], tz: ZoneInfo | None = None) -> Row:
     currency = str(first.get("order_currency") or "").strip().upper()
     items = sorted((k for k in first if k.startswith("line_item_")), key=lambda k: int(k[10:]))
     lines = [_woo_item(str(first[k]), currency) for k in items if not _blank(first[k])]
-    total = _money(first, "order_total", currency)
-    parts = reconcile(
-        {
-            "lines": sum(ln["quantity"] * ln["unit_price"] for ln in lines),
-            "discounts": _money(first, "discount_total", currency),
-            "shipping": _money(first, "shipping_total", currency),
-            "tax": _money(first, "tax_total", currency),
-        },
-        total,
+    amounts = order_amounts(
+        sum(ln["quantity"] * ln["unit_price"] for ln in lines),
+        discounts=_money(first, "discount_total", currency),
+        shipping=_money(first, "shipping_total", currency),
+        tax=_money(first, "tax_total", currency),
+        total=_money(first, "order_total", currency),
     )
     cid = str(first.get("customer_id") or "").strip()
     email = str(first.get("customer_email") or first.get("billing_email") or "").strip()
@@ -179,8 +173,7 @@ def woocommerce_order(rows: Sequence[Row], tz: ZoneInfo | None = None) -> Row:
         "placed_at": _time(first.get("order_date"), tz),
         "currency": currency,
         "lines": lines,
-        **{k: parts[k] for k in ("shipping", "discounts", "tax")},
-        "total": total,
+        **amounts,
         "channel": "woocommerce",
         **({"email": email} if email else {}),
     }
