@@ -47,9 +47,9 @@ def dropdb(name: str) -> None:
 
 def fidele(url: str, *args: str) -> str:
     env = {**os.environ, "FIDELE_DATABASE_URL": url, "FIDELE_EMBEDDED_WORKER": "false"}
-    done = subprocess.run(
-        [str(BIN / "fidele"), *args], env=env, check=True, capture_output=True, text=True
-    )
+    done = subprocess.run([str(BIN / "fidele"), *args], env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"fidele {' '.join(args[:2])} failed:\n{done.stderr[-3000:]}")
     return done.stdout
 
 
@@ -191,8 +191,10 @@ def load(url: str, key: str, seconds: int, run: str, *, rate: float = 0.0) -> di
     ]
     if rate:
         args += ["--rate", str(rate)]
-    out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
-    return json.loads(out)
+    done = subprocess.run(args, capture_output=True, text=True)
+    if done.returncode != 0:
+        return {"error": done.stderr[-1500:]}
+    return json.loads(done.stdout)
 
 
 def bench_http(seconds: int, workers: int) -> dict[str, dict]:
@@ -215,6 +217,7 @@ def bench_http(seconds: int, workers: int) -> dict[str, dict]:
             base = "http://127.0.0.1:8765"
             load(base, key, 3, f"warm{workers}")
             closed = load(base, key, seconds, f"c{workers}")
+            print(f"  workers={workers} closed 16:", json.dumps(closed), flush=True)
             paced = load(base, key, seconds, f"p{workers}", rate=500)
         finally:
             server.terminate()
