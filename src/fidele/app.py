@@ -10,12 +10,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fidele import __version__
-from fidele.db.engine import READONLY, make_engine
+from fidele.db.engine import make_engine
 from fidele.db.session import make_sessionmaker
 from fidele.errors import FideleError
 from fidele.events import bus
@@ -110,6 +110,20 @@ def _install_error_handlers(app: FastAPI) -> None:
         )
 
 
+def _ping(engine: Engine) -> None:
+    """``SELECT 1`` outside any transaction: on SQLite a transaction begins with BEGIN
+    IMMEDIATE and would queue behind a long writer, so a busy database looked unreachable."""
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        cursor.execute("SELECT 1")
+        cursor.close()
+    except Exception as exc:  # the driver's own error class: report it as unreachable
+        raise OperationalError("SELECT 1", {}, exc) from exc
+    finally:
+        raw.close()
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -154,8 +168,7 @@ def create_app(
     @app.get("/healthz", tags=["health"])
     def healthz() -> JSONResponse:
         try:
-            with engine.connect().execution_options(**{READONLY: True}) as conn:
-                conn.execute(text("SELECT 1"))
+            _ping(engine)
         except OperationalError as exc:
             return JSONResponse(
                 {"status": "error", "database": "unreachable", "detail": str(exc.orig)[:200]},

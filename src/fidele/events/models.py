@@ -49,3 +49,18 @@ class SyncCursor(Base):
     source: Mapped[str] = mapped_column(String(100), primary_key=True)
     position: Mapped[str] = mapped_column(String(255))
     updated_at: Mapped[datetime]
+
+
+class ConnectorSecret(Base):
+    """A shop platform's own signing secret for a merchant (Shopify signs webhooks with its app
+    secret). It must be usable for HMAC, so it cannot be hashed: it is stored encrypted with
+    Fernet under a key derived from ``FIDELE_SECRET_KEY`` (rotate that key = set it again)."""
+
+    __tablename__ = "connector_secrets"
+
+    merchant_id: Mapped[int] = mapped_column(
+        ForeignKey("merchants.id", ondelete="RESTRICT"), primary_key=True
+    )
+    platform: Mapped[str] = mapped_column(String(50), primary_key=True)
+    encrypted: Mapped[str] = mapped_column(String(500))
+    updated_at: Mapped[datetime]

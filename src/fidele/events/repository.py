@@ -5,7 +5,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from fidele.events.models import Event, SyncCursor
+from fidele.events.models import ConnectorSecret, Event, SyncCursor
 from fidele.kit.repository import RepositoryBase
 
 
@@ -53,3 +53,10 @@ class SyncCursorRepository(RepositoryBase[SyncCursor]):
             )
         else:
             row.position, row.updated_at = position, now
+
+
+class ConnectorSecretRepository(RepositoryBase[ConnectorSecret]):
+    model = ConnectorSecret
+
+    def find(self, merchant_id: int, platform: str) -> ConnectorSecret | None:
+        return self.session.get(ConnectorSecret, (merchant_id, platform))

@@ -57,6 +57,11 @@ def record(
         payload_hash=digest,
         payload=payload,
     )
+    if idempotency_key is None:  # nothing unique to race on: no savepoint (2 round trips)
+        repo.add(event)
+        if dispatch:
+            bus.dispatch(session, event, now)
+        return event, True
     try:
         with session.begin_nested():  # a concurrent twin may insert the same key first
             repo.add(event)

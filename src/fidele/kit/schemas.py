@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    model_validator,
+)
 
 from fidele.kit.money import is_currency
 
@@ -18,7 +26,10 @@ def _upper_currency(value: str) -> str:
 
 
 Currency = Annotated[str, Field(min_length=3, max_length=3), AfterValidator(_upper_currency)]
-ExternalId = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^\s/]([^/]*[^\s/])?$")]
+# No NUL: PostgreSQL text cannot hold it (found by the OpenAPI fuzz test).
+ExternalId = Annotated[
+    str, Field(min_length=1, max_length=255, pattern=r"^[^\s/\x00]([^/\x00]*[^\s/\x00])?$")
+]
 Minor = Annotated[int, Field(ge=0, le=10**15)]
 UtcDatetime = Annotated[
     AwareDatetime,
@@ -33,10 +44,34 @@ def iso(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def has_nul(value: Any) -> bool:
+    """True when a NUL character hides anywhere in ``value`` (keys, nested lists and dicts)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return False
+
+
 class InputModel(BaseModel):
     """Request bodies refuse unknown fields, so a typo is a 422 naming it, not silently lost."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_nul(cls, data: Any) -> Any:
+        # PostgreSQL text and JSONB cannot store NUL: refuse it here (422), not with a 500 there.
+        if has_nul(data):
+            raise ValueError("text must not contain NUL (\\u0000) characters")
+        return data
 
 
 class OutputModel(BaseModel):

@@ -100,6 +100,7 @@ def _build(
         attributes=data.attributes,
         created_at=now,
         updated_at=now,
+        refunds=[],  # known empty: the response needs no query to load it
     )
     order.lines = [
         OrderLine(

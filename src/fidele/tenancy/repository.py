@@ -25,6 +25,15 @@ class MerchantRepository(RepositoryBase[Merchant]):
 class ApiKeyRepository(RepositoryBase[ApiKey]):
     model = ApiKey
 
+    def with_programme(self, prefix: str) -> tuple[ApiKey, int] | None:
+        """The key and its merchant's programme in one round trip (every request needs both)."""
+        row = self.session.execute(
+            select(ApiKey, Merchant.programme_id)
+            .join(Merchant, Merchant.id == ApiKey.merchant_id)
+            .where(ApiKey.prefix == prefix)
+        ).one_or_none()
+        return None if row is None else (row[0], row[1])
+
     def by_prefix(self, prefix: str) -> ApiKey | None:
         return self.one_or_none(select(ApiKey).where(ApiKey.prefix == prefix))
 

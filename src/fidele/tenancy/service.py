@@ -138,8 +138,10 @@ def revoke_api_key(session: Session, *, prefix: str, now: datetime) -> ApiKey:
 
 def authenticate(session: Session, key: str) -> Caller:
     prefix = domain.split_key(key)
-    row = ApiKeyRepository(session).by_prefix(prefix) if prefix else None
-    if row is None or row.revoked_at is not None or not domain.key_matches(key, row.key_hash):
+    found = ApiKeyRepository(session).with_programme(prefix) if prefix else None
+    if found is None:
         raise Unauthorized("invalid or revoked API key")
-    merchant = get_merchant(session, row.merchant_id)
-    return Caller(merchant.id, merchant.programme_id, row.id, row.scope_set)
+    row, programme_id = found
+    if row.revoked_at is not None or not domain.key_matches(key, row.key_hash):
+        raise Unauthorized("invalid or revoked API key")
+    return Caller(row.merchant_id, programme_id, row.id, row.scope_set)

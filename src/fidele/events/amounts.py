@@ -1,0 +1,64 @@
+"""Conversions of what shops send (decimal strings, naive GMT times) into fidele's units.
+
+Shops send money as decimal strings ("19.90"); fidele stores integer minor units. The conversion
+goes through :class:`~decimal.Decimal`, never float, so "0.10" is 10 cents exactly."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
+
+from fidele.errors import InvalidInput
+from fidele.kit.money import is_currency, minor_units
+
+
+def to_minor(value: Any, currency: str, *, field: str = "amount") -> int:
+    """``"19.90"`` EUR -> 1990; rounds half away from zero beyond the currency's decimals."""
+    if value is None or value == "":
+        return 0
+    if not is_currency(currency):
+        raise InvalidInput(f"unknown ISO 4217 currency {currency!r}", field="currency")
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation as exc:
+        raise InvalidInput(f"{value!r} is not a decimal amount", field=field) from exc
+    if not amount.is_finite():
+        raise InvalidInput(f"{value!r} is not a decimal amount", field=field)
+    scaled = amount.scaleb(minor_units(currency)).quantize(Decimal(1), rounding=ROUND_HALF_UP)
+    return int(scaled)
+
+
+def parse_time(value: Any, *, naive_is_utc: bool = False, field: str = "placed_at") -> datetime:
+    """An ISO 8601 time with its zone, as aware UTC. ``naive_is_utc`` accepts zone-less values
+    from fields documented as GMT (WooCommerce's ``*_gmt``, PrestaShop after conversion)."""
+    if isinstance(value, datetime):
+        parsed = value
+    else:
+        try:
+            parsed = datetime.fromisoformat(str(value).strip().replace(" UTC", "+00:00"))
+        except ValueError as exc:
+            raise InvalidInput(f"{value!r} is not an ISO 8601 time", field=field) from exc
+    if parsed.tzinfo is None:
+        if not naive_is_utc:
+            raise InvalidInput(f"{value!r} has no timezone", field=field)
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def order_amounts(
+    lines_total: int, *, discounts: int, shipping: int, tax: int, total: int
+) -> dict[str, int]:
+    """``shipping/discounts/tax/total`` for an order, made to satisfy ``OrderIn``'s rule
+    ``lines - discounts + shipping + tax == total``.
+
+    Platforms add items fidele does not model (duties, tips, rounding of per-unit prices): a
+    positive residue goes to ``tax``, a negative one to ``discounts``; ``total`` (what was paid)
+    is never changed."""
+    residue = total - (lines_total - discounts + shipping + tax)
+    return {
+        "shipping": shipping,
+        "discounts": discounts - min(residue, 0),
+        "tax": tax + max(residue, 0),
+        "total": total,
+    }
