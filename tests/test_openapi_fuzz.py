@@ -1,7 +1,7 @@
 """Property-based fuzzing of the HTTP API from its own /openapi.json (schemathesis): whatever
 the generated request, authenticated with a real key, no operation may answer a 5xx.
 
-Each operation gets its own hypothesis run (25 examples) inside one test per backend; the
+Each operation gets its own hypothesis run (12 examples) inside one test per backend; the
 pytest plugin of schemathesis is not used because it does not support this pytest."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 
 from tests.fixtures.factories import Tenant
 
-EXAMPLES = 25
+EXAMPLES = 12
 
 
 def _fuzz(operation: schemathesis.APIOperation, key: str, failures: list[str]) -> None:

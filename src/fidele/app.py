@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fidele import __version__
@@ -98,6 +98,30 @@ def _install_error_handlers(app: FastAPI) -> None:
         names = ", ".join(f["field"] for f in fields)
         return JSONResponse(
             {"error": "validation_error", "detail": f"invalid input: {names}", "fields": fields},
+            status_code=422,
+        )
+
+    @app.exception_handler(DataError)
+    async def _data(_: Request, exc: DataError) -> JSONResponse:
+        # The database refused a value (out of range for its column): the input was bad.
+        return JSONResponse(
+            {
+                "error": "validation_error",
+                "detail": "a value is out of range",
+                "fields": [{"field": "-", "message": str(exc.orig).splitlines()[0][:200]}],
+            },
+            status_code=422,
+        )
+
+    @app.exception_handler(OverflowError)
+    async def _overflow(_: Request, exc: OverflowError) -> JSONResponse:
+        # SQLite's driver raises this for integers beyond 64 bits (path parameters, ...).
+        return JSONResponse(
+            {
+                "error": "validation_error",
+                "detail": "an integer is out of range",
+                "fields": [{"field": "-", "message": str(exc)[:200]}],
+            },
             status_code=422,
         )
 

@@ -44,13 +44,20 @@ def iso(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+INT64 = 2**63 - 1
+
+
 def has_nul(value: Any) -> bool:
-    """True when a NUL character hides anywhere in ``value`` (keys, nested lists and dicts)."""
+    """True when ``value`` holds what no database column can store: a NUL character or an
+    integer beyond 64 bits (anywhere: keys, nested lists and dicts)."""
     stack = [value]
     while stack:
         item = stack.pop()
         if isinstance(item, str):
             if "\x00" in item:
+                return True
+        elif isinstance(item, int) and not isinstance(item, bool):
+            if not -INT64 <= item <= INT64:
                 return True
         elif isinstance(item, dict):
             stack.extend(item.keys())
@@ -70,7 +77,9 @@ class InputModel(BaseModel):
     def _refuse_nul(cls, data: Any) -> Any:
         # PostgreSQL text and JSONB cannot store NUL: refuse it here (422), not with a 500 there.
         if has_nul(data):
-            raise ValueError("text must not contain NUL (\\u0000) characters")
+            raise ValueError(
+                "text must not contain NUL (\\u0000) characters and integers must fit in 64 bits"
+            )
         return data
 
 

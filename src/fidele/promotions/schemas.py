@@ -44,7 +44,7 @@ class CouponIn(_OfferIn):
 
 
 class BatchIn(_OfferIn):
-    count: int = Field(ge=1, le=100_000)
+    count: int = Field(ge=1, le=10_000)
     usage_limit: int = Field(1, ge=1, description="uses of each code (single-use by default)")
     per_customer_limit: int | None = Field(None, ge=1)
 
