@@ -36,12 +36,11 @@ class CustomerRuns:
 def customer_runs(frame: pl.DataFrame, customer_col: str) -> CustomerRuns:
     """Reduce ``frame`` (``customer_col``, ``day`` Int32 and ``amount``, no null amount) to
     one entry per customer."""
-    frame = _sorted(frame, customer_col)
+    flags = _flags(frame, customer_col)
+    if not _is_sorted(frame, flags, customer_col):
+        frame = frame.sort(customer_col, "day")
+        flags = _flags(frame, customer_col)
     n = frame.height
-    flags = frame.select(
-        pl.col(customer_col).ne_missing(pl.col(customer_col).shift(1)).fill_null(True),
-        pl.col("day").ne_missing(pl.col("day").shift(1)).fill_null(True).alias("__new_day"),
-    )
     new_c = flags.get_column(customer_col).to_numpy()
     new_d = new_c | flags.get_column("__new_day").to_numpy()
     day = frame.get_column("day").to_numpy().astype(np.int64)
@@ -76,11 +75,17 @@ def _gap_squares(run_day: np.ndarray, first_run: np.ndarray) -> np.ndarray:
     return np.add.reduceat(sq, first_run)
 
 
-def _sorted(frame: pl.DataFrame, customer_col: str) -> pl.DataFrame:
-    """``frame`` sorted by customer then day; one O(n) check, a sort only when needed."""
-    key = frame.get_column(customer_col)
-    back = pl.col("day") < pl.col("day").shift(1)
-    same = pl.col(customer_col).eq_missing(pl.col(customer_col).shift(1))
-    if key.is_sorted() and not frame.select((back & same).any()).item():
-        return frame
-    return frame.sort(customer_col, "day")
+def _flags(frame: pl.DataFrame, customer_col: str) -> pl.DataFrame:
+    """Where a customer starts, where a purchase day starts (both null-aware) and where the day
+    goes back within a customer (the frame is then not sorted)."""
+    new_c = pl.col(customer_col).ne_missing(pl.col(customer_col).shift(1)).fill_null(True)
+    return frame.select(
+        new_c,
+        pl.col("day").ne_missing(pl.col("day").shift(1)).fill_null(True).alias("__new_day"),
+        ((pl.col("day") < pl.col("day").shift(1)) & ~new_c).any().alias("__back"),
+    )
+
+
+def _is_sorted(frame: pl.DataFrame, flags: pl.DataFrame, customer_col: str) -> bool:
+    """Sorted by customer then day: one O(n) check, reusing the flags."""
+    return not flags.get_column("__back")[0] and frame.get_column(customer_col).is_sorted()

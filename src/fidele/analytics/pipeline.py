@@ -9,17 +9,16 @@ from dataclasses import dataclass
 from datetime import date
 from time import perf_counter
 
-import numpy as np
 import polars as pl
 
-from fidele.analytics.bgnbd import fit_bgnbd
-from fidele.analytics.cadence import cadence
-from fidele.analytics.clv import calibration_vs_holdout, score
-from fidele.analytics.gammagamma import fit_gamma_gamma
-from fidele.analytics.rfm import rfm
 from fidele.analytics.summary import TimeUnit, calibration_and_holdout, summary
 
-__all__ = ["ClvOptions", "clv_report", "customer_insights"]
+__all__ = ["ClvOptions", "clv_report", "customer_insights", "prefetch_models"]
+
+# The model modules import scipy.special and scipy.optimize (~0.4 s of a CLI process on this
+# machine): they are imported in the background while polars reads and summarises the orders
+# (polars and numpy release the GIL), then used from here.
+_MODEL_MODULES = ("fidele.analytics.bgnbd", "fidele.analytics.gammagamma", "fidele.analytics.clv")
 
 Progress = Callable[[str, float], None]
 # Below this many repeat customers the models are not fitted (their estimates would be noise).
@@ -35,6 +34,24 @@ class ClvOptions:
     customer_col: str = "customer_id"
     datetime_col: str = "date"
     monetary_col: str = "amount"
+
+
+def prefetch_models() -> None:
+    """Start importing the model modules in a daemon thread, unless already imported. A later
+    ``import`` of them waits for the thread's import to finish (per-module import locks)."""
+    import sys
+    import threading
+
+    missing = [m for m in _MODEL_MODULES if m not in sys.modules]
+    if missing:
+        threading.Thread(target=_import, args=missing, name="prefetch", daemon=True).start()
+
+
+def _import(*modules: str) -> None:
+    import importlib
+
+    for name in modules:
+        importlib.import_module(name)
 
 
 @contextmanager
@@ -61,6 +78,7 @@ def clv_report(
     timings and, with ``calibration_end``, the calibration-vs-holdout table) and the
     per-customer frame of :func:`fidele.analytics.clv.score` (money in the input's unit).
     """
+    prefetch_models()
     o, t = options, {}
     names = dict(customer_col=o.customer_col, datetime_col=o.datetime_col)
     fit_end = calibration_end or observation_end
@@ -73,6 +91,10 @@ def clv_report(
             time_unit=o.time_unit,
             interpurchase=False,
         )
+    from fidele.analytics.bgnbd import fit_bgnbd
+    from fidele.analytics.clv import calibration_vs_holdout, score
+    from fidele.analytics.gammagamma import fit_gamma_gamma
+
     with _step("bgnbd_fit", progress, t):
         bg = fit_bgnbd(data)
     with _step("gamma_gamma_fit", progress, t):
@@ -129,6 +151,9 @@ def customer_insights(
         ``p_alive``, ``expected_purchases``, ``expected_spend``, ``clv`` (nulls without a
         fit), ``next_expected_order``, ``expected_gap`` and ``overdue_ratio``.
     """
+    from fidele.analytics.cadence import cadence
+    from fidele.analytics.rfm import rfm
+
     o = options
     names = dict(customer_col=o.customer_col, datetime_col=o.datetime_col)
     data = summary(
@@ -157,6 +182,8 @@ def _repeaters(transactions: pl.DataFrame | pl.LazyFrame, o: ClvOptions) -> int:
 def _try_clv(
     transactions: pl.DataFrame | pl.LazyFrame, end: date, o: ClvOptions
 ) -> tuple[dict[str, object] | None, pl.DataFrame]:
+    from numpy.linalg import LinAlgError
+
     cols = ["p_alive", "expected_purchases", "expected_spend", "clv"]
     key = transactions.lazy().collect_schema()[o.customer_col]
     empty = pl.DataFrame(schema={o.customer_col: key, **dict.fromkeys(cols, pl.Float64)})
@@ -164,6 +191,6 @@ def _try_clv(
         return None, empty
     try:
         report, scores = clv_report(transactions, observation_end=end, options=o)
-    except (ValueError, ArithmeticError, np.linalg.LinAlgError):
+    except (ValueError, ArithmeticError, LinAlgError):
         return None, empty
     return report, scores.select(o.customer_col, *cols)
