@@ -184,7 +184,7 @@ def clv_cmd(
     )
     cal = _day(calibration_end, "--calibration-end")
     report, scores = clv_report(
-        lf.collect(),
+        lf,  # lazy: the scan, the day cut and the filter run as one pass
         observation_end=end,
         calibration_end=cal,
         options=options,
