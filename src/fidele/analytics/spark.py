@@ -51,7 +51,8 @@ def spark_daily_purchases(
     from pyspark.sql import functions as F
 
     end = (as_day(observation_end) - _EPOCH).days
-    value = F.sum(monetary_col).cast("long") if monetary_col else F.lit(0).cast("long")
+    # sum keeps integers as long (minor units) and decimals/doubles as they are
+    value = F.sum(monetary_col) if monetary_col else F.sum(F.lit(0).cast("long"))
     keep = [F.col(monetary_col)] if monetary_col else []
     day = _day_number(F, transactions, datetime_col).alias("day")
     return (
@@ -82,8 +83,8 @@ def spark_summary(
     pyspark.sql.DataFrame
         ``customer_col``, ``first_purchase`` and ``last_purchase`` (date), ``n_orders``,
         ``frequency`` (long), ``recency``, ``T``, ``monetary_value`` (double),
-        ``total_spend`` (long) and, with ``interpurchase``, ``ipt_mean`` and ``ipt_std``
-        (double, null below 1 and 2 gaps). Sorted by customer.
+        ``total_spend`` (long for integer amounts) and, with ``interpurchase``,
+        ``ipt_mean`` and ``ipt_std`` (double, null below 1 and 2 gaps). Sorted by customer.
     """
     from pyspark.sql import functions as F
 
@@ -101,7 +102,7 @@ def spark_summary(
         F.max("day").alias("last"),
         F.sum("orders").cast("long").alias("n_orders"),
         (F.count(F.lit(1)) - 1).cast("long").alias("frequency"),
-        F.sum("amount").cast("long").alias("total_spend"),
+        F.sum("amount").alias("total_spend"),
         F.min(F.struct("day", "amount")).getField("amount").alias("first_amount"),
     )
     repeat_value = (F.col("total_spend") - F.col("first_amount")) / F.col("frequency")
