@@ -184,7 +184,7 @@ def clv_cmd(
     )
     cal = _day(calibration_end, "--calibration-end")
     report, scores = clv_report(
-        lf,  # lazy: the scan, the day cut and the filter run as one pass
+        lf.collect(),  # reading first measured faster than one lazy scan-to-summary pass
         observation_end=end,
         calibration_end=cal,
         options=options,
