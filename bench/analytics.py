@@ -16,13 +16,13 @@ import os
 import subprocess
 import sys
 import time
-from datetime import date, timedelta
 from pathlib import Path
 
 HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+from _shop import END, TAG  # noqa: E402
+
 WORK = Path(os.environ.get("FIDELE_BENCH_DIR", "/tmp/fidele_bench"))
-START = date(2024, 1, 1)
-END = START + timedelta(days=729)
 
 
 # --------------------------------------------------------------------------- workers
@@ -31,7 +31,7 @@ def _ours(step: str, n: int) -> float:
 
     from fidele.analytics import bgnbd, clv, cohorts, gammagamma, rfm, summary
 
-    orders, summ = WORK / f"orders_{n}.parquet", WORK / f"summary_{n}.parquet"
+    orders, summ = WORK / f"orders_{TAG}_{n}.parquet", WORK / f"summary_{TAG}_{n}.parquet"
     t0 = time.perf_counter()
     if step == "read":
         pl.read_parquet(orders)
@@ -62,12 +62,11 @@ def _ours(step: str, n: int) -> float:
 
 
 def _theirs(step: str, n: int) -> float:
-    sys.path.insert(0, str(HERE))
     import pandas as pd
     from _lifetimes_compat import load, summarise
 
     lifetimes, _ = load()
-    orders, summ = WORK / f"orders_{n}.parquet", WORK / f"lt_summary_{n}.parquet"
+    orders, summ = WORK / f"orders_{TAG}_{n}.parquet", WORK / f"lt_summary_{TAG}_{n}.parquet"
     t0 = time.perf_counter()
     if step == "read":
         pd.read_parquet(orders)
@@ -141,13 +140,10 @@ def _prepare(n: int) -> Path:
     """Generate the shop once, in a subprocess: the orchestrator must stay small, since a
     forked child's ru_maxrss starts from its parent's resident size."""
     WORK.mkdir(parents=True, exist_ok=True)
-    path = WORK / f"orders_{n}.parquet"
+    path = WORK / f"orders_{TAG}_{n}.parquet"
     if not path.exists():
-        code = (
-            "import sys; from datetime import date; "
-            "from fidele.analytics.generate import simulate_bgnbd_gg as g; "
-            f"g({n}, start=date(2024, 1, 1), days=730, seed=0).write_parquet(sys.argv[1])"
-        )
+        code = f"import sys; sys.path.insert(0, {str(HERE)!r}); from _shop import shop; "
+        code += f"shop({n}).write_parquet(sys.argv[1])"
         subprocess.run([sys.executable, "-c", code, str(path)], check=True)
     return path
 
@@ -186,7 +182,7 @@ def main(n: int, limit: float) -> None:
 
 def _end_to_end(path: Path, n: int, limit: float) -> None:
     fidele = HERE.parent / ".venv" / "bin" / "fidele"
-    out = WORK / f"clv_{n}.parquet"
+    out = WORK / f"clv_{TAG}_{n}.parquet"
     cmd = [
         str(fidele),
         "analytics",

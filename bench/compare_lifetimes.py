@@ -1,8 +1,9 @@
 """Same data, same parameters as lifetimes? (dev-only; `pip install lifetimes`)
 
-Generates a shop, summarises it with fidele and with lifetimes (freq='D', freq_multiplier=7),
-fits BG/NBD and Gamma-Gamma with both and compares summaries, parameters, log-likelihoods,
-P(alive), expected purchases and 12-month CLV (lifetimes told the model is weekly).
+Generates the bench shop (bench/_shop.py), summarises it with fidele and with lifetimes
+(freq='D', freq_multiplier=7), fits BG/NBD and Gamma-Gamma with both and compares summaries,
+parameters, log-likelihoods, P(alive), expected purchases and 12-month CLV (lifetimes told
+the model is weekly).
 Exit status 1 if a relative difference exceeds the tolerance (1e-3).
 
     .venv/bin/python bench/compare_lifetimes.py [n_customers] [seed]
@@ -11,7 +12,6 @@ Exit status 1 if a relative difference exceeds the tolerance (1e-3).
 from __future__ import annotations
 
 import sys
-from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -19,16 +19,14 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _lifetimes_compat import load, summarise  # noqa: E402
+from _shop import END, shop  # noqa: E402
 
 from fidele.analytics.bgnbd import BGNBDParams, bgnbd_log_likelihood, fit_bgnbd  # noqa: E402
 from fidele.analytics.clv import score  # noqa: E402
 from fidele.analytics.gammagamma import fit_gamma_gamma  # noqa: E402
-from fidele.analytics.generate import simulate_bgnbd_gg  # noqa: E402
 from fidele.analytics.summary import summary  # noqa: E402
 
 TOL = 1e-3
-START = date(2024, 1, 1)
-END = START + timedelta(days=729)
 
 
 def lifetimes_side(frame: pl.DataFrame):  # type: ignore[no-untyped-def]
@@ -57,7 +55,7 @@ def rel(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def main(n: int, seed: int) -> int:
-    frame = simulate_bgnbd_gg(n, start=START, seed=seed)
+    frame = shop(n, seed=seed)
     ours = summary(frame, observation_end=END, time_unit="weeks", interpurchase=False)
     data, bgf, ggf, preds = lifetimes_side(frame)
     checks = {}

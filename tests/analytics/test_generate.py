@@ -45,3 +45,11 @@ def test_cap_limits_heavy_buyers():
     per = capped.group_by("customer_id").len()["len"]
     assert per.max() < free.group_by("customer_id").len()["len"].max()
     assert per.mean() < 1 + 2 + 0.2
+
+
+def test_acquisition_window_is_a_parameter():
+    frame = simulate_bgnbd_gg(2000, start=START, days=400, acquisition_days=50, seed=2)
+    origin = datetime(2024, 1, 1, tzinfo=UTC)
+    firsts = frame.group_by("customer_id").agg(pl.col("date").min())["date"]
+    assert firsts.max() < origin + timedelta(days=50) < firsts.max() + timedelta(days=2)
+    assert frame["date"].max() < origin + timedelta(days=400)

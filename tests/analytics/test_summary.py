@@ -1,4 +1,4 @@
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 import pytest
@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from fidele.analytics.summary import calibration_and_holdout, summary
+from fidele.analytics.summary import calibration_and_holdout, daily_purchases, summary
 
 from .conftest import read_golden
 
@@ -92,3 +92,50 @@ def test_summary_invariants(rows):
     assert out["total_spend"].sum() == sum(a for _, _, a in rows)
     assert (out["frequency"] <= out["recency"]).all()
     assert out.height == len({c for c, _, _ in rows})
+
+
+def _reference_summary(frame: pl.DataFrame, end: date) -> pl.DataFrame:
+    """The summary the plain way: hash group-bys by (customer, day) then customer, gaps from a
+    sort (what summary computed before its run-length kernel)."""
+    days = daily_purchases(frame, observation_end=end).collect().sort("customer_id", "day")
+    gaps = days.with_columns(pl.col("day").diff().over("customer_id").dt.total_days().alias("gap"))
+    return (
+        gaps.group_by("customer_id")
+        .agg(
+            pl.col("orders").sum().alias("n_orders"),
+            (pl.len() - 1).alias("frequency"),
+            ((pl.col("day").max() - pl.col("day").min()).dt.total_days()).alias("recency"),
+            ((pl.lit(end) - pl.col("day").min()).dt.total_days()).alias("T"),
+            pl.col("amount").sum().alias("total_spend"),
+            pl.col("amount").slice(1).mean().fill_null(0.0).alias("monetary_value"),
+            pl.col("gap").mean().alias("ipt_mean"),
+            pl.col("gap").std().alias("ipt_std"),
+        )
+        .sort("customer_id")
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 5), st.integers(0, 90 * 24), st.integers(0, 500)),
+        min_size=1,
+        max_size=60,
+    )
+)
+def test_summary_equals_plain_group_by_on_unsorted_rows(rows):
+    """Rows in any order, several orders a day, instants near midnight, orders after the end."""
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    frame = pl.DataFrame(
+        {
+            "customer_id": [f"k{c}" for c, _, _ in rows],
+            "date": [start + timedelta(hours=h) for _, h, _ in rows],
+            "amount": [a for _, _, a in rows],
+        }
+    )
+    end = date(2024, 3, 1)
+    if frame.filter(pl.col("date").dt.date() <= end).is_empty():
+        return
+    got = summary(frame, observation_end=end).drop("first_purchase", "last_purchase")
+    want = _reference_summary(frame, end)
+    assert_frame_equal(got, want, check_dtypes=False, check_column_order=False)

@@ -53,15 +53,17 @@ def minimise_log(objective: Objective, start: np.ndarray) -> FitResult:
 
 
 def hessian(gradient: Callable[[np.ndarray], np.ndarray], theta: np.ndarray) -> np.ndarray:
-    """Central finite differences of an analytic gradient, symmetrised."""
+    """Central finite differences of an analytic gradient, symmetrised (BLAS on one thread,
+    as in :func:`minimise_log`)."""
     n = theta.size
     out = np.empty((n, n))
-    for j in range(n):
-        h = 1e-5 * max(abs(theta[j]), 1e-3)
-        up, down = theta.copy(), theta.copy()
-        up[j] += h
-        down[j] -= h
-        out[:, j] = (gradient(up) - gradient(down)) / (2 * h)
+    with threadpool_limits(limits=1):
+        for j in range(n):
+            h = 1e-5 * max(abs(theta[j]), 1e-3)
+            up, down = theta.copy(), theta.copy()
+            up[j] += h
+            down[j] -= h
+            out[:, j] = (gradient(up) - gradient(down)) / (2 * h)
     return (out + out.T) / 2
 
 

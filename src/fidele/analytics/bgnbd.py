@@ -72,6 +72,12 @@ class _Likelihood:
 
     Terms that depend only on x are summed through per-x weights (bincount), so they cost one
     evaluation per distinct x; log(alpha + t) is computed once per distinct time and gathered.
+    For a repeat buyer the two branches are ``A3 = -(r + x) log(alpha + T)`` and
+    ``A4 = log a - log(b + x - 1) - (r + x) log(alpha + t_x)``; with ``d = A4 - A3``,
+    ``log(e^A3 + e^A4) = A3 + softplus(d)`` and the branch weights are ``expit(-d)`` and
+    ``expit(d)``, so the terms in ``A3`` alone are per-time sums fixed at construction and
+    each evaluation makes ~15 passes over the patterns, in preallocated buffers (fresh large
+    temporaries cost page faults at every call).
     """
 
     def __init__(self, x: np.ndarray, tx: np.ndarray, T: np.ndarray, w: np.ndarray) -> None:
@@ -86,6 +92,10 @@ class _Likelihood:
         self.c0 = np.bincount(i_T[~rep], weights=w[~rep], minlength=times.size)
         self.x1, self.ix1 = x[rep].astype(np.float64), xi[rep] - 1
         self.iT1, self.it1, self.w1 = i_T[rep], i_t[rep], w[rep]
+        # per-time weights of the A3 terms: sum of w and of w x over repeat patterns at T
+        self.cT1 = np.bincount(self.iT1, weights=self.w1, minlength=times.size)
+        self.cT1x = np.bincount(self.iT1, weights=self.w1 * self.x1, minlength=times.size)
+        self._buf = np.empty((4, self.x1.size))
 
     def __call__(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """Negative log-likelihood and its gradient in (r, alpha, a, b)."""
@@ -93,29 +103,35 @@ class _Likelihood:
         c, k = self.cx, self.kx
         lt = np.log(alpha + self.times)
         inv_t = 1.0 / (alpha + self.times)
-        rx = r + self.x1
-        a3 = -rx * lt[self.iT1]
         lbx = np.log(b + k[1:] - 1.0)
-        a4 = np.log(a) - lbx[self.ix1] - rx * lt[self.it1]
-        top = np.maximum(a3, a4)
-        branch = top + np.log(np.exp(a3 - top) + np.exp(a4 - top))
-        w3, w4 = np.exp(a3 - branch) * self.w1, np.exp(a4 - branch) * self.w1
-        ll = self._x_terms(r, alpha, a, b) - r * (self.c0 @ lt) + self.w1 @ branch
+        span, d, rx, tmp = self._buf  # log((alpha + T) / (alpha + t_x)), d, r + x, scratch
+        np.subtract(lt[self.iT1], lt[self.it1], out=span)
+        np.add(self.x1, r, out=rx)
+        np.multiply(rx, span, out=d)
+        d -= lbx[self.ix1]
+        d += np.log(a)
+        ll_a3 = -(r * (self.cT1 @ lt) + self.cT1x @ lt)  # sum of w A3
+        np.logaddexp(0.0, d, out=tmp)
+        ll = self._x_terms(r, alpha, a, b) - r * (self.c0 @ lt) + ll_a3 + self.w1 @ tmp
+        ws4 = expit(d, out=tmp)
+        ws4 *= self.w1  # w expit(d): the weight of the A4 branch
         d_r = (
             c @ (digamma(r + k) - digamma(r))
             + self.W * np.log(alpha)
             - self.c0 @ lt
-            - w3 @ lt[self.iT1]
-            - w4 @ lt[self.it1]
+            - self.cT1 @ lt
+            + ws4 @ span
         )
+        np.subtract(inv_t[self.iT1], inv_t[self.it1], out=span)
+        np.multiply(rx, ws4, out=rx)
         d_alpha = (
             self.W * r / alpha
             - r * (self.c0 @ inv_t)
-            - (w3 * rx) @ inv_t[self.iT1]
-            - (w4 * rx) @ inv_t[self.it1]
+            - (r * self.cT1 + self.cT1x) @ inv_t
+            + rx @ span
         )
         d_ab = digamma(a + b) - digamma(a + b + k)
-        sw4 = np.bincount(self.ix1, weights=w4, minlength=k.size - 1)
+        sw4 = np.bincount(self.ix1, weights=ws4, minlength=k.size - 1)
         d_a = c @ d_ab + sw4.sum() / a
         d_b = c @ (d_ab + digamma(b + k) - digamma(b)) - sw4 @ (1.0 / np.exp(lbx))
         return -ll, -np.array([d_r, d_alpha, d_a, d_b])
@@ -154,7 +170,8 @@ def fit_bgnbd(
     if summary.height == 0:
         raise ValueError("cannot fit BG/NBD on an empty summary")
     scale = 10.0 / max(float(summary.get_column(T_col).max()), 1e-9)  # type: ignore[arg-type]
-    patterns = summary.group_by(frequency_col, recency_col, T_col).len()
+    # in order of first occurrence: the same summary gives the same sums, so the same fit
+    patterns = summary.group_by(frequency_col, recency_col, T_col, maintain_order=True).len()
     ux, utx, uT = _arrays(patterns, frequency_col, recency_col, T_col)
     counts = patterns.get_column("len").cast(pl.Float64).to_numpy()
     utx, uT = utx * scale, uT * scale

@@ -1,6 +1,8 @@
 """`fidele analytics ...`: the analyses on a plain CSV/Parquet file (no database), and
 `refresh` on the programme's database. Heavy imports stay inside the commands so that
-`fidele` starts fast."""
+`fidele` starts fast: this module imports typer only, and the file commands never import the
+database stack (`fidele.kit.cli` brings SQLAlchemy and Alembic; only `refresh` and table
+output use it)."""
 
 from __future__ import annotations
 
@@ -10,8 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import typer
-
-from fidele.kit import cli as k
 
 app = typer.Typer(
     help="Customer analytics: summary, RFM, CLV, cohorts, KPIs.", no_args_is_help=True
@@ -30,6 +30,7 @@ class Unit(StrEnum):
     weeks = "weeks"
 
 
+JsonOpt = typer.Option(False, "--json", help="Print the result as JSON")
 OrdersOpt = typer.Option(..., "--orders", help="Orders file (CSV or Parquet)", exists=True)
 CustomerOpt = typer.Option("customer_id", "--customer-col", help="Customer column")
 DateOpt = typer.Option("date", "--date-col", help="Order date/time column (UTC)")
@@ -43,13 +44,33 @@ FmtOpt = typer.Option(Fmt.table, "--format", help="Output format")
 OutOpt = typer.Option(None, "--out", help="Write the table to this file")
 
 
+def _kit() -> Any:
+    from fidele.kit import cli
+
+    return cli
+
+
+def _say(markup: str) -> None:
+    """A message on stderr (rich markup)."""
+    from rich.console import Console
+
+    Console(stderr=True).print(markup)
+
+
+def _print_json(data: Any) -> None:
+    import json
+    import sys
+
+    sys.stdout.write(json.dumps(data, default=str) + "\n")
+
+
 def _day(value: str | None, field: str) -> date | None:
     if value is None:
         return None
     try:
         return date.fromisoformat(value)
     except ValueError as exc:
-        k.console.print(f"[red]error:[/red] {field} must be YYYY-MM-DD, not {value!r}")
+        _say(f"[red]error:[/red] {field} must be YYYY-MM-DD, not {value!r}")
         raise typer.Exit(2) from exc
 
 
@@ -61,12 +82,12 @@ def _load(orders: Path, customer: str, when: str, amount: str | None, end: str |
         lf = read_transactions(orders, customer_col=customer, date_col=when, amount_col=amount)
         return lf, _day(end, "--observation-end") or last_day(lf, when)
     except FideleError as exc:
-        k.console.print(f"[red]error:[/red] {exc.detail}")
+        _say(f"[red]error:[/red] {exc.detail}")
         raise typer.Exit(2) from exc
 
 
 def _progress(name: str, seconds: float) -> None:
-    k.console.print(f"[dim]{name}: {seconds:.2f} s[/dim]")
+    _say(f"[dim]{name}: {seconds:.2f} s[/dim]")
 
 
 def _write(frame: Any, fmt: Fmt, out: Path | None, title: str = "") -> None:
@@ -76,7 +97,7 @@ def _write(frame: Any, fmt: Fmt, out: Path | None, title: str = "") -> None:
     try:
         write_frame(frame, fmt.value, out, title=title)
     except FideleError as exc:
-        k.console.print(f"[red]error:[/red] {exc.detail}")
+        _say(f"[red]error:[/red] {exc.detail}")
         raise typer.Exit(2) from exc
 
 
@@ -163,14 +184,14 @@ def clv_cmd(
     )
     cal = _day(calibration_end, "--calibration-end")
     report, scores = clv_report(
-        lf.collect(),
+        lf.collect(),  # reading first measured faster than one lazy scan-to-summary pass
         observation_end=end,
         calibration_end=cal,
         options=options,
         progress=None if as_json else _progress,
     )
     if as_json:
-        k.print_json(report)
+        _print_json(report)
     else:
         _print_models(report)
     if out is not None:
@@ -201,7 +222,7 @@ def _print_models(report: dict[str, Any]) -> None:
                 "se": "",
             }
         )
-    k.print_rows(rows, title="fitted models")
+    _kit().print_rows(rows, title="fitted models")
 
 
 @app.command("cohorts")
@@ -249,28 +270,29 @@ def kpis_cmd(
     monthly = monthly_kpis(lf, observation_end=end, **names)
     overall = shop_kpis(summary(lf, observation_end=end, interpurchase=False, **names), monthly)
     if fmt is Fmt.json and out is None:
-        k.print_json({"kpis": overall, "monthly": monthly.to_dicts()})
+        _print_json({"kpis": overall, "monthly": monthly.to_dicts()})
         return
     if fmt is Fmt.table:
-        k.print_rows([{"kpi": key, "value": v} for key, v in overall.items()], title="KPIs")
+        _kit().print_rows([{"kpi": key, "value": v} for key, v in overall.items()], title="KPIs")
     _write(monthly, fmt, out, "monthly KPIs")
 
 
 @app.command("refresh")
 def refresh_cmd(
     merchant: int | None = typer.Option(None, "--merchant", help="One merchant (default: all)"),
-    as_json: bool = k.JsonOpt,
+    as_json: bool = JsonOpt,
 ) -> None:
     """Recompute and store every customer's insights from the database."""
     from fidele.analytics import service
 
+    k = _kit()
     with k.unit_of_work() as session:
         results = service.refresh_all(session, now=k.clock.now(), merchant_id=merchant)
     rows = [r.as_dict() for r in results]
     if as_json:
-        k.print_json(rows)
+        _print_json(rows)
     else:
-        k.print_rows(rows, title="analytics refreshed")
+        _kit().print_rows(rows, title="analytics refreshed")
 
 
 def register(root: typer.Typer) -> None:

@@ -31,16 +31,17 @@ def simulate_bgnbd_gg(
     seed: int = 0,
     amount_scale: float = 100.0,
     mean_orders_cap: int | None = None,
+    acquisition_days: int | None = None,
 ) -> pl.DataFrame:
     """Draw every customer's transactions from BG/NBD (purchases) and Gamma-Gamma (spend).
 
-    Customers are born uniformly over the first half of the period (``days // 2`` days from
-    ``start``, at least one day) and make their first purchase at birth. While alive they buy
-    at a Poisson rate ``lambda ~ Gamma(r, alpha)`` per **week**; after each repeat purchase they
-    drop out with probability ``p_drop ~ Beta(a, b)``. The observation ends at
-    ``start + days`` (exclusive). Each transaction's value is ``z ~ Gamma(p, nu)`` currency
-    units with ``nu ~ Gamma(q, v)`` per customer, times ``amount_scale`` and rounded to minor
-    units (at least 1).
+    Customers are born uniformly over the first ``acquisition_days`` of the period (default
+    the first half, ``days // 2``; at least one day) and make their first purchase at birth.
+    While alive they buy at a Poisson rate ``lambda ~ Gamma(r, alpha)`` per **week**; after
+    each repeat purchase they drop out with probability ``p_drop ~ Beta(a, b)``. The
+    observation ends at ``start + days`` (exclusive). Each transaction's value is
+    ``z ~ Gamma(p, nu)`` currency units with ``nu ~ Gamma(q, v)`` per customer, times
+    ``amount_scale`` and rounded to minor units (at least 1).
 
     Parameters
     ----------
@@ -59,6 +60,8 @@ def simulate_bgnbd_gg(
     mean_orders_cap
         If given, each customer's rate is clipped so its expected number of purchases over its
         lifetime in the period (``lambda * T``) is at most this; keeps demo shops realistic.
+    acquisition_days
+        Length of the acquisition window at the start of the period (default ``days // 2``).
 
     Returns
     -------
@@ -68,7 +71,8 @@ def simulate_bgnbd_gg(
     """
     rng = np.random.default_rng(seed)
     n = int(n_customers)
-    birth = rng.uniform(0.0, max(days // 2, 1), n)
+    window = days // 2 if acquisition_days is None else min(acquisition_days, days)
+    birth = rng.uniform(0.0, max(window, 1), n)
     age_weeks = (days - birth) / 7.0
     lam = rng.gamma(r, 1.0 / alpha, n)
     if mean_orders_cap is not None:

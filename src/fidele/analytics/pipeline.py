@@ -9,17 +9,16 @@ from dataclasses import dataclass
 from datetime import date
 from time import perf_counter
 
-import numpy as np
 import polars as pl
 
-from fidele.analytics.bgnbd import fit_bgnbd
-from fidele.analytics.cadence import cadence
-from fidele.analytics.clv import calibration_vs_holdout, score
-from fidele.analytics.gammagamma import fit_gamma_gamma
-from fidele.analytics.rfm import rfm
 from fidele.analytics.summary import TimeUnit, calibration_and_holdout, summary
 
 __all__ = ["ClvOptions", "clv_report", "customer_insights"]
+
+# The model modules (scipy.special, scipy.optimize: ~0.4 s to import) are imported inside the
+# functions that fit, so the summary, RFM and cohorts paths never pay for them. Importing them
+# in a background thread during the summary was measured slower overall: the summary ran
+# 0.5-1.6 s slower beside the importing thread, more than the import itself costs.
 
 Progress = Callable[[str, float], None]
 # Below this many repeat customers the models are not fitted (their estimates would be noise).
@@ -73,6 +72,10 @@ def clv_report(
             time_unit=o.time_unit,
             interpurchase=False,
         )
+    from fidele.analytics.bgnbd import fit_bgnbd
+    from fidele.analytics.clv import calibration_vs_holdout, score
+    from fidele.analytics.gammagamma import fit_gamma_gamma
+
     with _step("bgnbd_fit", progress, t):
         bg = fit_bgnbd(data)
     with _step("gamma_gamma_fit", progress, t):
@@ -129,6 +132,9 @@ def customer_insights(
         ``p_alive``, ``expected_purchases``, ``expected_spend``, ``clv`` (nulls without a
         fit), ``next_expected_order``, ``expected_gap`` and ``overdue_ratio``.
     """
+    from fidele.analytics.cadence import cadence
+    from fidele.analytics.rfm import rfm
+
     o = options
     names = dict(customer_col=o.customer_col, datetime_col=o.datetime_col)
     data = summary(
@@ -157,6 +163,8 @@ def _repeaters(transactions: pl.DataFrame | pl.LazyFrame, o: ClvOptions) -> int:
 def _try_clv(
     transactions: pl.DataFrame | pl.LazyFrame, end: date, o: ClvOptions
 ) -> tuple[dict[str, object] | None, pl.DataFrame]:
+    from numpy.linalg import LinAlgError
+
     cols = ["p_alive", "expected_purchases", "expected_spend", "clv"]
     key = transactions.lazy().collect_schema()[o.customer_col]
     empty = pl.DataFrame(schema={o.customer_col: key, **dict.fromkeys(cols, pl.Float64)})
@@ -164,6 +172,6 @@ def _try_clv(
         return None, empty
     try:
         report, scores = clv_report(transactions, observation_end=end, options=o)
-    except (ValueError, ArithmeticError, np.linalg.LinAlgError):
+    except (ValueError, ArithmeticError, LinAlgError):
         return None, empty
     return report, scores.select(o.customer_col, *cols)

@@ -12,8 +12,12 @@ published BG/NBD results):
 - transactions after ``observation_end`` (a day, inclusive) are ignored;
 - ``monetary_value`` is the mean value of the repeat purchase days (0 without repeats).
 
-The aggregation runs in two stages (customer-day, then customer), which measured twice as fast
-as a single pass with ``n_unique``.
+:func:`summary` reduces runs over the transactions sorted by customer and day (see
+``_runs.py``; ~7x faster than hash group-bys on string keys at 6M rows); days are integers
+until the end, and weeks are divided in numpy, correctly rounded (polars multiplies by the
+reciprocal of a scalar divisor, one ulp off lifetimes and Spark for 146 of the first 400
+integers over 7). :func:`daily_purchases` (stage one as a lazy group-by) serves the cohorts
+and the cadence.
 """
 
 from __future__ import annotations
@@ -21,7 +25,10 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Literal
 
+import numpy as np
 import polars as pl
+
+from fidele.analytics._runs import CustomerRuns, customer_runs
 
 __all__ = [
     "TimeUnit",
@@ -33,6 +40,8 @@ __all__ = [
 ]
 
 TimeUnit = Literal["days", "weeks"]
+_EPOCH = date(1970, 1, 1)
+_US_PER_DAY = 86_400_000_000
 _UNIT_DAYS = {"days": 1.0, "weeks": 7.0}
 
 
@@ -114,7 +123,7 @@ def summary(
         ``"days"`` or ``"weeks"`` (days / 7) for ``recency``, ``T`` and the gaps.
     interpurchase
         Also compute the mean and standard deviation of the gaps between purchase days
-        (needs a sort; the models do not use them).
+        (the models do not use them).
 
     Returns
     -------
@@ -125,44 +134,70 @@ def summary(
         and, with ``interpurchase``, ``ipt_mean`` and ``ipt_std`` (null below 1 and 2 gaps).
         Sorted by customer.
     """
-    per = unit_days(time_unit)
-    days = daily_purchases(
-        transactions,
-        customer_col=customer_col,
-        datetime_col=datetime_col,
-        monetary_col=monetary_col,
-        observation_end=observation_end,
+    end = (as_day(observation_end) - _EPOCH).days
+    lf = transactions.lazy()
+    dtype = lf.collect_schema()[datetime_col]
+    value = pl.lit(0, pl.Int64)
+    if monetary_col:
+        money = pl.Int64 if lf.collect_schema()[monetary_col].is_integer() else pl.Float64
+        value = pl.col(monetary_col).fill_null(0).cast(money)
+    frame = (
+        lf.select(pl.col(customer_col), _day_number(datetime_col, dtype), value.alias("amount"))
+        .filter(pl.col("day") <= end)
+        .collect()
     )
-    end = as_day(observation_end)
-    out = days.group_by(customer_col).agg(
-        pl.col("day").min().alias("first_purchase"),
-        pl.col("day").max().alias("last_purchase"),
-        pl.col("orders").sum().cast(pl.Int64).alias("n_orders"),
-        (pl.len() - 1).cast(pl.Int64).alias("frequency"),
-        pl.col("amount").sum().alias("total_spend"),
-        pl.col("amount").sort_by("day").first().alias("__first_amount"),
+    runs = customer_runs(frame, customer_col)
+    return _summary_frame(runs, customer_col, end, unit_days(time_unit), interpurchase)
+
+
+def _summary_frame(
+    runs: CustomerRuns, customer_col: str, end: int, per: float, interpurchase: bool
+) -> pl.DataFrame:
+    freq = runs.days - 1
+    repeat_value = np.divide(
+        runs.total - runs.first_amount, freq, out=np.zeros(freq.size), where=freq > 0
     )
-    out = out.with_columns(*_time_columns(end, per)).with_columns(
-        pl.when(pl.col("frequency") > 0)
-        .then((pl.col("total_spend") - pl.col("__first_amount")) / pl.col("frequency"))
-        .otherwise(0.0)
-        .alias("monetary_value")
-    )
+    cols = {
+        customer_col: runs.customers,
+        "first_purchase": _dates(runs.first),
+        "last_purchase": _dates(runs.last),
+        "n_orders": runs.n_orders.astype(np.int64),
+        "frequency": freq.astype(np.int64),
+        "recency": (runs.last - runs.first) / per,
+        "T": (end - runs.first) / per,
+        "monetary_value": repeat_value,
+        "total_spend": runs.total,
+    }
     if interpurchase:
-        out = out.join(_gaps(days, customer_col, per), on=customer_col, how="left")
-    cols = [customer_col, "first_purchase", "last_purchase", "n_orders", "frequency"]
-    cols += ["recency", "T", "monetary_value", "total_spend"]
-    cols += ["ipt_mean", "ipt_std"] if interpurchase else []
-    return out.select(cols).sort(customer_col).collect()
+        cols.update(_interpurchase(runs, freq, per))
+    return pl.DataFrame(cols)
 
 
-def _time_columns(end: date, per: float) -> list[pl.Expr]:
-    span = pl.col("last_purchase") - pl.col("first_purchase")
-    age = pl.lit(end) - pl.col("first_purchase")
-    return [
-        (span.dt.total_days() / per).alias("recency"),
-        (age.dt.total_days() / per).alias("T"),
-    ]
+def _interpurchase(runs: CustomerRuns, n: np.ndarray, per: float) -> dict[str, pl.Series]:
+    """Mean and sample standard deviation of the gaps between purchase days (null below 1 and
+    2 gaps), from the exact integer sums of the gaps (last - first) and of their squares: no
+    floating accumulation error, and the Spark summary's arithmetic, so both agree to the bit."""
+    s1 = runs.last - runs.first
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = s1 / n / per
+        std = np.sqrt((n * runs.gap_sq - s1 * s1) / (n * (n - 1))) / per
+    # 0/0 (no gap for the mean, one gap for the deviation) is NaN, stored as null
+    return {
+        "ipt_mean": pl.Series("ipt_mean", mean, nan_to_null=True),
+        "ipt_std": pl.Series("ipt_std", std, nan_to_null=True),
+    }
+
+
+def _dates(days: np.ndarray) -> pl.Series:
+    return pl.Series(days.astype(np.int32)).cast(pl.Date)
+
+
+def _day_number(datetime_col: str, dtype: pl.DataType) -> pl.Expr:
+    """Days since 1970-01-01 of the UTC day (any Datetime time zone or unit, or a Date)."""
+    col = pl.col(datetime_col)
+    if dtype == pl.Date:
+        return col.cast(pl.Int32).alias("day")
+    return (col.dt.epoch("us") // _US_PER_DAY).cast(pl.Int32).alias("day")
 
 
 def purchase_gaps(days: pl.LazyFrame, customer_col: str, per: float = 1.0) -> pl.LazyFrame:
@@ -171,14 +206,6 @@ def purchase_gaps(days: pl.LazyFrame, customer_col: str, per: float = 1.0) -> pl
     same = pl.col(customer_col) == pl.col(customer_col).shift(1)
     gap = pl.when(same).then(pl.col("day").diff().dt.total_days() / per)
     return days.select(customer_col, "day").sort(customer_col, "day").with_columns(gap.alias("gap"))
-
-
-def _gaps(days: pl.LazyFrame, customer_col: str, per: float) -> pl.LazyFrame:
-    return (
-        purchase_gaps(days, customer_col, per)
-        .group_by(customer_col)
-        .agg(pl.col("gap").mean().alias("ipt_mean"), pl.col("gap").std().alias("ipt_std"))
-    )
 
 
 def calibration_and_holdout(
