@@ -167,7 +167,7 @@ def create_app(
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            if exc.name != name:
+            if exc.name is None or not (name + ".").startswith(exc.name + "."):
                 raise
             continue
         app.include_router(module.router)
