@@ -40,11 +40,14 @@ class Shop:
         orders.set_status(self.session, self.caller, oid, StatusIn(status=status), self.clock.now())
 
     def refund(self, oid: str, rid: str, amount: int | None = None) -> None:
-        orders.refund(self.session, self.caller, oid, RefundIn(id=rid, amount=amount),
-                      self.clock.now())
+        orders.refund(
+            self.session, self.caller, oid, RefundIn(id=rid, amount=amount), self.clock.now()
+        )
 
     def customer(self, external_id: str = "c1") -> Any:
-        return customers.get(self.session, self.caller, external_id)
+        return customers.get_or_create(
+            self.session, self.caller, external_id, self.clock.now(), source="test"
+        )
 
     def summary(self, external_id: str = "c1") -> dict[str, Any]:
         return service.summary(self.session, self.customer(external_id), self.clock.now())

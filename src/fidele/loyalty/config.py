@@ -246,7 +246,8 @@ def _loc(loc: tuple[Any, ...]) -> str:
 
 
 def _line(node: Any, loc: tuple[Any, ...]) -> int | None:
-    """Walk the composed YAML along a pydantic error location; the deepest node found wins."""
+    """Walk the composed YAML along a pydantic error location; the deepest node found
+    wins."""
     line = node.start_mark.line + 1 if node is not None else None
     for part in loc:
         child = None
@@ -255,6 +256,6 @@ def _line(node: Any, loc: tuple[Any, ...]) -> int | None:
         elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
             child = node.value[part] if part < len(node.value) else None
         if child is None:
-            break
+            continue  # a union's tag (``action``) is in the location but not in the file
         node, line = child, child.start_mark.line + 1
     return line

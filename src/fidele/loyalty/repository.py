@@ -148,7 +148,7 @@ class LoyaltyRepository(RepositoryBase[Member]):
             func.coalesce(func.sum(Lot.points - Lot.clawed), 0),
             func.coalesce(func.sum(Lot.order_amount - Lot.refunded_amount), 0),
             func.count(Lot.order_id),
-        ).where(Lot.member_id == member_id, Lot.earned_at >= start, Lot.earned_at <= end)
+        ).where(Lot.member_id == member_id, Lot.earned_at > start, Lot.earned_at <= end)
         points, spent, orders = self.session.execute(stmt).one()
         return {"points": int(points), "spent": int(spent), "orders": int(orders)}
 
