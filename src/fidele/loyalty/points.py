@@ -49,10 +49,16 @@ def open_accounts(session: Session, member: Member, now: datetime) -> None:
 def merchant_account(
     session: Session, programme_id: int, merchant_id: int, kind: str, now: datetime
 ) -> Account:
+    # Cached per session; checked on use, since a rolled-back savepoint can leave an id that
+    # SQLite then gives to another account.
     cache: dict[tuple[int, int, str], int] = session.info.setdefault("loyalty_accounts", {})
     found = cache.get((programme_id, merchant_id, kind))
     acc = session.get(Account, found) if found is not None else None
-    if acc is None:
+    if acc is None or (acc.programme_id, acc.merchant_id, acc.kind) != (
+        programme_id,
+        merchant_id,
+        kind,
+    ):
         acc = ledger.account(
             session,
             programme_id=programme_id,
