@@ -195,6 +195,8 @@ def _check_available(session: Session, member: Member, reward: Reward, now: date
         )
     if reward.members_only and membership.active(session, member, now) is None:
         raise RewardUnavailable(f"reward {reward.id} is for paid members", reason="membership")
+    if reward.stock is not None and reward.issued >= reward.stock:  # re-checked atomically
+        raise RewardUnavailable(f"reward {reward.id} is out of stock", reason="out_of_stock")
     limit = reward.per_customer_limit
     if (
         limit is not None
