@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from fidele.customers.models import Customer
 from fidele.loyalty import domain, notify, points
-from fidele.loyalty.config import Scale, Tier, default_scale, parse
+from fidele.loyalty.config import Scale, Tier, default_scale, parse  # noqa: F401
 from fidele.loyalty.models import CustomerLink, Member, RuleVersion, TierChange
 from fidele.loyalty.repository import LoyaltyRepository
 from fidele.tenancy.models import Programme

@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from fidele.events.repository import EventRepository
-from fidele.loyalty import members, notify
+from fidele.loyalty import bulk, members, notify
 from fidele.loyalty.handlers import route
 from fidele.loyalty.models import Member
 from fidele.loyalty.repository import LoyaltyRepository
@@ -23,6 +23,9 @@ def replay(session: Session, programme_id: int, now: datetime, *, batch: int = 5
     repo = LoyaltyRepository(session)
     repo.wipe(programme_id)
     session.info.pop("loyalty_accounts", None)
+    scale = members.scale_at(session, programme_id)
+    if bulk.eligible(session, programme_id, scale):
+        return bulk.replay_orders(session, programme_id, scale, now, batch=batch)
     session.info[notify.REPLAY] = True
     count = 0
     try:
