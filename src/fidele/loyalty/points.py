@@ -225,6 +225,49 @@ def consume(
     session.flush()
 
 
+def take(
+    session: Session,
+    member: Member,
+    *,
+    source_key: str,
+    reason: str,
+    credit: Account,
+    points: int,
+    kind: str,
+    merchant_id: int | None,
+    now: datetime,
+    lots: list[Lot] | None = None,
+    consume_key: str | None = None,
+    meta: dict[str, Any] | None = None,
+) -> bool:
+    """Post available points to ``credit`` and consume the lots they came from (FEFO unless
+    ``lots`` is given); False when this source was already posted."""
+    debit = member_account(session, member, "available")
+    if not move(
+        session,
+        member,
+        source_key=source_key,
+        reason=reason,
+        debit=debit,
+        credit=credit,
+        points=points,
+        now=now,
+        meta=meta,
+    ):
+        return False
+    consume(
+        session,
+        member,
+        points=points,
+        source_key=consume_key or source_key,
+        kind=kind,
+        merchant_id=merchant_id,
+        now=now,
+        lots=lots,
+    )
+    return True
+
+
 def spend(
     session: Session,
     member: Member,
@@ -241,26 +284,18 @@ def spend(
     source."""
     lock(session, member)
     redeemed = merchant_account(session, member.programme_id, merchant_id, "redeemed", now)
-    if not move(
+    if not take(
         session,
         member,
         source_key=source_key,
         reason=reason,
-        debit=member_account(session, member, "available"),
         credit=redeemed,
         points=points,
-        now=now,
-    ):
-        return False
-    consume(
-        session,
-        member,
-        points=points,
-        source_key=source_key,
         kind=kind,
         merchant_id=merchant_id,
         now=now,
-    )
+    ):
+        return False
     member.lifetime_spent += points
     return True
 
@@ -301,59 +336,37 @@ def settle_debt(session: Session, member: Member, now: datetime) -> None:
     if owed <= 0:
         return
     pay = min(owed, balance(session, member, "available"))
-    if pay <= 0:
-        return
-    key = f"debt:{member.id}:{now.isoformat()}:{owed}"
-    move(
-        session,
-        member,
-        source_key=key,
-        reason="debt_settled",
-        debit=member_account(session, member, "available"),
-        credit=member_account(session, member, "debt"),
-        points=pay,
-        now=now,
-    )
-    lots = list(LoyaltyRepository(session).lots(member.id, "available"))
-    consume(
-        session,
-        member,
-        points=pay,
-        source_key=key,
-        kind="debt",
-        merchant_id=None,
-        now=now,
-        lots=lots,
-    )
+    if pay > 0:
+        take(
+            session,
+            member,
+            source_key=f"debt:{member.id}:{now.isoformat()}:{owed}",
+            reason="debt_settled",
+            credit=member_account(session, member, "debt"),
+            points=pay,
+            kind="debt",
+            merchant_id=None,
+            now=now,
+        )
 
 
 def expire(session: Session, member: Member, lot: Lot, at: datetime, now: datetime) -> int:
     """Post what is left of an available lot to its merchant's ``expired`` account."""
     points = lot.remaining
-    if points <= 0:
-        return 0
-    key = f"lot:{lot.id}:expire:{at.isoformat()}:{points}"
-    expired = merchant_account(session, member.programme_id, lot.merchant_id, "expired", now)
-    move(
-        session,
-        member,
-        source_key=key,
-        reason="expire",
-        debit=member_account(session, member, "available"),
-        credit=expired,
-        points=points,
-        now=now,
-    )
-    consume(
-        session,
-        member,
-        points=points,
-        source_key=key,
-        kind="expire",
-        merchant_id=lot.merchant_id,
-        now=now,
-        lots=[lot],
-    )
+    if points > 0:
+        expired = merchant_account(session, member.programme_id, lot.merchant_id, "expired", now)
+        take(
+            session,
+            member,
+            source_key=f"lot:{lot.id}:expire:{at.isoformat()}:{points}",
+            reason="expire",
+            credit=expired,
+            points=points,
+            kind="expire",
+            merchant_id=lot.merchant_id,
+            now=now,
+            lots=[lot],
+        )
     return points
 
 
@@ -368,52 +381,31 @@ def clawback(
     session.refresh(lot)
     issued = merchant_account(session, member.programme_id, lot.merchant_id, "issued", now)
     own = min(points, lot.remaining)
-    side = member_account(session, member, lot.status)
-    move(
-        session,
-        member,
-        source_key=f"{source_key}:lot",
-        reason="clawback",
-        debit=side,
-        credit=issued,
-        points=own,
-        now=now,
-    )
+    claw = {
+        "reason": "clawback",
+        "credit": issued,
+        "kind": "claw",
+        "merchant_id": lot.merchant_id,
+        "now": now,
+        "consume_key": source_key,
+    }
     if lot.status == "pending":
+        move(
+            session,
+            member,
+            source_key=f"{source_key}:lot",
+            reason="clawback",
+            debit=member_account(session, member, "pending"),
+            credit=issued,
+            points=own,
+            now=now,
+        )
         lot.remaining -= own
     else:
-        consume(
-            session,
-            member,
-            points=own,
-            source_key=source_key,
-            kind="claw",
-            merchant_id=lot.merchant_id,
-            now=now,
-            lots=[lot],
-        )
+        take(session, member, source_key=f"{source_key}:lot", points=own, lots=[lot], **claw)
     rest = points - own
     other = min(rest, balance(session, member, "available"))
-    move(
-        session,
-        member,
-        source_key=f"{source_key}:other",
-        reason="clawback",
-        debit=member_account(session, member, "available"),
-        credit=issued,
-        points=other,
-        now=now,
-    )
-    if other:
-        consume(
-            session,
-            member,
-            points=other,
-            source_key=source_key,
-            kind="claw",
-            merchant_id=lot.merchant_id,
-            now=now,
-        )
+    take(session, member, source_key=f"{source_key}:other", points=other, **claw)
     move(
         session,
         member,

@@ -361,25 +361,17 @@ def on_adjustment(session: Session, event: Event, now: datetime) -> None:
     adjustments = points.merchant_account(
         session, event.programme_id, event.merchant_id, "adjustments", now
     )
-    points.move(
+    points.take(
         session,
         member,
         source_key=source,
         reason="adjustment",
-        debit=points.member_account(session, member, "available"),
         credit=adjustments,
         points=-amount,
-        now=now,
-        meta={"reason": event.payload["reason"]},
-    )
-    points.consume(
-        session,
-        member,
-        points=-amount,
-        source_key=source,
         kind="adjust",
         merchant_id=event.merchant_id,
         now=now,
+        meta={"reason": event.payload["reason"]},
     )
 
 
