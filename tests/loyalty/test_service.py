@@ -395,3 +395,32 @@ class TestCoalition:
         assert data["total"] == 0
         liab = reports.liability(session, shop.tenant.programme_id, shop.clock.now())
         assert (liab["points"], liab["value"]) == (60, 300)
+
+
+class TestJobsAndEvents:
+    def test_expiring_soon_and_tier_changed_are_events(self, shop: Shop) -> None:
+        from fidele.events.models import Event
+        from fidele.loyalty import tasks
+        from fidele.worker.registry import load_jobs
+
+        assert {
+            "loyalty.catch_up",
+            "loyalty.daily",
+            "loyalty.expiring_soon",
+            "loyalty.memberships",
+        } <= set(load_jobs())
+        shop.rules(
+            {
+                **PLAIN,
+                "settings": {"pending_days": 0, "expiry_months": 1},
+                "tiers": default_scale().tiers.model_dump(),
+            }
+        )
+        shop.order("o1", amount=60_000)
+        shop.clock.advance(days=10)
+        assert tasks.expiring_soon(shop.session, shop.clock.now()) == 1
+        assert tasks.expiring_soon(shop.session, shop.clock.now()) == 1  # same lot: deduped
+        types = [e.type for e in shop.session.query(Event).order_by(Event.id)]
+        assert types.count("loyalty.points_expiring") == 1
+        assert types.count("loyalty.tier_changed") == 1
+        assert tasks.catch_up(shop.session, shop.clock.now() + timedelta(days=30)) == 1
