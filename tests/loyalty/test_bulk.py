@@ -13,22 +13,15 @@ from fidele.loyalty.models import Lot
 from fidele.loyalty.replay import catch_up_all, replay
 from tests.fixtures.factories import make_tenant
 from tests.loyalty.conftest import Shop
+from tests.loyalty.test_state_machine import SCALE as MACHINE_SCALE
 from tests.loyalty.test_state_machine import snapshot
 
 SCALE = {
-    "settings": {"points_per_unit": 1, "pending_days": 14, "expiry_months": 2},
+    **MACHINE_SCALE,
     "rules": [
-        {"id": "welcome", "type": "first_order", "points": 20},
+        *MACHINE_SCALE["rules"],
         {"id": "shoes", "type": "multiplier", "multiplier_bp": 30_000, "categories": ["shoes"]},
     ],
-    "tiers": {
-        "review_months": 1,
-        "grace_days": 5,
-        "levels": [
-            {"name": "Bronze"},
-            {"name": "Silver", "threshold": {"value": 300}, "multiplier_bp": 15_000},
-        ],
-    },
 }
 
 
