@@ -24,6 +24,7 @@ from fidele.loyalty import domain
 from fidele.loyalty.config import Scale
 from fidele.loyalty.earning import facts_of
 from fidele.loyalty.models import Consumption, CustomerLink, Lot, Member, RuleVersion, TierChange
+from fidele.loyalty.points import shard_ref
 
 # Inputs the batch path handles, and loyalty's own outputs (which replays ignore).
 TYPES = ("order.placed", "customer.upserted", "loyalty.tier_changed", "loyalty.points_expiring")
@@ -92,7 +93,7 @@ class Sim:
             for m in (Member, Lot, Posting, Entry, Account, Consumption, TierChange)
         }
         self.out: dict[Any, list[dict[str, Any]]] = {}
-        self.merchant_accounts: dict[tuple[int, str], int] = {}
+        self.merchant_accounts: dict[tuple[int, str, str | None], int] = {}
         self.balances: dict[int, int] = {}
         self.member_accounts: dict[int, dict[str, int]] = {}
 
@@ -111,9 +112,10 @@ class Sim:
         merchant_id: int | None = None,
         member_id: int | None = None,
         allow_negative: bool = False,
+        ref: str | None = None,
     ) -> int:
         acc_id = self.next_id(Account)
-        ref = f"member:{member_id}" if member_id else None
+        ref = f"member:{member_id}" if member_id else ref
         self.row(
             Account,
             id=acc_id,
@@ -131,11 +133,14 @@ class Sim:
         self.balances[acc_id] = 0
         return acc_id
 
-    def merchant(self, merchant_id: int, kind: str, now: datetime) -> int:
-        key = (merchant_id, kind)
+    def merchant(
+        self, merchant_id: int, kind: str, now: datetime, member_id: int | None = None
+    ) -> int:
+        ref = shard_ref(kind, member_id)
+        key = (merchant_id, kind, ref)
         if key not in self.merchant_accounts:
             self.merchant_accounts[key] = self.account(
-                kind, now, merchant_id=merchant_id, allow_negative=kind == "issued"
+                kind, now, merchant_id=merchant_id, allow_negative=kind == "issued", ref=ref
             )
         return self.merchant_accounts[key]
 
@@ -305,7 +310,7 @@ class Sim:
         self.move(
             lot.source_key,
             "order",
-            self.merchant(event.merchant_id, "issued", now),
+            self.merchant(event.merchant_id, "issued", now, m.id),
             self.member_accounts[m.id][lot.status],
             pts,
             now,

@@ -23,6 +23,7 @@ from fidele.ledger.service import POINTS
 from fidele.loyalty.models import Consumption, Lot, Member
 from fidele.loyalty.repository import LoyaltyRepository
 
+ISSUED_SHARDS = 16
 MERCHANT_KINDS = {"issued": True, "redeemed": False, "expired": False, "adjustments": True}
 
 
@@ -46,19 +47,33 @@ def open_accounts(session: Session, member: Member, now: datetime) -> None:
         setattr(member, f"{kind}_account_id", acc.id)
 
 
+def shard_ref(kind: str, member_id: int | None) -> str | None:
+    """``issued`` is credited by every order of a merchant: one row would serialise all of
+    them (its row lock is held until commit), so it is split in ``ISSUED_SHARDS`` accounts
+    by member. Reports sum the shards (they group by merchant and kind)."""
+    if kind != "issued" or member_id is None:
+        return None
+    return f"shard:{member_id % ISSUED_SHARDS}"
+
+
 def merchant_account(
-    session: Session, programme_id: int, merchant_id: int, kind: str, now: datetime
+    session: Session,
+    programme_id: int,
+    merchant_id: int,
+    kind: str,
+    now: datetime,
+    member_id: int | None = None,
 ) -> Account:
+    ref = shard_ref(kind, member_id)
+    key = (programme_id, merchant_id, kind, ref)
     # Cached per session; checked on use, since a rolled-back savepoint can leave an id that
     # SQLite then gives to another account.
-    cache: dict[tuple[int, int, str], int] = session.info.setdefault("loyalty_accounts", {})
-    found = cache.get((programme_id, merchant_id, kind))
+    cache: dict[tuple[int, int, str, str | None], int] = session.info.setdefault(
+        "loyalty_accounts", {}
+    )
+    found = cache.get(key)
     acc = session.get(Account, found) if found is not None else None
-    if acc is None or (acc.programme_id, acc.merchant_id, acc.kind) != (
-        programme_id,
-        merchant_id,
-        kind,
-    ):
+    if acc is None or (acc.programme_id, acc.merchant_id, acc.kind, acc.ref) != key:
         acc = ledger.account(
             session,
             programme_id=programme_id,
@@ -66,9 +81,10 @@ def merchant_account(
             kind=kind,
             unit=POINTS,
             now=now,
+            ref=ref,
             allow_negative=MERCHANT_KINDS[kind],
         )
-        cache[(programme_id, merchant_id, kind)] = acc.id
+        cache[key] = acc.id
     return acc
 
 
@@ -133,7 +149,7 @@ def earn(
     if existing is not None:
         return existing
     status = "pending" if available_at > now else "available"
-    issued = merchant_account(session, member.programme_id, merchant_id, from_kind, now)
+    issued = merchant_account(session, member.programme_id, merchant_id, from_kind, now, member.id)
     target = member_account(session, member, status)
     move(
         session,
@@ -379,7 +395,9 @@ def clawback(
         return
     lock(session, member)
     session.refresh(lot)
-    issued = merchant_account(session, member.programme_id, lot.merchant_id, "issued", now)
+    issued = merchant_account(
+        session, member.programme_id, lot.merchant_id, "issued", now, member.id
+    )
     own = min(points, lot.remaining)
     claw = {
         "reason": "clawback",
