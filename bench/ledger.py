@@ -268,14 +268,15 @@ def main() -> None:
         result["service_orders_per_s"] = round(throughput(args.workers, args.seconds), 1)
         result["pgbench_tpcb_tps"] = round(pgbench(args.workers, args.seconds), 1)
         result["ratio"] = round(result["service_orders_per_s"] / result["pgbench_tpcb_tps"], 3)
-    rate, fill = replay_rate(args.orders, min(args.customers, args.orders))
-    result.update(
-        {
-            "replay_orders": args.orders,
-            "replay_orders_per_s": round(rate, 1),
-            "log_fill_seconds": round(fill, 1),
-        }
-    )
+    if args.orders:  # 0: throughput only
+        rate, fill = replay_rate(args.orders, min(args.customers, args.orders))
+        result.update(
+            {
+                "replay_orders": args.orders,
+                "replay_orders_per_s": round(rate, 1),
+                "log_fill_seconds": round(fill, 1),
+            }
+        )
     print(json.dumps(result, indent=2))
 
 
