@@ -108,3 +108,14 @@ class LedgerRepository(RepositoryBase[Account]):
             )
         )
         return int(self.session.execute(stmt).scalar_one())
+
+    def lock(self, account_ids: Sequence[int]) -> None:
+        """Row-lock accounts in id order (a no-op UPDATE: PostgreSQL holds the lock until
+        commit; SQLite's BEGIN IMMEDIATE already serialises writers)."""
+        for account_id in sorted(set(account_ids)):
+            self.session.execute(
+                update(Account)
+                .where(Account.id == account_id)
+                .values(balance=Account.balance)
+                .execution_options(synchronize_session=False)
+            )

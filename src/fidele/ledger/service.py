@@ -182,3 +182,11 @@ def verify(session: Session) -> Verification:
         repo.unbalanced_postings(),
         [t for t in repo.totals_by_unit() if t[2] != 0],
     )
+
+
+def lock(session: Session, accounts: Sequence[Account]) -> None:
+    """Lock ``accounts`` (ascending id) until the transaction ends, so a read-then-post
+    sequence (which lots to expire, what a clawback can take) sees no concurrent change."""
+    LedgerRepository(session).lock([a.id for a in accounts])
+    for acc in accounts:
+        session.expire(acc, ["balance"])

@@ -1,0 +1,77 @@
+"""Loyalty's subscriptions to the event log. They run in the writer's transaction, so
+``POST /v1/orders`` answers with its pending points; :func:`route` is also the replay's path."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from fidele.customers.models import Customer
+from fidele.events.bus import on_event, on_programme_created
+from fidele.events.models import Event
+from fidele.loyalty import earning, members, membership, rewards
+from fidele.loyalty.config import default_scale
+from fidele.loyalty.repository import LoyaltyRepository
+from fidele.orders import service as orders
+from fidele.orders.models import Order
+from fidele.tenancy.models import Programme
+
+
+def _customer_upserted(session: Session, event: Event, now: datetime) -> None:
+    customer = session.get(Customer, event.customer_id) if event.customer_id else None
+    if customer is not None and customer.erased_at is None:
+        members.member_for(session, customer, now)
+
+
+ROUTES: dict[str, Callable[[Session, Event, datetime], Any]] = {
+    "order.placed": earning.on_order_placed,
+    "order.delivered": earning.on_order_delivered,
+    "order.cancelled": earning.on_order_cancelled,
+    "order.refunded": earning.on_order_refunded,
+    "customer.upserted": _customer_upserted,
+    "loyalty.redemption": rewards.on_redemption,
+    "loyalty.redemption_cancelled": rewards.on_cancel,
+    "loyalty.burn": rewards.on_burn,
+    "loyalty.burn_refund": rewards.on_burn_refund,
+    "loyalty.adjustment": rewards.on_adjustment,
+    **dict.fromkeys(membership.TYPES, membership.on_event),
+}
+# Written to the log by fidele itself, or outputs of loyalty: nothing to earn.
+IGNORED_PREFIXES = ("loyalty.", "order.", "customer.", "promotion.", "campaign.")
+
+
+def route(session: Session, event: Event, now: datetime) -> None:
+    handler = ROUTES.get(event.type)
+    if handler is not None:
+        handler(session, event, now)
+    elif not event.type.startswith(IGNORED_PREFIXES):
+        earning.on_action(session, event, now)
+
+
+@on_event("*")
+def on_any(session: Session, event: Event, now: datetime) -> None:
+    route(session, event, now)
+
+
+@on_programme_created
+def install_default_scale(session: Session, programme: Programme, now: datetime) -> None:
+    members.set_scale(session, programme.id, default_scale(programme.currency), now)
+
+
+def order_points(session: Session, order: Order) -> dict[str, Any] | None:
+    lot = LoyaltyRepository(session).order_lot(order.id)
+    if lot is None:
+        return None
+    return {
+        "earned": lot.points - lot.clawed,
+        "pending": lot.remaining if lot.status == "pending" else 0,
+        "status": lot.status,
+        "available_at": lot.available_at.isoformat(),
+        "rules": lot.detail,
+    }
+
+
+orders.view_extensions["loyalty"] = order_points

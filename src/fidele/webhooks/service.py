@@ -1,0 +1,105 @@
+"""Outgoing webhooks: endpoints per merchant, messages queued in the outbox (same
+transaction as the change), POSTed by the ``webhook`` sender with an HMAC-SHA256 signature.
+A non-2xx answer or a network error raises, and the outbox retries with backoff."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from fidele.errors import NotFound
+from fidele.outbox import service as outbox
+from fidele.outbox.models import OutboxMessage
+from fidele.settings import get_settings
+from fidele.tenancy import service as tenancy
+from fidele.webhooks.models import WebhookEndpoint
+
+TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+server_secret = {"value": None}  # tests and apps may pin the server secret here
+
+
+def create(
+    session: Session, *, merchant_id: int, url: str, topics: list[str], now: datetime
+) -> WebhookEndpoint:
+    row = WebhookEndpoint(
+        merchant_id=merchant_id, url=url, topics=topics, active=True, created_at=now
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def endpoints(session: Session, merchant_id: int) -> Sequence[WebhookEndpoint]:
+    stmt = select(WebhookEndpoint).where(
+        WebhookEndpoint.merchant_id == merchant_id, WebhookEndpoint.active.is_(True)
+    )
+    return session.execute(stmt.order_by(WebhookEndpoint.id)).scalars().all()
+
+
+def deactivate(session: Session, *, merchant_id: int, endpoint_id: int) -> None:
+    row = session.get(WebhookEndpoint, endpoint_id)
+    if row is None or row.merchant_id != merchant_id:
+        raise NotFound(f"webhook endpoint {endpoint_id} not found")
+    row.active = False
+
+
+def publish(
+    session: Session,
+    *,
+    programme_id: int,
+    merchant_id: int,
+    topic: str,
+    payload: dict[str, Any],
+    dedup_key: str,
+    now: datetime,
+) -> int:
+    """Queue ``payload`` for each of the merchant's endpoints subscribed to ``topic``."""
+    count = 0
+    for ep in endpoints(session, merchant_id):
+        if ep.topics and topic not in ep.topics:
+            continue
+        body = {"topic": topic, "created_at": now.isoformat(), "data": payload}
+        outbox.enqueue(
+            session,
+            programme_id=programme_id,
+            merchant_id=merchant_id,
+            channel="webhook",
+            topic=topic,
+            dedup_key=f"{dedup_key}:ep{ep.id}",
+            payload={"endpoint_id": ep.id, "body": body},
+            now=now,
+        )
+        count += 1
+    return count
+
+
+def sign(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+@outbox.sender("webhook")
+def send(session: Session, msg: OutboxMessage) -> None:
+    ep = session.get(WebhookEndpoint, msg.payload["endpoint_id"])
+    if ep is None or not ep.active:
+        return  # endpoint removed: nothing to deliver
+    merchant = tenancy.get_merchant(session, ep.merchant_id)
+    secret = tenancy.merchant_webhook_secret(
+        merchant, server_secret["value"] or get_settings().secret_key
+    )
+    body = json.dumps(msg.payload["body"], sort_keys=True, separators=(",", ":")).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "X-Fidele-Signature": sign(secret, body),
+        "X-Fidele-Topic": msg.topic,
+        "X-Fidele-Delivery": str(msg.id),
+    }
+    response = httpx.post(ep.url, content=body, headers=headers, timeout=TIMEOUT)
+    response.raise_for_status()

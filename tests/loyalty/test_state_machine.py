@@ -1,0 +1,205 @@
+"""Point 10 of the issue: for any sequence of orders, deliveries, refunds, cancellations,
+redemptions (and their cancellation), adjustments, job runs and clock moves, every programme's
+accounts sum to zero, no available balance is negative, lots agree with balances, and a replay
+of the event log into empty loyalty tables gives identical balances."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from itertools import count
+from typing import Any
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from fidele.errors import FideleError
+from fidele.kit.clock import FrozenClock
+from fidele.ledger import service as ledger
+from fidele.ledger.models import Account
+from fidele.loyalty import rewards
+from fidele.loyalty.models import Lot, Member
+from fidele.loyalty.replay import catch_up_all, replay
+from tests.fixtures.factories import make_tenant
+from tests.loyalty.conftest import Shop
+
+CUSTOMERS = ("c1", "c2", "c3")
+SCALE = {
+    "settings": {"points_per_unit": 1, "pending_days": 14, "expiry_months": 2},
+    "rules": [{"id": "welcome", "type": "first_order", "points": 20}],
+    "tiers": {
+        "review_months": 1,
+        "grace_days": 5,
+        "levels": [
+            {"name": "Bronze"},
+            {"name": "Silver", "threshold": {"value": 300}, "multiplier_bp": 15_000},
+        ],
+    },
+}
+_ids = count()
+
+
+def snapshot(session: Session, programme_id: int) -> dict[str, Any]:
+    """Balances by customer and by merchant account kind (ids differ after a replay)."""
+    shop_rows: dict[str, Any] = {}
+    members = session.execute(select(Member).where(Member.programme_id == programme_id))
+    for member in members.scalars():
+        accounts = {
+            k: session.get(Account, getattr(member, f"{k}_account_id")).balance
+            for k in ("available", "pending", "debt")
+        }
+        key = ",".join(
+            c.external_id for c in rewards.LoyaltyRepository(session).customers_of(member.id)
+        )
+        shop_rows[key] = (accounts, member.lifetime_earned, member.lifetime_spent, member.tier_rank)
+    merchant = session.execute(
+        select(Account.merchant_id, Account.kind, Account.balance).where(
+            Account.programme_id == programme_id, Account.merchant_id.is_not(None)
+        )
+    ).all()
+    return {"members": shop_rows, "merchants": sorted(merchant)}
+
+
+class LoyaltyMachine(RuleBasedStateMachine):
+    session: Session
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.session.expunge_all()
+        self.clock = FrozenClock(self.clock0)
+        tenant = make_tenant(self.session, self.clock.now(), name=f"SM{next(_ids)}")
+        self.shop = Shop(self.session, tenant, self.clock)
+        self.shop.rules(SCALE)
+        self.orders: list[str] = []
+        self.redemptions: list[int] = []
+        self.rewards = [
+            rewards.create_reward(
+                self.session,
+                tenant.caller,
+                {"name": f"R{c}", "points_cost": c, "kind": "custom", "value": 0},
+                self.clock.now(),
+            ).id
+            for c in (15, 60, 150)
+        ]
+
+    def attempt(self, fn: Any, *args: Any, **kw: Any) -> Any:
+        """Like a request: a refused operation rolls back and changes nothing."""
+        try:
+            with self.session.begin_nested():
+                return fn(*args, **kw)
+        except FideleError:
+            return None
+
+    @rule(customer=st.sampled_from(CUSTOMERS), amount=st.integers(0, 40_000))
+    def place(self, customer: str, amount: int) -> None:
+        oid = f"o{len(self.orders)}"
+        self.shop.order(oid, customer=customer, amount=amount)
+        self.orders.append(oid)
+
+    @precondition(lambda self: self.orders)
+    @rule(i=st.integers(0, 100), status=st.sampled_from(["shipped", "delivered", "cancelled"]))
+    def set_status(self, i: int, status: str) -> None:
+        self.attempt(self.shop.status, self.orders[i % len(self.orders)], status)
+
+    @precondition(lambda self: self.orders)
+    @rule(i=st.integers(0, 100), amount=st.one_of(st.none(), st.integers(1, 20_000)))
+    def refund(self, i: int, amount: int | None) -> None:
+        oid = self.orders[i % len(self.orders)]
+        self.attempt(self.shop.refund, oid, f"r{next(_ids)}", amount)
+
+    @rule(customer=st.sampled_from(CUSTOMERS), r=st.integers(0, 2))
+    def redeem(self, customer: str, r: int) -> None:
+        row = self.attempt(
+            rewards.redeem,
+            self.session,
+            self.shop.caller,
+            self.shop.customer(customer),
+            self.rewards[r],
+            f"k{next(_ids)}",
+            self.clock.now(),
+        )
+        if row is not None:
+            self.redemptions.append(row[0].id)
+
+    @precondition(lambda self: self.redemptions)
+    @rule(i=st.integers(0, 100))
+    def cancel_redemption(self, i: int) -> None:
+        rid = self.redemptions[i % len(self.redemptions)]
+        self.attempt(rewards.cancel, self.session, self.shop.caller, rid, self.clock.now())
+
+    @rule(customer=st.sampled_from(CUSTOMERS), points=st.integers(-100, 100))
+    def adjust(self, customer: str, points: int) -> None:
+        self.attempt(
+            rewards.adjust,
+            self.session,
+            self.shop.caller,
+            self.shop.customer(customer),
+            points,
+            "sm",
+            f"a{next(_ids)}",
+            self.clock.now(),
+        )
+
+    @rule()
+    def run_jobs(self) -> None:
+        catch_up_all(self.session, self.clock.now())
+
+    @rule(days=st.integers(0, 40))
+    def move_clock(self, days: int) -> None:
+        self.clock.advance(days=days, hours=1)
+
+    @invariant()
+    def books_balance(self) -> None:
+        programme = self.shop.tenant.programme_id
+        accounts = (
+            self.session.execute(
+                select(Account)
+                .where(Account.programme_id == programme)
+                .execution_options(populate_existing=True)
+            )
+            .scalars()
+            .all()
+        )
+        assert sum(a.balance for a in accounts) == 0
+        assert all(a.balance >= 0 for a in accounts if not a.allow_negative)
+
+    @invariant()
+    def lots_match_balances(self) -> None:
+        programme = self.shop.tenant.programme_id
+        for member in self.session.execute(
+            select(Member).where(Member.programme_id == programme)
+        ).scalars():
+            for status in ("available", "pending"):
+                lots = self.session.execute(
+                    select(func.coalesce(func.sum(Lot.remaining), 0)).where(
+                        Lot.member_id == member.id, Lot.status == status
+                    )
+                ).scalar_one()
+                acc = self.session.get(Account, getattr(member, f"{status}_account_id"))
+                assert acc is not None
+                assert acc.balance == lots >= 0
+
+    def teardown(self) -> None:
+        programme = self.shop.tenant.programme_id
+        now = self.clock.now() + timedelta(days=1)
+        catch_up_all(self.session, now, programme_id=programme)
+        before = snapshot(self.session, programme)
+        replay(self.session, programme, now)
+        after = snapshot(self.session, programme)
+        assert after == before
+        assert ledger.verify(self.session).ok
+
+
+def test_state_machine(session: Session, clock: FrozenClock) -> None:
+    LoyaltyMachine.session = session
+    LoyaltyMachine.clock0 = clock.now()  # type: ignore[attr-defined]
+    runner = LoyaltyMachine.TestCase
+    runner.settings = settings(
+        max_examples=30,
+        stateful_step_count=30,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    runner().runTest()
