@@ -98,9 +98,9 @@ def tier(name: str = "Gold", free_shipping: bool = True) -> Any:
     return SimpleNamespace(
         name=name,
         rank=2,
-        benefits=SimpleNamespace(
-            free_shipping=free_shipping, multiplier_bp=10_000, exclusive_rewards=[]
-        ),
+        free_shipping=free_shipping,
+        multiplier_bp=10_000,
+        exclusive_rewards=False,
     )
 
 

@@ -252,6 +252,9 @@ class TestLoyaltyAtCheckout:
         assert r.json()["fields"][0]["field"] == "points"
 
     def test_no_loyalty_programme_refuses_points(self, api: TestClient) -> None:
+        from fidele.promotions.loyalty_port import DefaultLoyalty
+
+        api.app.state.loyalty = DefaultLoyalty("fidele.not_installed.service")  # type: ignore[attr-defined]
         r = api.post("/v1/checkout/evaluate", json=cart(points=10))
         assert r.status_code == 422
         assert r.json()["error"] == "no_loyalty_programme"

@@ -77,6 +77,14 @@ class AdjustmentOut(OutputModel):
 
 
 class SimulateOrder(InputModel):
+    """An order as ``POST /v1/orders`` takes it; ``id``, ``total`` and the rest are optional
+    here and do not change the points."""
+
+    id: ExternalId | None = None
+    total: int | None = Field(None, ge=0)
+    email: str | None = Field(None, max_length=320)
+    codes: list[str] = Field(default_factory=list, max_length=20)
+    attributes: dict[str, Any] = Field(default_factory=dict)
     customer_id: ExternalId | None = None
     currency: str = Field(min_length=3, max_length=3)
     lines: list[LineIn] = Field(min_length=1, max_length=1000)

@@ -172,10 +172,10 @@ def _benefits(session: Session, cart: Cart) -> list[domain.Offer]:
         return []
     out = []
     tier = cart.loyalty.customer_tier(session, cart.customer, cart.now)
-    if tier is not None and getattr(tier.benefits, "free_shipping", False):
+    if tier is not None and tier.free_shipping:
         out.append(_free_shipping(f"tier:{tier.name}", "promotion", f"{tier.name} tier"))
     member = cart.loyalty.active_membership(session, cart.customer, cart.now)
-    if member is not None and getattr(member.benefits, "free_shipping", False):
+    if member is not None and member.free_shipping:
         out.append(_free_shipping(f"membership:{member.plan}", "membership", str(member.plan)))
     return out
 
