@@ -35,7 +35,9 @@ UtcDatetime = Annotated[
     AwareDatetime,
     AfterValidator(lambda v: v.astimezone(UTC)),
     PlainSerializer(
-        lambda v: v.astimezone(UTC).isoformat().replace("+00:00", "Z"), return_type=str
+        lambda v: v.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        return_type=str,
+        when_used="json",  # model_dump() in Python mode keeps datetimes
     ),
 ]
 

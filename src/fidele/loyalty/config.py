@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from fidele.kit.schemas import Currency
+
 Bp = Annotated[int, Field(ge=0, le=1_000_000)]
 Pts = Annotated[int, Field(ge=0, le=10_000_000)]
 
@@ -36,7 +38,7 @@ class Settings(_Strict):
     expiring_notice_days: Annotated[int, Field(ge=1, le=365)] = 30
     clawback: Literal["debt", "negative"] = "debt"
     point_value: Annotated[int, Field(ge=0, le=10**9)] = 500
-    currency: str = "EUR"
+    currency: Currency = "EUR"
 
 
 class Budget(_Strict):

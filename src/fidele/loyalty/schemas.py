@@ -5,7 +5,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from fidele.kit.schemas import ExternalId, InputModel, OutputModel, UtcDatetime
+from fidele.kit.schemas import Currency, ExternalId, InputModel, OutputModel, UtcDatetime
 from fidele.orders.schemas import LineIn
 
 RewardKind = Literal[
@@ -86,7 +86,7 @@ class SimulateOrder(InputModel):
     codes: list[str] = Field(default_factory=list, max_length=20)
     attributes: dict[str, Any] = Field(default_factory=dict)
     customer_id: ExternalId | None = None
-    currency: str = Field(min_length=3, max_length=3)
+    currency: Currency
     lines: list[LineIn] = Field(min_length=1, max_length=1000)
     shipping: int = Field(0, ge=0)
     discounts: int = Field(0, ge=0)
