@@ -67,7 +67,8 @@ def get_or_create(
     customer = repo.by_external_id(caller.merchant_id, external_id)
     if customer is not None:
         return customer
-    return upsert(session, caller, external_id, CustomerIn(email=email), now, source=source)[0]
+    data = CustomerIn(email=email)
+    return _save(session, caller, None, external_id, data, now, source=source)[0]
 
 
 def upsert(
@@ -79,8 +80,21 @@ def upsert(
     *,
     source: str = "api",
 ) -> tuple[Customer, bool]:
-    repo = CustomerRepository(session)
-    customer = repo.by_external_id(caller.merchant_id, external_id)
+    customer = CustomerRepository(session).by_external_id(caller.merchant_id, external_id)
+    return _save(session, caller, customer, external_id, data, now, source=source)
+
+
+def _save(
+    session: Session,
+    caller: Caller,
+    customer: Customer | None,
+    external_id: str,
+    data: CustomerIn,
+    now: datetime,
+    *,
+    source: str,
+) -> tuple[Customer, bool]:
+    """Create (``customer`` None: known not to exist) or update the customer just looked up."""
     created = customer is None
     if customer is None:
         customer = Customer(
