@@ -63,10 +63,27 @@ def get_or_create(
     email: str | None = None,
 ) -> Customer:
     """The customer behind an order or event; a new id creates a guest customer."""
-    repo = CustomerRepository(session)
-    customer = repo.by_external_id(caller.merchant_id, external_id)
+    customer = find(session, caller, external_id)
     if customer is not None:
         return customer
+    return create_guest(session, caller, external_id, now, source=source, email=email)
+
+
+def find(session: Session, caller: Caller, external_id: str) -> Customer | None:
+    """The caller's customer with this id, erased or not (no 404: get_or_create's lookup)."""
+    return CustomerRepository(session).by_external_id(caller.merchant_id, external_id)
+
+
+def create_guest(
+    session: Session,
+    caller: Caller,
+    external_id: str,
+    now: datetime,
+    *,
+    source: str,
+    email: str | None = None,
+) -> Customer:
+    """Create the guest customer of an id that ``find`` just did not find (no second lookup)."""
     data = CustomerIn(email=email)
     return _save(session, caller, None, external_id, data, now, source=source)[0]
 

@@ -38,11 +38,18 @@ def create(
 ) -> tuple[Order, bool]:
     """Create an order; replaying the same body returns the first order (``created`` False)."""
     digest = payload_hash(data.model_dump(mode="json"))
-    customer = customers.get_or_create(
-        session, caller, data.customer_id, now, source=source, email=data.email
-    )
-    order, lines = _build(caller, customer, data, digest, now, source)
     repo = OrderRepository(session)
+    customer = customers.find(session, caller, data.customer_id)
+    if customer is None:
+        # Look the order up before creating anyone: a replay (or a later webhook of the same
+        # order) naming a customer unknown here must not create that customer.
+        existing = repo.by_external_id(caller.merchant_id, data.id)
+        if existing is not None:
+            return _replayed(existing, digest, data.id), False
+        customer = customers.create_guest(
+            session, caller, data.customer_id, now, source=source, email=data.email
+        )
+    order, lines = _build(caller, customer, data, digest, now, source)
     # Insert first, look up only on conflict: a new order costs no SELECT and no savepoint.
     new_id = repo.insert_new({c.key: getattr(order, c.key) for c in _COLUMNS})
     if new_id is None:  # this id exists (a replay, or a concurrent twin that committed first)
