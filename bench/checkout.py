@@ -17,13 +17,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import subprocess
 import sys
 import time
 from datetime import UTC, datetime
 
 import httpx
+import load  # bench/load.py: the paced open-loop client
 
 from fidele.deps import SessionDep
 from fidele.tenancy.models import Merchant
@@ -118,28 +118,19 @@ async def closed_loop(
     return done / (time.perf_counter() - start), errors
 
 
-async def open_loop(
-    client: httpx.AsyncClient, rate: float, seconds: float
-) -> tuple[list[float], int]:
-    """Latency from each request's scheduled send time; failures (5xx, timeouts) counted apart."""
-    latencies: list[float] = []
-    failed = 0
-    start = time.perf_counter()
+async def open_loop(client: httpx.AsyncClient, rate: float, seconds: float) -> dict:
+    """Paced by ``load.paced`` (64 senders, latency from each request's due time, ends by
+    ``seconds`` + 5 s whatever the server does; late and failed requests counted)."""
 
-    async def one(at: float) -> None:
-        nonlocal failed
-        await asyncio.sleep(max(0.0, at - time.perf_counter()))
+    async def send(_: int) -> int:
         try:
-            r = await asyncio.wait_for(client.post("/v1/checkout/evaluate", json=CART), 10)
-        except (httpx.HTTPError, TimeoutError):
-            failed += 1
-            return
-        if r.status_code >= 400:
-            failed += 1
-        latencies.append((time.perf_counter() - at) * 1000)
+            return (await client.post("/v1/checkout/evaluate", json=CART)).status_code
+        except httpx.HTTPError:
+            return 0
 
-    await asyncio.gather(*(one(start + i / rate) for i in range(int(rate * seconds))))
-    return latencies, failed
+    t0 = time.perf_counter()
+    out = await load.paced(send, rate, seconds)
+    return load.summary(out, time.perf_counter() - t0)
 
 
 async def drive(key: str, seconds: float, rate: float) -> None:
@@ -162,12 +153,11 @@ async def drive(key: str, seconds: float, rate: float) -> None:
             f"  = {100 * evaluate / bare:.0f}% of bare (goal >= 40%)",
             flush=True,
         )
-        lat, failed = await open_loop(c, rate, seconds)
-    lat.sort()
-    p50, p99 = statistics.median(lat), lat[int(0.99 * (len(lat) - 1))]
+        paced = await open_loop(c, rate, seconds)
     print(
-        f"open loop {rate:.0f}/s   : p50 {p50:.1f} ms, p99 {p99:.1f} ms (goal p99 < 30 ms), "
-        f"{len(lat)} answered, {failed} failed or timed out",
+        f"open loop {rate:.0f}/s   : p50 {paced['p50_ms']} ms, p99 {paced['p99_ms']} ms "
+        f"(goal p99 < 30 ms; null = unanswered in time), {paced['ok']} ok, "
+        f"{paced['late']} late, {paced['failed']} failed of {paced['requests']}",
         flush=True,
     )
 

@@ -207,7 +207,15 @@ def bench_http(seconds: int, workers: int) -> dict[str, dict]:
             fidele(url, "apikey", "create", "--merchant", str(merchant["merchant_id"]), "--json")
         )["key"]
         server = subprocess.Popen(
-            [str(BIN / "fidele"), "serve", "--port", "8765", "--workers", str(workers)],
+            [
+                str(BIN / "fidele"),
+                "serve",
+                "--port",
+                "8765",
+                "--workers",
+                str(workers),
+                "--no-access-log",
+            ],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -7,7 +7,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import time
+from collections.abc import Awaitable, Callable
 
 import httpx
 
@@ -58,28 +60,59 @@ async def closed(client: httpx.AsyncClient, clients: int, seconds: float, run: s
     return out
 
 
-async def paced(client: httpx.AsyncClient, rate: float, seconds: float, run: str) -> list:
+Send = Callable[[int], Awaitable[int]]
+LATE = -1  # status of a request still unanswered (or never sent) when the run's time is up
+
+
+async def paced(send: Send, rate: float, seconds: float, *, grace: float = 5.0) -> list:
     """Open loop: request i is due at start + i/rate whatever the answers; 64 senders take the
-    due requests in order, and latency counts from the due time (queueing included)."""
+    due requests in order, and latency counts from the due time (queueing included).
+
+    The run always ends by ``seconds + grace``: a request not answered by then (or never sent
+    because the server fell behind) is counted with status ``LATE`` and an infinite latency,
+    so an overloaded server shows as late requests and an unbounded p99, not as a hang."""
     out: list[tuple[float, int]] = []
     start = time.perf_counter()
-    total = int(rate * seconds)
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for i in range(total):
-        queue.put_nowait(i)
+    deadline = start + seconds + grace
+    pending = iter(range(int(rate * seconds)))
 
     async def sender() -> None:
-        while not queue.empty():
-            i = queue.get_nowait()
+        for i in pending:
             due = start + i / rate
-            delay = due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            status = await post(client, body(0, i, run))
-            out.append((time.perf_counter() - due, status))
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            left = deadline - time.perf_counter()
+            try:
+                status = await asyncio.wait_for(send(i), left) if left > 0 else LATE
+            except TimeoutError:
+                status = LATE
+            late = status == LATE
+            out.append((math.inf if late else time.perf_counter() - due, status))
 
     await asyncio.gather(*(sender() for _ in range(64)))
     return out
+
+
+def summary(out: list[tuple[float, int]], elapsed: float) -> dict[str, object]:
+    """Counts and latency quantiles in ms over every scheduled request (late ones count as
+    infinite: a quantile that falls on them prints as null)."""
+    lat = sorted(x for x, _ in out)
+    ok = sum(1 for _, s in out if 200 <= s < 300)
+    late = sum(1 for _, s in out if s == LATE)
+
+    def pick(q: float) -> float | None:
+        x = lat[min(len(lat) - 1, int(q * len(lat)))] if lat else 0.0
+        return None if math.isinf(x) else round(x * 1000, 1)
+
+    return {
+        "requests": len(out),
+        "ok": ok,
+        "late": late,
+        "failed": len(out) - ok - late,
+        "seconds": round(elapsed, 2),
+        "rps": round(ok / elapsed, 1),
+        "p50_ms": pick(0.50),
+        "p99_ms": pick(0.99),
+    }
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -90,25 +123,11 @@ async def main(args: argparse.Namespace) -> None:
     ) as client:
         t0 = time.perf_counter()
         if args.rate:
-            out = await paced(client, args.rate, args.seconds, args.run)
+            out = await paced(lambda i: post(client, body(0, i, args.run)), args.rate, args.seconds)
         else:
             out = await closed(client, args.clients, args.seconds, args.run)
         elapsed = time.perf_counter() - t0
-    lat = sorted(x for x, _ in out)
-    ok = sum(1 for _, s in out if s in (200, 201))
-    pick = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000 if lat else 0.0  # noqa: E731
-    print(
-        json.dumps(
-            {
-                "requests": len(out),
-                "ok": ok,
-                "seconds": elapsed,
-                "rps": ok / elapsed,
-                "p50_ms": pick(0.50),
-                "p99_ms": pick(0.99),
-            }
-        )
-    )
+    print(json.dumps(summary(out, elapsed)))
 
 
 if __name__ == "__main__":

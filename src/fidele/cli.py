@@ -78,6 +78,7 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to bind"),
     port: int = typer.Option(8000, help="Port"),
     workers: int = typer.Option(1, help="Worker processes (PostgreSQL only for more than 1)"),
+    access_log: bool = typer.Option(True, help="Log every request (costs CPU per request)"),
 ) -> None:
     """Serve the HTTP API on the configured database (upgrading an empty one first)."""
     import uvicorn
@@ -90,6 +91,7 @@ def serve(
         port=port,
         workers=workers,
         log_level="info",
+        access_log=access_log,
     )
 
 

@@ -63,11 +63,29 @@ def get_or_create(
     email: str | None = None,
 ) -> Customer:
     """The customer behind an order or event; a new id creates a guest customer."""
-    repo = CustomerRepository(session)
-    customer = repo.by_external_id(caller.merchant_id, external_id)
+    customer = find(session, caller, external_id)
     if customer is not None:
         return customer
-    return upsert(session, caller, external_id, CustomerIn(email=email), now, source=source)[0]
+    return create_guest(session, caller, external_id, now, source=source, email=email)
+
+
+def find(session: Session, caller: Caller, external_id: str) -> Customer | None:
+    """The caller's customer with this id, erased or not (no 404: get_or_create's lookup)."""
+    return CustomerRepository(session).by_external_id(caller.merchant_id, external_id)
+
+
+def create_guest(
+    session: Session,
+    caller: Caller,
+    external_id: str,
+    now: datetime,
+    *,
+    source: str,
+    email: str | None = None,
+) -> Customer:
+    """Create the guest customer of an id that ``find`` just did not find (no second lookup)."""
+    data = CustomerIn(email=email)
+    return _save(session, caller, None, external_id, data, now, source=source)[0]
 
 
 def upsert(
@@ -79,8 +97,21 @@ def upsert(
     *,
     source: str = "api",
 ) -> tuple[Customer, bool]:
-    repo = CustomerRepository(session)
-    customer = repo.by_external_id(caller.merchant_id, external_id)
+    customer = CustomerRepository(session).by_external_id(caller.merchant_id, external_id)
+    return _save(session, caller, customer, external_id, data, now, source=source)
+
+
+def _save(
+    session: Session,
+    caller: Caller,
+    customer: Customer | None,
+    external_id: str,
+    data: CustomerIn,
+    now: datetime,
+    *,
+    source: str,
+) -> tuple[Customer, bool]:
+    """Create (``customer`` None: known not to exist) or update the customer just looked up."""
     created = customer is None
     if customer is None:
         customer = Customer(

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DisconnectionError
 
 READONLY = "fidele_readonly"
+# A pooled connection idle longer than this is pinged before use (see _ping_when_idle).
+PING_AFTER_IDLE_SECONDS = 5.0
 
 
 def normalise_url(url: str) -> str:
@@ -19,9 +23,35 @@ def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine:
     url = normalise_url(url)
     if url.startswith("sqlite"):
         return _sqlite_engine(url, echo=echo)
-    return create_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, echo=echo
-    )
+    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, echo=echo)
+    _ping_when_idle(engine)
+    return engine
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """``pool_pre_ping``, but only for a connection idle over ``PING_AFTER_IDLE_SECONDS``.
+
+    Pinging every checkout cost one round trip per request. A connection handed back moments
+    ago (the busy case) was alive then; if the server dropped it within those seconds, that one
+    request fails and SQLAlchemy invalidates the pool, so the next requests reconnect. An idle
+    connection (a database restarted overnight, a proxy's idle timeout) is pinged first and
+    silently replaced if dead, as with ``pool_pre_ping``."""
+
+    @event.listens_for(engine, "checkin")
+    def _checkin(_dbapi_conn: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.pop("idle_since", None)
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:  # the driver's own error class: the connection is gone
+            raise DisconnectionError(str(exc)) from exc
+        if not alive:
+            raise DisconnectionError("ping failed")
 
 
 def _sqlite_engine(url: str, *, echo: bool) -> Engine:

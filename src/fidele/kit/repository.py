@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Select, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from fidele.db.base import Base
@@ -36,3 +37,10 @@ class RepositoryBase(Generic[M]):
 
     def select(self) -> Select[tuple[M]]:
         return select(self.model)
+
+
+def dialect_insert(session: Session) -> Any:
+    """The dialect's ``insert`` (``on_conflict_do_nothing``/``_do_update`` for the session's
+    database: PostgreSQL, or SQLite for any other)."""
+    name = session.get_bind().dialect.name
+    return postgresql.insert if name == "postgresql" else sqlite.insert

@@ -2,11 +2,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 
 from fidele.customers.models import Customer
-from fidele.kit.repository import RepositoryBase
+from fidele.kit.repository import RepositoryBase, dialect_insert
 from fidele.orders.models import Order, Refund
 
 
@@ -22,6 +23,19 @@ class OrderRepository(RepositoryBase[Order]):
         if lock:
             stmt = stmt.with_for_update()
         return self.one_or_none(stmt)
+
+    def insert_new(self, values: dict[str, Any]) -> int | None:
+        """Insert the order unless its (merchant, external id) exists: the new id, or None.
+
+        One statement, no savepoint: a concurrent twin's INSERT waits for this transaction and
+        then inserts nothing (``ON CONFLICT DO NOTHING``) instead of failing it."""
+        stmt = (
+            dialect_insert(self.session)(Order)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=["merchant_id", "external_id"])
+            .returning(Order.id)
+        )
+        return self.session.execute(stmt).scalar_one_or_none()
 
     def page(
         self,

@@ -6,8 +6,8 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
 from fidele.customers import service as customers
 from fidele.customers.models import Customer
@@ -39,21 +39,25 @@ def create(
     """Create an order; replaying the same body returns the first order (``created`` False)."""
     digest = payload_hash(data.model_dump(mode="json"))
     repo = OrderRepository(session)
-    existing = repo.by_external_id(caller.merchant_id, data.id)
-    if existing is not None:
-        return _replayed(existing, digest, data.id), False
-    customer = customers.get_or_create(
-        session, caller, data.customer_id, now, source=source, email=data.email
-    )
-    order = _build(caller, customer, data, digest, now, source)
-    try:
-        with session.begin_nested():  # a concurrent twin may insert the same id first
-            session.add(order)
-    except IntegrityError:
+    customer = customers.find(session, caller, data.customer_id)
+    if customer is None:
+        # Look the order up before creating anyone: a replay (or a later webhook of the same
+        # order) naming a customer unknown here must not create that customer.
+        existing = repo.by_external_id(caller.merchant_id, data.id)
+        if existing is not None:
+            return _replayed(existing, digest, data.id), False
+        customer = customers.create_guest(
+            session, caller, data.customer_id, now, source=source, email=data.email
+        )
+    order, lines = _build(caller, customer, data, digest, now, source)
+    # Insert first, look up only on conflict: a new order costs no SELECT and no savepoint.
+    new_id = repo.insert_new({c.key: getattr(order, c.key) for c in _COLUMNS})
+    if new_id is None:  # this id exists (a replay, or a concurrent twin that committed first)
         twin = repo.by_external_id(caller.merchant_id, data.id)
-        if twin is None:
-            raise
+        if twin is None:  # the twin was rolled back: nothing to replay
+            raise Conflict(f"order {data.id!r} was being written concurrently; retry")
         return _replayed(twin, digest, data.id), False
+    _persisted(session, order, new_id, lines)
     payload = data.model_dump(mode="json", exclude={"email"})
     events.record(
         session,
@@ -69,6 +73,23 @@ def create(
     return order, True
 
 
+_COLUMNS = [c for c in Order.__table__.columns if c.key != "id"]
+
+
+def _persisted(session: Session, order: Order, id_: int, lines: list[OrderLine]) -> None:
+    """Make the inserted order a persistent instance without reading it back; its lines are
+    added (one multi-row INSERT at the next flush) and its collections known, not loaded."""
+    order.id = id_
+    make_transient_to_detached(order)
+    session.add(order)
+    set_committed_value(order, "refunds", [])
+    for line in lines:
+        line.order_id = id_
+        set_committed_value(line, "order", order)
+    session.add_all(lines)
+    set_committed_value(order, "lines", lines)
+
+
 def _replayed(order: Order, digest: str, external_id: str) -> Order:
     if order.payload_hash != digest:
         raise IdempotencyConflict(f"order {external_id!r} exists with a different body")
@@ -77,7 +98,7 @@ def _replayed(order: Order, digest: str, external_id: str) -> Order:
 
 def _build(
     caller: Caller, customer: Customer, data: OrderIn, digest: str, now: datetime, source: str
-) -> Order:
+) -> tuple[Order, list[OrderLine]]:
     amounts = [ln.quantity * ln.unit_price for ln in data.lines]
     shares = domain.line_discounts(amounts, min(data.discounts, sum(amounts)))
     order = Order(
@@ -96,13 +117,15 @@ def _build(
         status="placed",
         channel=data.channel,
         source=source,
+        shipped_at=None,
+        delivered_at=None,
+        cancelled_at=None,
         payload_hash=digest,
         attributes=data.attributes,
         created_at=now,
         updated_at=now,
-        refunds=[],  # known empty: the response needs no query to load it
     )
-    order.lines = [
+    lines = [
         OrderLine(
             line_no=i,
             product_id=ln.product_id,
@@ -116,7 +139,7 @@ def _build(
         )
         for i, (ln, share) in enumerate(zip(data.lines, shares, strict=True))
     ]
-    return order
+    return order, lines
 
 
 def set_status(

@@ -62,15 +62,14 @@ class CouponRepository(RepositoryBase[Coupon]):
             select(Coupon).where(Coupon.merchant_id == merchant_id, Coupon.source_ref == ref)
         )
 
-    def automatic(self, merchant_id: int, now: datetime) -> Sequence[Coupon]:
+    def automatic_any_time(self, merchant_id: int) -> Sequence[Coupon]:
+        """Active automatic promotions whatever their window (the cache filters by time)."""
         return self.all(
             select(Coupon)
             .where(
                 Coupon.merchant_id == merchant_id,
                 Coupon.automatic.is_(True),
                 Coupon.status == "active",
-                or_(Coupon.starts_at.is_(None), Coupon.starts_at <= now),
-                or_(Coupon.ends_at.is_(None), Coupon.ends_at > now),
             )
             .order_by(Coupon.id)
         )

@@ -159,9 +159,9 @@ def _voucher(session: Session, out: Resolved, cart: Cart, raw: str) -> bool:
     return True
 
 
-def automatic(session: Session, cart: Cart) -> list[domain.Offer]:
-    """Automatic promotions whose conditions hold, plus tier and membership benefits."""
-    rows = CouponRepository(session).automatic(cart.caller.merchant_id, cart.now)
+def automatic(session: Session, cart: Cart, rows: Sequence[Coupon]) -> list[domain.Offer]:
+    """Automatic promotions (``rows``, active now) whose conditions hold, plus tier and
+    membership benefits."""
     offers = [coupons.to_offer(c, cart.now, source="promotion") for c in rows]
     offers += _benefits(session, cart)
     return [o for o in offers if domain.unmet(o, cart.lines, cart.shopper) is None]

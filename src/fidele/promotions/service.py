@@ -18,7 +18,15 @@ from sqlalchemy.orm import Session
 from fidele.customers.models import Customer
 from fidele.customers.repository import CustomerRepository
 from fidele.errors import InvalidInput, NotFound
-from fidele.promotions import balances, coupons, domain, giftcards, ratelimit, resolve, wallet
+from fidele.promotions import (
+    balances,
+    cache,
+    domain,
+    giftcards,
+    ratelimit,
+    resolve,
+    wallet,
+)
 from fidele.promotions.errors import CouponNotRedeemable, SessionAlreadyConfirmed, SessionClosed
 from fidele.promotions.loyalty_port import LoyaltyPort, NoLoyalty, default_loyalty
 from fidele.promotions.models import CheckoutSession, Redemption
@@ -36,7 +44,8 @@ def evaluate(
     loyalty: LoyaltyPort = default_loyalty,
 ) -> CheckoutSession:
     """Price the cart, hold payment-like balances and store the result in a new session."""
-    cfg = coupons.config(session, caller.merchant_id)
+    promos = cache.merchant(session, caller.merchant_id)
+    cfg = promos.cfg
     ratelimit.check(session, caller, data.customer_id, now, cfg.failed_lookups_per_minute)
     customer = CustomerRepository(session).by_external_id(caller.merchant_id, data.customer_id)
     lines = [
@@ -45,7 +54,8 @@ def evaluate(
     who = resolve.shopper(session, customer, data.currency, data.channel, now, loyalty)
     cart = resolve.Cart(caller, customer, lines, who, now, cfg, loyalty)
     found = resolve.typed_codes(session, cart, data.codes)
-    priced = domain.price(lines, data.shipping, resolve.automatic(session, cart) + found.offers)
+    offers = resolve.automatic(session, cart, promos.automatic_at(now)) + found.offers
+    priced = domain.price(lines, data.shipping, offers)
     ratelimit.record_failures(session, caller, data.customer_id, now, found.failed_lookups)
     row = _new_session(session, caller, customer, data, now, cfg.session_ttl_minutes)
     rejected = found.rejected + [
@@ -92,7 +102,8 @@ def _new_session(
         expires_at=now + timedelta(minutes=ttl),
         created_at=now,
     )
-    return SessionRepository(session).add(row)
+    # Not flushed: inserted once with its result at the next flush, instead of INSERT + UPDATE.
+    return SessionRepository(session).add(row, flush=False)
 
 
 def _tenders(
