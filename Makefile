@@ -36,6 +36,10 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix src tests bench
 
 bench: $(STAMP)
+	$(BIN)/pip install -q -e ".[dev,bench]"
+	$(BIN)/python bench/analytics.py
+	$(BIN)/python bench/ledger.py
+	$(BIN)/python bench/checkout.py
 	$(BIN)/python bench/ingest.py
 
 clean:
