@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -20,6 +19,7 @@ from fidele.db.session import make_sessionmaker
 from fidele.errors import FideleError
 from fidele.events import bus
 from fidele.kit.clock import Clock, SystemClock
+from fidele.kit.plugins import optional_import
 from fidele.settings import Settings, get_settings
 
 # Each domain's router; a module that does not exist yet is simply not mounted.
@@ -201,13 +201,8 @@ def create_app(
         return JSONResponse({"status": "ok", "database": "ok", "version": __version__})
 
     for name in ROUTERS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            # Missing: the router module or its domain package (a domain not written yet).
-            if exc.name is None or not (name == exc.name or name.startswith(exc.name + ".")):
-                raise
-            continue
-        app.include_router(module.router)
+        module = optional_import(name)
+        if module is not None:
+            app.include_router(module.router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app

@@ -6,7 +6,6 @@ every domain."""
 
 from __future__ import annotations
 
-import importlib
 import pkgutil
 import sys
 from collections.abc import Iterable
@@ -15,6 +14,7 @@ from typing import Any
 import typer
 
 from fidele.kit import cli as k
+from fidele.kit.plugins import optional_import
 
 # Top-level command -> the module that registers it. A command not listed here (or a plain
 # `fidele --help`) loads every domain, so a new domain works before it is listed.
@@ -138,13 +138,8 @@ def build(modules: Iterable[str] | None = None) -> typer.Typer:
     root.command()(serve)
     root.command()(worker)
     for name in _all_domain_modules() if modules is None else modules:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name is None or not (name == exc.name or name.startswith(exc.name + ".")):
-                raise
-            continue
-        if hasattr(module, "register"):
+        module = optional_import(name)
+        if module is not None and hasattr(module, "register"):
             module.register(root)
     return root
 

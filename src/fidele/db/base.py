@@ -38,15 +38,6 @@ class TimestampMixin:
 
 def import_all_models() -> None:
     """Import every domain's models so ``Base.metadata`` is complete (Alembic, tests)."""
-    import importlib
-    import pkgutil
+    from fidele.kit.plugins import domain_modules
 
-    import fidele
-
-    for mod in pkgutil.iter_modules(fidele.__path__):
-        if mod.ispkg:
-            try:
-                importlib.import_module(f"fidele.{mod.name}.models")
-            except ModuleNotFoundError as exc:
-                if exc.name != f"fidele.{mod.name}.models":
-                    raise
+    domain_modules("models")

@@ -7,14 +7,14 @@ failed handler rolls the whole request back. The same handlers rebuild state in 
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
+
+from fidele.kit.plugins import domain_modules
 
 if TYPE_CHECKING:
     from fidele.events.models import Event
@@ -51,15 +51,7 @@ def load_handlers() -> None:
     global _loaded
     if _loaded:
         return
-    import fidele
-
-    for mod in pkgutil.iter_modules(fidele.__path__):
-        if mod.ispkg:
-            try:
-                importlib.import_module(f"fidele.{mod.name}.handlers")
-            except ModuleNotFoundError as exc:
-                if exc.name != f"fidele.{mod.name}.handlers":
-                    raise
+    domain_modules("handlers")
     _loaded = True
 
 

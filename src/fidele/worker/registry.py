@@ -10,12 +10,12 @@ factory instead of a session."""
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+
+from fidele.kit.plugins import domain_modules
 
 JobFn = Callable[[Any, datetime], int | None]
 
@@ -40,13 +40,5 @@ def job(name: str, every: timedelta, *, standalone: bool = False) -> Callable[[J
 
 
 def load_jobs() -> dict[str, Job]:
-    import fidele
-
-    for mod in pkgutil.iter_modules(fidele.__path__):
-        if mod.ispkg:
-            try:
-                importlib.import_module(f"fidele.{mod.name}.tasks")
-            except ModuleNotFoundError as exc:
-                if exc.name != f"fidele.{mod.name}.tasks":
-                    raise
+    domain_modules("tasks")
     return jobs
