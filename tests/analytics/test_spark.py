@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
@@ -26,6 +27,10 @@ def spark() -> Iterator[object]:
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SPARK_LOCAL_IP", "127.0.0.1")
+        # Spark's Python workers must be this interpreter (the venv with pyspark), not the
+        # first python3 on PATH.
+        mp.setenv("PYSPARK_PYTHON", sys.executable)
+        mp.setenv("PYSPARK_DRIVER_PYTHON", sys.executable)
         mp.setenv("SPARK_LOCAL_HOSTNAME", "localhost")
         session = (
             SparkSession.builder.master("local[2]")
