@@ -7,6 +7,7 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Select, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from fidele.db.base import Base
@@ -44,3 +45,14 @@ def dialect_insert(session: Session) -> Any:
     database: PostgreSQL, or SQLite for any other)."""
     name = session.get_bind().dialect.name
     return postgresql.insert if name == "postgresql" else sqlite.insert
+
+
+def insert_or_twin(session: Session, obj: object) -> bool:
+    """Insert ``obj`` in a savepoint; False when a unique constraint says a concurrent writer
+    (or an earlier call) already inserted its twin: the caller then reads that one."""
+    try:
+        with session.begin_nested():
+            session.add(obj)
+    except IntegrityError:
+        return False
+    return True

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from fidele.kit.repository import insert_or_twin
 from fidele.ledger.errors import InsufficientBalance, UnbalancedPosting
 from fidele.ledger.models import Account, Posting
 from fidele.ledger.repository import LedgerRepository
@@ -63,15 +64,11 @@ def account(
         allow_negative=allow_negative,
         created_at=now,
     )
-    try:
-        with session.begin_nested():
-            session.add(acc)
-    except IntegrityError:
-        twin = repo.by_key(key)
-        if twin is None:
-            raise
-        return twin
-    return acc
+    if insert_or_twin(session, acc):
+        return acc
+    twin = repo.by_key(key)
+    assert twin is not None, f"account {key} refused as a duplicate but not found"
+    return twin
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,10 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from fidele.db.session import transaction
+from fidele.kit.repository import insert_or_twin
 from fidele.outbox.domain import MAX_ATTEMPTS, backoff
 from fidele.outbox.models import OutboxMessage
 from fidele.outbox.repository import OutboxRepository
@@ -60,15 +60,11 @@ def enqueue(
         next_attempt_at=now,
         created_at=now,
     )
-    try:
-        with session.begin_nested():
-            session.add(msg)
-    except IntegrityError:
-        twin = repo.by_dedup_key(dedup_key)
-        if twin is None:
-            raise
-        return twin
-    return msg
+    if insert_or_twin(session, msg):
+        return msg
+    twin = repo.by_dedup_key(dedup_key)
+    assert twin is not None, f"outbox {dedup_key} refused as a duplicate but not found"
+    return twin
 
 
 def deliver_due(factory: sessionmaker[Session], now: datetime, *, limit: int = 200) -> int:

@@ -7,10 +7,9 @@ from datetime import datetime
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from fidele.kit.repository import RepositoryBase
+from fidele.kit.repository import RepositoryBase, insert_or_twin
 from fidele.orders.models import Order
 from fidele.promotions.models import (
     CheckoutSession,
@@ -30,16 +29,6 @@ from fidele.promotions.models import (
 
 def _rowcount(result: object) -> int:
     return int(result.rowcount)  # type: ignore[attr-defined]
-
-
-def insert_or_twin(session: Session, obj: object) -> bool:
-    """Insert ``obj`` in a savepoint; False when a unique constraint says it already exists."""
-    try:
-        with session.begin_nested():
-            session.add(obj)
-    except IntegrityError:
-        return False
-    return True
 
 
 class SettingsRepository(RepositoryBase[PromotionSettings]):
