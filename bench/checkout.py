@@ -1,10 +1,10 @@
 """Benchmark of POST /v1/checkout/evaluate on PostgreSQL, against a bare primary-key endpoint.
 
-    .venv/bin/python bench/checkout.py [--seconds 30] [--rate 200]
+    .venv/bin/python bench/checkout.py [--seconds 30] [--rate 200] [--workers 1]
 
 Creates a scratch database (createdb/dropdb -h 127.0.0.1 -U postgres), seeds a merchant with 20
-active automatic promotions and 2 coupons, serves fidele with uvicorn (1 worker) in a child
-process, then drives it from this process over loopback:
+active automatic promotions and 2 coupons, serves fidele with uvicorn (``--workers``, default 1)
+in a child process, then drives it from this process over loopback with ``load.RawClient``:
 
 1. closed loop, 16 concurrent clients, for ``--seconds``: a bare endpoint doing one primary-key
    read (the reference), then evaluate with a 5-line cart and 2 typed codes;
@@ -48,12 +48,13 @@ CART = {
 }
 
 
-def serve(url: str, port: int) -> None:
-    import uvicorn
-
+def bench_app():  # type: ignore[no-untyped-def]
+    """The app with the reference endpoint added (an import-string factory for uvicorn, so
+    ``--workers`` can start several processes); the database URL comes from the environment."""
     from fidele.app import create_app
     from fidele.settings import Settings
 
+    url = os.environ["FIDELE_BENCH_URL"]
     app = create_app(Settings(database_url=url, embedded_worker=False, db_pool_size=20))
 
     @app.get("/bench/bare")
@@ -61,7 +62,23 @@ def serve(url: str, port: int) -> None:
         merchant = session.get(Merchant, 1)
         return {"name": merchant.name if merchant else ""}
 
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    return app
+
+
+def serve(url: str, port: int, workers: int) -> None:
+    import uvicorn
+
+    os.environ["FIDELE_BENCH_URL"] = url
+    uvicorn.run(
+        "checkout:bench_app",
+        factory=True,
+        app_dir=os.path.dirname(os.path.abspath(__file__)),
+        workers=workers,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+    )
 
 
 def seed(url: str) -> str:
@@ -100,60 +117,48 @@ def _promotion(i: int) -> dict[str, object]:
     return {"name": f"promo {i}", "priority": i % 5, **kinds[i % 4]}
 
 
-async def closed_loop(
-    client: httpx.AsyncClient, method: str, path: str, seconds: float, body: dict | None = None
-) -> tuple[float, int]:
+async def closed_loop(client: load.RawClient, request: bytes, seconds: float) -> tuple[float, int]:
     end = time.perf_counter() + seconds
     done, errors = 0, 0
 
     async def worker() -> None:
         nonlocal done, errors
         while time.perf_counter() < end:
-            r = await client.request(method, path, json=body)
+            status = await load.status(client, request)
             done += 1
-            errors += r.status_code >= 400
+            errors += not 200 <= status < 300
 
     start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(CLIENTS)))
     return done / (time.perf_counter() - start), errors
 
 
-async def open_loop(client: httpx.AsyncClient, rate: float, seconds: float) -> dict:
+async def open_loop(client: load.RawClient, rate: float, seconds: float) -> dict:
     """Paced by ``load.paced`` (64 senders, latency from each request's due time, ends by
     ``seconds`` + 5 s whatever the server does; late and failed requests counted)."""
-
-    async def send(_: int) -> int:
-        try:
-            return (await client.post("/v1/checkout/evaluate", json=CART)).status_code
-        except httpx.HTTPError:
-            return 0
-
+    request = client.encode("POST", "/v1/checkout/evaluate", CART)
     t0 = time.perf_counter()
-    out = await load.paced(send, rate, seconds)
+    out = await load.paced(lambda _: load.status(client, request), rate, seconds)
     return load.summary(out, time.perf_counter() - t0)
 
 
 async def drive(key: str, seconds: float, rate: float) -> None:
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-    async with httpx.AsyncClient(
-        base_url=f"http://127.0.0.1:{PORT}",
-        limits=limits,
-        headers={"Authorization": f"Bearer {key}"},
-        timeout=30,
-    ) as c:
-        await closed_loop(c, "POST", "/v1/checkout/evaluate", 2, CART)  # warm-up
-        bare, bare_err = await closed_loop(c, "GET", "/bench/bare", seconds)
-        print(
-            f"bare PK read      : {bare:8.1f} req/s  ({CLIENTS} clients, errors {bare_err})",
-            flush=True,
-        )
-        evaluate, ev_err = await closed_loop(c, "POST", "/v1/checkout/evaluate", seconds, CART)
-        print(
-            f"checkout/evaluate : {evaluate:8.1f} req/s  ({CLIENTS} clients, errors {ev_err})"
-            f"  = {100 * evaluate / bare:.0f}% of bare (goal >= 40%)",
-            flush=True,
-        )
-        paced = await open_loop(c, rate, seconds)
+    c = load.RawClient("127.0.0.1", PORT, load.auth(key))
+    evaluate_request = c.encode("POST", "/v1/checkout/evaluate", CART)
+    await closed_loop(c, evaluate_request, 2)  # warm-up
+    bare, bare_err = await closed_loop(c, c.encode("GET", "/bench/bare"), seconds)
+    print(
+        f"bare PK read      : {bare:8.1f} req/s  ({CLIENTS} clients, errors {bare_err})",
+        flush=True,
+    )
+    evaluate, ev_err = await closed_loop(c, evaluate_request, seconds)
+    print(
+        f"checkout/evaluate : {evaluate:8.1f} req/s  ({CLIENTS} clients, errors {ev_err})"
+        f"  = {100 * evaluate / bare:.0f}% of bare (goal >= 40%)",
+        flush=True,
+    )
+    paced = await open_loop(c, rate, seconds)
+    await c.aclose()
     print(
         f"open loop {rate:.0f}/s   : p50 {paced['p50_ms']} ms, p99 {paced['p99_ms']} ms "
         f"(goal p99 < 30 ms; null = unanswered in time), {paced['ok']} ok, "
@@ -166,10 +171,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--rate", type=float, default=200)
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     parser.add_argument("--serve", nargs=2, metavar=("URL", "PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve[0], int(args.serve[1]))
+        serve(args.serve[0], int(args.serve[1]), args.workers)
         return
     db = f"fidele_bench_{os.getpid()}"
     pg = ["-h", "127.0.0.1", "-U", "postgres"]
@@ -180,7 +186,9 @@ def main() -> None:
         key = seed(url)
         log = open(f"/tmp/{db}.log", "w")  # noqa: SIM115 - the server's log, closed at exit
         server = subprocess.Popen(
-            [sys.executable, __file__, "--serve", url, str(PORT)], stdout=log, stderr=log
+            [sys.executable, __file__, "--serve", url, str(PORT), "--workers", str(args.workers)],
+            stdout=log,
+            stderr=log,
         )
         _wait_up()
         asyncio.run(drive(key, args.seconds, args.rate))

@@ -8,12 +8,13 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from fidele.db.session import transaction
 from fidele.errors import Forbidden, Unauthorized
 from fidele.kit.clock import Clock
 from fidele.settings import Settings
-from fidele.tenancy.service import Caller, authenticate
+from fidele.tenancy.service import Caller, authenticate, cached_caller
 
 
 def get_session(request: Request) -> Iterator[Session]:
@@ -47,12 +48,15 @@ NowDep = Annotated[datetime, Depends(get_now)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-def _caller(request: Request, session: SessionDep) -> Caller:
+async def _caller(request: Request, session: SessionDep) -> Caller:
+    """The key's caller: from this process's short-lived cache without leaving the event loop
+    when it authenticated recently, else read from the database in the thread pool."""
     header = request.headers.get("authorization", "")
     scheme, _, key = header.partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
+    key = key.strip()
+    if scheme.lower() != "bearer" or not key:
         raise Unauthorized("send an API key as 'Authorization: Bearer <key>'")
-    caller = authenticate(session, key.strip())
+    caller = cached_caller(session, key) or await run_in_threadpool(authenticate, session, key)
     request.state.caller = caller
     return caller
 

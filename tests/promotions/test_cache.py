@@ -63,7 +63,7 @@ def test_second_read_within_ttl_is_served_from_memory(
 def test_expired_entry_is_read_again(
     tenant: Tenant, fresh: Any, loads: list[int], clock: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cache, "TTL_SECONDS", 0.0)
+    monkeypatch.setattr(cache._cache, "ttl", 0.0)
     _names(fresh, tenant, clock.now())
     _names(fresh, tenant, clock.now())
     assert loads == [tenant.merchant_id] * 2

@@ -36,7 +36,7 @@ from fidele.promotions.schemas import (
 router = APIRouter(responses=ERRORS)
 
 
-def get_loyalty(request: Request) -> LoyaltyPort:
+async def get_loyalty(request: Request) -> LoyaltyPort:
     """The loyalty port (tests and integrations may put another on ``app.state.loyalty``)."""
     return getattr(request.app.state, "loyalty", default_loyalty)
 

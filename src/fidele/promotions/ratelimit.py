@@ -26,12 +26,11 @@ def keys(caller: Caller, customer_ref: str) -> list[str]:
     return [f"key:{caller.api_key_id or 0}", f"customer:{caller.merchant_id}:{customer_ref}"][:2]
 
 
-def check(session: Session, caller: Caller, customer_ref: str, now: datetime, limit: int) -> None:
-    """Raise 429 with Retry-After when a key or a customer used up its failures this minute."""
-    window = window_of(now)
-    counts = RateRepository(session).counts(keys(caller, customer_ref), window)
-    if any(n >= limit for n in counts.values()):
-        retry = max(1, int((window + WINDOW - now).total_seconds() + 0.999))
+def refuse_over(failures: int, limit: int, now: datetime) -> None:
+    """Raise 429 with Retry-After when a key or a customer used up its failures this minute
+    (``failures``: the most of any key, read with the coupon lookup)."""
+    if failures >= limit:
+        retry = max(1, int((window_of(now) + WINDOW - now).total_seconds() + 0.999))
         raise RateLimited(f"too many failed code lookups; retry in {retry} s", retry_after=retry)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import and_, bindparam, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -35,16 +35,46 @@ class SettingsRepository(RepositoryBase[PromotionSettings]):
     model = PromotionSettings
 
 
+# Built once (checkout evaluate runs them on every request; see customers.repository).
+_FAILURES = (
+    select(func.coalesce(func.max(RateCounter.count), 0))
+    .where(
+        RateCounter.key.in_(bindparam("keys", expanding=True)),
+        RateCounter.window_start == bindparam("window"),
+    )
+    .scalar_subquery()
+)
+_FAILURES_ONLY = select(_FAILURES)
+_ONE = select(literal(1).label("one")).subquery()
+_CODES_WITH_FAILURES = (
+    select(Coupon, _FAILURES)
+    .select_from(_ONE)
+    .outerjoin(
+        Coupon,
+        and_(
+            Coupon.merchant_id == bindparam("merchant_id"),
+            Coupon.code.in_(bindparam("codes", expanding=True)),
+        ),
+    )
+)
+
+
 class CouponRepository(RepositoryBase[Coupon]):
     model = Coupon
 
-    def by_codes(self, merchant_id: int, codes: Sequence[str]) -> dict[str, Coupon]:
+    def by_codes_with_failures(
+        self, merchant_id: int, codes: Sequence[str], keys: Sequence[str], window: datetime
+    ) -> tuple[dict[str, Coupon], int]:
+        """The coupons of ``codes`` and the most failed lookups of any of the rate ``keys`` in
+        ``window``, in one round trip (the failures ride on every row of a LEFT JOIN from a
+        one-row table, so they come back even when no code matches)."""
+        params = {"keys": list(keys), "window": window}
         if not codes:
-            return {}
-        rows = self.all(
-            select(Coupon).where(Coupon.merchant_id == merchant_id, Coupon.code.in_(codes))
-        )
-        return {c.code: c for c in rows if c.code is not None}
+            return {}, int(self.session.execute(_FAILURES_ONLY, params).scalar_one())
+        params |= {"merchant_id": merchant_id, "codes": list(codes)}
+        rows = self.session.execute(_CODES_WITH_FAILURES, params).all()
+        found = {c.code: c for c, _ in rows if c is not None and c.code is not None}
+        return found, int(rows[0][1])
 
     def by_source_ref(self, merchant_id: int, ref: str) -> Coupon | None:
         return self.one_or_none(
@@ -245,12 +275,6 @@ class ReferralRepository(RepositoryBase[Referral]):
 class RateRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
-
-    def counts(self, keys: Sequence[str], window: datetime) -> dict[str, int]:
-        stmt = select(RateCounter.key, RateCounter.count).where(
-            RateCounter.key.in_(keys), RateCounter.window_start == window
-        )
-        return {k: c for k, c in self.session.execute(stmt).all()}
 
     def bump(self, key: str, window: datetime, n: int) -> None:
         """One atomic upsert: concurrent failures from several processes all count."""

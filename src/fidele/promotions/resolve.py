@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from fidele.customers.models import Customer
-from fidele.promotions import coupons, domain
+from fidele.promotions import coupons, domain, ratelimit
 from fidele.promotions.config import PromotionConfig
 from fidele.promotions.loyalty_port import LoyaltyPort
 from fidele.promotions.models import Coupon
@@ -30,6 +30,7 @@ class Cart:
     now: datetime
     cfg: PromotionConfig
     loyalty: LoyaltyPort
+    customer_ref: str = ""  # the shop's customer id as typed (rate limits count per customer)
 
 
 @dataclass
@@ -64,7 +65,11 @@ def shopper(
 
 
 def typed_codes(session: Session, cart: Cart, typed: Sequence[str]) -> Resolved:
-    """Check, deduplicate and look up every typed code (coupons, referral codes, vouchers)."""
+    """Check, deduplicate and look up every typed code (coupons, referral codes, vouchers).
+
+    Refused with 429 first when the key or the customer used up its failed lookups this
+    minute (also when no code is typed): the coupon lookup and the failure count are one
+    round trip, and nothing that was read is used before the count is checked."""
     out, pending = Resolved(), {}
     for raw in typed:
         norm, bad = domain.check_code(raw)
@@ -75,7 +80,13 @@ def typed_codes(session: Session, cart: Cart, typed: Sequence[str]) -> Resolved:
             out.failed_lookups += 1
         else:
             pending[norm] = raw
-    found = CouponRepository(session).by_codes(cart.caller.merchant_id, list(pending))
+    found, failures = CouponRepository(session).by_codes_with_failures(
+        cart.caller.merchant_id,
+        list(pending),
+        ratelimit.keys(cart.caller, cart.customer_ref),
+        ratelimit.window_of(cart.now),
+    )
+    ratelimit.refuse_over(failures, cart.cfg.failed_lookups_per_minute, cart.now)
     uses = _uses(session, cart, list(found.values()))
     for norm, raw in pending.items():
         if norm in found:
@@ -159,11 +170,12 @@ def _voucher(session: Session, out: Resolved, cart: Cart, raw: str) -> bool:
     return True
 
 
-def automatic(session: Session, cart: Cart, rows: Sequence[Coupon]) -> list[domain.Offer]:
-    """Automatic promotions (``rows``, active now) whose conditions hold, plus tier and
-    membership benefits."""
-    offers = [coupons.to_offer(c, cart.now, source="promotion") for c in rows]
-    offers += _benefits(session, cart)
+def automatic(
+    session: Session, cart: Cart, promotions: Sequence[domain.Offer]
+) -> list[domain.Offer]:
+    """Automatic ``promotions`` (active now) whose conditions hold, plus tier and membership
+    benefits."""
+    offers = [*promotions, *_benefits(session, cart)]
     return [o for o in offers if domain.unmet(o, cart.lines, cart.shopper) is None]
 
 

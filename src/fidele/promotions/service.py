@@ -46,15 +46,14 @@ def evaluate(
     """Price the cart, hold payment-like balances and store the result in a new session."""
     promos = cache.merchant(session, caller.merchant_id)
     cfg = promos.cfg
-    ratelimit.check(session, caller, data.customer_id, now, cfg.failed_lookups_per_minute)
     customer = CustomerRepository(session).by_external_id(caller.merchant_id, data.customer_id)
     lines = [
         domain.CartLine(x.product_id, x.category, x.quantity, x.unit_price) for x in data.lines
     ]
     who = resolve.shopper(session, customer, data.currency, data.channel, now, loyalty)
-    cart = resolve.Cart(caller, customer, lines, who, now, cfg, loyalty)
+    cart = resolve.Cart(caller, customer, lines, who, now, cfg, loyalty, data.customer_id)
     found = resolve.typed_codes(session, cart, data.codes)
-    offers = resolve.automatic(session, cart, promos.automatic_at(now)) + found.offers
+    offers = resolve.automatic(session, cart, promos.offers_at(now)) + found.offers
     priced = domain.price(lines, data.shipping, offers)
     ratelimit.record_failures(session, caller, data.customer_id, now, found.failed_lookups)
     row = _new_session(session, caller, customer, data, now, cfg.session_ttl_minutes)

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from fidele.errors import InvalidInput, NotFound, Unauthorized
+from fidele.kit.cache import ProcessCache
 from fidele.kit.money import is_currency
 from fidele.tenancy import domain
 from fidele.tenancy.models import ApiKey, Merchant, Programme
@@ -136,12 +137,36 @@ def revoke_api_key(session: Session, *, prefix: str, now: datetime) -> ApiKey:
     return row
 
 
+# Valid keys are remembered per process for a short while (every request authenticates): a key
+# revoked through this process is refused at once (the flush empties the cache), one revoked by
+# another process (a second worker, the CLI) within CALLER_TTL_SECONDS. Only keys that
+# authenticated are kept, under their hash, so unknown keys cannot fill the memory.
+CALLER_TTL_SECONDS = 2.0
+_callers: ProcessCache[Caller | None] = ProcessCache(
+    "api_keys",
+    CALLER_TTL_SECONDS,
+    lambda objects: any(isinstance(o, ApiKey | Merchant) for o in objects),
+)
+
+
 def authenticate(session: Session, key: str) -> Caller:
+    caller = _callers.get(session, domain.hash_key(key), lambda: _authenticate(session, key))
+    if caller is None:
+        raise Unauthorized("invalid or revoked API key")
+    return caller
+
+
+def cached_caller(session: Session, key: str) -> Caller | None:
+    """The caller of ``key`` if this process authenticated it within the TTL, without I/O."""
+    return _callers.peek(session, domain.hash_key(key))
+
+
+def _authenticate(session: Session, key: str) -> Caller | None:
     prefix = domain.split_key(key)
     found = ApiKeyRepository(session).with_programme(prefix) if prefix else None
     if found is None:
-        raise Unauthorized("invalid or revoked API key")
+        return None
     row, programme_id = found
     if row.revoked_at is not None or not domain.key_matches(key, row.key_hash):
-        raise Unauthorized("invalid or revoked API key")
+        return None
     return Caller(row.merchant_id, programme_id, row.id, row.scope_set)
