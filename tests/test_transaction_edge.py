@@ -5,33 +5,58 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
 
 from fidele.customers.models import Customer
-from fidele.deps import SessionDep, WriteCaller
-from tests.fixtures.factories import Tenant
+from fidele.deps import SessionDep, WriteCaller, in_one_hop
+from fidele.tenancy.service import Caller
+from tests.fixtures.factories import Tenant, make_tenant
+
+
+def _twins(session: Session, caller: Caller) -> dict[str, str]:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    for _ in range(2):  # the same external id twice: only the commit's flush can tell
+        session.add(
+            Customer(
+                merchant_id=caller.merchant_id,
+                programme_id=caller.programme_id,
+                external_id="twin",
+                attributes={},
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    return {"status": "ok"}
 
 
 def test_failed_commit_is_not_a_success(app: FastAPI, tenant: Tenant) -> None:
     @app.post("/test/duplicate")
     def duplicate(caller: WriteCaller, session: SessionDep) -> dict[str, str]:
-        now = datetime(2026, 1, 1, tzinfo=UTC)
-        for _ in range(2):  # the same external id twice: only the commit's flush can tell
-            session.add(
-                Customer(
-                    merchant_id=caller.merchant_id,
-                    programme_id=caller.programme_id,
-                    external_id="twin",
-                    attributes={},
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
-        return {"status": "ok"}
+        return _twins(session, caller)
 
     with TestClient(app) as client:
         client.headers["Authorization"] = f"Bearer {tenant.key}"
         r = client.post("/test/duplicate")
         assert r.status_code == 409, r.text
+        assert client.get("/v1/customers/twin").status_code == 404
+
+
+def test_one_hop_endpoints_keep_the_same_guarantees(
+    app: FastAPI, tenant: Tenant, session: Session, clock: object
+) -> None:
+    @app.post("/test/one-hop")
+    async def one_hop(request: Request) -> dict[str, str]:
+        return await in_one_hop(request, "write", lambda s, caller, now: _twins(s, caller))
+
+    reader = make_tenant(session, clock.now(), name="Reader", scopes="read")  # type: ignore[attr-defined]
+    session.commit()
+    with TestClient(app) as client:
+        assert client.post("/test/one-hop").status_code == 401
+        bearer = {"Authorization": f"Bearer {reader.key}"}
+        assert client.post("/test/one-hop", headers=bearer).status_code == 403
+        client.headers["Authorization"] = f"Bearer {tenant.key}"
+        r = client.post("/test/one-hop")
+        assert r.status_code == 409, r.text  # the commit failed: an error, nothing written
         assert client.get("/v1/customers/twin").status_code == 404

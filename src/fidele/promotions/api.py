@@ -8,7 +8,15 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from fidele.customers import service as customers
-from fidele.deps import ERRORS, AdminCaller, NowDep, ReadCaller, SessionDep, WriteCaller
+from fidele.deps import (
+    ERRORS,
+    AdminCaller,
+    NowDep,
+    ReadCaller,
+    SessionDep,
+    WriteCaller,
+    in_one_hop,
+)
 from fidele.errors import NotFound
 from fidele.kit.pagination import MAX_LIMIT, Page, decode_cursor, encode_cursor
 from fidele.kit.schemas import Currency, ExternalId
@@ -171,10 +179,16 @@ def get_wallet(
     tags=["checkout"],
     responses={429: {"description": "Too many failed code lookups"}},
 )
-def evaluate(
-    body: CheckoutIn, caller: WriteCaller, session: SessionDep, now: NowDep, loyalty: LoyaltyDep
-) -> CheckoutOut:
-    return service.view(service.evaluate(session, caller, body, now, loyalty=loyalty))
+async def evaluate(body: CheckoutIn, request: Request) -> CheckoutOut:
+    """Write scope. The hottest endpoint: the whole request runs in one thread-pool hop."""
+    loyalty = await get_loyalty(request)
+    return await in_one_hop(
+        request,
+        "write",
+        lambda session, caller, now: service.view(
+            service.evaluate(session, caller, body, now, loyalty=loyalty)
+        ),
+    )
 
 
 @router.get("/v1/checkout/{session_id}", response_model=CheckoutOut, tags=["checkout"])
