@@ -84,3 +84,21 @@ class ProcessCache(Generic[V]):
     def _after_end(self, session: Session) -> None:
         if session.info.pop(self._wrote, False):
             self.clear()
+
+
+_MEMOS = "transaction_memos"
+
+
+def memo(session: Session, name: str) -> dict[Any, Any]:
+    """A dict that lives as long as the session's current transaction: for what one unit of
+    work reads several times and nobody else changes under it in a way it must see (the scale
+    in force, the member it just created). Emptied at commit and at any rollback, a
+    savepoint's included (what it remembered may have been undone)."""
+    memos: dict[str, dict[Any, Any]] = session.info.setdefault(_MEMOS, {})
+    return memos.setdefault(name, {})
+
+
+@event.listens_for(Session, "after_commit")
+@event.listens_for(Session, "after_soft_rollback")
+def _forget(session: Session, *_: Any) -> None:
+    session.info.pop(_MEMOS, None)

@@ -48,12 +48,42 @@ def account(
 ) -> Account:
     """Get or create an account (race-safe: a concurrent creator wins, we read theirs)."""
     repo = LedgerRepository(session)
-    key = account_key(programme_id, kind, unit, merchant_id, customer_id, ref)
+    acc = new_account(
+        programme_id=programme_id,
+        kind=kind,
+        unit=unit,
+        now=now,
+        merchant_id=merchant_id,
+        customer_id=customer_id,
+        ref=ref,
+        allow_negative=allow_negative,
+    )
+    key = acc.key
     found = repo.by_key(key)
     if found is not None:
         return found
-    acc = Account(
-        key=key,
+    if insert_or_twin(session, acc):
+        return acc
+    twin = repo.by_key(key)
+    assert twin is not None, f"account {key} refused as a duplicate but not found"
+    return twin
+
+
+def new_account(
+    *,
+    programme_id: int,
+    kind: str,
+    unit: str,
+    now: datetime,
+    merchant_id: int | None = None,
+    customer_id: int | None = None,
+    ref: str | None = None,
+    allow_negative: bool = False,
+) -> Account:
+    """An account row not yet added: for callers that know it cannot exist (its key names a
+    row they just created); everyone else uses :func:`account`."""
+    return Account(
+        key=account_key(programme_id, kind, unit, merchant_id, customer_id, ref),
         programme_id=programme_id,
         merchant_id=merchant_id,
         customer_id=customer_id,
@@ -64,11 +94,6 @@ def account(
         allow_negative=allow_negative,
         created_at=now,
     )
-    if insert_or_twin(session, acc):
-        return acc
-    twin = repo.by_key(key)
-    assert twin is not None, f"account {key} refused as a duplicate but not found"
-    return twin
 
 
 @dataclass(frozen=True)
@@ -86,15 +111,20 @@ def post(
     legs: Sequence[Leg],
     now: datetime,
     meta: dict[str, Any] | None = None,
+    fresh: bool = False,
 ) -> tuple[Posting, bool]:
     """Post balanced legs once per ``source_key``; returns ``(posting, created)``.
+
+    ``fresh``: the caller has just seen that nothing was posted for this source (the loyalty
+    lot of the same source, written in the same transaction, does not exist), so the lookup
+    is skipped; a concurrent twin is still caught by the unique source key.
 
     Raises :class:`InsufficientBalance` (409) if a leg would take a non-negative account below
     zero; the posting is then not written at all."""
     legs = [leg for leg in legs if leg.amount != 0]
     _check_balanced(legs)
     repo = LedgerRepository(session)
-    existing = repo.posting(programme_id, source_key)
+    existing = None if fresh else repo.posting(programme_id, source_key)
     if existing is not None:
         return existing, False
     unit = legs[0].account.unit if legs else POINTS
@@ -146,6 +176,7 @@ def transfer(
     amount: int,
     now: datetime,
     meta: dict[str, Any] | None = None,
+    fresh: bool = False,
 ) -> tuple[Posting, bool]:
     """Move ``amount`` from ``debit`` to ``credit`` (a two-leg posting)."""
     return post(
@@ -156,6 +187,7 @@ def transfer(
         now=now,
         legs=[Leg(debit, -amount), Leg(credit, amount)],
         meta=meta,
+        fresh=fresh,
     )
 
 

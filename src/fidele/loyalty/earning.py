@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from fidele.customers.models import Customer
 from fidele.events.models import Event
+from fidele.kit.cache import memo
 from fidele.kit.clock import as_utc
 from fidele.loyalty import domain, members, notify, points
 from fidele.loyalty.config import Action, Scale
@@ -109,7 +110,11 @@ def on_order_placed(session: Session, event: Event, now: datetime) -> Lot | None
     _touch(member, facts.placed_at, now)
     members.upgrade(session, member, scale, now, event.merchant_id)
     _announce(session, member, event.merchant_id, lot, now)
+    memo(session, ORDER_LOTS)[event.order_id] = lot
     return lot
+
+
+ORDER_LOTS = "loyalty_order_lots"  # order id -> its lot, for the response of the same request
 
 
 def _expiry(scale: Scale, at: datetime) -> datetime | None:

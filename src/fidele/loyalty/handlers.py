@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from fidele.customers.models import Customer
 from fidele.events.bus import on_event, on_programme_created
 from fidele.events.models import Event
+from fidele.kit.cache import memo
 from fidele.loyalty import earning, members, membership, rewards
 from fidele.loyalty.config import default_scale
 from fidele.loyalty.repository import LoyaltyRepository
@@ -62,7 +63,8 @@ def install_default_scale(session: Session, programme: Programme, now: datetime)
 
 
 def order_points(session: Session, order: Order) -> dict[str, Any] | None:
-    lot = LoyaltyRepository(session).order_lot(order.id)
+    earned = memo(session, earning.ORDER_LOTS)  # the lot this transaction just wrote, if any
+    lot = earned.get(order.id) or LoyaltyRepository(session).order_lot(order.id)
     if lot is None:
         return None
     return {

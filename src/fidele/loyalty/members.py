@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from fidele.customers.models import Customer
+from fidele.kit.cache import memo
 from fidele.loyalty import domain, notify, points
 from fidele.loyalty.config import Scale, Tier, default_scale, parse  # noqa: F401
 from fidele.loyalty.models import CustomerLink, Member, RuleVersion, TierChange
@@ -27,7 +28,15 @@ _parsed: dict[str, Scale] = {}
 
 
 def scale_at(session: Session, programme_id: int, at: datetime | None = None) -> Scale:
-    """The scale in force at ``at`` (default: the latest)."""
+    """The scale in force at ``at`` (default: the latest); read once per transaction."""
+    scales = memo(session, "loyalty_scales")
+    key = (programme_id, at)
+    if key not in scales:
+        scales[key] = _scale_at(session, programme_id, at)
+    return scales[key]
+
+
+def _scale_at(session: Session, programme_id: int, at: datetime | None) -> Scale:
     repo = LoyaltyRepository(session)
     version = repo.latest_version(programme_id, at) or repo.latest_version(programme_id)
     if version is None:
@@ -47,11 +56,21 @@ def set_scale(session: Session, programme_id: int, scale: Scale, now: datetime) 
     )
     session.add(row)
     session.flush()
+    memo(session, "loyalty_scales").clear()
     return row
 
 
 def member_for(session: Session, customer: Customer, now: datetime) -> Member:
-    """The customer's member, created on first sight and linked by normalised email."""
+    """The customer's member, created on first sight and linked by normalised email (once
+    per transaction: a new customer's first order asks twice, for the customer and the
+    order events)."""
+    known = memo(session, "loyalty_members")
+    if customer.id not in known:
+        known[customer.id] = _member_for(session, customer, now)
+    return known[customer.id]
+
+
+def _member_for(session: Session, customer: Customer, now: datetime) -> Member:
     repo = LoyaltyRepository(session)
     found = repo.member_of(customer.id)
     if found is not None:
@@ -172,11 +191,12 @@ def _due(session: Session, member: Member, now: datetime) -> list[Item]:
     repo = LoyaltyRepository(session)
     scale = scale_at(session, member.programme_id, now)
     items: list[Item] = []
-    for lot in repo.lots(member.id, "pending", due=now):
+    pending, expiring = repo.due_lots(member.id, now)
+    for lot in pending:
         items.append(
             (lot.available_at, 0, lambda lot=lot: points.release(session, member, lot, now))
         )
-    for lot in repo.lots(member.id, "available", due=now):
+    for lot in expiring:
         assert lot.expires_at is not None
         items.append(
             (

@@ -34,9 +34,12 @@ def member_account(session: Session, member: Member, kind: str) -> Account:
 
 
 def open_accounts(session: Session, member: Member, now: datetime) -> None:
-    for kind in ("available", "pending", "debt"):
-        acc = ledger.account(
-            session,
+    """The three accounts of a member just inserted (inside the caller's savepoint): their
+    keys name the new member, so none can exist yet and they go in one multi-row INSERT
+    instead of a get-or-create with its own savepoint each."""
+    kinds = ("available", "pending", "debt")
+    accounts = [
+        ledger.new_account(
             programme_id=member.programme_id,
             kind=kind,
             unit=POINTS,
@@ -44,6 +47,11 @@ def open_accounts(session: Session, member: Member, now: datetime) -> None:
             ref=f"member:{member.id}",
             allow_negative=kind == "debt",
         )
+        for kind in kinds
+    ]
+    session.add_all(accounts)
+    session.flush()
+    for kind, acc in zip(kinds, accounts, strict=True):
         setattr(member, f"{kind}_account_id", acc.id)
 
 
@@ -109,6 +117,7 @@ def move(
     points: int,
     now: datetime,
     meta: dict[str, Any] | None = None,
+    fresh: bool = False,
 ) -> bool:
     """One two-leg posting; False when this source was already posted."""
     if points == 0:
@@ -123,6 +132,7 @@ def move(
         amount=points,
         now=now,
         meta=meta,
+        fresh=fresh,
     )
     return created
 
@@ -160,6 +170,7 @@ def earn(
         credit=target,
         points=points,
         now=now,
+        fresh=True,  # no lot of this source: its posting, written with it, is not there either
     )
     lot = Lot(
         programme_id=member.programme_id,

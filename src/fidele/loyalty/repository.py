@@ -125,6 +125,18 @@ class LoyaltyRepository(RepositoryBase[Member]):
             stmt = stmt.order_by(Lot.expires_at.is_(None), Lot.expires_at, Lot.id)
         return self.session.execute(stmt.execution_options(populate_existing=True)).scalars().all()
 
+    def due_lots(self, member_id: int, now: datetime) -> tuple[list[Lot], list[Lot]]:
+        """``lots(member_id, "pending", due=now)`` and ``lots(member_id, "available",
+        due=now)`` in one round trip, in the same orders."""
+        pending = and_(Lot.status == "pending", Lot.available_at <= now)
+        expiring = and_(Lot.status == "available", Lot.remaining > 0, Lot.expires_at <= now)
+        stmt = select(Lot).where(Lot.member_id == member_id, or_(pending, expiring))
+        rows = self.session.execute(stmt.execution_options(populate_existing=True)).scalars()
+        due = list(rows)
+        releases = sorted((x for x in due if x.status == "pending"), key=_release_order)
+        expiries = sorted((x for x in due if x.status == "available"), key=_expiry_order)
+        return releases, expiries
+
     def expiring(self, member_id: int, until: datetime) -> list[tuple[int, datetime]]:
         stmt = select(Lot.remaining, Lot.expires_at).where(
             Lot.member_id == member_id,
@@ -325,3 +337,12 @@ class LoyaltyRepository(RepositoryBase[Member]):
         s.execute(delete(Account).where(Account.id.in_(accounts)))
         s.execute(update(Reward).where(Reward.programme_id == programme_id).values(issued=0))
         s.expunge_all()
+
+
+def _release_order(lot: Lot) -> tuple[datetime, int]:
+    return (lot.available_at, lot.id)
+
+
+def _expiry_order(lot: Lot) -> tuple[bool, datetime, int]:
+    assert lot.expires_at is not None  # expiring lots have a date
+    return (False, lot.expires_at, lot.id)

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fidele.errors import NotFound
+from fidele.kit.cache import ProcessCache
 from fidele.outbox import service as outbox
 from fidele.outbox.models import OutboxMessage
 from fidele.settings import get_settings
@@ -51,6 +52,29 @@ def deactivate(session: Session, *, merchant_id: int, endpoint_id: int) -> None:
     row.active = False
 
 
+# The subscriptions every points change, tier change and redemption consults: per process,
+# for ROUTING_TTL_SECONDS. A change through this process applies at once; one made through
+# another process (a second worker) within that time.
+ROUTING_TTL_SECONDS = 2.0
+Route = tuple[int, frozenset[str]]  # endpoint id, its topics (empty: all)
+_routes: ProcessCache[tuple[Route, ...]] = ProcessCache(
+    "webhook_routes",
+    ROUTING_TTL_SECONDS,
+    lambda objects: any(isinstance(o, WebhookEndpoint) for o in objects),
+)
+
+
+def routes(session: Session, merchant_id: int) -> tuple[Route, ...]:
+    """The merchant's active endpoints and their topics, from the cache when fresh."""
+    return _routes.get(
+        session,
+        merchant_id,
+        lambda: tuple(
+            (ep.id, frozenset(ep.topics or ())) for ep in endpoints(session, merchant_id)
+        ),
+    )
+
+
 def publish(
     session: Session,
     *,
@@ -63,8 +87,8 @@ def publish(
 ) -> int:
     """Queue ``payload`` for each of the merchant's endpoints subscribed to ``topic``."""
     count = 0
-    for ep in endpoints(session, merchant_id):
-        if ep.topics and topic not in ep.topics:
+    for endpoint_id, topics in routes(session, merchant_id):
+        if topics and topic not in topics:
             continue
         body = {"topic": topic, "created_at": now.isoformat(), "data": payload}
         outbox.enqueue(
@@ -73,8 +97,8 @@ def publish(
             merchant_id=merchant_id,
             channel="webhook",
             topic=topic,
-            dedup_key=f"{dedup_key}:ep{ep.id}",
-            payload={"endpoint_id": ep.id, "body": body},
+            dedup_key=f"{dedup_key}:ep{endpoint_id}",
+            payload={"endpoint_id": endpoint_id, "body": body},
             now=now,
         )
         count += 1
