@@ -177,11 +177,16 @@ def summary(out: list[tuple[float, int]], elapsed: float) -> dict[str, object]:
         x = lat[min(len(lat) - 1, int(q * len(lat)))] if lat else 0.0
         return None if math.isinf(x) else round(x * 1000, 1)
 
+    failures: dict[str, int] = {}
+    for _, s in out:
+        if s != LATE and not 200 <= s < 300:
+            failures[str(s)] = failures.get(str(s), 0) + 1
     return {
         "requests": len(out),
         "ok": ok,
         "late": late,
         "failed": len(out) - ok - late,
+        "failed_by_status": failures,  # 0: transport error (refused, reset)
         "seconds": round(elapsed, 2),
         "rps": round(ok / elapsed, 1),
         "p50_ms": pick(0.50),
