@@ -65,14 +65,16 @@ def accounts(
 def issuer(
     session: Session, programme_id: int, merchant_id: int, kind: str, currency: str, now: datetime
 ) -> Account:
+    return issuer_like(session, programme_id, merchant_id, f"{kind}_issuer", currency, now)
+
+
+def issuer_like(
+    session: Session, programme_id: int, merchant_id: int, name: str, currency: str, now: datetime
+) -> Account:
+    """A merchant-level account of the currency that may go negative (``gift_card_issuer``,
+    ``gift_card_breakage``, ...)."""
     return _acc(
-        session,
-        programme_id,
-        f"{kind}_issuer",
-        currency,
-        now,
-        merchant_id=merchant_id,
-        allow_negative=True,
+        session, programme_id, name, currency, now, merchant_id=merchant_id, allow_negative=True
     )
 
 

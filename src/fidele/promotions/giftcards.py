@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from fidele.errors import NotFound
 from fidele.kit import codes
+from fidele.ledger import service as ledger
 from fidele.outbox import service as outbox
 from fidele.promotions import balances, domain
 from fidele.promotions.coupons import config
@@ -106,6 +107,38 @@ def _email(session: Session, card: GiftCard, code: str, message: str | None, now
     )
 
 
+def write_off_expired(session: Session, now: datetime, *, batch: int = 500) -> int:
+    """Expired cards' remaining balance goes to the merchant's ``gift_card_breakage`` account
+    (a balanced posting: the liability ends, the ledger still sums to zero) and the card is
+    marked ``expired``; returns the number of cards written off. Money still held by an open
+    checkout waits for that session to end (confirm captures it, cancel or expiry releases it,
+    then the next run writes it off); money a refund brings back to an expired card is written
+    off by the next run too. Safe to run in several processes at once (row locks, skip
+    locked) and to run again (a card with nothing left is only marked)."""
+    done = 0
+    for card in GiftCardRepository(session).expired_with_money(now, batch):
+        bal = account_of(session, card, now)
+        ledger.lock(session, [bal.main, bal.held])
+        if bal.held.balance > 0:
+            continue  # an open checkout holds part of it: after that session ends
+        if bal.main.balance > 0:
+            breakage = balances.issuer_like(
+                session, card.programme_id, card.merchant_id, f"{KIND}_breakage", card.currency, now
+            )
+            balances.move(
+                session,
+                debit=bal.main,
+                credit=breakage,
+                amount=bal.main.balance,
+                source_key=f"gift_card:{card.id}:expired:{now.isoformat()}",
+                reason="gift_card.expired",
+                now=now,
+            )
+            done += 1
+        card.status = "expired"
+    return done
+
+
 def account_of(session: Session, card: GiftCard, now: datetime) -> balances.Balance:
     return balances.accounts(
         session,
@@ -133,10 +166,10 @@ def find(session: Session, merchant_id: int, raw_codes: Sequence[str]) -> dict[s
 def refusal(card: GiftCard | None, currency: str, now: datetime) -> str | None:
     if card is None:
         return "unknown"
+    if card.status == "expired" or (card.expires_at is not None and card.expires_at <= now):
+        return "expired"
     if card.status != "active":
         return "disabled"
-    if card.expires_at is not None and card.expires_at <= now:
-        return "expired"
     return "currency_mismatch" if card.currency != currency else None
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, bindparam, func, literal, or_, select, update
+from sqlalchemy import String, and_, bindparam, cast, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from fidele.kit.repository import RepositoryBase, insert_or_twin
+from fidele.ledger.models import Account
 from fidele.orders.models import Order
 from fidele.promotions.models import (
     CheckoutSession,
@@ -159,6 +160,33 @@ class GiftCardRepository(RepositoryBase[GiftCard]):
         return self.one_or_none(
             select(GiftCard).where(GiftCard.merchant_id == merchant_id, GiftCard.source_ref == ref)
         )
+
+    def expired_with_money(self, now: datetime, limit: int) -> Sequence[GiftCard]:
+        """Cards past their expiry still ``active``, or ``expired`` ones money came back to (a
+        refund, a released hold), each row-locked for the caller; rows another process holds
+        are skipped (PostgreSQL), so several workers can run the write-off at once."""
+        main = (
+            select(Account.id)
+            .where(
+                Account.kind == "gift_card",
+                Account.ref == cast(GiftCard.id, String),
+                Account.merchant_id == GiftCard.merchant_id,
+                Account.unit == GiftCard.currency,
+                Account.balance > 0,
+            )
+            .exists()
+        )
+        stmt = (
+            select(GiftCard)
+            .where(
+                GiftCard.expires_at <= now,
+                or_(GiftCard.status == "active", and_(GiftCard.status == "expired", main)),
+            )
+            .order_by(GiftCard.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return self.all(stmt)
 
 
 class SessionRepository(RepositoryBase[CheckoutSession]):

@@ -4,7 +4,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from fidele.promotions import ratelimit, rewards, service
+from fidele.promotions import giftcards, ratelimit, rewards, service
 from fidele.promotions.repository import RateRepository
 from fidele.worker.registry import job
 
@@ -24,3 +24,9 @@ def release_rewards(session: Session, now: datetime) -> int:
 @job("promotions.purge_rate_counters", every=timedelta(hours=1))
 def purge_rate_counters(session: Session, now: datetime) -> int:
     return RateRepository(session).purge(ratelimit.window_of(now) - timedelta(minutes=5))
+
+
+@job("promotions.write_off_gift_cards", every=timedelta(hours=1))
+def write_off_gift_cards(session: Session, now: datetime) -> int:
+    """Expired gift cards' remaining balances to the merchant's breakage account."""
+    return giftcards.write_off_expired(session, now)
