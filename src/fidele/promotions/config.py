@@ -16,6 +16,8 @@ class NextOrder(BaseModel):
         default_factory=lambda: [(15, 1500), (30, 1000), (60, 500)]
     )
     min_subtotal: int = Field(0, ge=0)
+    # Also email the coupon (through the outbox) to a customer who accepts marketing email.
+    email: bool = True
 
 
 class ReferralConfig(BaseModel):

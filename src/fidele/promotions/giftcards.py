@@ -12,8 +12,7 @@ from sqlalchemy.orm import Session
 from fidele.errors import NotFound
 from fidele.kit import codes
 from fidele.ledger import service as ledger
-from fidele.outbox import service as outbox
-from fidele.promotions import balances, domain
+from fidele.promotions import balances, domain, mail
 from fidele.promotions.coupons import config
 from fidele.promotions.models import GiftCard
 from fidele.promotions.repository import GiftCardRepository, insert_or_twin
@@ -88,22 +87,20 @@ def _fund(session: Session, card: GiftCard, now: datetime) -> None:
 
 
 def _email(session: Session, card: GiftCard, code: str, message: str | None, now: datetime) -> None:
-    outbox.enqueue(
+    assert card.recipient_email is not None
+    mail.queue(
         session,
         programme_id=card.programme_id,
         merchant_id=card.merchant_id,
-        channel="email",
         topic="gift_card.issued",
         dedup_key=f"gift_card.issued:{card.id}",
+        to=card.recipient_email,
         now=now,
-        payload={
-            "to": card.recipient_email,
-            "code": code,
-            "amount": card.initial_amount,
-            "currency": card.currency,
-            "message": message,
-            "expires_at": card.expires_at.isoformat() if card.expires_at else None,
-        },
+        code=code,
+        amount=card.initial_amount,
+        currency=card.currency,
+        message=message,
+        expires_at=card.expires_at.isoformat() if card.expires_at else None,
     )
 
 

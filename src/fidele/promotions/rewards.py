@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from fidele.customers.models import Customer
 from fidele.kit.money import mul_bp
 from fidele.orders.models import Order
-from fidele.promotions import coupons, domain, referrals, wallet
+from fidele.promotions import coupons, domain, mail, referrals, wallet
 from fidele.promotions.models import Coupon, PendingReward
 from fidele.promotions.repository import (
     CouponRepository,
@@ -48,7 +48,41 @@ def issue_next_order(session: Session, order: Order, now: datetime) -> Coupon | 
         coupon.text = domain.next_order_text(
             coupon.display_code or "", rule.schedule, issued, cfg.shop_name
         )
+    if rule.email:
+        _email_next_order(session, order, coupon, rule.schedule, issued, now)
     return coupon
+
+
+def _email_next_order(
+    session: Session,
+    order: Order,
+    coupon: Coupon,
+    schedule: list[tuple[int, int]],
+    issued: datetime,
+    now: datetime,
+) -> None:
+    """The coupon by email, to a customer with an address who accepts marketing email (a
+    coupon is marketing); queued once per coupon, whatever the deliveries replayed."""
+    customer = session.get(Customer, order.customer_id) if order.customer_id else None
+    if customer is None or not customer.email or not customer.email_marketing:
+        return
+    mail.queue(
+        session,
+        programme_id=order.programme_id,
+        merchant_id=order.merchant_id,
+        topic="next_order_coupon.issued",
+        dedup_key=f"next_order_coupon.issued:{coupon.id}",
+        to=customer.email,
+        now=now,
+        code=coupon.display_code,
+        text=coupon.text,
+        order_id=order.external_id,
+        ladder=[
+            {"percent_bp": bp, "until": (issued + timedelta(days=days)).isoformat()}
+            for days, bp in sorted(schedule)
+        ],
+        expires_at=coupon.ends_at.isoformat() if coupon.ends_at else None,
+    )
 
 
 def next_order_coupon(session: Session, merchant_id: int, order_id: int) -> Coupon | None:
