@@ -28,6 +28,7 @@ class FakeLoyalty:
     per_100: int = 100  # 100 points = 1.00 EUR
     earn_bp: int = 10_000  # 1 point per minor unit... of merchandise net of discounts, /100
     burns: dict[str, tuple[int, int]] = field(default_factory=dict)
+    awards: dict[str, tuple[int, int]] = field(default_factory=dict)
     installed: bool = True
 
     def available_points(self, session: Any, customer: Any) -> int:
@@ -88,6 +89,13 @@ class FakeLoyalty:
 
     def release_voucher(self, session: Any, voucher: Any, *, order_ref: str, now: datetime) -> None:
         voucher.status, voucher.order_ref = "active", None
+
+    def award_points(
+        self, session: Any, *, customer: Any, points: int, reason: str, key: str, now: datetime
+    ) -> None:
+        if key not in self.awards:
+            self.awards[key] = (customer.id, points)
+            self.points[customer.id] = self.points.get(customer.id, 0) + points
 
 
 def voucher(code: str, kind: str = "amount_off", value: int = 500) -> Any:

@@ -6,7 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
 
+from fidele.events.models import Event
+from fidele.kit.clock import FrozenClock
+from fidele.promotions import tasks
+from tests.fixtures.factories import order_body
 from tests.promotions.conftest import by_source, cart
 
 
@@ -97,3 +102,27 @@ def test_points_earned_match_the_loyalty_simulation(api: TestClient) -> None:
     sim = api.post("/v1/loyalty/simulate", json={"order": order})
     assert sim.status_code == 200, sim.text
     assert body["points_earned"] == sim.json()["points"] > 0
+
+
+def test_referrer_rewarded_in_points_after_the_return_window(
+    api: TestClient, session: Session, clock: FrozenClock
+) -> None:
+    settings = {"referral": {"reward_kind": "points", "reward_value": 250}}
+    assert api.put("/v1/promotions/settings", json=settings).status_code == 200
+    api.put("/v1/customers/c1", json={"email": "ana@example.com"})
+    code = api.get("/v1/referrals/customers/c1").json()["code"]
+    body = order_body("o-2", "c2", attributes={"referral_code": code})
+    assert api.post("/v1/orders", json=body).status_code == 201
+    api.post("/v1/orders/o-2/status", json={"status": "delivered"})
+    clock.advance(days=13)
+    assert tasks.release_rewards(session, clock.now()) == 0  # the window is not over
+    clock.advance(days=2)
+    assert tasks.release_rewards(session, clock.now()) == 1
+    assert tasks.release_rewards(session, clock.now()) == 0  # once
+    session.commit()
+    assert _points(api)["available"] == 250
+    [line] = api.get("/v1/customers/c1/ledger").json()["items"]
+    event = session.get(Event, int(line["source"].removeprefix("adjustment:")))
+    assert event is not None and event.type == "loyalty.adjustment"
+    assert event.payload == {"points": 250, "reason": "referral.reward"}  # in the log: replayable
+    assert api.get("/v1/referrals/customers/c1").json()["stats"]["rewarded"] == 1

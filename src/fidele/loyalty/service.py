@@ -3,7 +3,7 @@
 Interfaces for other domains: :func:`available_points`, :func:`burn_points`,
 :func:`refund_burn`, :func:`point_value`, :func:`customer_tier`, :func:`active_membership`,
 :func:`simulate_order_points`, :func:`find_voucher`, :func:`use_voucher`,
-:func:`release_voucher`. None of them commits."""
+:func:`release_voucher`, :func:`award_points`. None of them commits."""
 
 from __future__ import annotations
 
@@ -84,6 +84,22 @@ def burn_points(
 def refund_burn(session: Session, *, source_key: str, now: datetime) -> None:
     """Give back the points burned for ``source_key`` to their original lots (idempotent)."""
     rewards.refund_burn(session, source_key=source_key, now=now)
+
+
+def award_points(
+    session: Session,
+    *,
+    customer: Customer,
+    points: int,
+    reason: str,
+    key: str,
+    now: datetime,
+) -> None:
+    """Credit ``points``, available at once, for something another domain rewards (a
+    referral), as an audited adjustment in the event log: once per ``key``, and a replay of
+    the log gives them again."""
+    caller = Caller(customer.merchant_id, customer.programme_id, None, frozenset({"admin"}))
+    rewards.adjust(session, caller, customer, points, reason, key, now)
 
 
 def point_value(session: Session, programme_id: int) -> tuple[int, str]:

@@ -27,8 +27,9 @@ class ReferralConfig(BaseModel):
     # Welcome advantage of the referee on its first order.
     welcome_kind: Literal["percent_off", "amount_off"] = "amount_off"
     welcome_value: int = Field(1000, ge=0)
-    # Reward of the referrer once the referee's first order passes its return window.
-    reward_kind: Literal["credit", "coupon"] = "credit"
+    # Reward of the referrer once the referee's first order passes its return window: store
+    # credit (minor units), an amount-off coupon (minor units) or loyalty points (points).
+    reward_kind: Literal["credit", "coupon", "points"] = "credit"
     reward_value: int = Field(1000, ge=0)
     monthly_cap: int = Field(10, ge=0)
     link_template: str = "https://shop.example/?ref={code}"

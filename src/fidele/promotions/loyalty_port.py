@@ -66,6 +66,17 @@ class LoyaltyPort(Protocol):
         self, session: Session, voucher: Any, *, order_ref: str, now: datetime
     ) -> None: ...
 
+    def award_points(
+        self,
+        session: Session,
+        *,
+        customer: Customer,
+        points: int,
+        reason: str,
+        key: str,
+        now: datetime,
+    ) -> None: ...
+
 
 class NoLoyalty(InvalidInput):
     code = "no_loyalty_programme"
@@ -137,6 +148,11 @@ class DefaultLoyalty:
     ) -> None:
         if self.mod is not None:
             self.mod.release_voucher(session, voucher, order_ref=order_ref, now=now)
+
+    def award_points(self, session: Session, **kw: Any) -> None:
+        if self.mod is None:
+            raise NoLoyalty("this shop has no loyalty programme: points cannot be awarded")
+        self.mod.award_points(session, **kw)
 
 
 default_loyalty = DefaultLoyalty()

@@ -13,6 +13,7 @@ from fidele.customers.models import Customer
 from fidele.kit import codes
 from fidele.orders.models import Order
 from fidele.promotions import coupons, domain, wallet
+from fidele.promotions.loyalty_port import default_loyalty
 from fidele.promotions.models import (
     PendingReward,
     Referral,
@@ -177,7 +178,16 @@ def reward(session: Session, pending: PendingReward, order: Order, now: datetime
     cfg = coupons.config(session, order.merchant_id).referral
     referrer = session.get(Customer, referral.referrer_id)
     assert referrer is not None
-    if cfg.reward_kind == "credit":
+    if cfg.reward_kind == "points":
+        default_loyalty.award_points(
+            session,
+            customer=referrer,
+            points=cfg.reward_value,
+            reason="referral.reward",
+            key=f"referral:{referral.id}",
+            now=now,
+        )
+    elif cfg.reward_kind == "credit":
         wallet.credit(
             session,
             referrer,
