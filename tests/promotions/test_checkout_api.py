@@ -103,18 +103,27 @@ class TestCouponsAtCheckout:
         )
         assert reasons(evaluate(api, cart("TEN10"))) == {"TEN10": "usage_limit_reached"}
 
-    def test_confirm_after_code_ran_out_is_409(self, api: TestClient) -> None:
+    def test_last_use_is_held_from_evaluate_until_confirm_or_release(
+        self, api: TestClient, session: Session, clock: FrozenClock
+    ) -> None:
         coupon(api, code="ONCE", usage_limit=1)
-        a, b = evaluate(api, cart("ONCE")), evaluate(api, cart("ONCE"))
-        assert (
-            api.post(
-                f"/v1/checkout/{a['session_id']}/confirm", json={"order_id": "o-a"}
-            ).status_code
-            == 200
-        )
-        r = api.post(f"/v1/checkout/{b['session_id']}/confirm", json={"order_id": "o-b"})
-        assert r.status_code == 409
-        assert r.json()["reason"] == "usage_limit_reached"
+        a = evaluate(api, cart("ONCE"))
+        assert by_source(a, "coupon")[0]["amount"] == 500
+        b = evaluate(api, cart("ONCE", customer="c2"))  # another cart while a is open
+        assert reasons(b) == {"ONCE": "held_by_another_checkout"}
+        assert by_source(b, "coupon") == [] and b["total"] == 5500  # priced without it
+        api.post(f"/v1/checkout/{a['session_id']}/cancel")  # released
+        c = evaluate(api, cart("ONCE", customer="c2"))
+        assert by_source(c, "coupon")[0]["amount"] == 500
+        clock.advance(minutes=31)
+        assert tasks.expire_sessions(session, clock.now()) >= 1  # c abandoned: released
+        session.commit()
+        d = evaluate(api, cart("ONCE", customer="c3"))
+        r = api.post(f"/v1/checkout/{d['session_id']}/confirm", json={"order_id": "o-d"})
+        assert r.status_code == 200, r.text
+        assert reasons(evaluate(api, cart("ONCE"))) == {"ONCE": "usage_limit_reached"}
+        listed = api.get("/v1/coupons").json()["items"]
+        assert [(x["used_count"], x["held_count"]) for x in listed] == [(1, 0)]
 
     def test_per_customer_limit(self, api: TestClient) -> None:
         coupon(api, code="WELCOME", per_customer_limit=1)
@@ -417,3 +426,33 @@ class TestRateLimit:
         r = api.post("/v1/checkout/evaluate", json=cart())
         assert r.status_code == 429
         assert int(r.headers["Retry-After"]) == 60
+
+
+class TestHolds:
+    def test_a_newer_cart_of_the_same_shopper_takes_its_own_hold(self, api: TestClient) -> None:
+        coupon(api, code="ONCE", usage_limit=1)
+        old = evaluate(api, cart("ONCE"))
+        new = evaluate(api, cart("ONCE"))  # the same shopper's cart changed: evaluated again
+        assert by_source(new, "coupon")[0]["amount"] == 500
+        assert reasons(evaluate(api, cart("ONCE", customer="c2"))) == {
+            "ONCE": "held_by_another_checkout"
+        }
+        r = api.post(f"/v1/checkout/{old['session_id']}/confirm", json={"order_id": "o-old"})
+        assert r.status_code == 409 and r.json()["reason"] == "usage_limit_reached"
+        r = api.post(f"/v1/checkout/{new['session_id']}/confirm", json={"order_id": "o-new"})
+        assert r.status_code == 200, r.text
+
+    def test_per_customer_holds(self, api: TestClient) -> None:
+        coupon(api, code="WELCOME", per_customer_limit=1)
+        for who in ("c1", "c2"):
+            api.put(f"/v1/customers/{who}", json={"email": f"{who}@example.com"})
+        a = evaluate(api, cart("WELCOME"))
+        b = evaluate(api, cart("WELCOME", customer="c2"))  # no global limit: both hold
+        assert by_source(a, "coupon") and by_source(b, "coupon")
+        again = evaluate(api, cart("WELCOME"))  # c1 again: takes over its own hold
+        assert by_source(again, "coupon")
+        r = api.post(f"/v1/checkout/{again['session_id']}/confirm", json={"order_id": "o-1"})
+        assert r.status_code == 200, r.text
+        assert reasons(evaluate(api, cart("WELCOME"))) == {"WELCOME": "customer_limit_reached"}
+        listed = api.get("/v1/coupons").json()["items"]
+        assert [(x["used_count"], x["held_count"]) for x in listed] == [(1, 1)]  # c2's cart

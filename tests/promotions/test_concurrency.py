@@ -103,3 +103,23 @@ def test_gift_card_never_goes_below_zero(committed_engine: Engine) -> None:
     with transaction(make_sessionmaker(committed_engine)) as s:
         assert giftcards.lookup(s, tenant.merchant_id, code, T0).balance == 0
         assert ledger.verify(s).ok
+
+
+def test_parallel_evaluates_of_one_single_use_code_hold_it_once(committed_engine: Engine) -> None:
+    tenant, _ = _setup(
+        committed_engine,
+        lambda s, t: coupons.create(
+            s, t.caller, CouponIn(kind="amount_off", value=500, code="LAST1", usage_limit=1), T0
+        ),
+    )
+
+    def work(s: Session, i: int) -> list[str]:
+        body = CheckoutIn.model_validate(cart("LAST1", customer=f"shopper-{i}"))
+        row = service.evaluate(s, tenant.caller, body, T0)
+        return [d["source"] for d in row.result["discounts"] if d["source"] == "coupon"]
+
+    results = _parallel(committed_engine, work, 50)
+    assert sum(len(r) for r in results) == 1  # exactly one cart got the discount
+    with transaction(make_sessionmaker(committed_engine)) as s:
+        found = s.query(Coupon).filter_by(display_code="LAST1").one()
+        assert (found.used_count, found.held_count) == (0, 1)

@@ -28,8 +28,9 @@ class PromotionSettings(Base):
 class Coupon(IdMixin, Base):
     """A coupon (typed code) or an automatic promotion (``automatic``, no code).
 
-    ``used_count`` is only ever changed by an atomic conditional UPDATE at checkout confirm; the
-    CHECK makes going over ``usage_limit`` impossible whatever the application does."""
+    ``used_count`` and ``held_count`` only change by atomic conditional UPDATEs (a hold at
+    checkout evaluate, a use at confirm); the CHECKs make going over ``usage_limit``, used and
+    held together, impossible whatever the application does."""
 
     __tablename__ = "coupons"
     __table_args__ = (
@@ -37,6 +38,10 @@ class Coupon(IdMixin, Base):
         UniqueConstraint("merchant_id", "source_ref"),
         CheckConstraint("usage_limit IS NULL OR used_count <= usage_limit", name="used_le_limit"),
         CheckConstraint("used_count >= 0", name="used_nonneg"),
+        CheckConstraint(
+            "usage_limit IS NULL OR used_count + held_count <= usage_limit", name="held_le_limit"
+        ),
+        CheckConstraint("held_count >= 0", name="held_nonneg"),
         Index("ix_coupons_merchant_automatic", "merchant_id", "automatic", "status"),
         Index("ix_coupons_batch", "merchant_id", "batch"),
     )
@@ -64,6 +69,8 @@ class Coupon(IdMixin, Base):
     usage_limit: Mapped[int | None] = mapped_column(default=None)
     per_customer_limit: Mapped[int | None] = mapped_column(default=None)
     used_count: Mapped[int] = mapped_column(default=0)
+    # Uses held by open checkout sessions (``coupon_holds``), counted against ``usage_limit``.
+    held_count: Mapped[int] = mapped_column(default=0, server_default="0")
     customer_id: Mapped[int | None] = mapped_column(
         ForeignKey(_CUSTOMER, ondelete="RESTRICT"), default=None
     )
@@ -89,6 +96,25 @@ class CouponCustomerUse(Base):
         ForeignKey(_CUSTOMER, ondelete="RESTRICT"), primary_key=True
     )
     used: Mapped[int] = mapped_column(default=0)
+
+
+class CouponHold(Base):
+    """A use of a limited coupon held by an open checkout session, from evaluate until the
+    session is confirmed (the hold becomes a use), cancelled or expired (released)."""
+
+    __tablename__ = "coupon_holds"
+    __table_args__ = (Index("ix_coupon_holds_coupon_customer", "coupon_id", "customer_id"),)
+
+    session_id: Mapped[str] = mapped_column(
+        ForeignKey("checkout_sessions.id", ondelete="CASCADE"), primary_key=True
+    )
+    coupon_id: Mapped[int] = mapped_column(
+        ForeignKey("coupons.id", ondelete="RESTRICT"), primary_key=True
+    )
+    customer_id: Mapped[int | None] = mapped_column(
+        ForeignKey(_CUSTOMER, ondelete="RESTRICT"), default=None
+    )
+    created_at: Mapped[datetime]
 
 
 class GiftCard(IdMixin, Base):

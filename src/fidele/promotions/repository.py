@@ -16,6 +16,7 @@ from fidele.promotions.models import (
     CheckoutSession,
     Coupon,
     CouponCustomerUse,
+    CouponHold,
     GiftCard,
     PendingReward,
     PromotionSettings,
@@ -108,12 +109,80 @@ class CouponRepository(RepositoryBase[Coupon]):
             update(Coupon)
             .where(
                 Coupon.id == coupon_id,
-                or_(Coupon.usage_limit.is_(None), Coupon.used_count < Coupon.usage_limit),
+                or_(
+                    Coupon.usage_limit.is_(None),
+                    Coupon.used_count + Coupon.held_count < Coupon.usage_limit,
+                ),
             )
             .values(used_count=Coupon.used_count + 1)
             .execution_options(synchronize_session=False)
         )
         return _rowcount(result) == 1
+
+    def hold_use(self, coupon_id: int) -> bool:
+        """Atomic ``held_count += 1`` refused when uses and holds reach the usage limit; on
+        PostgreSQL it row-locks the coupon until commit, so holds of one coupon queue."""
+        result = self.session.execute(
+            update(Coupon)
+            .where(
+                Coupon.id == coupon_id,
+                or_(
+                    Coupon.usage_limit.is_(None),
+                    Coupon.used_count + Coupon.held_count < Coupon.usage_limit,
+                ),
+            )
+            .values(held_count=Coupon.held_count + 1)
+            .execution_options(synchronize_session=False)
+        )
+        return _rowcount(result) == 1
+
+    def unhold(self, coupon_id: int, *, used: bool) -> None:
+        """A hold ends: released, or (``used``) turned into a use in the same UPDATE."""
+        values = {"held_count": Coupon.held_count - 1}
+        if used:
+            values["used_count"] = Coupon.used_count + 1
+        self.session.execute(
+            update(Coupon)
+            .where(Coupon.id == coupon_id)
+            .values(values)
+            .execution_options(synchronize_session=False)
+        )
+
+    def customer_holds(self, coupon_id: int, customer_id: int) -> int:
+        stmt = select(func.count()).where(
+            CouponHold.coupon_id == coupon_id, CouponHold.customer_id == customer_id
+        )
+        return int(self.session.execute(stmt).scalar_one())
+
+    def own_hold(self, coupon_id: int, row: CheckoutSession) -> CouponHold | None:
+        """A hold of ``coupon_id`` by another open session of the same shopper (its customer,
+        or the same customer id as typed for a guest): a newer cart of theirs takes it over."""
+        same = (
+            CheckoutSession.customer_id == row.customer_id
+            if row.customer_id is not None
+            else and_(
+                CheckoutSession.customer_id.is_(None),
+                CheckoutSession.customer_ref == row.customer_ref,
+            )
+        )
+        stmt = (
+            select(CouponHold)
+            .join(CheckoutSession, CheckoutSession.id == CouponHold.session_id)
+            .where(
+                CouponHold.coupon_id == coupon_id,
+                CheckoutSession.merchant_id == row.merchant_id,
+                CheckoutSession.status == "open",
+                CheckoutSession.id != row.id,
+                same,
+            )
+            .limit(1)
+            .with_for_update(of=CouponHold)
+        )
+        return self.session.execute(stmt).scalars().first()
+
+    def holds_of(self, session_id: str) -> Sequence[CouponHold]:
+        stmt = select(CouponHold).where(CouponHold.session_id == session_id)
+        return self.session.execute(stmt).scalars().all()
 
     def take_customer_use(self, coupon_id: int, customer_id: int, limit: int) -> bool:
         insert_or_twin(

@@ -38,6 +38,7 @@ class Resolved:
     offers: list[domain.Offer] = field(default_factory=list)
     rejected: list[dict[str, Any]] = field(default_factory=list)
     failed_lookups: int = 0
+    customer_uses: dict[int, int] = field(default_factory=dict)  # coupon id -> uses by the customer
 
     def reject(self, code: str, reason: str, detail: str | None = None) -> None:
         self.rejected.append({"code": code, "reason": reason, "detail": detail or reason})
@@ -87,7 +88,7 @@ def typed_codes(session: Session, cart: Cart, typed: Sequence[str]) -> Resolved:
         ratelimit.window_of(cart.now),
     )
     ratelimit.refuse_over(failures, cart.cfg.failed_lookups_per_minute, cart.now)
-    uses = _uses(session, cart, list(found.values()))
+    uses = out.customer_uses = _uses(session, cart, list(found.values()))
     for norm, raw in pending.items():
         if norm in found:
             _coupon(out, cart, found[norm], raw, uses.get(found[norm].id, 0))

@@ -89,6 +89,7 @@ class CouponOut(OutputModel):
     usage_limit: int | None
     per_customer_limit: int | None
     used_count: int
+    held_count: int = 0  # uses held by open checkout sessions
     batch: str | None
     origin: str
     status: str

@@ -2,9 +2,11 @@
 
 Evaluate prices the cart, holds gift card and wallet amounts in the ledger and stores the
 result in a session. Confirm consumes exactly what the stored result says: coupon usages (atomic
-conditional counters), reward vouchers, points, and the held money. Code usages are consumed at
-confirm, not held at evaluate, so an abandoned cart never locks a single-use code; a code whose
-limit was reached in between makes confirm answer 409 and change nothing."""
+conditional counters), reward vouchers, points, and the held money. The usages of coupons
+with a usage or per-customer limit are held from evaluate (``holds``): a second open cart is
+refused the last use (``held_by_another_checkout``), confirm turns the hold into the use, and
+cancel or expiry gives it back. A coupon without a hold (no limits) is used at confirm by an
+atomic conditional counter; if that fails confirm answers 409 and changes nothing."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from fidele.promotions import (
     cache,
     domain,
     giftcards,
+    holds,
     ratelimit,
     resolve,
     wallet,
@@ -57,11 +60,18 @@ def evaluate(
     priced = domain.price(lines, data.shipping, offers)
     ratelimit.record_failures(session, caller, data.customer_id, now, found.failed_lookups)
     row = _new_session(session, caller, customer, data, now, cfg.session_ttl_minutes)
-    rejected = found.rejected + [
-        {"code": r.offer.code, "reason": r.reason, "detail": r.detail}
-        for r in priced.refused
-        if r.offer.code
-    ]
+    priced, not_held = holds.hold_applied(
+        session, row, lines, data.shipping, offers, priced, found.customer_uses, now
+    )
+    rejected = (
+        found.rejected
+        + not_held
+        + [
+            {"code": r.offer.code, "reason": r.reason, "detail": r.detail}
+            for r in priced.refused
+            if r.offer.code
+        ]
+    )
     tenders = _tenders(session, cart, row.id, data, priced.due, rejected)
     earned = loyalty.simulate_order_points(
         session,
@@ -294,8 +304,9 @@ def confirm(
     if SessionRepository(session).by_order_ref(caller.merchant_id, order_ref) is not None:
         raise SessionAlreadyConfirmed(f"order {order_ref!r} was confirmed by another session")
     row.status, row.order_ref, row.closed_at = "confirmed", order_ref, now
+    used = holds.end(session, row, used=True)  # held uses become uses
     for d in row.result["discounts"]:
-        _consume(session, row, d, now, loyalty)
+        _consume(session, row, d, now, loyalty, used)
     for t in row.result["tenders"]:
         _capture(session, row, t, now, loyalty)
     session.flush()
@@ -328,10 +339,15 @@ def _redeem(
 
 
 def _consume(
-    session: Session, row: CheckoutSession, d: dict[str, Any], now: datetime, loyalty: LoyaltyPort
+    session: Session,
+    row: CheckoutSession,
+    d: dict[str, Any],
+    now: datetime,
+    loyalty: LoyaltyPort,
+    held: set[int],
 ) -> None:
     if d["source"] == "coupon":
-        _take_coupon(session, row, int(d["ref"].split(":")[1]), d["code"])
+        _take_coupon(session, row, int(d["ref"].split(":")[1]), d["code"], held)
     elif d["source"] == "reward":
         voucher = loyalty.find_voucher(session, row.programme_id, d["code"])
         if voucher is None:
@@ -342,9 +358,11 @@ def _consume(
     _redeem(session, row, d["source"], d["ref"], d["code"], d["amount"], now)
 
 
-def _take_coupon(session: Session, row: CheckoutSession, coupon_id: int, code: str) -> None:
+def _take_coupon(
+    session: Session, row: CheckoutSession, coupon_id: int, code: str, held: set[int]
+) -> None:
     repo = CouponRepository(session)
-    if not repo.take_use(coupon_id):
+    if coupon_id not in held and not repo.take_use(coupon_id):
         raise CouponNotRedeemable(
             f"code {code} reached its usage limit", reason="usage_limit_reached"
         )
@@ -387,6 +405,7 @@ def cancel(session: Session, caller: Caller, session_id: str, now: datetime) -> 
 
 
 def _release(session: Session, row: CheckoutSession, status: str, now: datetime) -> None:
+    holds.end(session, row, used=False)
     for t in row.result.get("tenders", []):
         if "accounts" in t:
             key = f"checkout:{row.id}:release:{t['ref']}"
