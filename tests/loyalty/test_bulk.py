@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from unittest.mock import ANY
 
 from sqlalchemy.orm import Session
 
@@ -65,4 +66,17 @@ def test_bulk_replay_matches_the_event_path(session: Session, clock: FrozenClock
     assert replay(session, tenant.programme_id, end) > 60
     after = (snapshot(session, tenant.programme_id), lots(session, tenant.programme_id))
     assert after == before
+    assert ledger.verify(session).ok
+
+
+def test_bulk_replay_of_a_log_without_orders(session: Session, clock: FrozenClock) -> None:
+    tenant = make_tenant(session, clock.now(), name="Empty")
+    shop = Shop(session, tenant, clock)
+    shop.customer("c1")
+    scale = members.scale_at(session, tenant.programme_id)
+    assert bulk.eligible(session, tenant.programme_id, scale)
+    seen: list[int] = []
+    count = replay(session, tenant.programme_id, clock.now(), progress=seen.append)
+    assert count == sum(seen)
+    assert snapshot(session, tenant.programme_id)["members"] == {"c1": ANY}
     assert ledger.verify(session).ok

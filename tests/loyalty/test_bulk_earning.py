@@ -10,7 +10,8 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fidele.loyalty.bulk_earning import earnings, earnings_by_domain
+from fidele.loyalty import domain
+from fidele.loyalty.bulk_earning import add_months, earnings, earnings_by_domain
 from fidele.loyalty.bulk_store import LINE_SCHEMA, to_us
 from fidele.loyalty.config import parse
 
@@ -100,3 +101,14 @@ def test_columns_equal_the_domain(scale: dict, orders: list) -> None:
     fast = earnings(parsed, frame, line_frame)
     assert fast is not None
     assert fast == earnings_by_domain(parsed, frame, line_frame)
+
+
+def test_add_months_on_columns_equals_the_domain() -> None:
+    starts = [
+        T0 + timedelta(days=d, seconds=d * 7919 % 86_400, microseconds=d) for d in range(-800, 800)
+    ]
+    starts += [datetime(2024, 1, 31, 23, 59, 59, tzinfo=UTC), datetime(2024, 2, 29, tzinfo=UTC)]
+    us = pl.DataFrame({"us": [to_us(t) for t in starts]})
+    for months in (1, 2, 11, 12, 13, 25, 600):
+        got = us.select(add_months(pl.col("us"), months))["us"].to_list()
+        assert got == [to_us(domain.add_months(t, months)) for t in starts]

@@ -26,7 +26,7 @@ from fidele.events.models import Event
 from fidele.ledger.models import Account, Entry, Posting
 from fidele.ledger.service import POINTS, account_key
 from fidele.loyalty import domain
-from fidele.loyalty.bulk_earning import Earnings, earnings, earnings_by_domain
+from fidele.loyalty.bulk_earning import Earnings, add_months, earnings, earnings_by_domain
 from fidele.loyalty.bulk_store import EPOCH, US, Writer, customers, events, max_id
 from fidele.loyalty.config import Scale
 from fidele.loyalty.models import Consumption, CustomerLink, Lot, Member, RuleVersion, TierChange
@@ -265,9 +265,9 @@ class Sim:
 
     # -- orders
     def order(self, m: SimMember, ev: tuple[Any, ...], earned: Earnings, k: int) -> None:
-        """An ``order.placed`` event: ``ev`` is (merchant, order, received, placed, total),
-        ``k`` the order's row in ``earned``."""
-        merchant, order_id, now, placed, _ = ev
+        """An ``order.placed`` event: ``ev`` is (merchant, order, received, placed, total,
+        expiry), ``k`` the order's row in ``earned``."""
+        merchant, order_id, now, placed, _, expires = ev
         self.catch_up(m, now)
         levels = self.levels
         t = min(m.tier_rank, len(levels) - 1) if levels else 0
@@ -275,9 +275,7 @@ class Sim:
         if not m.lots:
             pts, detail = pts + earned.bonus_points[k], detail + earned.bonus_detail[k]
         pts = max(pts, 0)
-        months = self.scale.settings.expiry_months
-        expires = _add_months(placed, months) if months else None
-        i = self._lot(ev, m.id, pts, expires, detail + "]")
+        i = self._lot(ev, m.id, pts, detail + "]")
         status = self.lots.available[i]
         issued = self.merchant(merchant, "issued", now, m.id)
         self.move(f"order:{order_id}", "order", issued, m.accounts[0 if status else 1], pts, now)
@@ -297,10 +295,8 @@ class Sim:
             if rank > m.tier_rank:
                 self._change(m, rank, "qualified", now)
 
-    def _lot(
-        self, ev: tuple[Any, ...], member_id: int, pts: int, expires: int | None, detail: str
-    ) -> int:
-        merchant, order_id, now, placed, total = ev
+    def _lot(self, ev: tuple[Any, ...], member_id: int, pts: int, detail: str) -> int:
+        merchant, order_id, now, placed, total, expires = ev
         lots, available_at = self.lots, placed + self.pending_us
         lots.merchant_id.append(merchant)
         lots.member_id.append(member_id)
@@ -358,9 +354,12 @@ def _batch(sim: Sim, known: dict[int, Any], frame: pl.DataFrame, lines: pl.DataF
     lines = lines.join(orders.select("id", pl.col("idx").cast(pl.Int64)), on="id")
     orders = orders.with_columns(pl.col("idx").cast(pl.Int64))
     earned = earnings(sim.scale, orders, lines) or earnings_by_domain(sim.scale, orders, lines)
+    months = sim.scale.settings.expiry_months
+    expiry = add_months(pl.col("placed_us"), months) if months else pl.lit(None, pl.Int64)
     cols = frame.select(
-        "type", "customer_id", "merchant_id", "order_id", "received_us", "placed_us", "total"
-    )
+        "type", "customer_id", "merchant_id", "order_id", "received_us", "placed_us", "total",
+        expiry.alias("expires"),
+    )  # fmt: skip
     k = -1
     for type_, customer, *ev in cols.iter_rows():
         if type_ == "order.placed":
@@ -460,7 +459,7 @@ def _lots(sim: Sim) -> dict[str, Any]:
         "points": c.points,
         "remaining": c.remaining,
         "clawed": _const(0, n),
-        "status": pl.Series(c.available).replace_strict(
+        "status": pl.Series(c.available, dtype=pl.Boolean).replace_strict(
             {True: "available", False: "pending"}, return_dtype=pl.String
         ),
         "earned_at": _times(c.earned),

@@ -173,6 +173,12 @@ def _floor(expr: pl.Expr, k: int) -> pl.Expr:
     return expr.cast(pl.Int64)
 
 
+def add_months(us: pl.Expr, months: int) -> pl.Expr:
+    """:func:`domain.add_months` on UTC microseconds (polars clips to the month's last day
+    the same way)."""
+    return us.cast(pl.Datetime("us")).dt.offset_by(f"{months}mo").dt.epoch("us")
+
+
 def _firsts(scale: Scale) -> list[FirstOrder]:
     return [r for r in scale.rules if isinstance(r, FirstOrder)]
 

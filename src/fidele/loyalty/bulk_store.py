@@ -200,7 +200,7 @@ class Writer:
         self.deferred: list[str] = []
         if self.pg:
             self.raw = session.connection().connection.driver_connection
-            self._exec("SET LOCAL maintenance_work_mem = '512MB'")
+            self._exec("SET LOCAL maintenance_work_mem = '512MB'")  # index builds sort in memory
 
     def _exec(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self.raw.cursor() as cur:
