@@ -9,12 +9,13 @@ from fidele.customers import service as customers
 from fidele.customers.schemas import CustomerIn
 from fidele.errors import InvalidInput
 from fidele.events import service as events
+from fidele.events.repository import EventRepository
 from fidele.ledger import service as ledger
 from fidele.loyalty import members, rewards, service
 from fidele.loyalty.config import default_scale
 from fidele.loyalty.errors import InsufficientPoints, RewardUnavailable, VoucherNotUsable
 from fidele.loyalty.models import Refusal
-from fidele.loyalty.replay import catch_up_all
+from fidele.loyalty.replay import catch_up_all, replay
 from tests.fixtures.factories import make_tenant
 from tests.loyalty.conftest import Shop
 
@@ -282,6 +283,43 @@ class TestRedemption:
             rewards.cancel(shop.session, shop.caller, row.id, shop.clock.now())
         service.release_voucher(shop.session, voucher, order_ref="o1", now=shop.clock.now())
         assert voucher.status == "issued"
+
+    def test_voucher_use_and_release_are_events_a_replay_reproduces(self, shop: Shop) -> None:
+        give(shop, 100)
+        cost = reward(shop, 10).id
+        rows = [
+            rewards.redeem(shop.session, shop.caller, shop.customer(), cost, k, shop.clock.now())
+            for k in ("a", "b", "c", "d")
+        ]
+        repo = rewards.LoyaltyRepository(shop.session)
+        used, released, reused, cancelled = (repo.voucher_of(r.id) for r, _ in rows)
+        now = shop.clock.now
+        service.use_voucher(shop.session, used, order_ref="o1", now=now())
+        service.use_voucher(shop.session, released, order_ref="o2", now=now())
+        shop.clock.advance(hours=1)
+        service.release_voucher(shop.session, released, order_ref="o2", now=now())
+        service.use_voucher(shop.session, reused, order_ref="o3", now=now())
+        service.release_voucher(shop.session, reused, order_ref="o3", now=now())
+        service.use_voucher(shop.session, reused, order_ref="o3", now=now())
+        rewards.cancel(shop.session, shop.caller, rows[3][0].id, now())
+        log = EventRepository(shop.session).for_customer(shop.customer().id)
+        types = [e.type for e in log]
+        assert types.count("loyalty.voucher_used") == 4
+        assert types.count("loyalty.voucher_released") == 2
+
+        def states() -> list[tuple[object, ...]]:
+            vouchers = (repo.voucher_of(r.id) for r, _ in rows)
+            return [(v.code, v.status, v.order_ref, v.used_at) for v in vouchers if v]
+
+        before = states()
+        assert [s[1:3] for s in before] == [
+            ("used", "o1"),
+            ("issued", None),
+            ("used", "o3"),
+            ("cancelled", None),
+        ]
+        replay(shop.session, shop.tenant.programme_id, now())
+        assert states() == before
 
 
 class TestInterfaces:

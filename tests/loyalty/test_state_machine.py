@@ -1,7 +1,8 @@
 """Point 10 of the issue: for any sequence of orders, deliveries, refunds, cancellations,
-redemptions (and their cancellation), adjustments, job runs and clock moves, every programme's
-accounts sum to zero, no available balance is negative, lots agree with balances, and a replay
-of the event log into empty loyalty tables gives identical balances."""
+redemptions (and their cancellation), vouchers used and released at checkout, adjustments, job
+runs and clock moves, every programme's accounts sum to zero, no available balance is negative,
+lots agree with balances, and a replay of the event log into empty loyalty tables gives
+identical balances and voucher states."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from fidele.kit.clock import FrozenClock
 from fidele.ledger import service as ledger
 from fidele.ledger.models import Account
 from fidele.loyalty import rewards
-from fidele.loyalty.models import Lot, Member
+from fidele.loyalty.models import Lot, Member, Voucher
 from fidele.loyalty.replay import catch_up_all, replay
 from tests.fixtures.factories import make_tenant
 from tests.loyalty.conftest import Shop
@@ -59,7 +60,12 @@ def snapshot(session: Session, programme_id: int) -> dict[str, Any]:
             Account.programme_id == programme_id, Account.merchant_id.is_not(None)
         )
     ).all()
-    return {"members": shop_rows, "merchants": sorted(merchant)}
+    vouchers = session.execute(
+        select(
+            Voucher.redemption_id, Voucher.code, Voucher.status, Voucher.order_ref, Voucher.used_at
+        ).where(Voucher.programme_id == programme_id)
+    ).all()
+    return {"members": shop_rows, "merchants": sorted(merchant), "vouchers": sorted(vouchers)}
 
 
 class LoyaltyMachine(RuleBasedStateMachine):
@@ -128,6 +134,16 @@ class LoyaltyMachine(RuleBasedStateMachine):
     def cancel_redemption(self, i: int) -> None:
         rid = self.redemptions[i % len(self.redemptions)]
         self.attempt(rewards.cancel, self.session, self.shop.caller, rid, self.clock.now())
+
+    @precondition(lambda self: self.redemptions)
+    @rule(i=st.integers(0, 100), order=st.sampled_from(["x1", "x2"]), release=st.booleans())
+    def checkout_voucher(self, i: int, order: str, release: bool) -> None:
+        """The promotions checkout uses a reward's code for an order, or releases it."""
+        rid = self.redemptions[i % len(self.redemptions)]
+        voucher = rewards.LoyaltyRepository(self.session).voucher_of(rid)
+        assert voucher is not None
+        fn = rewards.release_voucher if release else rewards.use_voucher
+        self.attempt(fn, self.session, voucher, order_ref=order, now=self.clock.now())
 
     @rule(customer=st.sampled_from(CUSTOMERS), points=st.integers(-100, 100))
     def adjust(self, customer: str, points: int) -> None:

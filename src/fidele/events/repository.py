@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from fidele.events.models import ConnectorSecret, Event, SyncCursor
 from fidele.kit.repository import RepositoryBase
@@ -19,6 +19,10 @@ class EventRepository(RepositoryBase[Event]):
 
     def for_customer(self, customer_id: int) -> Sequence[Event]:
         return self.all(select(Event).where(Event.customer_id == customer_id).order_by(Event.id))
+
+    def count(self, programme_id: int) -> int:
+        stmt = select(func.count()).where(Event.programme_id == programme_id)
+        return int(self.session.execute(stmt).scalar_one())
 
     def stream(
         self, *, programme_id: int | None = None, batch: int = 5000

@@ -1,33 +1,41 @@
 """Batch replay of order-only logs: the same rules as the per-event path (:mod:`members`,
-:mod:`earning`, :mod:`points`), simulated in memory per member and written with bulk inserts
-(COPY on PostgreSQL). Used by :func:`replay.replay` when the log holds only ``order.placed``
-and ``customer.upserted`` events and one scale without budgets, bonuses on dates, inactivity
-or plans; anything else takes the per-event path. ``tests/loyalty/test_bulk.py`` checks both
-paths give the same balances, lots and tiers. Run it with writes to the programme stopped:
-ids are assigned here."""
+:mod:`earning`, :mod:`points`), simulated in memory per member and written table by table
+(:mod:`bulk_store`: COPY on PostgreSQL). Used by :func:`replay.replay` when the log holds only
+``order.placed`` and ``customer.upserted`` events and one scale without budgets, bonuses on
+dates, inactivity or plans; anything else takes the per-event path.
+``tests/loyalty/test_bulk.py`` checks both paths give the same balances, lots and tiers. Run it
+with writes to the programme stopped: ids are assigned here.
+
+The simulation works on plain columns (times in UTC microseconds, rows as list appends): only
+what depends on a member's history (catch-up, tiers, which tier multiplies an order) runs per
+order in Python; ledger entries and balances are derived from the postings with numpy."""
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select, text
+import numpy as np
+import polars as pl
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from fidele.customers.models import Customer
 from fidele.events.models import Event
 from fidele.ledger.models import Account, Entry, Posting
 from fidele.ledger.service import POINTS, account_key
 from fidele.loyalty import domain
+from fidele.loyalty.bulk_earning import Earnings, add_months, earnings, earnings_by_domain
+from fidele.loyalty.bulk_store import EPOCH, US, Writer, customers, events, max_id
 from fidele.loyalty.config import Scale
-from fidele.loyalty.earning import facts_of
 from fidele.loyalty.models import Consumption, CustomerLink, Lot, Member, RuleVersion, TierChange
 from fidele.loyalty.points import shard_ref
 
 # Inputs the batch path handles, and loyalty's own outputs (which replays ignore).
 TYPES = ("order.placed", "customer.upserted", "loyalty.tier_changed", "loyalty.points_expiring")
+TABLES = (Account, Member, CustomerLink, Lot, Posting, Entry, Consumption, TierChange)
+DAY = 86_400 * US
 
 
 def eligible(session: Session, programme_id: int, scale: Scale) -> bool:
@@ -51,275 +59,235 @@ def eligible(session: Session, programme_id: int, scale: Scale) -> bool:
     )
 
 
-@dataclass
-class SimLot:
-    id: int
-    merchant_id: int
-    source_key: str
-    points: int
-    remaining: int
-    status: str
-    earned_at: datetime
-    available_at: datetime
-    expires_at: datetime | None
-    order_id: int
-    order_amount: int
-    detail: list[dict[str, Any]]
+def dt(us: int) -> Any:
+    return EPOCH + timedelta(microseconds=us)
 
 
-@dataclass
+@dataclass(slots=True)
 class SimMember:
     id: int
-    merchant_id: int
-    created_at: datetime
-    lots: list[SimLot] = field(default_factory=list)
+    created_us: int
+    email: str | None
+    accounts: tuple[int, int, int]  # available, pending, debt
+    lots: list[int] = field(default_factory=list)  # lot indexes, in creation order
+    pending: list[int] = field(default_factory=list)
+    live: list[int] = field(default_factory=list)  # available, points left, an expiry date
     tier_rank: int = 0
-    tier_since: datetime | None = None
-    tier_review_at: datetime | None = None
+    tier_since: int | None = None
+    tier_review: int | None = None
     tier_grace: bool = False
-    first_order_at: datetime | None = None
-    last_activity_at: datetime | None = None
+    first_order: int | None = None
+    last_activity: int | None = None
     lifetime_earned: int = 0
 
 
+class Columns:
+    """Rows of one table, appended as tuples; ``cols`` turns them into one list per column."""
+
+    def __init__(self, *names: str) -> None:
+        self.names = names
+        self.rows: list[tuple[Any, ...]] = []
+        self.add = self.rows.append
+
+    @property
+    def cols(self) -> dict[str, Any]:
+        columns = list(zip(*self.rows, strict=True)) or [()] * len(self.names)
+        return dict(zip(self.names, map(list, columns), strict=True))
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+class Lots:
+    """The lots, one list per column (the catch-up reads them by index); ``remaining`` and
+    ``available`` change as lots are released and expire."""
+
+    __slots__ = (
+        "merchant_id", "member_id", "order_id", "points", "earned", "available_at", "expires",
+        "amount", "detail", "remaining", "available",
+    )  # fmt: skip
+
+    def __init__(self) -> None:
+        for name in self.__slots__:
+            setattr(self, name, [])
+
+    def __len__(self) -> int:
+        return len(self.remaining)
+
+
 class Sim:
-    """The programme replayed in memory; rows to write accumulate in ``out``."""
+    """The programme replayed in memory; each table's rows accumulate in columns."""
 
-    def __init__(self, session: Session, programme_id: int, scale: Scale) -> None:
-        self.session, self.programme_id, self.scale = session, programme_id, scale
+    def __init__(self, programme_id: int, scale: Scale, ids: dict[Any, int]) -> None:
+        self.programme_id, self.scale, self.ids = programme_id, scale, ids
         self.members: dict[int, SimMember] = {}  # by customer id
-        self.ids = {
-            m: _max_id(session, m)
-            for m in (Member, Lot, Posting, Entry, Account, Consumption, TierChange)
-        }
-        self.out: dict[Any, list[dict[str, Any]]] = {}
+        self.people: list[SimMember] = []  # in creation (id) order
+        self.by_email: dict[str, SimMember] = {}
+        self.links: list[tuple[int, int]] = []
         self.merchant_accounts: dict[tuple[int, str, str | None], int] = {}
-        self.balances: dict[int, int] = {}
-        self.member_accounts: dict[int, dict[str, int]] = {}
-
-    def next_id(self, model: Any) -> int:
-        self.ids[model] += 1
-        return self.ids[model]
-
-    def row(self, model: Any, **values: Any) -> None:
-        self.out.setdefault(model, []).append(values)
+        self.accounts = Columns("key", "merchant_id", "kind", "ref", "allow_negative", "created")
+        self.lots = Lots()
+        self.postings = Columns("source_key", "reason", "created", "debit", "credit", "amount")
+        self.expiries = Columns("lot", "merchant_id", "source_key", "points", "created")
+        self.tier_changes = Columns("member_id", "from_rank", "to_rank", "reason", "created")
+        s, tiers = scale.settings, scale.tiers
+        self.levels = tiers.levels
+        self.pending_us = s.pending_days * DAY
+        self.rules_json: dict[str, str] = {}
 
     # -- accounts and postings
     def account(
-        self,
-        kind: str,
-        now: datetime,
-        merchant_id: int | None = None,
-        member_id: int | None = None,
-        allow_negative: bool = False,
-        ref: str | None = None,
+        self, kind: str, now: int, merchant: int | None, ref: str | None, allow_negative: bool
     ) -> int:
-        acc_id = self.next_id(Account)
-        ref = f"member:{member_id}" if member_id else ref
-        self.row(
-            Account,
-            id=acc_id,
-            key=account_key(self.programme_id, kind, POINTS, merchant_id, None, ref),
-            programme_id=self.programme_id,
-            merchant_id=merchant_id,
-            customer_id=None,
-            kind=kind,
-            unit=POINTS,
-            ref=ref,
-            balance=0,
-            allow_negative=allow_negative,
-            created_at=now,
+        self.accounts.add(
+            (
+                account_key(self.programme_id, kind, POINTS, merchant, None, ref),
+                merchant,
+                kind,
+                ref,
+                allow_negative,
+                now,
+            )
         )
-        self.balances[acc_id] = 0
-        return acc_id
+        return self.ids[Account] + len(self.accounts)
 
-    def merchant(
-        self, merchant_id: int, kind: str, now: datetime, member_id: int | None = None
-    ) -> int:
+    def merchant(self, merchant_id: int, kind: str, now: int, member_id: int | None = None) -> int:
         ref = shard_ref(kind, member_id)
         key = (merchant_id, kind, ref)
-        if key not in self.merchant_accounts:
-            self.merchant_accounts[key] = self.account(
-                kind, now, merchant_id=merchant_id, allow_negative=kind == "issued", ref=ref
+        found = self.merchant_accounts.get(key)
+        if found is None:
+            found = self.merchant_accounts[key] = self.account(
+                kind, now, merchant_id, ref, kind == "issued"
             )
-        return self.merchant_accounts[key]
+        return found
 
-    def move(
-        self, source: str, reason: str, debit: int, credit: int, pts: int, now: datetime
-    ) -> None:
-        if pts == 0:
-            return
-        pid = self.next_id(Posting)
-        self.row(
-            Posting,
-            id=pid,
-            programme_id=self.programme_id,
-            source_key=source,
-            reason=reason,
-            unit=POINTS,
-            created_at=now,
-            meta={},
-        )
-        for acc, amount in ((debit, -pts), (credit, pts)):
-            self.row(Entry, id=self.next_id(Entry), posting_id=pid, account_id=acc, amount=amount)
-            self.balances[acc] += amount
+    def move(self, source: str, reason: str, debit: int, credit: int, pts: int, now: int) -> None:
+        if pts:
+            self.postings.add((source, reason, now, debit, credit, pts))
 
     # -- members
-    def member(self, customer: Customer, now: datetime) -> SimMember:
-        found = self.members.get(customer.id)
+    def member(self, customer_id: int, info: tuple[int, str | None, bool], now: int) -> SimMember:
+        found = self.members.get(customer_id)
         if found is not None:
             return found
-        m = SimMember(self.next_id(Member), customer.merchant_id, now)
-        self.members[customer.id] = m
-        self.member_accounts[m.id] = {
-            k: self.account(k, now, member_id=m.id, allow_negative=k == "debt")
-            for k in ("available", "pending", "debt")
-        }
-        self.row(CustomerLink, customer_id=customer.id, member_id=m.id)
+        _, email, _ = info
+        m = self.by_email.get(email) if email else None
+        if m is None:
+            mid = self.ids[Member] + len(self.people) + 1
+            accs = tuple(
+                self.account(k, now, None, f"member:{mid}", k == "debt")
+                for k in ("available", "pending", "debt")
+            )
+            m = SimMember(mid, now, email, accs)  # type: ignore[arg-type]
+            self.people.append(m)
+            if email:
+                self.by_email[email] = m
+        self.members[customer_id] = m
+        self.links.append((customer_id, m.id))
         return m
 
-    def catch_up(self, m: SimMember, now: datetime) -> None:
+    def catch_up(self, m: SimMember, now: int) -> None:
+        """Releases, expiries and tier reviews due by ``now``, in the order of their dates
+        (ties: release, expiry, review; then lot creation order), as ``members.catch_up``."""
+        avail, expires = self.lots.available_at, self.lots.expires
         while True:
-            items = self._due(m, now)
-            if not items:
+            best: tuple[int, int, int] | None = None
+            for i in m.pending:
+                if avail[i] <= now and (best is None or (avail[i], 0, i) < best):
+                    best = (avail[i], 0, i)
+            for i in m.live:
+                if expires[i] <= now and (best is None or (expires[i], 1, i) < best):
+                    best = (expires[i], 1, i)
+            review = m.tier_review
+            if review is not None and review <= now and self.levels:
+                if best is None or (review, 3, 0) < best:
+                    best = (review, 3, 0)
+            if best is None:
                 return
-            at, order, lot = min(items, key=lambda i: (i[0], i[1]))
-            if order == 0:
-                self._release(m, lot, now)
-            elif order == 1:
-                self._expire(m, lot, at, now)
+            at, kind, i = best
+            if kind == 0:
+                self._release(m, i, now)
+            elif kind == 1:
+                self._expire(m, i, at, now)
             else:
                 self._review(m, at)
 
-    def _due(self, m: SimMember, now: datetime) -> list[tuple[datetime, int, Any]]:
-        items: list[tuple[datetime, int, Any]] = []
-        for lot in m.lots:
-            if lot.status == "pending" and lot.available_at <= now:
-                items.append((lot.available_at, 0, lot))
-            elif (
-                lot.status == "available"
-                and lot.remaining > 0
-                and lot.expires_at
-                and lot.expires_at <= now
-            ):
-                items.append((lot.expires_at, 1, lot))
-        if m.tier_review_at is not None and m.tier_review_at <= now and self.scale.tiers.levels:
-            items.append((m.tier_review_at, 3, None))
-        return items
+    def _release(self, m: SimMember, i: int, now: int) -> None:
+        accs, lots = m.accounts, self.lots
+        key = f"order:{lots.order_id[i]}:release"
+        self.move(key, "release", accs[1], accs[0], lots.remaining[i], now)
+        lots.available[i] = True
+        m.pending.remove(i)
+        if lots.remaining[i] > 0 and lots.expires[i] is not None:
+            m.live.append(i)
 
-    def _release(self, m: SimMember, lot: SimLot, now: datetime) -> None:
-        accs = self.member_accounts[m.id]
-        self.move(
-            f"{lot.source_key}:release",
-            "release",
-            accs["pending"],
-            accs["available"],
-            lot.remaining,
-            now,
-        )
-        lot.status = "available"
+    def _expire(self, m: SimMember, i: int, at: int, now: int) -> None:
+        pts, merchant = self.lots.remaining[i], self.lots.merchant_id[i]
+        key = f"lot:{self.ids[Lot] + i + 1}:expire:{dt(at).isoformat()}:{pts}"
+        self.move(key, "expire", m.accounts[0], self.merchant(merchant, "expired", now), pts, now)
+        self.expiries.add((i, merchant, key, pts, now))
+        self.lots.remaining[i] = 0
+        m.live.remove(i)
 
-    def _expire(self, m: SimMember, lot: SimLot, at: datetime, now: datetime) -> None:
-        key = f"lot:{lot.id}:expire:{at.isoformat()}:{lot.remaining}"
-        self.move(
-            key,
-            "expire",
-            self.member_accounts[m.id]["available"],
-            self.merchant(lot.merchant_id, "expired", now),
-            lot.remaining,
-            now,
-        )
-        self.row(
-            Consumption,
-            id=self.next_id(Consumption),
-            programme_id=self.programme_id,
-            lot_id=lot.id,
-            merchant_id=lot.merchant_id,
-            source_key=key,
-            kind="expire",
-            points=lot.remaining,
-            restored=False,
-            created_at=now,
-        )
-        lot.remaining = 0
-
-    def _rank(self, m: SimMember, at: datetime) -> int:
-        start = domain.tier_window_start(self.scale.tiers.window, at)
+    def _rank(self, m: SimMember, at: int) -> int:
+        tiers = self.scale.tiers
+        if tiers.window == "calendar_year":
+            start = _us(domain.tier_window_start(tiers.window, dt(at)))
+        else:
+            start = at - 365 * DAY
+        earned, pts, amount = self.lots.earned, self.lots.points, self.lots.amount
         metrics = {"points": 0, "spent": 0, "orders": 0}
-        for lot in m.lots:
-            if start < lot.earned_at <= at:
-                metrics["points"] += lot.points
-                metrics["spent"] += lot.order_amount
+        for i in m.lots:
+            if start < earned[i] <= at:
+                metrics["points"] += pts[i]
+                metrics["spent"] += amount[i]
                 metrics["orders"] += 1
-        years = domain.full_years(m.first_order_at, at)
-        return domain.tier_rank(
-            self.scale.tiers.levels, metrics, years, self.scale.tiers.seniority_bp_per_year
-        )
+        bp = tiers.seniority_bp_per_year
+        years = 0
+        if bp and m.first_order is not None:
+            years = domain.full_years(dt(m.first_order), dt(at))
+        return domain.tier_rank(self.levels, metrics, years, bp)
 
-    def _review(self, m: SimMember, at: datetime) -> None:
+    def _review(self, m: SimMember, at: int) -> None:
         tiers = self.scale.tiers
         rank = self._rank(m, at)
         if rank >= m.tier_rank:
-            m.tier_grace, m.tier_review_at = False, domain.add_months(at, tiers.review_months)
+            m.tier_grace, m.tier_review = False, _add_months(at, tiers.review_months)
         elif not m.tier_grace and tiers.grace_days:
-            m.tier_grace, m.tier_review_at = True, at + timedelta(days=tiers.grace_days)
+            m.tier_grace, m.tier_review = True, at + tiers.grace_days * DAY
         else:
             self._change(m, rank, "review: threshold not met", at)
 
-    def _change(self, m: SimMember, rank: int, reason: str, at: datetime) -> None:
-        self.row(
-            TierChange,
-            id=self.next_id(TierChange),
-            member_id=m.id,
-            from_rank=m.tier_rank,
-            to_rank=rank,
-            reason=reason,
-            created_at=at,
-        )
+    def _change(self, m: SimMember, rank: int, reason: str, at: int) -> None:
+        self.tier_changes.add((m.id, m.tier_rank, rank, reason, at))
         m.tier_rank, m.tier_since, m.tier_grace = rank, at, False
-        m.tier_review_at = domain.add_months(at, self.scale.tiers.review_months)
+        m.tier_review = _add_months(at, self.scale.tiers.review_months)
 
     # -- orders
-    def order(self, event: Any, customer: Customer, now: datetime) -> None:
-        m = self.member(customer, now)
+    def order(self, m: SimMember, ev: tuple[Any, ...], earned: Earnings, k: int) -> None:
+        """An ``order.placed`` event: ``ev`` is (merchant, order, received, placed, total,
+        expiry), ``k`` the order's row in ``earned``."""
+        merchant, order_id, now, placed, _, expires = ev
         self.catch_up(m, now)
-        s = self.scale.settings
-        facts = facts_of(event.payload)
-        levels = self.scale.tiers.levels
-        ctx = domain.Context(
-            first_order=not m.lots,
-            tier=levels[min(m.tier_rank, len(levels) - 1)] if levels else None,
-        )
-        awards = domain.order_points(self.scale, facts, ctx).awards
-        pts = max(sum(p for _, p in awards), 0)
-        available_at = facts.placed_at + timedelta(days=s.pending_days)
-        lot = SimLot(
-            self.next_id(Lot),
-            event.merchant_id,
-            f"order:{event.order_id}",
-            pts,
-            pts,
-            "pending" if available_at > now else "available",
-            facts.placed_at,
-            available_at,
-            domain.add_months(facts.placed_at, s.expiry_months) if s.expiry_months else None,
-            event.order_id or 0,
-            facts.total,
-            [{"rule": r, "points": p} for r, p in awards],
-        )
-        self.move(
-            lot.source_key,
-            "order",
-            self.merchant(event.merchant_id, "issued", now, m.id),
-            self.member_accounts[m.id][lot.status],
-            pts,
-            now,
-        )
-        m.lots.append(lot)
+        levels = self.levels
+        t = min(m.tier_rank, len(levels) - 1) if levels else 0
+        pts, detail = earned.points[t][k], earned.detail[t][k]
+        if not m.lots:
+            pts, detail = pts + earned.bonus_points[k], detail + earned.bonus_detail[k]
+        pts = max(pts, 0)
+        i = self._lot(ev, m.id, pts, detail + "]")
+        status = self.lots.available[i]
+        issued = self.merchant(merchant, "issued", now, m.id)
+        self.move(f"order:{order_id}", "order", issued, m.accounts[0 if status else 1], pts, now)
+        m.lots.append(i)
+        if not status:
+            m.pending.append(i)
+        elif pts > 0 and expires is not None:
+            m.live.append(i)
         m.lifetime_earned += pts
-        if m.first_order_at is None or facts.placed_at < m.first_order_at:
-            m.first_order_at = facts.placed_at
-        m.last_activity_at = now
+        if m.first_order is None or placed < m.first_order:
+            m.first_order = placed
+        m.last_activity = now
         if levels:
             rank = self._rank(m, now)
             if rank >= m.tier_rank:
@@ -327,133 +295,232 @@ class Sim:
             if rank > m.tier_rank:
                 self._change(m, rank, "qualified", now)
 
+    def _lot(self, ev: tuple[Any, ...], member_id: int, pts: int, detail: str) -> int:
+        merchant, order_id, now, placed, total, expires = ev
+        lots, available_at = self.lots, placed + self.pending_us
+        lots.merchant_id.append(merchant)
+        lots.member_id.append(member_id)
+        lots.order_id.append(order_id)
+        lots.points.append(pts)
+        lots.earned.append(placed)
+        lots.available_at.append(available_at)
+        lots.expires.append(expires)
+        lots.amount.append(total)
+        lots.detail.append(detail)
+        lots.remaining.append(pts)
+        lots.available.append(available_at <= now)
+        return len(lots) - 1
 
-def _max_id(session: Session, model: Any) -> int:
-    return int(session.execute(select(func.coalesce(func.max(model.id), 0))).scalar_one())
+
+def _us(at: Any) -> int:
+    d = at - EPOCH
+    return (d.days * 86_400 + d.seconds) * US + d.microseconds
 
 
-_EVENT_COLUMNS = (
-    Event.id,
-    Event.type,
-    Event.merchant_id,
-    Event.customer_id,
-    Event.order_id,
-    Event.received_at,
-    Event.payload,
-)
+def _add_months(us: int, months: int) -> int:
+    return _us(domain.add_months(dt(us), months))
+
+
+Progress = Callable[[int], None]
 
 
 def replay_orders(
-    session: Session, programme_id: int, scale: Scale, now: datetime, *, batch: int = 20_000
+    session: Session,
+    programme_id: int,
+    scale: Scale,
+    now: Any,
+    *,
+    batch: int = 200_000,
+    progress: Progress | None = None,
 ) -> int:
-    """Replay an order-only log in memory, then write every row in bulk."""
-    sim = Sim(session, programme_id, scale)
-    customers: dict[int, Customer] = {
-        c.id: c
-        for c in session.execute(
-            select(Customer).where(Customer.programme_id == programme_id)
-        ).scalars()
-    }
-    count, last = 0, 0
-    while True:
-        rows = session.execute(  # plain rows, not ORM objects: a million of them
-            select(*_EVENT_COLUMNS)
-            .where(Event.programme_id == programme_id, Event.id > last)
-            .order_by(Event.id)
-            .limit(batch)
-        ).all()
-        if not rows:
-            break
-        for event in rows:
-            customer = customers.get(event.customer_id or 0)
-            if customer is not None and event.type == "order.placed" and event.order_id:
-                sim.order(event, customer, event.received_at)
-            elif (
-                customer is not None
-                and event.type == "customer.upserted"
-                and customer.erased_at is None
-            ):
-                sim.member(customer, event.received_at)
-            count += 1
-        last = rows[-1].id
+    """Replay an order-only log in memory, then write every table in bulk."""
+    sim = Sim(programme_id, scale, {m: max_id(session, m) for m in TABLES if m is not CustomerLink})
+    known = customers(session, programme_id)
+    count = 0
+    for frame, lines in events(session, programme_id, batch):
+        _batch(sim, known, frame, lines)
+        count += frame.height
+        if progress:
+            progress(frame.height)
+    end = _us(now)
     for m in sim.members.values():
-        sim.catch_up(m, now)
-    _write(sim)
+        sim.catch_up(m, end)
+    _write(session, sim)
     return count
 
 
-def _write(sim: Sim) -> None:
-    for m in sim.members.values():
-        accs = sim.member_accounts[m.id]
-        sim.row(
-            Member,
-            id=m.id,
-            programme_id=sim.programme_id,
-            email_normalized=None,
-            available_account_id=accs["available"],
-            pending_account_id=accs["pending"],
-            debt_account_id=accs["debt"],
-            tier_rank=m.tier_rank,
-            tier_since=m.tier_since,
-            tier_review_at=m.tier_review_at,
-            tier_grace=m.tier_grace,
-            first_order_at=m.first_order_at,
-            last_activity_at=m.last_activity_at,
-            lifetime_earned=m.lifetime_earned,
-            lifetime_spent=0,
-            created_at=m.created_at,
-        )
-        for lot in m.lots:
-            sim.row(
-                Lot,
-                id=lot.id,
-                programme_id=sim.programme_id,
-                merchant_id=lot.merchant_id,
-                member_id=m.id,
-                source_key=lot.source_key,
-                reason="order",
-                points=lot.points,
-                remaining=lot.remaining,
-                clawed=0,
-                status=lot.status,
-                earned_at=lot.earned_at,
-                available_at=lot.available_at,
-                expires_at=lot.expires_at,
-                order_id=lot.order_id,
-                order_amount=lot.order_amount,
-                refunded_amount=0,
-                detail=lot.detail,
-            )
-    for row in sim.out.get(Account, []):
-        row["balance"] = sim.balances[row["id"]]
-    order = (Account, Member, CustomerLink, Lot, Posting, Entry, Consumption, TierChange)
-    for model in order:
-        _insert(sim.session, model, sim.out.get(model, []))
-    for model in order:
-        if model is not CustomerLink:
-            _resync(sim.session, model.__table__.name)
+def _batch(sim: Sim, known: dict[int, Any], frame: pl.DataFrame, lines: pl.DataFrame) -> None:
+    orders = frame.filter(pl.col("type") == "order.placed").with_row_index("idx")
+    lines = lines.join(orders.select("id", pl.col("idx").cast(pl.Int64)), on="id")
+    orders = orders.with_columns(pl.col("idx").cast(pl.Int64))
+    earned = earnings(sim.scale, orders, lines) or earnings_by_domain(sim.scale, orders, lines)
+    months = sim.scale.settings.expiry_months
+    expiry = add_months(pl.col("placed_us"), months) if months else pl.lit(None, pl.Int64)
+    cols = frame.select(
+        "type", "customer_id", "merchant_id", "order_id", "received_us", "placed_us", "total",
+        expiry.alias("expires"),
+    )  # fmt: skip
+    k = -1
+    for type_, customer, *ev in cols.iter_rows():
+        if type_ == "order.placed":
+            k += 1
+        info = known.get(customer or 0)
+        if info is None:
+            continue
+        if type_ == "order.placed" and ev[1]:
+            sim.order(sim.member(customer, info, ev[2]), ev, earned, k)  # type: ignore[arg-type]
+        elif type_ == "customer.upserted" and not info[2]:
+            sim.member(customer, info, ev[2])
 
 
-def _insert(session: Session, model: Any, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    if session.get_bind().dialect.name != "postgresql":
-        session.execute(insert(model), rows)
-        return
-    cols = list(rows[0])
-    json_cols = {c for c in cols if isinstance(rows[0][c], dict | list)}
-    raw = session.connection().connection.driver_connection
-    sql = f"COPY {model.__table__.name} ({', '.join(cols)}) FROM STDIN"
-    with raw.cursor() as cur, cur.copy(sql) as copy:
-        for row in rows:
-            copy.write_row([json.dumps(row[c]) if c in json_cols else row[c] for c in cols])
+def _times(values: list[int | None]) -> pl.Series:
+    return pl.Series(values, dtype=pl.Int64).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
 
 
-def _resync(session: Session, table: str) -> None:
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(
-            text(
-                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-                f"(SELECT COALESCE(max(id), 0) + 1 FROM {table}), false)"
-            )
-        )
+def _ids(base: int, n: int) -> np.ndarray:
+    return np.arange(base + 1, base + n + 1, dtype=np.int64)
+
+
+def _write(session: Session, sim: Sim) -> None:
+    out = Writer(session)
+    names = [m.__table__.name for m in TABLES]
+    out.defer_indexes(names)
+    postings = sim.postings.cols
+    tables = (
+        _accounts(sim, postings),
+        _members(sim),
+        {"customer_id": [c for c, _ in sim.links], "member_id": [m for _, m in sim.links]},
+        _lots(sim),
+        *_ledger(sim, postings),
+        _expiries(sim),
+        _tier_changes(sim),
+    )
+    for model, columns in zip(TABLES, tables, strict=True):
+        out.load(model.__table__, columns)
+    out.finish([n for n in names if n != CustomerLink.__tablename__])
+
+
+def _const(value: Any, n: int) -> pl.Series:
+    return pl.repeat(value, n, eager=True)
+
+
+def _accounts(sim: Sim, p: dict[str, Any]) -> dict[str, Any]:
+    c = sim.accounts.cols
+    n, base = len(sim.accounts), sim.ids[Account]
+    amounts = np.asarray(p["amount"], dtype=np.int64)
+    balance = np.zeros(n, dtype=np.int64)
+    np.add.at(balance, np.asarray(p["credit"], dtype=np.int64) - base - 1, amounts)
+    np.subtract.at(balance, np.asarray(p["debit"], dtype=np.int64) - base - 1, amounts)
+    return {
+        "id": _ids(base, n),
+        "key": c["key"],
+        "programme_id": _const(sim.programme_id, n),
+        "merchant_id": pl.Series(c["merchant_id"], dtype=pl.Int64),
+        "kind": c["kind"],
+        "unit": _const(POINTS, n),
+        "ref": pl.Series(c["ref"], dtype=pl.String),
+        "balance": balance,
+        "allow_negative": c["allow_negative"],
+        "created_at": _times(c["created"]),
+    }
+
+
+def _members(sim: Sim) -> dict[str, Any]:
+    people, n = sim.people, len(sim.people)
+    return {
+        "id": [m.id for m in people],
+        "programme_id": _const(sim.programme_id, n),
+        "email_normalized": pl.Series([m.email for m in people], dtype=pl.String),
+        "available_account_id": [m.accounts[0] for m in people],
+        "pending_account_id": [m.accounts[1] for m in people],
+        "debt_account_id": [m.accounts[2] for m in people],
+        "tier_rank": [m.tier_rank for m in people],
+        "tier_since": _times([m.tier_since for m in people]),
+        "tier_review_at": _times([m.tier_review for m in people]),
+        "tier_grace": [m.tier_grace for m in people],
+        "first_order_at": _times([m.first_order for m in people]),
+        "last_activity_at": _times([m.last_activity for m in people]),
+        "lifetime_earned": [m.lifetime_earned for m in people],
+        "lifetime_spent": _const(0, n),
+        "created_at": _times([m.created_us for m in people]),
+    }
+
+
+def _lots(sim: Sim) -> dict[str, Any]:
+    c, n = sim.lots, len(sim.lots)
+    order_ids = pl.Series(c.order_id, dtype=pl.Int64)
+    return {
+        "id": _ids(sim.ids[Lot], n),
+        "programme_id": _const(sim.programme_id, n),
+        "merchant_id": c.merchant_id,
+        "member_id": c.member_id,
+        "source_key": "order:" + order_ids.cast(pl.String),
+        "reason": _const("order", n),
+        "points": c.points,
+        "remaining": c.remaining,
+        "clawed": _const(0, n),
+        "status": pl.Series(c.available, dtype=pl.Boolean).replace_strict(
+            {True: "available", False: "pending"}, return_dtype=pl.String
+        ),
+        "earned_at": _times(c.earned),
+        "available_at": _times(c.available_at),
+        "expires_at": _times(c.expires),
+        "order_id": order_ids,
+        "order_amount": c.amount,
+        "refunded_amount": _const(0, n),
+        "detail": c.detail,
+    }
+
+
+def _ledger(sim: Sim, c: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Postings, and their entries: the debit leg then the credit leg of each."""
+    n = len(sim.postings)
+    ids = _ids(sim.ids[Posting], n)
+    amounts = np.asarray(c["amount"], dtype=np.int64)
+    accounts = np.empty(2 * n, dtype=np.int64)
+    accounts[0::2], accounts[1::2] = c["debit"], c["credit"]
+    legs = np.empty(2 * n, dtype=np.int64)
+    legs[0::2], legs[1::2] = -amounts, amounts
+    postings = {
+        "id": ids,
+        "programme_id": _const(sim.programme_id, n),
+        "source_key": c["source_key"],
+        "reason": c["reason"],
+        "unit": _const(POINTS, n),
+        "created_at": _times(c["created"]),
+        "meta": _const("{}", n),
+    }
+    entries = {
+        "id": _ids(sim.ids[Entry], 2 * n),
+        "posting_id": np.repeat(ids, 2),
+        "account_id": accounts,
+        "amount": legs,
+    }
+    return postings, entries
+
+
+def _expiries(sim: Sim) -> dict[str, Any]:
+    c, n = sim.expiries.cols, len(sim.expiries)
+    return {
+        "id": _ids(sim.ids[Consumption], n),
+        "programme_id": _const(sim.programme_id, n),
+        "lot_id": np.asarray(c["lot"], dtype=np.int64) + sim.ids[Lot] + 1,
+        "merchant_id": c["merchant_id"],
+        "source_key": c["source_key"],
+        "kind": _const("expire", n),
+        "points": c["points"],
+        "restored": _const(False, n),
+        "created_at": _times(c["created"]),
+    }
+
+
+def _tier_changes(sim: Sim) -> dict[str, Any]:
+    c, n = sim.tier_changes.cols, len(sim.tier_changes)
+    return {
+        "id": _ids(sim.ids[TierChange], n),
+        "member_id": c["member_id"],
+        "from_rank": c["from_rank"],
+        "to_rank": c["to_rank"],
+        "reason": c["reason"],
+        "created_at": _times(c["created"]),
+    }

@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from fidele.kit import cli as k
 from fidele.ledger import service as ledger
@@ -87,8 +88,18 @@ def settlement(
 @app.command("replay")
 def replay_cmd(programme: int = ProgrammeOpt, as_json: bool = k.JsonOpt) -> None:
     """Rebuild the programme's loyalty state from the event log."""
-    with k.unit_of_work() as session:
-        count = replay.replay(session, programme, k.clock.now())
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    ]
+    with k.unit_of_work() as session, Progress(*columns, console=k.console, disable=as_json) as bar:
+        total = replay.event_count(session, programme)
+        task = bar.add_task("replaying events, then writing", total=total)
+        count = replay.replay(
+            session, programme, k.clock.now(), progress=lambda n: bar.advance(task, n)
+        )
     if as_json:
         k.print_json({"events": count})
     else:

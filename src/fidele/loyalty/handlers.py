@@ -38,6 +38,8 @@ ROUTES: dict[str, Callable[[Session, Event, datetime], Any]] = {
     "loyalty.burn": rewards.on_burn,
     "loyalty.burn_refund": rewards.on_burn_refund,
     "loyalty.adjustment": rewards.on_adjustment,
+    "loyalty.voucher_used": rewards.on_voucher_used,
+    "loyalty.voucher_released": rewards.on_voucher_released,
     **dict.fromkeys(membership.TYPES, membership.on_event),
 }
 # Written to the log by fidele itself, or outputs of loyalty: nothing to earn.

@@ -18,14 +18,22 @@ from fidele.loyalty.models import Member
 from fidele.loyalty.repository import LoyaltyRepository
 
 
-def replay(session: Session, programme_id: int, now: datetime, *, batch: int = 5000) -> int:
-    """Returns how many events were replayed."""
+def replay(
+    session: Session,
+    programme_id: int,
+    now: datetime,
+    *,
+    batch: int = 5000,
+    progress: bulk.Progress | None = None,
+) -> int:
+    """Returns how many events were replayed; ``progress`` is called with each batch's
+    count."""
     repo = LoyaltyRepository(session)
     repo.wipe(programme_id)
     session.info.pop("loyalty_accounts", None)
     scale = members.scale_at(session, programme_id)
     if bulk.eligible(session, programme_id, scale):
-        return bulk.replay_orders(session, programme_id, scale, now, batch=batch)
+        return bulk.replay_orders(session, programme_id, scale, now, progress=progress)
     session.info[notify.REPLAY] = True
     count = 0
     try:
@@ -34,10 +42,16 @@ def replay(session: Session, programme_id: int, now: datetime, *, batch: int = 5
                 route(session, event, event.received_at)
                 count += 1
             session.flush()
+            if progress:
+                progress(len(rows))
         catch_up_all(session, now, programme_id=programme_id)
     finally:
         session.info.pop(notify.REPLAY, None)
     return count
+
+
+def event_count(session: Session, programme_id: int) -> int:
+    return EventRepository(session).count(programme_id)
 
 
 def catch_up_all(

@@ -1,9 +1,10 @@
 """Rewards, redemptions, vouchers, burns and manual adjustments.
 
 Each write is an event of the log (``loyalty.redemption``, ``loyalty.redemption_cancelled``,
-``loyalty.burn``, ``loyalty.burn_refund``, ``loyalty.adjustment``) whose handler does the
-work, so a replay of the log redoes it. The request's idempotency key is the event's: a retry
-finds the event and returns what it made. A redemption's id is its event's id."""
+``loyalty.burn``, ``loyalty.burn_refund``, ``loyalty.adjustment``, ``loyalty.voucher_used``,
+``loyalty.voucher_released``) whose handler does the work, so a replay of the log redoes it.
+The request's idempotency key is the event's: a retry finds the event and returns what it made.
+A redemption's id is its event's id."""
 
 from __future__ import annotations
 
@@ -390,17 +391,55 @@ def find_voucher(session: Session, programme_id: int, code: str) -> Voucher | No
 
 
 def use_voucher(session: Session, voucher: Voucher, *, order_ref: str, now: datetime) -> None:
+    """Mark an issued code used by ``order_ref`` (again for the same order: nothing changes),
+    through a ``loyalty.voucher_used`` event, so a replay of the log reproduces it."""
     session.refresh(voucher, with_for_update=True)
     if voucher.status == "used" and voucher.order_ref == order_ref:
         return
     if voucher.status != "issued":
         raise VoucherNotUsable(f"voucher is {voucher.status}", reason=voucher.status)
-    voucher.status, voucher.order_ref, voucher.used_at = "used", order_ref, now
-    session.flush()
+    _voucher_event(session, voucher, "loyalty.voucher_used", order_ref, now)
 
 
 def release_voucher(session: Session, voucher: Voucher, *, order_ref: str, now: datetime) -> None:
+    """Make a code used by ``order_ref`` usable again (``loyalty.voucher_released``); a code
+    not used by that order is left as it is."""
     session.refresh(voucher, with_for_update=True)
     if voucher.status == "used" and voucher.order_ref == order_ref:
+        _voucher_event(session, voucher, "loyalty.voucher_released", order_ref, now)
+
+
+def _voucher_event(
+    session: Session, voucher: Voucher, type_: str, order_ref: str, now: datetime
+) -> None:
+    # No idempotency key: the voucher's row lock and status check above make each change
+    # happen once, and a code may be used, released and used again by the same order.
+    row = session.get(Redemption, voucher.redemption_id)
+    assert row is not None
+    events.record(
+        session,
+        Caller(row.merchant_id, row.programme_id, None, frozenset()),
+        type=type_,
+        occurred_at=now,
+        now=now,
+        source="loyalty",
+        payload={"redemption_id": row.id, "order_ref": order_ref},
+        customer_id=row.customer_id,
+    )
+
+
+def on_voucher_used(session: Session, event: Event, now: datetime) -> None:
+    voucher = LoyaltyRepository(session).voucher_of(int(event.payload["redemption_id"]))
+    if voucher is not None and voucher.status == "issued":
+        voucher.status, voucher.order_ref, voucher.used_at = "used", event.payload["order_ref"], now
+        session.flush()
+
+
+def on_voucher_released(session: Session, event: Event, now: datetime) -> None:
+    voucher = LoyaltyRepository(session).voucher_of(int(event.payload["redemption_id"]))
+    if voucher is not None and (voucher.status, voucher.order_ref) == (
+        "used",
+        event.payload["order_ref"],
+    ):
         voucher.status, voucher.order_ref, voucher.used_at = "issued", None, None
         session.flush()
