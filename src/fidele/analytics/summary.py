@@ -141,12 +141,12 @@ def summary(
     if monetary_col:
         money = pl.Int64 if lf.collect_schema()[monetary_col].is_integer() else pl.Float64
         value = pl.col(monetary_col).fill_null(0).cast(money)
-    frame = (
-        lf.select(pl.col(customer_col), _day_number(datetime_col, dtype), value.alias("amount"))
-        .filter(pl.col("day") <= end)
-        .collect()
-    )
-    runs = customer_runs(frame, customer_col)
+    frame = lf.select(
+        pl.col(customer_col), _day_number(datetime_col, dtype), value.alias("amount")
+    ).collect()
+    if frame.height and frame.get_column("day").max() > end:  # type: ignore[operator]
+        frame = frame.filter(pl.col("day") <= end)  # a filter copies every column
+    runs = customer_runs(frame, customer_col, gaps=interpurchase)
     return _summary_frame(runs, customer_col, end, unit_days(time_unit), interpurchase)
 
 
