@@ -16,7 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-__all__ = ["CustomerRuns", "customer_runs"]
+__all__ = ["CustomerRuns", "customer_runs", "with_boundaries"]
+
+_NEW, _BACK = "__new_customer", "__customer_back"
 
 
 @dataclass(frozen=True)
@@ -40,8 +42,15 @@ def customer_runs(frame: pl.DataFrame, customer_col: str, *, gaps: bool = True) 
     Only two row-length temporaries are made (the customer and day boundaries, as bytes):
     on 6M rows every further 50 MB array cost more in page faults than in arithmetic."""
     day = frame.get_column("day").to_numpy()
-    new_c, new_d = _flags(frame.get_column(customer_col), day)
-    if not _is_sorted(frame.get_column(customer_col), day, new_c):
+    if _NEW in frame.columns:
+        new_c, new_d = _given_flags(frame, day)
+        ordered = frame.height == 0 or not frame.get_column(_BACK)[0]
+        ordered = ordered and not _day_back(day, new_c)
+    else:
+        new_c, new_d = _flags(frame.get_column(customer_col), day)
+        ordered = _is_sorted(frame.get_column(customer_col), day, new_c)
+    if not ordered:
+        frame = frame.select(customer_col, "day", "amount")
         frame = frame.sort(customer_col, "day")
         day = frame.get_column("day").to_numpy()
         new_c, new_d = _flags(frame.get_column(customer_col), day)
@@ -107,8 +116,32 @@ def _flags(customers: pl.Series, day: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return new_c, new_d
 
 
+def with_boundaries(lf: pl.LazyFrame, customer_col: str) -> pl.LazyFrame:
+    """Add where a customer starts and whether a customer goes back (the rows are then not
+    sorted) to the query: computed while the file is scanned, ~0.3 s less on 6M rows than
+    on the collected frame (its first string comparison paid for re-chunking 51 chunks)."""
+    c = pl.col(customer_col)
+    return lf.with_columns(
+        c.ne_missing(c.shift(1)).fill_null(True).alias(_NEW),
+        (c < c.shift(1)).any().alias(_BACK),
+    )
+
+
+def _given_flags(frame: pl.DataFrame, day: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    n = frame.height
+    new_c = np.ones(n + 1, dtype=bool)
+    new_c[:n] = frame.get_column(_NEW).to_numpy()
+    new_d = new_c.copy()
+    if n > 1:
+        new_d[1:n] |= day[1:] != day[:-1]
+    return new_c, new_d
+
+
+def _day_back(day: np.ndarray, new_c: np.ndarray) -> bool:
+    return day.size > 1 and bool(np.any((day[1:] < day[:-1]) & ~new_c[1 : day.size]))
+
+
 def _is_sorted(customers: pl.Series, day: np.ndarray, new_c: np.ndarray) -> bool:
     """Sorted by customer then day: no day going back within a customer (numpy) and the
     customers in order (polars), each one pass."""
-    back = day.size > 1 and bool(np.any((day[1:] < day[:-1]) & ~new_c[1 : day.size]))
-    return not back and customers.is_sorted()
+    return not _day_back(day, new_c) and customers.is_sorted()
