@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 from scipy.optimize import approx_fprime
 
 from fidele.analytics import bgnbd as bg
+from fidele.analytics import gammagamma as gg_module
+from fidele.analytics._fit import hessian_fd
 from fidele.analytics.bgnbd import BGNBDParams, fit_bgnbd, p_alive
 from fidele.analytics.clv import calibration_vs_holdout, customer_lifetime_value, score
 from fidele.analytics.gammagamma import (
@@ -71,15 +73,44 @@ def test_fit_maximises_the_direct_likelihood(simulated):
 def test_analytic_gradient_matches_finite_differences(simulated):
     data = weekly_summary(simulated)
     x, tx, T = (data[c].cast(pl.Float64).to_numpy() for c in ("frequency", "recency", "T"))
-    lik = bg._Likelihood(x, tx, T, np.ones(x.size))
+    lik = bg._Likelihood.of_customers(x, tx, T)
     theta = np.array([0.3, 5.0, 0.9, 2.0])
 
     def direct(t):
         return -bg.bgnbd_log_likelihood(BGNBDParams(*t), x, tx, T).sum()
 
-    assert lik(theta)[0] == pytest.approx(direct(theta), rel=1e-12)
+    assert lik(theta, 0)[0] == pytest.approx(direct(theta), rel=1e-12)
     numeric = approx_fprime(theta, direct, 1e-6)
-    np.testing.assert_allclose(lik(theta)[1], numeric, rtol=1e-4)
+    np.testing.assert_allclose(lik(theta, 1)[1], numeric, rtol=1e-4)
+
+
+@pytest.mark.parametrize("theta", [[0.3, 5.0, 0.9, 2.0], [2.0, 0.5, 3.0, 0.7], [0.05, 40, 0.2, 9]])
+def test_analytic_hessian_matches_finite_differences_of_the_gradient(simulated, theta):
+    data = weekly_summary(simulated)
+    x, tx, T = (data[c].cast(pl.Float64).to_numpy() for c in ("frequency", "recency", "T"))
+    lik = bg._Likelihood.of_customers(x, tx, T)
+    theta = np.array(theta)
+    value, grad, hess = lik(theta, 2)
+    assert (value, list(grad)) == (lik(theta, 0)[0], list(lik(theta, 1)[1]))
+    numeric = hessian_fd(lambda t: lik(t, 1)[1], theta)
+    np.testing.assert_allclose(hess, numeric, rtol=1e-6, atol=1e-7 * np.abs(numeric).max())
+
+
+def test_gamma_gamma_gradient_and_hessian_match_finite_differences(simulated):
+    data = weekly_summary(simulated).filter(pl.col("frequency") > 0)
+    x = data["frequency"].cast(pl.Float64).to_numpy()
+    m = data["monetary_value"].to_numpy()
+    lik = gg_module._Likelihood(x, m)
+    for theta in (np.array([6.0, 3.7, 15.0]), np.array([0.4, 12.0, 300.0])):
+
+        def direct(t):
+            return -gamma_gamma_log_likelihood(GammaGammaParams(*t), x, m).sum()
+
+        value, grad, hess = lik(theta, 2)
+        assert value == pytest.approx(direct(theta), rel=1e-12)
+        np.testing.assert_allclose(grad, approx_fprime(theta, direct, 1e-6 * theta), rtol=1e-4)
+        numeric = hessian_fd(lambda t: lik(t, 1)[1], theta)
+        np.testing.assert_allclose(hess, numeric, rtol=1e-6, atol=1e-7 * np.abs(numeric).max())
 
 
 def test_gamma_gamma_likelihood_and_spend_formula():

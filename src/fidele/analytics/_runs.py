@@ -16,7 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-__all__ = ["CustomerRuns", "customer_runs"]
+__all__ = ["CustomerRuns", "customer_runs", "with_boundaries"]
+
+_NEW, _BACK = "__new_customer", "__customer_back"
 
 
 @dataclass(frozen=True)
@@ -33,40 +35,65 @@ class CustomerRuns:
     gap_sq: np.ndarray  # sum of squared gaps between purchase days (days^2)
 
 
-def customer_runs(frame: pl.DataFrame, customer_col: str) -> CustomerRuns:
+def customer_runs(frame: pl.DataFrame, customer_col: str, *, gaps: bool = True) -> CustomerRuns:
     """Reduce ``frame`` (``customer_col``, ``day`` Int32 and ``amount``, no null amount) to
-    one entry per customer."""
-    flags = _flags(frame, customer_col)
-    if not _is_sorted(frame, flags, customer_col):
+    one entry per customer; ``gap_sq`` only with ``gaps`` (zeros otherwise).
+
+    Only two row-length temporaries are made (the customer and day boundaries, as bytes):
+    on 6M rows every further 50 MB array cost more in page faults than in arithmetic."""
+    day = frame.get_column("day").to_numpy()
+    if _NEW in frame.columns:
+        new_c, new_d = _given_flags(frame, day)
+        ordered = frame.height == 0 or not frame.get_column(_BACK)[0]
+        ordered = ordered and not _day_back(day, new_c)
+    else:
+        new_c, new_d = _flags(frame.get_column(customer_col), day)
+        ordered = _is_sorted(frame.get_column(customer_col), day, new_c)
+    if not ordered:
+        frame = frame.select(customer_col, "day", "amount")
         frame = frame.sort(customer_col, "day")
-        flags = _flags(frame, customer_col)
+        day = frame.get_column("day").to_numpy()
+        new_c, new_d = _flags(frame.get_column(customer_col), day)
     n = frame.height
-    new_c = flags.get_column(customer_col).to_numpy()
-    new_d = new_c | flags.get_column("__new_day").to_numpy()
-    day = frame.get_column("day").to_numpy().astype(np.int64)
     amount = frame.get_column("amount").to_numpy()
-    cs, ds = np.flatnonzero(new_c), np.flatnonzero(new_d)
     if n == 0:
         empty = np.zeros(0, np.int64)
         return CustomerRuns(frame.get_column(customer_col), *[empty] * 5, amount[:0], empty)
-    run_day, first_run = day[ds], np.flatnonzero(new_c[ds])  # per purchase day; customer starts
-    day_amount = np.add.reduceat(amount, ds)
+    cs = np.flatnonzero(new_c[:n])
+    ends = np.append(cs[1:], n)
     return CustomerRuns(
-        customers=frame.get_column(customer_col).gather(cs),
-        first=day[cs],
-        last=day[np.append(cs[1:], n) - 1],
+        customers=_firsts(frame, customer_col, cs),
+        first=day[cs].astype(np.int64),
+        last=day[ends - 1].astype(np.int64),
         n_orders=np.diff(np.append(cs, n)),
-        days=np.diff(np.append(first_run, ds.size)),
+        days=np.add.reduceat(new_d[:n].view(np.uint8), cs, dtype=np.int64),
         total=np.add.reduceat(amount, cs),
-        first_amount=day_amount[first_run],
-        gap_sq=_gap_squares(run_day, first_run),
+        first_amount=_first_day_amounts(amount, new_d, cs),
+        gap_sq=_gap_squares(day, new_d, cs) if gaps else np.zeros(cs.size, np.int64),
     )
 
 
-def _gap_squares(run_day: np.ndarray, first_run: np.ndarray) -> np.ndarray:
+def _first_day_amounts(amount: np.ndarray, new_d: np.ndarray, cs: np.ndarray) -> np.ndarray:
+    """Each customer's summed amount on its first purchase day: its first row, plus the next
+    rows while they are on the same day (``new_d`` ends with a True sentinel), one step for
+    all customers at a time; most customers order once on their first day."""
+    out = amount[cs].copy()
+    rows, at = cs + 1, np.arange(cs.size)
+    more = ~new_d[rows]
+    while more.any():
+        rows, at = rows[more], at[more]
+        out[at] += amount[rows]
+        rows += 1
+        more = ~new_d[rows]
+    return out
+
+
+def _gap_squares(day: np.ndarray, new_d: np.ndarray, cs: np.ndarray) -> np.ndarray:
     """Sum over each customer of (gap between consecutive purchase days)^2, in int64 (exact):
-    the squared day-to-day differences with each customer's first day zeroed, summed over the
-    customer's runs."""
+    the squared day-to-day differences at day starts, the customer's first day zeroed."""
+    ds = np.flatnonzero(new_d[: day.size])
+    run_day = day[ds].astype(np.int64)
+    first_run = np.searchsorted(ds, cs)
     sq = np.empty_like(run_day)
     sq[0] = 0
     np.subtract(run_day[1:], run_day[:-1], out=sq[1:])
@@ -75,17 +102,54 @@ def _gap_squares(run_day: np.ndarray, first_run: np.ndarray) -> np.ndarray:
     return np.add.reduceat(sq, first_run)
 
 
-def _flags(frame: pl.DataFrame, customer_col: str) -> pl.DataFrame:
-    """Where a customer starts, where a purchase day starts (both null-aware) and where the day
-    goes back within a customer (the frame is then not sorted)."""
-    new_c = pl.col(customer_col).ne_missing(pl.col(customer_col).shift(1)).fill_null(True)
-    return frame.select(
-        new_c,
-        pl.col("day").ne_missing(pl.col("day").shift(1)).fill_null(True).alias("__new_day"),
-        ((pl.col("day") < pl.col("day").shift(1)) & ~new_c).any().alias("__back"),
+def _flags(customers: pl.Series, day: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where a customer starts (null-aware, compared in polars on zero-copy slices) and where
+    a purchase day starts; both have one more entry, a True sentinel."""
+    n = customers.len()
+    new_c = np.ones(n + 1, dtype=bool)
+    if n > 1:
+        changed = customers.slice(1).ne_missing(customers.slice(0, n - 1))
+        new_c[1:n] = changed.to_numpy()
+    new_d = new_c.copy()
+    if n > 1:
+        new_d[1:n] |= day[1:] != day[:-1]
+    return new_c, new_d
+
+
+def with_boundaries(lf: pl.LazyFrame, customer_col: str) -> pl.LazyFrame:
+    """Add where a customer starts and whether a customer goes back (the rows are then not
+    sorted) to the query: computed while the file is scanned, ~0.3 s less on 6M rows than
+    on the collected frame (its first string comparison paid for re-chunking 51 chunks)."""
+    c = pl.col(customer_col)
+    return lf.with_columns(
+        c.ne_missing(c.shift(1)).fill_null(True).alias(_NEW),
+        (c < c.shift(1)).any().alias(_BACK),
     )
 
 
-def _is_sorted(frame: pl.DataFrame, flags: pl.DataFrame, customer_col: str) -> bool:
-    """Sorted by customer then day: one O(n) check, reusing the flags."""
-    return not flags.get_column("__back")[0] and frame.get_column(customer_col).is_sorted()
+def _firsts(frame: pl.DataFrame, customer_col: str, cs: np.ndarray) -> pl.Series:
+    """The customer of each run: a filter on the query's boolean column when there is one
+    (3-4x faster than a gather of 1M strings across the scan's chunks)."""
+    if _NEW in frame.columns:
+        return frame.get_column(customer_col).filter(frame.get_column(_NEW))
+    return frame.get_column(customer_col).gather(cs)
+
+
+def _given_flags(frame: pl.DataFrame, day: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    n = frame.height
+    new_c = np.ones(n + 1, dtype=bool)
+    new_c[:n] = frame.get_column(_NEW).to_numpy()
+    new_d = new_c.copy()
+    if n > 1:
+        new_d[1:n] |= day[1:] != day[:-1]
+    return new_c, new_d
+
+
+def _day_back(day: np.ndarray, new_c: np.ndarray) -> bool:
+    return day.size > 1 and bool(np.any((day[1:] < day[:-1]) & ~new_c[1 : day.size]))
+
+
+def _is_sorted(customers: pl.Series, day: np.ndarray, new_c: np.ndarray) -> bool:
+    """Sorted by customer then day: no day going back within a customer (numpy) and the
+    customers in order (polars), each one pass."""
+    return not _day_back(day, new_c) and customers.is_sorted()

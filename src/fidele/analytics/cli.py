@@ -184,7 +184,7 @@ def clv_cmd(
     )
     cal = _day(calibration_end, "--calibration-end")
     report, scores = clv_report(
-        lf.collect(),  # reading first measured faster than one lazy scan-to-summary pass
+        lf,  # scanned straight into the summary's query: its boundaries are computed per chunk
         observation_end=end,
         calibration_end=cal,
         options=options,

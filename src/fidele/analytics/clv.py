@@ -39,14 +39,10 @@ def customer_lifetime_value(
 def _clv(
     scorer: BGNBDScorer, spend: np.ndarray, months: int, discount_rate: float, unit: TimeUnit
 ) -> np.ndarray:
+    # the discounted monthly increments are summed per distinct (x, T) pair, then gathered
     step = _PER_MONTH[unit]
-    value = np.zeros(scorer.x.shape)
-    before = np.zeros_like(value)
-    for m in range(1, months + 1):
-        upto = scorer.expected(m * step)
-        value += spend * (upto - before) / (1 + discount_rate) ** m
-        before = upto
-    return value
+    m = np.arange(1, months + 1)
+    return spend * scorer.discounted(m * step, (1 + discount_rate) ** -m.astype(np.float64))
 
 
 def score(

@@ -28,7 +28,7 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
-from fidele.analytics._runs import CustomerRuns, customer_runs
+from fidele.analytics._runs import CustomerRuns, customer_runs, with_boundaries
 
 __all__ = [
     "TimeUnit",
@@ -141,12 +141,13 @@ def summary(
     if monetary_col:
         money = pl.Int64 if lf.collect_schema()[monetary_col].is_integer() else pl.Float64
         value = pl.col(monetary_col).fill_null(0).cast(money)
-    frame = (
-        lf.select(pl.col(customer_col), _day_number(datetime_col, dtype), value.alias("amount"))
-        .filter(pl.col("day") <= end)
-        .collect()
-    )
-    runs = customer_runs(frame, customer_col)
+    frame = with_boundaries(
+        lf.select(
+            pl.col(customer_col), _day_number(datetime_col, dtype), value.alias("amount")
+        ).filter(pl.col("day") <= end),
+        customer_col,
+    ).collect()
+    runs = customer_runs(frame, customer_col, gaps=interpurchase)
     return _summary_frame(runs, customer_col, end, unit_days(time_unit), interpurchase)
 
 

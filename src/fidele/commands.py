@@ -1,0 +1,103 @@
+"""The core commands of `fidele`: the database schema, the HTTP server and the job worker
+(`fidele.cli` registers them only when they can be invoked: `fidele analytics clv` does not
+import `fidele.kit.cli` and its rich console)."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from fidele.kit import cli as k
+
+
+def db_upgrade(as_json: bool = k.JsonOpt) -> None:
+    """Apply every pending migration to the configured database."""
+    k.engine()
+    if as_json:
+        k.print_json({"status": "ok"})
+    else:
+        k.console.print("database is up to date")
+
+
+def db_revision(
+    message: str = typer.Option(..., "-m", "--message", help="What the migration does"),
+) -> None:
+    """(Developers) autogenerate a migration from the models against an empty scratch SQLite."""
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    from alembic import command
+
+    from fidele.db.engine import make_engine
+    from fidele.db.migrate import alembic_config, upgrade
+
+    with tempfile.TemporaryDirectory() as tmp:
+        eng = make_engine(f"sqlite:///{Path(tmp) / 'scratch.db'}")
+        upgrade(eng)
+        with eng.begin() as conn:
+            cfg = alembic_config(eng)
+            cfg.attributes["connection"] = conn
+            script = command.revision(cfg, message=message, autogenerate=True)
+    ruff = Path(sys.executable).parent / "ruff"
+    for rev in script if isinstance(script, list) else [script]:
+        if rev is None:
+            continue
+        path = Path(rev.path)
+        path.write_text(path.read_text().replace("astext_type=Text()", "astext_type=sa.Text()"))
+        subprocess.run([str(ruff), "check", "-q", "--fix", str(path)], check=False)
+        subprocess.run([str(ruff), "format", "-q", str(path)], check=False)
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to bind"),
+    port: int = typer.Option(8000, help="Port"),
+    workers: int = typer.Option(1, help="Worker processes (PostgreSQL only for more than 1)"),
+    access_log: bool = typer.Option(True, help="Log every request (costs CPU per request)"),
+) -> None:
+    """Serve the HTTP API on the configured database (upgrading an empty one first)."""
+    import uvicorn
+
+    k.engine()
+    uvicorn.run(
+        "fidele.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+        access_log=access_log,
+    )
+
+
+def worker(
+    once: bool = typer.Option(False, "--once", help="Run due jobs once and exit"),
+    force: bool = typer.Option(False, "--force", help="Run every job now, due or not"),
+    interval: float = typer.Option(30.0, help="Seconds between rounds"),
+    as_json: bool = k.JsonOpt,
+) -> None:
+    """Run scheduled jobs (safe to run in several processes at once)."""
+    import logging
+    import time
+
+    from fidele.worker.runner import run_due
+
+    logging.basicConfig(level=logging.INFO)
+    factory = k.factory()
+    while True:
+        runs = run_due(factory, k.clock, force=force)
+        rows = [{"job": r.name, "ran": r.ran, "result": r.result, "error": r.error} for r in runs]
+        if once:
+            k.print_rows(rows, "json" if as_json else "table")
+            return
+        time.sleep(interval)
+
+
+def register(root: typer.Typer) -> None:
+    db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+    db_app.command("upgrade")(db_upgrade)
+    db_app.command("revision")(db_revision)
+    root.add_typer(db_app, name="db")
+    root.command()(serve)
+    root.command()(worker)
