@@ -98,7 +98,13 @@ def memo(session: Session, name: str) -> dict[Any, Any]:
     return memos.setdefault(name, {})
 
 
+def forget(session: Session) -> None:
+    """Empty the transaction's memos now: for a caller that bulk-deletes rows a memo may hold
+    (the loyalty replay wipes members and accounts before replaying the log)."""
+    session.info.pop(_MEMOS, None)
+
+
 @event.listens_for(Session, "after_commit")
 @event.listens_for(Session, "after_soft_rollback")
 def _forget(session: Session, *_: Any) -> None:
-    session.info.pop(_MEMOS, None)
+    forget(session)

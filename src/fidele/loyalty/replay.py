@@ -12,6 +12,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from fidele.events.repository import EventRepository
+from fidele.kit.cache import forget as memo_forget
 from fidele.loyalty import bulk, members, notify
 from fidele.loyalty.handlers import route
 from fidele.loyalty.models import Member
@@ -31,6 +32,7 @@ def replay(
     repo = LoyaltyRepository(session)
     repo.wipe(programme_id)
     session.info.pop("loyalty_accounts", None)
+    memo_forget(session)  # members and the scale remembered by this transaction are gone
     scale = members.scale_at(session, programme_id)
     if bulk.eligible(session, programme_id, scale):
         return bulk.replay_orders(session, programme_id, scale, now, progress=progress)
