@@ -34,11 +34,13 @@ def hold_applied(
     shipping: int,
     offers: list[domain.Offer],
     priced: domain.Priced,
+    typed: dict[int, Coupon],
     used_by_customer: dict[int, int],
     now: datetime,
 ) -> tuple[domain.Priced, list[dict[str, Any]]]:
-    """Hold the applied limited coupons of ``priced``; returns the final pricing and the
-    coupons refused because their last uses are held or gone."""
+    """Hold the applied limited coupons of ``priced`` (``typed``: the coupons read with the
+    typed codes); returns the final pricing and the coupons refused because their last uses
+    are held or gone."""
     held: set[str] = set()
     rejected: list[dict[str, Any]] = []
     while True:
@@ -47,7 +49,7 @@ def hold_applied(
             offer = applied.offer
             if offer.source != "coupon" or offer.ref in held:
                 continue
-            coupon = session.get(Coupon, int(offer.ref.split(":")[1]))
+            coupon = typed.get(int(offer.ref.split(":")[1]))  # no lookup: read with the codes
             if coupon is None or (coupon.usage_limit is None and coupon.per_customer_limit is None):
                 continue
             reason = _hold(session, row, coupon, used_by_customer.get(coupon.id, 0), now)

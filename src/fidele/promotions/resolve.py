@@ -39,6 +39,7 @@ class Resolved:
     rejected: list[dict[str, Any]] = field(default_factory=list)
     failed_lookups: int = 0
     customer_uses: dict[int, int] = field(default_factory=dict)  # coupon id -> uses by the customer
+    coupons: dict[int, Coupon] = field(default_factory=dict)  # the typed coupons found, by id
 
     def reject(self, code: str, reason: str, detail: str | None = None) -> None:
         self.rejected.append({"code": code, "reason": reason, "detail": detail or reason})
@@ -89,6 +90,7 @@ def typed_codes(session: Session, cart: Cart, typed: Sequence[str]) -> Resolved:
     )
     ratelimit.refuse_over(failures, cart.cfg.failed_lookups_per_minute, cart.now)
     uses = out.customer_uses = _uses(session, cart, list(found.values()))
+    out.coupons = {c.id: c for c in found.values()}  # also keeps them in the identity map
     for norm, raw in pending.items():
         if norm in found:
             _coupon(out, cart, found[norm], raw, uses.get(found[norm].id, 0))

@@ -61,7 +61,7 @@ def evaluate(
     ratelimit.record_failures(session, caller, data.customer_id, now, found.failed_lookups)
     row = _new_session(session, caller, customer, data, now, cfg.session_ttl_minutes)
     priced, not_held = holds.hold_applied(
-        session, row, lines, data.shipping, offers, priced, found.customer_uses, now
+        session, row, lines, data.shipping, offers, priced, found.coupons, found.customer_uses, now
     )
     rejected = (
         found.rejected
