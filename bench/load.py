@@ -41,15 +41,31 @@ class RawClient:
         )
 
     async def send(self, request: bytes) -> tuple[int, bytes]:
-        """(status, body) of one request; a connection error raises OSError."""
+        """(status, body) of one request; a connection error raises OSError. A kept-alive
+        connection the server closed meanwhile (its keep-alive timeout) is retried once on a
+        new connection, as HTTP clients do; the request had not reached the application."""
         if self._idle:
-            conn = self._idle.pop()
-        else:
-            conn = await asyncio.open_connection(self.host, self.port)
+            try:
+                return await self._send(self._idle.pop(), request)
+            except (_StaleConnection, ConnectionResetError, BrokenPipeError):
+                pass
+        return await self._send(await asyncio.open_connection(self.host, self.port), request)
+
+    async def _send(
+        self, conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], request: bytes
+    ) -> tuple[int, bytes]:
         reader, writer = conn
+        if reader.at_eof():
+            writer.close()
+            raise _StaleConnection
         try:
             writer.write(request)
-            head = await reader.readuntil(b"\r\n\r\n")
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError as e:
+                if not e.partial:  # closed before answering a byte: a stale connection
+                    raise _StaleConnection from e
+                raise
             status = int(head[9:12])
             length, close = 0, False
             for line in head.split(b"\r\n")[1:]:
@@ -62,6 +78,9 @@ class RawClient:
                 elif name == b"transfer-encoding":
                     raise OSError("chunked responses are not supported by RawClient")
             body = await reader.readexactly(length) if length else b""
+        except _StaleConnection:
+            writer.close()
+            raise
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError) as e:
             writer.close()
             raise OSError(f"bad or truncated response: {e}") from e
@@ -78,6 +97,10 @@ class RawClient:
         for _, writer in self._idle:
             writer.close()
         self._idle.clear()
+
+
+class _StaleConnection(ConnectionError):
+    """A kept-alive connection closed by the server before this request was answered."""
 
 
 def auth(key: str) -> dict[str, str]:
