@@ -105,23 +105,15 @@ class CouponRepository(RepositoryBase[Coupon]):
 
     def take_use(self, coupon_id: int) -> bool:
         """Atomic ``used_count += 1`` refused at the usage limit (row-locked on PostgreSQL)."""
-        result = self.session.execute(
-            update(Coupon)
-            .where(
-                Coupon.id == coupon_id,
-                or_(
-                    Coupon.usage_limit.is_(None),
-                    Coupon.used_count + Coupon.held_count < Coupon.usage_limit,
-                ),
-            )
-            .values(used_count=Coupon.used_count + 1)
-            .execution_options(synchronize_session=False)
-        )
-        return _rowcount(result) == 1
+        return self._bump_within_limit(coupon_id, "used_count")
 
     def hold_use(self, coupon_id: int) -> bool:
         """Atomic ``held_count += 1`` refused when uses and holds reach the usage limit; on
         PostgreSQL it row-locks the coupon until commit, so holds of one coupon queue."""
+        return self._bump_within_limit(coupon_id, "held_count")
+
+    def _bump_within_limit(self, coupon_id: int, counter: str) -> bool:
+        """``counter += 1`` unless uses and holds together already reach ``usage_limit``."""
         result = self.session.execute(
             update(Coupon)
             .where(
@@ -131,7 +123,7 @@ class CouponRepository(RepositoryBase[Coupon]):
                     Coupon.used_count + Coupon.held_count < Coupon.usage_limit,
                 ),
             )
-            .values(held_count=Coupon.held_count + 1)
+            .values({counter: getattr(Coupon, counter) + 1})
             .execution_options(synchronize_session=False)
         )
         return _rowcount(result) == 1
