@@ -34,30 +34,11 @@ def account_key(
     return f"{programme_id}:{merchant_id or '-'}:{customer_id or '-'}:{kind}:{unit}:{ref or '-'}"
 
 
-def account(
-    session: Session,
-    *,
-    programme_id: int,
-    kind: str,
-    unit: str,
-    now: datetime,
-    merchant_id: int | None = None,
-    customer_id: int | None = None,
-    ref: str | None = None,
-    allow_negative: bool = False,
-) -> Account:
-    """Get or create an account (race-safe: a concurrent creator wins, we read theirs)."""
+def account(session: Session, **fields: Any) -> Account:
+    """Get or create the account of ``fields`` (those of :func:`new_account`), race-safe: a
+    concurrent creator wins, we read theirs."""
     repo = LedgerRepository(session)
-    acc = new_account(
-        programme_id=programme_id,
-        kind=kind,
-        unit=unit,
-        now=now,
-        merchant_id=merchant_id,
-        customer_id=customer_id,
-        ref=ref,
-        allow_negative=allow_negative,
-    )
+    acc = new_account(**fields)
     key = acc.key
     found = repo.by_key(key)
     if found is not None:
