@@ -163,3 +163,54 @@ def test_parallel_debits_never_overdraw(committed_engine: Engine, clock: FrozenC
     with transaction(factory) as s:
         assert s.get(type(dst), ids[1]).balance == 0
         assert ledger.verify(s).ok
+
+
+def test_unrefusable_posting_twice_posts_once(
+    session: Session, tenant: Tenant, clock: FrozenClock
+) -> None:
+    """Credit-only legs skip the savepoint; ``fresh`` skips the lookup, so the second call
+    reaches the INSERT and its ON CONFLICT, which must return the first posting."""
+    src, dst = _accounts(session, tenant, clock.now())
+    kw = dict(programme_id=tenant.programme_id, source_key="k", reason="earn", now=clock.now())
+    p1, created = ledger.transfer(session, debit=src, credit=dst, amount=5, fresh=True, **kw)
+    p2, again = ledger.transfer(session, debit=src, credit=dst, amount=5, fresh=True, **kw)
+    assert created and not again and p1.id == p2.id
+    session.refresh(dst)
+    assert dst.balance == 5 and ledger.verify(session).ok
+
+
+def test_parallel_unrefusable_twins_post_once(committed_engine: Engine, clock: FrozenClock) -> None:
+    """8 connections post the same source at once, without savepoints: one posting."""
+    factory = make_sessionmaker(committed_engine)
+    with transaction(factory) as s:
+        t = make_tenant(s, clock.now())
+        src, dst = _accounts(s, t, clock.now())
+        ids = (src.id, dst.id)
+    barrier = threading.Barrier(8)
+    created: list[bool] = []
+
+    def post() -> None:
+        barrier.wait()
+        with transaction(factory) as s:
+            _, made = ledger.transfer(
+                s,
+                programme_id=t.programme_id,
+                source_key="twin",
+                reason="earn",
+                debit=s.get(type(src), ids[0]),
+                credit=s.get(type(dst), ids[1]),
+                amount=7,
+                now=clock.now(),
+                fresh=True,
+            )
+        created.append(made)
+
+    threads = [threading.Thread(target=post) for _ in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert sorted(created) == [False] * 7 + [True]
+    with transaction(factory) as s:
+        assert s.get(type(dst), ids[1]).balance == 7
+        assert ledger.verify(s).ok

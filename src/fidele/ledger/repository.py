@@ -6,7 +6,7 @@ from datetime import datetime
 from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from fidele.kit.repository import RepositoryBase
+from fidele.kit.repository import RepositoryBase, dialect_insert
 from fidele.ledger.models import Account, Entry, Posting
 
 
@@ -25,6 +25,19 @@ class LedgerRepository(RepositoryBase[Account]):
                 Posting.programme_id == programme_id, Posting.source_key == source_key
             )
         ).scalar_one_or_none()
+
+    def insert_posting(self, posting: Posting) -> int | None:
+        """Insert ``posting`` unless its (programme, source) exists: the new id, or None."""
+        values = {
+            c.key: getattr(posting, c.key) for c in Posting.__table__.columns if c.key != "id"
+        }
+        stmt = (
+            dialect_insert(self.session)(Posting)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=["programme_id", "source_key"])
+            .returning(Posting.id)
+        )
+        return self.session.execute(stmt).scalar_one_or_none()
 
     def apply(self, account_id: int, amount: int) -> bool:
         """Atomic ``balance += amount`` refused (False) if it would go below zero where that
