@@ -73,16 +73,13 @@ def on_order_placed(session: Session, event: Event, now: datetime) -> Lot | None
     members.catch_up(session, member, now, event.merchant_id)
     scale = members.scale_at(session, event.programme_id, now)
     facts = facts_of(event.payload)
-    repo = LoyaltyRepository(session)
-    ctx = context(
-        session,
-        member,
-        scale,
-        customer,
-        facts.placed_at,
-        first_order=not repo.has_order_lot(member.id),
-    )
     source = f"order:{event.order_id}"
+    existing, first_order = LoyaltyRepository(session).lot_and_first_order(
+        event.programme_id, source, member.id
+    )
+    if existing is not None:  # this order has earned already: nothing is counted twice
+        return existing
+    ctx = context(session, member, scale, customer, facts.placed_at, first_order=first_order)
     awards = budgeted(
         session,
         member,
@@ -106,6 +103,7 @@ def on_order_placed(session: Session, event: Event, now: datetime) -> Lot | None
         order_id=event.order_id,
         order_amount=facts.total,
         detail=[{"rule": r, "points": p} for r, p in awards],
+        absent=True,
     )
     _touch(member, facts.placed_at, now)
     members.upgrade(session, member, scale, now, event.merchant_id)

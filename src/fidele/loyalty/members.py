@@ -18,6 +18,8 @@ from sqlalchemy.orm import Session
 
 from fidele.customers.models import Customer
 from fidele.kit.cache import memo
+from fidele.ledger import service as ledger
+from fidele.ledger.service import POINTS
 from fidele.loyalty import domain, notify, points
 from fidele.loyalty.config import Scale, Tier, default_scale, parse  # noqa: F401
 from fidele.loyalty.models import CustomerLink, Member, RuleVersion, TierChange
@@ -72,7 +74,7 @@ def member_for(session: Session, customer: Customer, now: datetime) -> Member:
 
 def _member_for(session: Session, customer: Customer, now: datetime) -> Member:
     repo = LoyaltyRepository(session)
-    found = repo.member_of(customer.id)
+    found = _known_member(session, customer)
     if found is not None:
         return found
     email = customer.email_normalized
@@ -98,6 +100,24 @@ def _member_for(session: Session, customer: Customer, now: datetime) -> Member:
         if twin is None:
             raise
         return twin
+    return member
+
+
+def _known_member(session: Session, customer: Customer) -> Member | None:
+    """The customer's member, its accounts and its ``issued`` shard at the customer's
+    merchant read in one statement; the shard goes into ``points.merchant_account``'s
+    per-transaction cache."""
+    prefix = ledger.account_key(
+        customer.programme_id, "issued", POINTS, customer.merchant_id, None, points.SHARD
+    )
+    row = LoyaltyRepository(session).member_with_accounts(customer.id, prefix, points.ISSUED_SHARDS)
+    if row is None:
+        return None
+    member, *accounts = row
+    # The identity map is weak: the accounts stay referenced until the transaction ends.
+    memo(session, "loyalty_accounts_read")[member.id] = accounts
+    if accounts[2] is not None:
+        points.remember_account(session, accounts[2])
     return member
 
 

@@ -24,6 +24,7 @@ from fidele.loyalty.models import Consumption, Lot, Member
 from fidele.loyalty.repository import LoyaltyRepository
 
 ISSUED_SHARDS = 16
+SHARD = "shard:"  # the ref of an ``issued`` shard: this, then member id % ISSUED_SHARDS
 MERCHANT_KINDS = {"issued": True, "redeemed": False, "expired": False, "adjustments": True}
 
 
@@ -61,7 +62,7 @@ def shard_ref(kind: str, member_id: int | None) -> str | None:
     by member. Reports sum the shards (they group by merchant and kind)."""
     if kind != "issued" or member_id is None:
         return None
-    return f"shard:{member_id % ISSUED_SHARDS}"
+    return f"{SHARD}{member_id % ISSUED_SHARDS}"
 
 
 def merchant_account(
@@ -94,6 +95,12 @@ def merchant_account(
         )
         cache[key] = acc.id
     return acc
+
+
+def remember_account(session: Session, acc: Account) -> None:
+    """Put a merchant account read by another query into :func:`merchant_account`'s cache."""
+    key = (acc.programme_id, acc.merchant_id, acc.kind, acc.ref)
+    session.info.setdefault("loyalty_accounts", {})[key] = acc.id
 
 
 def balance(session: Session, member: Member, kind: str) -> int:
@@ -150,14 +157,17 @@ def earn(
     expires_at: datetime | None,
     now: datetime,
     from_kind: str = "issued",
+    absent: bool = False,
     **extra: Any,
 ) -> Lot:
     """Credit a lot (pending until ``available_at``) from the merchant's ``from_kind``
-    account; idempotent on ``source_key``."""
-    repo = LoyaltyRepository(session)
-    existing = repo.lot(member.programme_id, source_key)
-    if existing is not None:
-        return existing
+    account; idempotent on ``source_key``. ``absent``: the caller has just read that no lot
+    of this source exists (a concurrent twin is still caught by the posting's and the lot's
+    unique source keys)."""
+    if not absent:
+        existing = LoyaltyRepository(session).lot(member.programme_id, source_key)
+        if existing is not None:
+            return existing
     status = "pending" if available_at > now else "available"
     issued = merchant_account(session, member.programme_id, merchant_id, from_kind, now, member.id)
     target = member_account(session, member, status)

@@ -5,9 +5,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import (
+    Select,
+    String,
+    and_,
+    bindparam,
+    cast,
+    delete,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from fidele.customers.models import Customer
 from fidele.events.models import Event
@@ -71,6 +82,19 @@ class LoyaltyRepository(RepositoryBase[Member]):
             .where(CustomerLink.customer_id == customer_id)
         )
 
+    def member_with_accounts(
+        self, customer_id: int, issued_prefix: str, shards: int
+    ) -> tuple[Member, Account | None, Account | None, Account | None] | None:
+        """The customer's member with its available and pending accounts (into the session,
+        so reading them costs nothing more) and the merchant's ``issued`` shard account of
+        that member, whose key is ``issued_prefix`` followed by ``member id % shards``: the
+        reads of an order's earning in one statement."""
+        row = self.session.execute(
+            _MEMBER_WITH_ACCOUNTS,
+            {"customer_id": customer_id, "prefix": issued_prefix, "shards": shards},
+        ).one_or_none()
+        return None if row is None else (row[0], row[1], row[2], row[3])
+
     def customers_of(self, member_id: int) -> Sequence[Customer]:
         stmt = (
             select(Customer)
@@ -107,6 +131,33 @@ class LoyaltyRepository(RepositoryBase[Member]):
         return self.session.execute(
             select(Lot).where(Lot.order_id == order_id, Lot.reason == "order")
         ).scalar_one_or_none()
+
+    def lot_and_first_order(
+        self, programme_id: int, source_key: str, member_id: int
+    ) -> tuple[Lot | None, bool]:
+        """The lot of ``source_key`` if it exists, and whether the member has no order lot
+        yet (:meth:`lot` and :meth:`has_order_lot` in one statement)."""
+        any_order = (
+            select(Lot.id)
+            .where(Lot.member_id == member_id, Lot.reason == "order")
+            .limit(1)
+            .scalar_subquery()
+        )
+        found = self.session.execute(
+            select(Lot).where(
+                or_(
+                    and_(Lot.programme_id == programme_id, Lot.source_key == source_key),
+                    Lot.id == any_order,
+                )
+            )
+        ).scalars()
+        same, first = None, True
+        for lot in found:
+            if lot.programme_id == programme_id and lot.source_key == source_key:
+                same = lot
+            if lot.member_id == member_id and lot.reason == "order":
+                first = False
+        return same, first
 
     def has_order_lot(self, member_id: int) -> bool:
         stmt = select(Lot.id).where(Lot.member_id == member_id, Lot.reason == "order").limit(1)
@@ -346,3 +397,22 @@ def _release_order(lot: Lot) -> tuple[datetime, int]:
 def _expiry_order(lot: Lot) -> tuple[bool, datetime, int]:
     assert lot.expires_at is not None  # expiring lots have a date
     return (False, lot.expires_at, lot.id)
+
+
+def _member_with_accounts() -> Select[tuple[Member, Account, Account, Account]]:
+    """Built once: aliasing a table builds a proxy of each column, ~3 ms of CPU per call."""
+    available = aliased(Account, name="available")
+    pending = aliased(Account, name="pending")
+    issued = aliased(Account, name="issued")
+    shard = cast(Member.id % bindparam("shards"), String)
+    return (
+        select(Member, available, pending, issued)
+        .join(CustomerLink, CustomerLink.member_id == Member.id)
+        .outerjoin(available, available.id == Member.available_account_id)
+        .outerjoin(pending, pending.id == Member.pending_account_id)
+        .outerjoin(issued, issued.key == bindparam("prefix", type_=String) + shard)
+        .where(CustomerLink.customer_id == bindparam("customer_id"))
+    )
+
+
+_MEMBER_WITH_ACCOUNTS = _member_with_accounts()
