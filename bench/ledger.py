@@ -5,6 +5,12 @@
    processes, against ``pgbench -c 8 -j 2 -b tpcb-like`` on the same server in the same run.
 2. A replay of N orders from the event log into empty loyalty tables (``--orders``).
 
+Two more references say what the Python stack itself costs: pgbench's own tpcb-like
+transaction (3 UPDATEs, a SELECT, an INSERT) issued by 8 Python processes, once through bare
+psycopg 3 and once through a SQLAlchemy session (the service's stack), on the same pgbench
+database in the same run. They bound what any one-order-per-transaction path written in this
+stack can reach on this machine.
+
 Scratch databases are created and dropped here. Usage:
     .venv/bin/python bench/ledger.py [--seconds 30] [--orders 1000000] [--workers 8]
 """
@@ -133,10 +139,63 @@ def throughput(workers: int, seconds: float) -> float:
         drop(name)
 
 
-def pgbench(clients: int, seconds: int) -> float:
+TPCB = (
+    "UPDATE pgbench_accounts SET abalance = abalance + %(delta)s WHERE aid = %(aid)s",
+    "SELECT abalance FROM pgbench_accounts WHERE aid = %(aid)s",
+    "UPDATE pgbench_tellers SET tbalance = tbalance + %(delta)s WHERE tid = %(tid)s",
+    "UPDATE pgbench_branches SET bbalance = bbalance + %(delta)s WHERE bid = %(bid)s",
+    "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime)"
+    " VALUES (%(tid)s, %(bid)s, %(aid)s, %(delta)s, CURRENT_TIMESTAMP)",
+)
+
+
+def tpcb_worker(name: str, how: str, scale: int, seconds: float, out: mp.Queue) -> None:
+    """pgbench's tpcb-like transaction from Python: ``psycopg`` (bare driver, one transaction
+    per loop) or ``sqlalchemy`` (a session per transaction, ``text()`` statements, as the
+    service's own edge does)."""
+    rng = random.Random(os.getpid())
+    done = 0
+    deadline = time.perf_counter() + seconds
+
+    def params() -> dict[str, int]:
+        return {
+            "aid": rng.randint(1, 100_000 * scale),
+            "bid": rng.randint(1, scale),
+            "tid": rng.randint(1, 10 * scale),
+            "delta": rng.randint(-5000, 5000),
+        }
+
+    if how == "psycopg":
+        import psycopg
+
+        with psycopg.connect(f"host=127.0.0.1 user=postgres dbname={name}") as conn:
+            while time.perf_counter() < deadline:
+                p = params()
+                with conn.transaction():
+                    for sql in TPCB:
+                        conn.execute(sql, p)
+                done += 1
+    else:
+        engine = make_engine(PG + name, pool_size=1)
+        factory = make_sessionmaker(engine)
+        stmts = [text(sql.replace("%(", ":").replace(")s", "")) for sql in TPCB]
+        while time.perf_counter() < deadline:
+            p = params()
+            with transaction(factory) as s:
+                for stmt in stmts:
+                    s.execute(stmt, p)
+            done += 1
+        engine.dispose()
+    out.put(done)
+
+
+def pgbench(clients: int, seconds: int) -> dict[str, float]:
+    """pgbench's own TPS, then the same transaction from Python processes (see the module's
+    docstring), on one pgbench database."""
     name = scratch(f"fidele_bench_pgb_{os.getpid()}")
+    scale = 8
     try:
-        sh("pgbench", "-h", "127.0.0.1", "-U", "postgres", "-i", "-s", "8", "-q", name)
+        sh("pgbench", "-h", "127.0.0.1", "-U", "postgres", "-i", "-s", str(scale), "-q", name)
         res = sh(
             "pgbench",
             "-h",
@@ -155,7 +214,20 @@ def pgbench(clients: int, seconds: int) -> float:
         )
         m = re.search(r"tps = ([\d.]+) \(without initial connection time\)", res)
         assert m, res
-        return float(m.group(1))
+        found = {"pgbench_tpcb_tps": float(m.group(1))}
+        for how in ("psycopg", "sqlalchemy"):
+            out: mp.Queue = mp.Queue()
+            procs = [
+                mp.Process(target=tpcb_worker, args=(name, how, scale, seconds, out))
+                for _ in range(clients)
+            ]
+            for p in procs:
+                p.start()
+            total = sum(out.get(timeout=seconds + 60) for _ in procs)
+            for p in procs:
+                p.join()
+            found[f"python_{how}_tpcb_tps"] = total / seconds
+        return found
     finally:
         drop(name)
 
@@ -266,8 +338,12 @@ def main() -> None:
     result: dict[str, float] = {}
     if not args.skip_throughput:
         result["service_orders_per_s"] = round(throughput(args.workers, args.seconds), 1)
-        result["pgbench_tpcb_tps"] = round(pgbench(args.workers, args.seconds), 1)
-        result["ratio"] = round(result["service_orders_per_s"] / result["pgbench_tpcb_tps"], 3)
+        refs = pgbench(args.workers, args.seconds)
+        result.update({k: round(v, 1) for k, v in refs.items()})
+        result["ratio"] = round(result["service_orders_per_s"] / refs["pgbench_tpcb_tps"], 3)
+        for how in ("psycopg", "sqlalchemy"):
+            tps = refs[f"python_{how}_tpcb_tps"]
+            result[f"python_{how}_tpcb_vs_pgbench"] = round(tps / refs["pgbench_tpcb_tps"], 3)
     if args.orders:  # 0: throughput only
         rate, fill = replay_rate(args.orders, min(args.customers, args.orders))
         result.update(
