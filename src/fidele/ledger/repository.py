@@ -2,11 +2,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import BigInteger, Table, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from fidele.kit.repository import RepositoryBase, dialect_insert
+from fidele.kit.repository import RepositoryBase, insert_unless_exists, prebuilt
 from fidele.ledger.models import Account, Entry, Posting
 
 
@@ -31,25 +32,13 @@ class LedgerRepository(RepositoryBase[Account]):
         values = {
             c.key: getattr(posting, c.key) for c in Posting.__table__.columns if c.key != "id"
         }
-        stmt = (
-            dialect_insert(self.session)(Posting)
-            .values(values)
-            .on_conflict_do_nothing(index_elements=["programme_id", "source_key"])
-            .returning(Posting.id)
-        )
-        return self.session.execute(stmt).scalar_one_or_none()
+        return insert_unless_exists(self.session, POSTINGS, ["programme_id", "source_key"], values)
 
     def apply(self, account_id: int, amount: int) -> bool:
         """Atomic ``balance += amount`` refused (False) if it would go below zero where that
         is not allowed. On PostgreSQL the UPDATE row-locks the account until commit."""
         result = self.session.execute(
-            update(Account)
-            .where(
-                Account.id == account_id,
-                or_(Account.allow_negative, Account.balance + amount >= 0),
-            )
-            .values(balance=Account.balance + amount)
-            .execution_options(synchronize_session=False)
+            prebuilt(self.session, "ledger.apply", _apply), {"aid": account_id, "amt": amount}
         )
         return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
@@ -132,3 +121,17 @@ class LedgerRepository(RepositoryBase[Account]):
                 .values(balance=Account.balance)
                 .execution_options(synchronize_session=False)
             )
+
+
+POSTINGS: Table = Posting.__table__  # type: ignore[assignment]
+ACCOUNTS: Table = Account.__table__  # type: ignore[assignment]
+
+
+def _apply(_insert: Any) -> Any:
+    c = ACCOUNTS.c
+    amount = bindparam("amt", type_=BigInteger)
+    return (
+        update(ACCOUNTS)
+        .where(c.id == bindparam("aid"), or_(c.allow_negative, c.balance + amount >= 0))
+        .values(balance=c.balance + amount)
+    )

@@ -4,11 +4,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 
 from fidele.customers.models import Customer
-from fidele.kit.repository import RepositoryBase, dialect_insert
+from fidele.kit.repository import RepositoryBase, insert_unless_exists
 from fidele.orders.models import Order, Refund
+
+ORDERS: Table = Order.__table__  # type: ignore[assignment]
 
 
 class OrderRepository(RepositoryBase[Order]):
@@ -25,17 +27,9 @@ class OrderRepository(RepositoryBase[Order]):
         return self.one_or_none(stmt)
 
     def insert_new(self, values: dict[str, Any]) -> int | None:
-        """Insert the order unless its (merchant, external id) exists: the new id, or None.
-
-        One statement, no savepoint: a concurrent twin's INSERT waits for this transaction and
-        then inserts nothing (``ON CONFLICT DO NOTHING``) instead of failing it."""
-        stmt = (
-            dialect_insert(self.session)(Order)
-            .values(values)
-            .on_conflict_do_nothing(index_elements=["merchant_id", "external_id"])
-            .returning(Order.id)
-        )
-        return self.session.execute(stmt).scalar_one_or_none()
+        """Insert the order unless its (merchant, external id) exists: the new id, or None
+        (one statement, no savepoint: see :func:`insert_unless_exists`)."""
+        return insert_unless_exists(self.session, ORDERS, ["merchant_id", "external_id"], values)
 
     def page(
         self,
