@@ -268,6 +268,20 @@ class TestLoyaltyAtCheckout:
         assert r.status_code == 422
         assert r.json()["error"] == "no_loyalty_programme"
 
+    def test_no_loyalty_programme_refuses_referral_points(self, api: TestClient) -> None:
+        from fidele.promotions.loyalty_port import DefaultLoyalty
+
+        api.app.state.loyalty = DefaultLoyalty("fidele.not_installed.service")  # type: ignore[attr-defined]
+        before = api.get("/v1/promotions/settings").json()
+        settings = {**before, "referral": {**before["referral"], "reward_kind": "points"}}
+        r = api.put("/v1/promotions/settings", json=settings)
+        assert r.status_code == 422
+        assert r.json()["error"] == "no_loyalty_programme"
+        assert r.json()["fields"][0]["field"] == "referral.reward_kind"
+        assert api.get("/v1/promotions/settings").json() == before  # nothing written
+        settings["referral"]["reward_kind"] = "credit"
+        assert api.put("/v1/promotions/settings", json=settings).status_code == 200
+
 
 class TestGiftCards:
     def test_hold_cancel_confirm_refund(self, api: TestClient) -> None:

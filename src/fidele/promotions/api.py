@@ -125,9 +125,13 @@ def get_settings(caller: ReadCaller, session: SessionDep) -> PromotionConfig:
 
 @router.put("/v1/promotions/settings", response_model=PromotionConfig, tags=["coupons"])
 def put_settings(
-    body: PromotionConfig, caller: AdminCaller, session: SessionDep, now: NowDep
+    body: PromotionConfig,
+    caller: AdminCaller,
+    session: SessionDep,
+    now: NowDep,
+    loyalty: LoyaltyDep,
 ) -> PromotionConfig:
-    return coupons.set_config(session, caller, body, now)
+    return coupons.set_config(session, caller, body, now, loyalty=loyalty)
 
 
 @router.post("/v1/gift-cards", response_model=GiftCardOut, status_code=201, tags=["gift cards"])

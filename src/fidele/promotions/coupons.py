@@ -13,6 +13,7 @@ from fidele.errors import InvalidInput, NotFound
 from fidele.kit import codes
 from fidele.promotions import domain
 from fidele.promotions.config import PromotionConfig
+from fidele.promotions.loyalty_port import LoyaltyPort, NoLoyalty, default_loyalty
 from fidele.promotions.models import Coupon, PromotionSettings
 from fidele.promotions.repository import CouponRepository, SettingsRepository, insert_or_twin
 from fidele.promotions.schemas import BatchIn, CouponIn, PromotionIn
@@ -27,8 +28,20 @@ def config(session: Session, merchant_id: int) -> PromotionConfig:
 
 
 def set_config(
-    session: Session, caller: Caller, data: PromotionConfig, now: datetime
+    session: Session,
+    caller: Caller,
+    data: PromotionConfig,
+    now: datetime,
+    *,
+    loyalty: LoyaltyPort = default_loyalty,
 ) -> PromotionConfig:
+    """Replace the merchant's settings; referral rewards in points need a loyalty programme
+    (refused here rather than by the reward job, once referrals have converted)."""
+    if data.referral.reward_kind == "points" and not loyalty.installed:
+        raise NoLoyalty(
+            "this shop has no loyalty programme: referral rewards cannot be points",
+            field="referral.reward_kind",
+        )
     repo = SettingsRepository(session)
     row = repo.get(caller.merchant_id)
     payload = data.model_dump(mode="json")
