@@ -1,8 +1,9 @@
 """The SQL of the batch replay (:mod:`fidele.loyalty.bulk`): read the log as plain columns,
 write every table at once.
 
-PostgreSQL reads the order payloads' fields server-side (``jsonb_to_record``: no JSON decoding
-in Python) through a server-side cursor, and writes each table with one COPY of a CSV buffer
+PostgreSQL reads the order payloads' fields server-side (``->>`` per field for the orders, a
+third faster than ``jsonb_to_record``; ``jsonb_to_recordset`` for the lines: no JSON decoding in
+Python) with ``COPY ... TO STDOUT``, and writes each table with one COPY of a CSV buffer
 built by polars. A table that is empty before the load has its secondary indexes, unique and
 foreign-key constraints dropped for the COPY and recreated (and validated) after it, in the same
 transaction: one sort per index and one join per foreign key instead of a trigger and an index
@@ -18,6 +19,8 @@ from functools import partial
 from typing import Any
 
 import polars as pl
+import psycopg
+from psycopg import pq
 from sqlalchemy import JSON, func, insert, select, text
 from sqlalchemy.orm import Session
 
@@ -56,13 +59,11 @@ LINE_SCHEMA = {
 _PG_EVENTS = """
 SELECT e.id, e.type, e.merchant_id, e.customer_id, e.order_id,
        (extract(epoch FROM e.received_at) * 1000000)::bigint,
-       (extract(epoch FROM p.placed_at::timestamptz) * 1000000)::bigint,
-       p.currency, p.total, coalesce(p.discounts, 0), coalesce(p.shipping, 0),
-       coalesce(p.tax, 0), p.channel
-FROM events e
-LEFT JOIN LATERAL jsonb_to_record(e.payload) AS p(
-    placed_at text, currency text, total bigint, discounts bigint, shipping bigint,
-    tax bigint, channel text) ON e.type = 'order.placed'
+       (extract(epoch FROM (p ->> 'placed_at')::timestamptz) * 1000000)::bigint,
+       p ->> 'currency', (p ->> 'total')::bigint, coalesce((p ->> 'discounts')::bigint, 0),
+       coalesce((p ->> 'shipping')::bigint, 0), coalesce((p ->> 'tax')::bigint, 0),
+       p ->> 'channel'
+FROM events e, LATERAL (SELECT CASE WHEN e.type = 'order.placed' THEN e.payload END AS p) x
 WHERE e.programme_id = {programme}
 ORDER BY e.id
 """
@@ -120,12 +121,19 @@ def events(
 
 
 def _copy_out(session: Session, query: str, programme: int) -> io.BytesIO:
+    """``COPY (query) TO STDOUT`` into a buffer, one blocking libpq call per row: psycopg's
+    ``Copy`` iterator runs a generator and a wait loop in Python for each row (several seconds
+    for the 2M rows of 1M orders)."""
     raw = session.connection().connection.driver_connection
     buf = io.BytesIO()
     sql = f"COPY ({query.format(programme=programme)}) TO STDOUT (FORMAT csv)"
-    with raw.cursor() as cur, cur.copy(sql) as copy:
-        for chunk in copy:
-            buf.write(chunk)
+    with raw.cursor() as cur, cur.copy(sql):
+        pgconn = raw.pgconn
+        while (got := pgconn.get_copy_data(0))[0] >= 0:  # -1: the rows are over
+            buf.write(got[1])
+        while (res := pgconn.get_result()) is not None:  # then the COPY's own result
+            if res.status != pq.ExecStatus.COMMAND_OK:
+                raise psycopg.errors.error_from_result(res, encoding=raw.info.encoding)
     buf.seek(0)
     return buf
 
