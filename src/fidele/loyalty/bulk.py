@@ -12,7 +12,9 @@ order in Python; ledger entries and balances are derived from the postings with 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import gc
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -334,6 +336,32 @@ def replay_orders(
     progress: Progress | None = None,
 ) -> int:
     """Replay an order-only log in memory, then write every table in bulk."""
+    with _no_gc():
+        return _replay_orders(session, programme_id, scale, now, batch, progress)
+
+
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    """The cyclic collector off: the simulation holds millions of rows (tuples, lists) that
+    live until the write, and every full collection would walk them all again (~10 s of 1M
+    orders). They hold no cycles; what does is collected when it is back on."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _replay_orders(
+    session: Session,
+    programme_id: int,
+    scale: Scale,
+    now: Any,
+    batch: int,
+    progress: Progress | None,
+) -> int:
     sim = Sim(programme_id, scale, {m: max_id(session, m) for m in TABLES if m is not CustomerLink})
     known = customers(session, programme_id)
     count = 0
