@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -93,11 +94,15 @@ class Columns:
 
     @property
     def cols(self) -> dict[str, Any]:
-        columns = list(zip(*self.rows, strict=True)) or [()] * len(self.names)
-        return dict(zip(self.names, map(list, columns), strict=True))
+        return _columns(self.names, self.rows)
 
     def __len__(self) -> int:
         return len(self.rows)
+
+
+def _columns(names: tuple[str, ...], rows: list[tuple[Any, ...]]) -> dict[str, Any]:
+    columns = list(zip(*rows, strict=True)) or [()] * len(names)
+    return dict(zip(names, map(list, columns), strict=True))
 
 
 class Lots:
@@ -364,17 +369,62 @@ def _replay_orders(
 ) -> int:
     sim = Sim(programme_id, scale, {m: max_id(session, m) for m in TABLES if m is not CustomerLink})
     known = customers(session, programme_id)
+    out = Writer(session)
+    out.defer_indexes([m.__table__.name for m in TABLES])
     count = 0
-    for frame, lines in events(session, programme_id, batch):
-        _batch(sim, known, frame, lines)
-        count += frame.height
-        if progress:
-            progress(frame.height)
-    end = _us(now)
-    for m in sim.members.values():
-        sim.catch_up(m, end)
-    _write(session, sim)
+    with _Ledger(out, sim) as ledger:
+        for frame, lines in events(session, programme_id, batch):  # read whole on PostgreSQL
+            _batch(sim, known, frame, lines)
+            ledger.send()
+            count += frame.height
+            if progress:
+                progress(frame.height)
+        end = _us(now)
+        for m in sim.members.values():
+            sim.catch_up(m, end)
+    _write(out, sim, ledger.sent)
     return count
+
+
+class _Ledger:
+    """Postings and their entries, written while the simulation goes on: they are final as
+    soon as they are made (only lots and balances wait for the end). After each batch the new
+    rows go to one thread, which turns them into columns, formats and COPYs them on the
+    session's connection (idle meanwhile: the log is read before the first batch); the server
+    works and polars formats while Python simulates. Only into tables emptied by the wipe,
+    whose foreign keys wait for the end (entries refer to accounts, written last); otherwise,
+    and on SQLite, they are written at the end with the rest."""
+
+    def __init__(self, out: Writer, sim: Sim) -> None:
+        self.out, self.sim, self.sent = out, sim, 0
+        names = {Posting.__tablename__, Entry.__tablename__}
+        self.pool = ThreadPoolExecutor(1, "ledger-copy") if names <= out.emptied else None
+        self.jobs: list[Future[None]] = []
+
+    def __enter__(self) -> _Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is None:
+            return
+        if exc[0] is None:
+            self.send()
+        self.pool.shutdown(wait=True, cancel_futures=exc[0] is not None)
+        if exc[0] is None:
+            for job in self.jobs:
+                job.result()  # a failed COPY fails the replay
+
+    def send(self) -> None:
+        if self.pool is None or self.sent == len(self.sim.postings):
+            return
+        rows, start = self.sim.postings.rows[self.sent :], self.sent
+        self.sent = len(self.sim.postings)
+        self.jobs.append(self.pool.submit(self._copy, rows, start))
+
+    def _copy(self, rows: list[tuple[Any, ...]], start: int) -> None:
+        postings, entries = _ledger(self.sim, _columns(self.sim.postings.names, rows), start)
+        self.out.load(Posting.__table__, postings)
+        self.out.load_ints(Entry.__table__, entries)
 
 
 def _batch(sim: Sim, known: dict[int, Any], frame: pl.DataFrame, lines: pl.DataFrame) -> None:
@@ -409,23 +459,24 @@ def _ids(base: int, n: int) -> np.ndarray:
     return np.arange(base + 1, base + n + 1, dtype=np.int64)
 
 
-def _write(session: Session, sim: Sim) -> None:
-    out = Writer(session)
-    names = [m.__table__.name for m in TABLES]
-    out.defer_indexes(names)
+def _write(out: Writer, sim: Sim, sent: int) -> None:
+    """Every table but the postings and entries ``_Ledger`` wrote (the first ``sent``)."""
     postings = sim.postings.cols
+    ledger = _ledger(sim, _columns(sim.postings.names, sim.postings.rows[sent:]), sent)
+    links = {"customer_id": [c for c, _ in sim.links], "member_id": [m for _, m in sim.links]}
     tables = (
-        _accounts(sim, postings),
-        _members(sim),
-        {"customer_id": [c for c, _ in sim.links], "member_id": [m for _, m in sim.links]},
-        _lots(sim),
-        *_ledger(sim, postings),
-        _expiries(sim),
-        _tier_changes(sim),
+        (Account, _accounts(sim, postings)),
+        (Member, _members(sim)),
+        (CustomerLink, links),
+        (Lot, _lots(sim)),
+        (Posting, ledger[0]),
+        (Consumption, _expiries(sim)),
+        (TierChange, _tier_changes(sim)),
     )
-    for model, columns in zip(TABLES, tables, strict=True):
+    for model, columns in tables:
         out.load(model.__table__, columns)
-    out.finish([n for n in names if n != CustomerLink.__tablename__])
+    out.load_ints(Entry.__table__, ledger[1])
+    out.finish([m.__table__.name for m in TABLES if m is not CustomerLink])
 
 
 def _const(value: Any, n: int) -> pl.Series:
@@ -500,10 +551,11 @@ def _lots(sim: Sim) -> dict[str, Any]:
     }
 
 
-def _ledger(sim: Sim, c: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Postings, and their entries: the debit leg then the credit leg of each."""
-    n = len(sim.postings)
-    ids = _ids(sim.ids[Posting], n)
+def _ledger(sim: Sim, c: dict[str, Any], start: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Postings from the ``start``-th on, and their entries: the debit leg then the credit leg
+    of each."""
+    n = len(c["amount"])
+    ids = _ids(sim.ids[Posting] + start, n)
     amounts = np.asarray(c["amount"], dtype=np.int64)
     accounts = np.empty(2 * n, dtype=np.int64)
     accounts[0::2], accounts[1::2] = c["debit"], c["credit"]
@@ -519,7 +571,7 @@ def _ledger(sim: Sim, c: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]
         "meta": _const("{}", n),
     }
     entries = {
-        "id": _ids(sim.ids[Entry], 2 * n),
+        "id": _ids(sim.ids[Entry] + 2 * start, 2 * n),
         "posting_id": np.repeat(ids, 2),
         "account_id": accounts,
         "amount": legs,
