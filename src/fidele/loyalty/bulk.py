@@ -39,6 +39,7 @@ from fidele.loyalty.points import shard_ref
 TYPES = ("order.placed", "customer.upserted", "loyalty.tier_changed", "loyalty.points_expiring")
 TABLES = (Account, Member, CustomerLink, Lot, Posting, Entry, Consumption, TierChange)
 DAY = 86_400 * US
+NEVER = 2**63 - 1
 
 
 def eligible(session: Session, programme_id: int, scale: Scale) -> bool:
@@ -82,6 +83,7 @@ class SimMember:
     first_order: int | None = None
     last_activity: int | None = None
     lifetime_earned: int = 0
+    due: int = 0  # nothing to release, expire or review before (a lower bound)
 
 
 class Columns:
@@ -196,6 +198,8 @@ class Sim:
     def catch_up(self, m: SimMember, now: int) -> None:
         """Releases, expiries and tier reviews due by ``now``, in the order of their dates
         (ties: release, expiry, review; then lot creation order), as ``members.catch_up``."""
+        if m.due > now:
+            return
         avail, expires = self.lots.available_at, self.lots.expires
         while True:
             best: tuple[int, int, int] | None = None
@@ -210,6 +214,7 @@ class Sim:
                 if best is None or (review, 3, 0) < best:
                     best = (review, 3, 0)
             if best is None:
+                m.due = self._next_due(m)
                 return
             at, kind, i = best
             if kind == 0:
@@ -218,6 +223,13 @@ class Sim:
                 self._expire(m, i, at, now)
             else:
                 self._review(m, at)
+
+    def _next_due(self, m: SimMember) -> int:
+        avail, expires = self.lots.available_at, self.lots.expires
+        dates = [avail[i] for i in m.pending] + [expires[i] for i in m.live]
+        if m.tier_review is not None and self.levels:
+            dates.append(m.tier_review)
+        return min(dates, default=NEVER)
 
     def _release(self, m: SimMember, i: int, now: int) -> None:
         accs, lots = m.accounts, self.lots
@@ -243,12 +255,12 @@ class Sim:
         else:
             start = at - 365 * DAY
         earned, pts, amount = self.lots.earned, self.lots.points, self.lots.amount
-        metrics = {"points": 0, "spent": 0, "orders": 0}
-        for i in m.lots:
-            if start < earned[i] <= at:
-                metrics["points"] += pts[i]
-                metrics["spent"] += amount[i]
-                metrics["orders"] += 1
+        inside = [i for i in m.lots if start < earned[i] <= at]
+        metrics = {
+            "points": sum([pts[i] for i in inside]),
+            "spent": sum([amount[i] for i in inside]),
+            "orders": len(inside),
+        }
         bp = tiers.seniority_bp_per_year
         years = 0
         if bp and m.first_order is not None:
@@ -269,6 +281,7 @@ class Sim:
         self.tier_changes.add((m.id, m.tier_rank, rank, reason, at))
         m.tier_rank, m.tier_since, m.tier_grace = rank, at, False
         m.tier_review = _add_months(at, self.scale.tiers.review_months)
+        m.due = min(m.due, m.tier_review)
 
     # -- orders
     def order(self, m: SimMember, ev: tuple[Any, ...], earned: Earnings, k: int) -> None:
@@ -289,8 +302,10 @@ class Sim:
         m.lots.append(i)
         if not status:
             m.pending.append(i)
+            m.due = min(m.due, self.lots.available_at[i])
         elif pts > 0 and expires is not None:
             m.live.append(i)
+            m.due = min(m.due, expires)
         m.lifetime_earned += pts
         if m.first_order is None or placed < m.first_order:
             m.first_order = placed
