@@ -397,7 +397,9 @@ def _replay_orders(
         end = _us(now)
         for m in sim.members.values():
             sim.catch_up(m, end)
-    _write(out, sim, ledger.sent)
+        ledger.send()
+        tables = _tables(sim, ledger.sent)  # built while the last postings are written
+    _write(out, tables)
     return count
 
 
@@ -474,12 +476,16 @@ def _ids(base: int, n: int) -> np.ndarray:
     return np.arange(base + 1, base + n + 1, dtype=np.int64)
 
 
-def _write(out: Writer, sim: Sim, sent: int) -> None:
-    """Every table but the postings and entries ``_Ledger`` wrote (the first ``sent``)."""
+Tables = list[tuple[Any, pl.DataFrame | dict[str, Any]]]
+
+
+def _tables(sim: Sim, sent: int) -> Tables:
+    """Every table's rows but the postings and entries ``_Ledger`` wrote (the first ``sent``);
+    entries last, as integer columns (:meth:`Writer.load_ints`)."""
     postings = sim.postings.cols
     ledger = _ledger(sim, _columns(sim.postings.names, sim.postings.rows[sent:]), sent)
     links = {"customer_id": [c for c, _ in sim.links], "member_id": [m for _, m in sim.links]}
-    tables = (
+    tables: Tables = [
         (Account, _accounts(sim, postings)),
         (Member, _members(sim)),
         (CustomerLink, links),
@@ -487,10 +493,16 @@ def _write(out: Writer, sim: Sim, sent: int) -> None:
         (Posting, ledger[0]),
         (Consumption, _expiries(sim)),
         (TierChange, _tier_changes(sim)),
-    )
-    for model, columns in tables:
-        out.load(model.__table__, columns)
-    out.load_ints(Entry.__table__, ledger[1])
+    ]
+    tables = [(model, pl.DataFrame(columns)) for model, columns in tables]
+    return [*tables, (Entry, ledger[1])]
+
+
+def _write(out: Writer, tables: Tables) -> None:
+    *frames, (_, entries) = tables
+    for model, frame in frames:
+        out.load(model.__table__, frame)
+    out.load_ints(Entry.__table__, entries)
     out.finish([m.__table__.name for m in TABLES if m is not CustomerLink])
 
 

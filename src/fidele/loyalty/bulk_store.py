@@ -252,7 +252,7 @@ class Writer:
                 self._exec(f'DROP INDEX "{name}"')
                 self.deferred.insert(0, definition)  # indexes first: they speed up FK checks
 
-    def load(self, table: Any, columns: dict[str, Any]) -> None:
+    def load(self, table: Any, columns: pl.DataFrame | dict[str, Any]) -> None:
         frame = pl.DataFrame(columns)
         if frame.is_empty():
             return
