@@ -12,7 +12,10 @@ order in Python; ledger entries and balances are derived from the postings with 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import gc
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -36,6 +39,7 @@ from fidele.loyalty.points import shard_ref
 TYPES = ("order.placed", "customer.upserted", "loyalty.tier_changed", "loyalty.points_expiring")
 TABLES = (Account, Member, CustomerLink, Lot, Posting, Entry, Consumption, TierChange)
 DAY = 86_400 * US
+NEVER = 2**63 - 1
 
 
 def eligible(session: Session, programme_id: int, scale: Scale) -> bool:
@@ -79,6 +83,7 @@ class SimMember:
     first_order: int | None = None
     last_activity: int | None = None
     lifetime_earned: int = 0
+    due: int = 0  # nothing to release, expire or review before (a lower bound)
 
 
 class Columns:
@@ -91,11 +96,15 @@ class Columns:
 
     @property
     def cols(self) -> dict[str, Any]:
-        columns = list(zip(*self.rows, strict=True)) or [()] * len(self.names)
-        return dict(zip(self.names, map(list, columns), strict=True))
+        return _columns(self.names, self.rows)
 
     def __len__(self) -> int:
         return len(self.rows)
+
+
+def _columns(names: tuple[str, ...], rows: list[tuple[Any, ...]]) -> dict[str, Any]:
+    columns = list(zip(*rows, strict=True)) or [()] * len(names)
+    return dict(zip(names, map(list, columns), strict=True))
 
 
 class Lots:
@@ -189,6 +198,8 @@ class Sim:
     def catch_up(self, m: SimMember, now: int) -> None:
         """Releases, expiries and tier reviews due by ``now``, in the order of their dates
         (ties: release, expiry, review; then lot creation order), as ``members.catch_up``."""
+        if m.due > now:
+            return
         avail, expires = self.lots.available_at, self.lots.expires
         while True:
             best: tuple[int, int, int] | None = None
@@ -203,6 +214,7 @@ class Sim:
                 if best is None or (review, 3, 0) < best:
                     best = (review, 3, 0)
             if best is None:
+                m.due = self._next_due(m)
                 return
             at, kind, i = best
             if kind == 0:
@@ -211,6 +223,13 @@ class Sim:
                 self._expire(m, i, at, now)
             else:
                 self._review(m, at)
+
+    def _next_due(self, m: SimMember) -> int:
+        avail, expires = self.lots.available_at, self.lots.expires
+        dates = [avail[i] for i in m.pending] + [expires[i] for i in m.live]
+        if m.tier_review is not None and self.levels:
+            dates.append(m.tier_review)
+        return min(dates, default=NEVER)
 
     def _release(self, m: SimMember, i: int, now: int) -> None:
         accs, lots = m.accounts, self.lots
@@ -236,12 +255,12 @@ class Sim:
         else:
             start = at - 365 * DAY
         earned, pts, amount = self.lots.earned, self.lots.points, self.lots.amount
-        metrics = {"points": 0, "spent": 0, "orders": 0}
-        for i in m.lots:
-            if start < earned[i] <= at:
-                metrics["points"] += pts[i]
-                metrics["spent"] += amount[i]
-                metrics["orders"] += 1
+        inside = [i for i in m.lots if start < earned[i] <= at]
+        metrics = {
+            "points": sum([pts[i] for i in inside]),
+            "spent": sum([amount[i] for i in inside]),
+            "orders": len(inside),
+        }
         bp = tiers.seniority_bp_per_year
         years = 0
         if bp and m.first_order is not None:
@@ -262,6 +281,7 @@ class Sim:
         self.tier_changes.add((m.id, m.tier_rank, rank, reason, at))
         m.tier_rank, m.tier_since, m.tier_grace = rank, at, False
         m.tier_review = _add_months(at, self.scale.tiers.review_months)
+        m.due = min(m.due, m.tier_review)
 
     # -- orders
     def order(self, m: SimMember, ev: tuple[Any, ...], earned: Earnings, k: int) -> None:
@@ -282,8 +302,10 @@ class Sim:
         m.lots.append(i)
         if not status:
             m.pending.append(i)
+            m.due = min(m.due, self.lots.available_at[i])
         elif pts > 0 and expires is not None:
             m.live.append(i)
+            m.due = min(m.due, expires)
         m.lifetime_earned += pts
         if m.first_order is None or placed < m.first_order:
             m.first_order = placed
@@ -334,19 +356,92 @@ def replay_orders(
     progress: Progress | None = None,
 ) -> int:
     """Replay an order-only log in memory, then write every table in bulk."""
+    with _no_gc():
+        return _replay_orders(session, programme_id, scale, now, batch, progress)
+
+
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    """The cyclic collector off: the simulation holds millions of rows (tuples, lists) that
+    live until the write, and every full collection would walk them all again (~10 s of 1M
+    orders). They hold no cycles; what does is collected when it is back on."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _replay_orders(
+    session: Session,
+    programme_id: int,
+    scale: Scale,
+    now: Any,
+    batch: int,
+    progress: Progress | None,
+) -> int:
     sim = Sim(programme_id, scale, {m: max_id(session, m) for m in TABLES if m is not CustomerLink})
     known = customers(session, programme_id)
+    out = Writer(session)
+    out.defer_indexes([m.__table__.name for m in TABLES])
     count = 0
-    for frame, lines in events(session, programme_id, batch):
-        _batch(sim, known, frame, lines)
-        count += frame.height
-        if progress:
-            progress(frame.height)
-    end = _us(now)
-    for m in sim.members.values():
-        sim.catch_up(m, end)
-    _write(session, sim)
+    with _Ledger(out, sim) as ledger:
+        for frame, lines in events(session, programme_id, batch):  # read whole on PostgreSQL
+            _batch(sim, known, frame, lines)
+            ledger.send()
+            count += frame.height
+            if progress:
+                progress(frame.height)
+        end = _us(now)
+        for m in sim.members.values():
+            sim.catch_up(m, end)
+        ledger.send()
+        tables = _tables(sim, ledger.sent)  # built while the last postings are written
+    _write(out, tables)
     return count
+
+
+class _Ledger:
+    """Postings and their entries, written while the simulation goes on: they are final as
+    soon as they are made (only lots and balances wait for the end). After each batch the new
+    rows go to one thread, which turns them into columns, formats and COPYs them on the
+    session's connection (idle meanwhile: the log is read before the first batch); the server
+    works and polars formats while Python simulates. Only into tables emptied by the wipe,
+    whose foreign keys wait for the end (entries refer to accounts, written last); otherwise,
+    and on SQLite, they are written at the end with the rest."""
+
+    def __init__(self, out: Writer, sim: Sim) -> None:
+        self.out, self.sim, self.sent = out, sim, 0
+        names = {Posting.__tablename__, Entry.__tablename__}
+        self.pool = ThreadPoolExecutor(1, "ledger-copy") if names <= out.emptied else None
+        self.jobs: list[Future[None]] = []
+
+    def __enter__(self) -> _Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is None:
+            return
+        if exc[0] is None:
+            self.send()
+        self.pool.shutdown(wait=True, cancel_futures=exc[0] is not None)
+        if exc[0] is None:
+            for job in self.jobs:
+                job.result()  # a failed COPY fails the replay
+
+    def send(self) -> None:
+        if self.pool is None or self.sent == len(self.sim.postings):
+            return
+        rows, start = self.sim.postings.rows[self.sent :], self.sent
+        self.sent = len(self.sim.postings)
+        self.jobs.append(self.pool.submit(self._copy, rows, start))
+
+    def _copy(self, rows: list[tuple[Any, ...]], start: int) -> None:
+        postings, entries = _ledger(self.sim, _columns(self.sim.postings.names, rows), start)
+        self.out.load(Posting.__table__, postings)
+        self.out.load_ints(Entry.__table__, entries)
 
 
 def _batch(sim: Sim, known: dict[int, Any], frame: pl.DataFrame, lines: pl.DataFrame) -> None:
@@ -381,23 +476,34 @@ def _ids(base: int, n: int) -> np.ndarray:
     return np.arange(base + 1, base + n + 1, dtype=np.int64)
 
 
-def _write(session: Session, sim: Sim) -> None:
-    out = Writer(session)
-    names = [m.__table__.name for m in TABLES]
-    out.defer_indexes(names)
+Tables = list[tuple[Any, pl.DataFrame | dict[str, Any]]]
+
+
+def _tables(sim: Sim, sent: int) -> Tables:
+    """Every table's rows but the postings and entries ``_Ledger`` wrote (the first ``sent``);
+    entries last, as integer columns (:meth:`Writer.load_ints`)."""
     postings = sim.postings.cols
-    tables = (
-        _accounts(sim, postings),
-        _members(sim),
-        {"customer_id": [c for c, _ in sim.links], "member_id": [m for _, m in sim.links]},
-        _lots(sim),
-        *_ledger(sim, postings),
-        _expiries(sim),
-        _tier_changes(sim),
-    )
-    for model, columns in zip(TABLES, tables, strict=True):
-        out.load(model.__table__, columns)
-    out.finish([n for n in names if n != CustomerLink.__tablename__])
+    ledger = _ledger(sim, _columns(sim.postings.names, sim.postings.rows[sent:]), sent)
+    links = {"customer_id": [c for c, _ in sim.links], "member_id": [m for _, m in sim.links]}
+    tables: Tables = [
+        (Account, _accounts(sim, postings)),
+        (Member, _members(sim)),
+        (CustomerLink, links),
+        (Lot, _lots(sim)),
+        (Posting, ledger[0]),
+        (Consumption, _expiries(sim)),
+        (TierChange, _tier_changes(sim)),
+    ]
+    tables = [(model, pl.DataFrame(columns)) for model, columns in tables]
+    return [*tables, (Entry, ledger[1])]
+
+
+def _write(out: Writer, tables: Tables) -> None:
+    *frames, (_, entries) = tables
+    for model, frame in frames:
+        out.load(model.__table__, frame)
+    out.load_ints(Entry.__table__, entries)
+    out.finish([m.__table__.name for m in TABLES if m is not CustomerLink])
 
 
 def _const(value: Any, n: int) -> pl.Series:
@@ -472,10 +578,11 @@ def _lots(sim: Sim) -> dict[str, Any]:
     }
 
 
-def _ledger(sim: Sim, c: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Postings, and their entries: the debit leg then the credit leg of each."""
-    n = len(sim.postings)
-    ids = _ids(sim.ids[Posting], n)
+def _ledger(sim: Sim, c: dict[str, Any], start: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Postings from the ``start``-th on, and their entries: the debit leg then the credit leg
+    of each."""
+    n = len(c["amount"])
+    ids = _ids(sim.ids[Posting] + start, n)
     amounts = np.asarray(c["amount"], dtype=np.int64)
     accounts = np.empty(2 * n, dtype=np.int64)
     accounts[0::2], accounts[1::2] = c["debit"], c["credit"]
@@ -491,7 +598,7 @@ def _ledger(sim: Sim, c: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]
         "meta": _const("{}", n),
     }
     entries = {
-        "id": _ids(sim.ids[Entry], 2 * n),
+        "id": _ids(sim.ids[Entry] + 2 * start, 2 * n),
         "posting_id": np.repeat(ids, 2),
         "account_id": accounts,
         "amount": legs,

@@ -1,8 +1,9 @@
 """The SQL of the batch replay (:mod:`fidele.loyalty.bulk`): read the log as plain columns,
 write every table at once.
 
-PostgreSQL reads the order payloads' fields server-side (``jsonb_to_record``: no JSON decoding
-in Python) through a server-side cursor, and writes each table with one COPY of a CSV buffer
+PostgreSQL reads the order payloads' fields server-side (``->>`` per field for the orders, a
+third faster than ``jsonb_to_record``; ``jsonb_to_recordset`` for the lines: no JSON decoding in
+Python) with ``COPY ... TO STDOUT``, and writes each table with one COPY of a CSV buffer
 built by polars. A table that is empty before the load has its secondary indexes, unique and
 foreign-key constraints dropped for the COPY and recreated (and validated) after it, in the same
 transaction: one sort per index and one join per foreign key instead of a trigger and an index
@@ -17,7 +18,10 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
+import numpy as np
 import polars as pl
+import psycopg
+from psycopg import pq
 from sqlalchemy import JSON, func, insert, select, text
 from sqlalchemy.orm import Session
 
@@ -26,6 +30,9 @@ from fidele.events.models import Event
 from fidele.kit.clock import as_utc
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Binary COPY: signature, flags, header extension length; a field count of -1 ends the rows.
+_BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+_BINARY_TRAILER = b"\xff\xff"
 US = 1_000_000
 
 EVENT_SCHEMA = {
@@ -56,13 +63,11 @@ LINE_SCHEMA = {
 _PG_EVENTS = """
 SELECT e.id, e.type, e.merchant_id, e.customer_id, e.order_id,
        (extract(epoch FROM e.received_at) * 1000000)::bigint,
-       (extract(epoch FROM p.placed_at::timestamptz) * 1000000)::bigint,
-       p.currency, p.total, coalesce(p.discounts, 0), coalesce(p.shipping, 0),
-       coalesce(p.tax, 0), p.channel
-FROM events e
-LEFT JOIN LATERAL jsonb_to_record(e.payload) AS p(
-    placed_at text, currency text, total bigint, discounts bigint, shipping bigint,
-    tax bigint, channel text) ON e.type = 'order.placed'
+       (extract(epoch FROM (p ->> 'placed_at')::timestamptz) * 1000000)::bigint,
+       p ->> 'currency', (p ->> 'total')::bigint, coalesce((p ->> 'discounts')::bigint, 0),
+       coalesce((p ->> 'shipping')::bigint, 0), coalesce((p ->> 'tax')::bigint, 0),
+       p ->> 'channel'
+FROM events e, LATERAL (SELECT CASE WHEN e.type = 'order.placed' THEN e.payload END AS p) x
 WHERE e.programme_id = {programme}
 ORDER BY e.id
 """
@@ -120,12 +125,19 @@ def events(
 
 
 def _copy_out(session: Session, query: str, programme: int) -> io.BytesIO:
+    """``COPY (query) TO STDOUT`` into a buffer, one blocking libpq call per row: psycopg's
+    ``Copy`` iterator runs a generator and a wait loop in Python for each row (several seconds
+    for the 2M rows of 1M orders)."""
     raw = session.connection().connection.driver_connection
     buf = io.BytesIO()
     sql = f"COPY ({query.format(programme=programme)}) TO STDOUT (FORMAT csv)"
-    with raw.cursor() as cur, cur.copy(sql) as copy:
-        for chunk in copy:
-            buf.write(chunk)
+    with raw.cursor() as cur, cur.copy(sql):
+        pgconn = raw.pgconn
+        while (got := pgconn.get_copy_data(0))[0] >= 0:  # -1: the rows are over
+            buf.write(got[1])
+        while (res := pgconn.get_result()) is not None:  # then the COPY's own result
+            if res.status != pq.ExecStatus.COMMAND_OK:
+                raise psycopg.errors.error_from_result(res, encoding=raw.info.encoding)
     buf.seek(0)
     return buf
 
@@ -198,6 +210,7 @@ class Writer:
         self.session = session
         self.pg = _pg(session)
         self.deferred: list[str] = []
+        self.emptied: set[str] = set()  # tables found empty by defer_indexes
         if self.pg:
             self.raw = session.connection().connection.driver_connection
             self._exec("SET LOCAL maintenance_work_mem = '512MB'")  # index builds sort in memory
@@ -215,6 +228,7 @@ class Writer:
         for table in tables:
             if self._exec(f"SELECT 1 FROM {table} LIMIT 1"):
                 continue
+            self.emptied.add(table)
             constraints = self._exec(
                 "SELECT c.conname, pg_get_constraintdef(c.oid) FROM pg_constraint c "
                 "WHERE c.conrelid = %s::regclass AND (c.contype = 'f' OR (c.contype = 'u' "
@@ -238,7 +252,7 @@ class Writer:
                 self._exec(f'DROP INDEX "{name}"')
                 self.deferred.insert(0, definition)  # indexes first: they speed up FK checks
 
-    def load(self, table: Any, columns: dict[str, Any]) -> None:
+    def load(self, table: Any, columns: pl.DataFrame | dict[str, Any]) -> None:
         frame = pl.DataFrame(columns)
         if frame.is_empty():
             return
@@ -247,7 +261,32 @@ class Writer:
             return
         buf = io.BytesIO()
         frame.write_csv(buf, include_header=False)
-        sql = f"COPY {table.name} ({', '.join(frame.columns)}) FROM STDIN (FORMAT csv)"
+        self._copy(f"COPY {table.name} ({', '.join(frame.columns)}) FROM STDIN (FORMAT csv)", buf)
+
+    def load_ints(self, table: Any, columns: dict[str, np.ndarray]) -> None:
+        """Like :meth:`load` for columns of int64 without nulls, in PostgreSQL's binary COPY
+        format built by numpy: no text to format here nor to parse on the server."""
+        if not self.pg:
+            self.load(table, columns)
+            return
+        n = len(next(iter(columns.values())))
+        if not n:
+            return
+        fields = [("count", ">i2")]
+        for k in range(len(columns)):
+            fields += [(f"size{k}", ">i4"), (f"value{k}", ">i8")]
+        rows = np.empty(n, dtype=fields)
+        rows["count"] = len(columns)
+        for k, values in enumerate(columns.values()):
+            rows[f"size{k}"] = 8
+            rows[f"value{k}"] = values
+        buf = io.BytesIO()
+        buf.write(_BINARY_HEADER)
+        buf.write(rows.data)
+        buf.write(_BINARY_TRAILER)
+        self._copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN (FORMAT binary)", buf)
+
+    def _copy(self, sql: str, buf: io.BytesIO) -> None:
         with self.raw.cursor() as cur, cur.copy(sql) as copy:
             view = buf.getbuffer()
             for start in range(0, len(view), 1 << 20):
