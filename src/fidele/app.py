@@ -212,7 +212,7 @@ def create_app(
     _install_error_handlers(app)
     bus.load_handlers()
 
-    @app.get("/", tags=["health"])
+    @app.get("/", tags=["health"], summary="The service, its version and links")
     async def index() -> dict[str, Any]:
         """The service's name, version and where to go next."""
         return {
