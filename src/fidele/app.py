@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fidele import __version__
@@ -84,7 +87,25 @@ def _validation_fields(exc: RequestValidationError) -> list[dict[str, Any]]:
     return fields
 
 
+def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    """Starlette's own errors (unknown route 404, 405, a missing docs asset) in fidele's
+    ``{"error", "detail"}`` shape, keeping their headers (``Allow`` on a 405)."""
+    phrase = HTTPStatus(exc.status_code).phrase
+    detail = exc.detail
+    if exc.status_code == 404 and detail == phrase:
+        detail = f"nothing at {request.url.path} (the API is described at /docs)"
+    elif exc.status_code == 405 and detail == phrase:
+        detail = f"{request.method} is not allowed on {request.url.path}"
+    return JSONResponse(
+        {"error": phrase.lower().replace(" ", "_").replace("-", "_"), "detail": detail},
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )
+
+
 def _install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
+
     @app.exception_handler(FideleError)
     async def _fidele(_: Request, exc: FideleError) -> JSONResponse:
         headers = (
@@ -174,7 +195,9 @@ def create_app(
             if runner is not None:
                 runner.stop()
 
-    app = FastAPI(
+    # FastAPIOffline serves the docs pages' scripts and styles from the installed package (the
+    # default pages load them from a CDN, so /docs was blank offline).
+    app = FastAPIOffline(
         title="fidele",
         version=__version__,
         lifespan=lifespan,
@@ -188,6 +211,20 @@ def create_app(
     app.state.clock = clock or SystemClock()
     _install_error_handlers(app)
     bus.load_handlers()
+
+    @app.get("/", tags=["health"], summary="The service, its version and links")
+    async def index() -> dict[str, Any]:
+        """The service's name, version and where to go next."""
+        return {
+            "name": "fidele",
+            "version": __version__,
+            "links": {
+                "docs": "/docs",
+                "redoc": "/redoc",
+                "openapi": "/openapi.json",
+                "health": "/healthz",
+            },
+        }
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> JSONResponse:

@@ -44,14 +44,34 @@ def _all_domain_modules() -> list[str]:
     return [f"fidele.{m.name}.cli" for m in pkgutil.iter_modules(fidele.__path__) if m.ispkg]
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from fidele import __version__
+
+        print(f"fidele {__version__}")
+        raise typer.Exit()
+
+
+def _root(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        help="Print the version and exit",
+        is_eager=True,
+        callback=_print_version,
+    ),
+) -> None:
+    """fidele: loyalty and retention engine for online shops."""
+
+
 def build(modules: Iterable[str] | None = None) -> typer.Typer:
     """The root command with the given modules' commands (all, core commands included, if
     None)."""
-    root = typer.Typer(
-        help="fidele: loyalty and retention engine for online shops.",
-        no_args_is_help=True,
-        pretty_exceptions_enable=False,
-    )
+    root = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
+    # The root callback keeps the root a group whatever was loaded: Typer folds a root with a
+    # single command and no callback into that command, so ``fidele demo`` (which loads only
+    # the demo module) read ``demo`` as an unexpected argument.
+    root.callback()(_root)
     for name in [CORE, *_all_domain_modules()] if modules is None else modules:
         module = optional_import(name)
         if module is not None and hasattr(module, "register"):

@@ -57,18 +57,9 @@ def serve(
     access_log: bool = typer.Option(True, help="Log every request (costs CPU per request)"),
 ) -> None:
     """Serve the HTTP API on the configured database (upgrading an empty one first)."""
-    import uvicorn
-
+    k.check_port(host, port)  # before the migrations too: a taken port fails at once
     k.engine()
-    uvicorn.run(
-        "fidele.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="info",
-        access_log=access_log,
-    )
+    k.serve_api(host, port, workers=workers, log_level="info", access_log=access_log)
 
 
 def worker(

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -48,6 +49,19 @@ NowDep = Annotated[datetime, Depends(get_now)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
+# Declares the API key in the OpenAPI document (the docs' Authorize button, "Try it out" sends
+# the key). auto_error=False: a missing key still gets fidele's 401 `{"error", "detail"}` from
+# `_bearer`, not FastAPI's own error.
+BEARER = "bearer"
+bearer_scheme = HTTPBearer(
+    scheme_name=BEARER,
+    description="An API key, from `fidele apikey create`: `Authorization: Bearer fdl_...`",
+    auto_error=False,
+)
+# For endpoints that authenticate inside `in_one_hop` rather than through a dependency.
+BEARER_SECURITY = {"security": [{BEARER: []}]}
+
+
 def _bearer(request: Request) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, key = header.partition(" ")
@@ -57,7 +71,11 @@ def _bearer(request: Request) -> str:
     return key
 
 
-async def _caller(request: Request, session: SessionDep) -> Caller:
+async def _caller(
+    request: Request,
+    session: SessionDep,
+    _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> Caller:
     """The key's caller: from this process's short-lived cache without leaving the event loop
     when it authenticated recently, else read from the database in the thread pool."""
     key = _bearer(request)

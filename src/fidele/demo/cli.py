@@ -18,6 +18,8 @@ def demo(
     as_json: bool = k.JsonOpt,
 ) -> None:
     """Build a realistic demo shop on the configured database, then serve the API."""
+    if serve:
+        k.check_port(host, port)  # now, rather than after minutes of building
     settings = get_settings()
     factory = make_sessionmaker(k.engine())
     with Progress(console=k.console, transient=True) as bar:
@@ -51,10 +53,10 @@ def demo(
         k.console.print(f"API:      {url}   (docs: {url}/docs)")
         k.console.print(f"API key:  {shop.api_key}")
         k.console.print(f"try:      curl -H 'Authorization: Bearer {shop.api_key}' {url}/v1/orders")
+        if serve:
+            k.console.print('stop:     Ctrl-C; then README.md, "First steps", for your own shop')
     if serve:
-        import uvicorn
-
-        uvicorn.run("fidele.app:create_app", factory=True, host=host, port=port)
+        k.serve_api(host, port)
 
 
 def register(root: typer.Typer) -> None:

@@ -6,7 +6,15 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response
 from sqlalchemy.orm import Session
 
-from fidele.deps import ERRORS, NowDep, ReadCaller, SessionDep, WriteCaller, in_one_hop
+from fidele.deps import (
+    BEARER_SECURITY,
+    ERRORS,
+    NowDep,
+    ReadCaller,
+    SessionDep,
+    WriteCaller,
+    in_one_hop,
+)
 from fidele.kit.pagination import MAX_LIMIT, Page, decode_cursor, encode_cursor
 from fidele.kit.schemas import ExternalId, UtcDatetime
 from fidele.orders import service
@@ -25,6 +33,7 @@ IdPath = Annotated[ExternalId, Path(description="The shop's own order id")]
         200: {"description": "Replay of an order already recorded"},
         409: {"description": "Same order id, different body"},
     },
+    openapi_extra=BEARER_SECURITY,
 )
 async def create_order(body: OrderIn, request: Request, response: Response) -> OrderOut:
     """Write scope. A hot endpoint: the whole request runs in one thread-pool hop."""

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from fidele.customers import service as customers
 from fidele.deps import (
+    BEARER_SECURITY,
     ERRORS,
     AdminCaller,
     NowDep,
@@ -182,6 +183,7 @@ def get_wallet(
     status_code=201,
     tags=["checkout"],
     responses={429: {"description": "Too many failed code lookups"}},
+    openapi_extra=BEARER_SECURITY,
 )
 async def evaluate(body: CheckoutIn, request: Request) -> CheckoutOut:
     """Write scope. The hottest endpoint: the whole request runs in one thread-pool hop."""
