@@ -20,7 +20,7 @@ from fidele.errors import FideleError
 from fidele.kit.clock import FrozenClock
 from fidele.ledger import service as ledger
 from fidele.ledger.models import Account
-from fidele.loyalty import rewards
+from fidele.loyalty import audit, rewards
 from fidele.loyalty.models import Lot, Member, Voucher
 from fidele.loyalty.replay import catch_up_all, replay
 from tests.fixtures.factories import make_tenant
@@ -103,6 +103,17 @@ class LoyaltyMachine(RuleBasedStateMachine):
         oid = f"o{len(self.orders)}"
         self.shop.order(oid, customer=customer, amount=amount)
         self.orders.append(oid)
+
+    @rule(
+        customer=st.sampled_from(CUSTOMERS),
+        amounts=st.lists(st.integers(0, 40_000), min_size=2, max_size=3),
+    )
+    def place_together(self, customer: str, amounts: list[int]) -> None:
+        """Orders of one customer at the same instant, around a tier threshold: live they
+        are serialised on the member in the order the log numbers them, which the replay
+        follows (tests/loyalty/test_integrity.py runs them on parallel connections)."""
+        for amount in amounts:
+            self.place(customer, amount)
 
     @precondition(lambda self: self.orders)
     @rule(i=st.integers(0, 100), status=st.sampled_from(["shipped", "delivered", "cancelled"]))
@@ -206,6 +217,7 @@ class LoyaltyMachine(RuleBasedStateMachine):
         after = snapshot(self.session, programme)
         assert after == before
         assert ledger.verify(self.session).ok
+        assert audit.verify(self.session) == []
 
 
 def test_state_machine(session: Session, clock: FrozenClock) -> None:
