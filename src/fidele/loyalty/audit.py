@@ -10,6 +10,7 @@ and cap counters (from the awards kept and the refusals)."""
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -66,7 +67,7 @@ def _counters(repo: LoyaltyRepository) -> list[Drift]:
         by_programme[c.programme_id][c.key] = c.value
     out = []
     for programme_id, stored in by_programme.items():
-        expected = _expected_counters(repo, programme_id)
+        expected = _expected_counters(repo, programme_id, stored)
         out += [
             Drift("counter", f"programme {programme_id} {key}", value, expected.get(key, 0))
             for key, value in stored.items()
@@ -75,11 +76,13 @@ def _counters(repo: LoyaltyRepository) -> list[Drift]:
     return out
 
 
-def _expected_counters(repo: LoyaltyRepository, programme_id: int) -> dict[str, int]:
+def _expected_counters(
+    repo: LoyaltyRepository, programme_id: int, keys: Iterable[str]
+) -> dict[str, int]:
     """``budget:{rule}:{period}:m{member}|all``: points the rule's awards kept (order lots'
     awards, action lots); ``cap:{rule}:{period}:m{member}``: the rule's action lots plus those
     its budget refused after the cap was taken. Periods are counted for day, month and total,
-    the counters that do not exist being ignored by the caller."""
+    for the counters stored (``keys``, which name the budgeted rules whose awards to read)."""
     out: dict[str, int] = defaultdict(int)
 
     def add(kind: str, rule: str, member_id: int, at: datetime, amount: int) -> None:
@@ -89,7 +92,8 @@ def _expected_counters(repo: LoyaltyRepository, programme_id: int) -> dict[str, 
             if kind == "budget":
                 out[f"{key}:all"] += amount
 
-    for member_id, source, reason, points, earned_at, detail in repo.awards(programme_id):
+    rules = sorted({k.split(":")[1] for k in keys if k.startswith("budget:")})
+    for member_id, source, reason, points, earned_at, detail in repo.awards(programme_id, rules):
         if source.startswith("order:"):
             for award in detail or []:
                 if award.get("points", 0) > 0:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     Select,
@@ -428,12 +429,17 @@ class LoyaltyRepository(RepositoryBase[Member]):
     def counters(self) -> Sequence[Counter]:
         return self.session.execute(select(Counter).order_by(Counter.id)).scalars().all()
 
-    def awards(self, programme_id: int) -> list[tuple[int, str, str, int, datetime, list]]:  # type: ignore[type-arg]
-        """Per lot of a programme: member, source key, reason, points, date earned, awards."""
+    def awards(
+        self, programme_id: int, rule_ids: Sequence[str]
+    ) -> list[tuple[int, str, str, int, datetime, list[dict[str, Any]]]]:
+        """Per lot of a programme that may hold an award of ``rule_ids`` (an action's lot, or
+        an order's whose awards name one of them): member, source key, reason, points, date
+        earned, awards. The text match only narrows the rows read; callers check the awards."""
+        named = [cast(Lot.detail, String).like(f'%"{r}"%') for r in rule_ids]
         stmt = select(
             Lot.member_id, Lot.source_key, Lot.reason, Lot.points, Lot.earned_at, Lot.detail
-        ).where(Lot.programme_id == programme_id)
-        return [tuple(r) for r in self.session.execute(stmt).all()]  # type: ignore[misc]
+        ).where(Lot.programme_id == programme_id, or_(Lot.source_key.like("event:%"), *named))
+        return [(m, k, r, p, e, d) for m, k, r, p, e, d in self.session.execute(stmt).all()]
 
     def refusals(self, programme_id: int) -> Sequence[Refusal]:
         stmt = select(Refusal).where(Refusal.programme_id == programme_id)
