@@ -304,27 +304,23 @@ class ConcurrentOrdersMachine(RuleBasedStateMachine):
             assert audit.verify(s) == []
 
 
-def test_concurrent_orders_state_machine(committed_engine: Engine, clock: FrozenClock) -> None:
-    ConcurrentOrdersMachine.factory = make_sessionmaker(committed_engine)
-    ConcurrentOrdersMachine.clock0 = clock.now()  # type: ignore[attr-defined]
-    runner = ConcurrentOrdersMachine.TestCase
+def run(machine: type[RuleBasedStateMachine], clock: FrozenClock, examples: int) -> None:
+    machine.clock0 = clock.now()  # type: ignore[attr-defined]
+    runner = machine.TestCase
     runner.settings = settings(
-        max_examples=8,
-        stateful_step_count=8,
+        max_examples=examples,
+        stateful_step_count=examples,
         deadline=None,
         suppress_health_check=list(HealthCheck),
     )
     runner().runTest()
+
+
+def test_concurrent_orders_state_machine(committed_engine: Engine, clock: FrozenClock) -> None:
+    ConcurrentOrdersMachine.factory = make_sessionmaker(committed_engine)
+    run(ConcurrentOrdersMachine, clock, 8)
 
 
 def test_state_machine(session: Session, clock: FrozenClock) -> None:
     LoyaltyMachine.session = session
-    LoyaltyMachine.clock0 = clock.now()  # type: ignore[attr-defined]
-    runner = LoyaltyMachine.TestCase
-    runner.settings = settings(
-        max_examples=30,
-        stateful_step_count=30,
-        deadline=None,
-        suppress_health_check=list(HealthCheck),
-    )
-    runner().runTest()
+    run(LoyaltyMachine, clock, 30)
