@@ -31,7 +31,7 @@ class FakeLoyalty:
     awards: dict[str, tuple[int, int]] = field(default_factory=dict)
     installed: bool = True
 
-    def available_points(self, session: Any, customer: Any) -> int:
+    def available_points(self, session: Any, customer: Any, now: datetime) -> int:
         return self.points.get(customer.id, 0)
 
     def burn_points(

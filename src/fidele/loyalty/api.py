@@ -128,7 +128,7 @@ def adjust(
         id=event.id,
         points=event.payload["points"],
         reason=event.payload["reason"],
-        available=service.available_points(session, customer),
+        available=service.available_points(session, customer, now),
     )
 
 

@@ -28,7 +28,12 @@ class Settings(_Strict):
     or tax) or ``no_shipping`` (total minus shipping). Order points are
     ``floor(sum(line amount * multipliers) * points_per_unit / (unit * 10_000^k))``: one floor
     per order, never per line, so splitting an order never gains a point.
-    ``point_value`` is the money value of 100 points in minor units of ``currency``."""
+    ``point_value`` is the money value of 100 points in minor units of ``currency``.
+    ``clawback``: what a refund does with points of the order already spent: ``debt`` (the
+    default) takes them from the customer's other available points, then keeps the rest as a
+    debt repaid from the next points (shown apart from ``available``); ``negative`` is the
+    same, the debt shown as a negative ``available``; ``forgive`` lets the customer keep them.
+    What the order's lot still holds is always taken back, and its expired points never are."""
 
     points_per_unit: Annotated[int, Field(ge=0, le=100_000)] = 1
     base: Literal["total", "net", "no_shipping"] = "net"
@@ -36,7 +41,7 @@ class Settings(_Strict):
     expiry_months: Annotated[int | None, Field(ge=1, le=600)] = 12
     inactivity_months: Annotated[int | None, Field(ge=1, le=600)] = None
     expiring_notice_days: Annotated[int, Field(ge=1, le=365)] = 30
-    clawback: Literal["debt", "negative"] = "debt"
+    clawback: Literal["debt", "negative", "forgive"] = "debt"
     point_value: Annotated[int, Field(ge=0, le=10**9)] = 500
     currency: Currency = "EUR"
 

@@ -220,7 +220,8 @@ def on_order_delivered(session: Session, event: Event, now: datetime) -> None:
 
 
 def on_order_refunded(session: Session, event: Event, now: datetime) -> None:
-    """Claw back in proportion to the cumulative refunded amount."""
+    """Claw back in proportion to the cumulative refunded amount, from the order's lot as it
+    is now (:func:`points.clawback`)."""
     lot, member = _order_lot(session, event, now)
     if lot is None or member is None:
         return
@@ -228,7 +229,13 @@ def on_order_refunded(session: Session, event: Event, now: datetime) -> None:
     target = domain.refund_clawback(lot.points, lot.order_amount, refunded)
     lot.refunded_amount = refunded
     points.clawback(
-        session, member, lot, points=target - lot.clawed, source_key=f"refund:{event.id}", now=now
+        session,
+        member,
+        lot,
+        points=target - lot.clawed,
+        source_key=f"refund:{event.id}",
+        now=now,
+        forgive_spent=_forgives(session, event, now),
     )
 
 
@@ -245,7 +252,12 @@ def on_order_cancelled(session: Session, event: Event, now: datetime) -> None:
         points=lot.points - lot.clawed,
         source_key=f"cancel:{event.id}",
         now=now,
+        forgive_spent=_forgives(session, event, now),
     )
+
+
+def _forgives(session: Session, event: Event, now: datetime) -> bool:
+    return members.scale_at(session, event.programme_id, now).settings.clawback == "forgive"
 
 
 def _order_lot(session: Session, event: Event, now: datetime) -> tuple[Lot | None, Member | None]:

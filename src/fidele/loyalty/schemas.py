@@ -138,6 +138,9 @@ class LoyaltyOut(OutputModel):
     lifetime_earned: int
     lifetime_spent: int
     tier: dict[str, Any] | None
+    # Points past their expiry date (or the inactivity deadline) that the expiry job has not
+    # booked yet: already left out of ``available``.
+    expired: int = 0
     expiring: dict[str, int]
     membership: dict[str, Any] | None
 

@@ -22,7 +22,7 @@ class LoyaltyPort(Protocol):
     @property
     def installed(self) -> bool: ...
 
-    def available_points(self, session: Session, customer: Customer) -> int: ...
+    def available_points(self, session: Session, customer: Customer, now: datetime) -> int: ...
 
     def burn_points(
         self,
@@ -105,8 +105,8 @@ class DefaultLoyalty:
     def installed(self) -> bool:
         return self.mod is not None
 
-    def available_points(self, session: Session, customer: Customer) -> int:
-        return 0 if self.mod is None else int(self.mod.available_points(session, customer))
+    def available_points(self, session: Session, customer: Customer, now: datetime) -> int:
+        return 0 if self.mod is None else int(self.mod.available_points(session, customer, now))
 
     def burn_points(self, session: Session, **kw: Any) -> None:
         if self.mod is None:

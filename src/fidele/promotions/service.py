@@ -169,7 +169,7 @@ def _points(
         )
     if cart.customer is None:
         raise InvalidInput("an unknown customer has no points", field="points")
-    available = cart.loyalty.available_points(session, cart.customer)
+    available = cart.loyalty.available_points(session, cart.customer, cart.now)
     if data.points > available:
         raise InvalidInput(
             f"only {available} points are available", field="points", available=available
