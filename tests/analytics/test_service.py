@@ -72,7 +72,7 @@ def test_refresh_stores_insights_and_reports(session, tenant, shop):
     events.record(
         session,
         tenant.caller,
-        type="review.posted",
+        type="review_posted",
         occurred_at=NOW - timedelta(days=3),
         now=NOW,
         source="test",
@@ -106,7 +106,7 @@ def test_engagement_scale_from_programme_settings(session, tenant, shop):
     programme = session.get(Programme, tenant.programme_id)
     programme.settings = {
         "engagement": {
-            "scale": {"order.placed": 0, "review.posted": 60},
+            "scale": {"order.placed": 0, "review_posted": 60},
             "statuses": [[0, "quiet"], [50, "fan"]],
         }
     }
@@ -116,7 +116,7 @@ def test_engagement_scale_from_programme_settings(session, tenant, shop):
     events.record(
         session,
         tenant.caller,
-        type="review.posted",
+        type="review_posted",
         occurred_at=NOW - timedelta(days=1),
         now=NOW,
         source="test",

@@ -295,5 +295,57 @@ def refresh_cmd(
         _kit().print_rows(rows, title="analytics refreshed")
 
 
+engagement_app = typer.Typer(help="The engagement scale (points per action, statuses).")
+app.add_typer(engagement_app, name="engagement")
+MerchantOpt = typer.Option(..., "--merchant", help="Merchant id (its programme's scale)")
+
+
+@engagement_app.command("load")
+def engagement_load(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="YAML or JSON file"),
+    merchant: int = MerchantOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Validate a scale file and make it the programme's; an invalid file changes nothing."""
+    from fidele.analytics import service
+    from fidele.analytics.schemas import EngagementConfig
+    from fidele.kit.documents import DocumentError, validate_yaml
+
+    try:
+        config = validate_yaml(EngagementConfig, file.read_text())
+    except DocumentError as exc:
+        for line, loc, msg in exc.errors:
+            _say(f"[red]{file}:{line or '?'}[/red] {loc}: {msg}")
+        raise typer.Exit(1) from exc
+    k = _kit()
+    with k.unit_of_work() as session:
+        service.set_engagement(session, _programme_of(session, merchant), config)
+    if as_json:
+        _print_json(config.model_dump())
+    else:
+        _say(f"engagement scale loaded: {len(config.scale)} event types")
+
+
+@engagement_app.command("show")
+def engagement_show(merchant: int = MerchantOpt) -> None:
+    """Print the scale in force as JSON."""
+    from fidele.analytics import service
+    from fidele.tenancy.models import Programme
+
+    with _kit().unit_of_work() as session:
+        programme = session.get(Programme, _programme_of(session, merchant))
+        _print_json(service.engagement_settings(programme).model_dump())
+
+
+def _programme_of(session: Any, merchant: int) -> int:
+    from fidele.errors import NotFound
+    from fidele.tenancy.models import Merchant
+
+    found = session.get(Merchant, merchant)
+    if found is None:
+        raise NotFound(f"merchant {merchant} not found")
+    return int(found.programme_id)
+
+
 def register(root: typer.Typer) -> None:
     root.add_typer(app, name="analytics")
