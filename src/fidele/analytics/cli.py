@@ -222,7 +222,9 @@ def _print_models(report: dict[str, Any]) -> None:
                 "se": "",
             }
         )
-    _kit().print_rows(rows, title="fitted models")
+    _kit().print_rows(rows, title=f"fitted models ({report.get('method')})")
+    for warning in report.get("warnings") or []:
+        _say(f"[yellow]warning:[/yellow] {warning}")
 
 
 @app.command("cohorts")

@@ -23,6 +23,10 @@ class InsightsOut(BaseModel):
     expected_purchases_90d: float | None
     expected_spend: int | None
     clv: int | None
+    clv_method: str | None = Field(
+        description="model, penalised_model (a weak prior was needed: rough) or "
+        "cadence_average (no usable model: cadence and spend averages, no P(alive))"
+    )
     next_expected_order: date | None
     expected_gap_days: float | None
     overdue_ratio: float | None

@@ -15,7 +15,7 @@ from fidele.analytics import engagement as eng
 from fidele.analytics.cohorts import cohorts
 from fidele.analytics.kpis import monthly_kpis, shop_kpis
 from fidele.analytics.models import AnalyticsReport, CustomerInsight
-from fidele.analytics.pipeline import ClvOptions, customer_insights
+from fidele.analytics.pipeline import USABLE, ClvOptions, customer_insights
 from fidele.analytics.repository import AnalyticsRepository
 from fidele.analytics.rfm import rfm, segment_summary
 from fidele.analytics.schemas import EngagementConfig
@@ -44,6 +44,7 @@ class RefreshResult:
     customers: int
     orders: int
     models_fitted: bool
+    clv_method: str | None
     computed_at: datetime
 
     def as_dict(self) -> dict[str, Any]:
@@ -83,7 +84,8 @@ def refresh(session: Session, merchant_id: int, now: datetime) -> RefreshResult:
     repo.replace_insights(merchant_id, rows)
     for kind, payload in _reports(orders, end, report).items():
         repo.replace_report(merchant_id, kind, _finite(payload), now)
-    return RefreshResult(merchant_id, len(rows), orders.height, report is not None, now)
+    method = str(report["method"]) if report else None
+    return RefreshResult(merchant_id, len(rows), orders.height, method in USABLE, method, now)
 
 
 def refresh_all(
@@ -147,6 +149,7 @@ def _row(r: dict[str, Any], merchant_id: int, now: datetime) -> dict[str, Any]:
         "expected_purchases_90d": _num(r.get("expected_purchases")),
         "expected_spend": _money(r.get("expected_spend")),
         "clv": _money(r.get("clv")),
+        "clv_method": r.get("clv_method"),
         "next_expected_order": r.get("next_expected_order"),
         "expected_gap_days": _num(r.get("expected_gap")),
         "overdue_ratio": _num(r.get("overdue_ratio")),
