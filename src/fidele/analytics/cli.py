@@ -28,6 +28,14 @@ class Fmt(StrEnum):
 class Unit(StrEnum):
     days = "days"
     weeks = "weeks"
+    calendar_weeks = "calendar_weeks"
+
+
+UNIT_HELP = (
+    "Time unit of recency, T and the models: days; weeks = days / 7 with purchases merged "
+    "per day (Hardie's CDNOW convention, the published results); calendar_weeks = purchases "
+    "merged per calendar week (Monday-Sunday) and whole weeks counted, as lifetimes' freq='W'"
+)
 
 
 JsonOpt = typer.Option(False, "--json", help="Print the result as JSON")
@@ -39,7 +47,7 @@ CalOpt = typer.Option(None, "--calibration-end", help="Last day of calibration (
 ObsOpt = typer.Option(
     None, "--observation-end", help="Last day observed (default: the file's last order day)"
 )
-UnitOpt = typer.Option(Unit.days, "--time-unit", help="Time unit of recency, T and the models")
+UnitOpt = typer.Option(Unit.days, "--time-unit", help=UNIT_HELP)
 FmtOpt = typer.Option(Fmt.table, "--format", help="Output format")
 OutOpt = typer.Option(None, "--out", help="Write the table to this file")
 
@@ -167,7 +175,7 @@ def clv_cmd(
     amount_col: str = AmountOpt,
     calibration_end: str | None = CalOpt,
     observation_end: str | None = ObsOpt,
-    time_unit: Unit = typer.Option(Unit.weeks, "--time-unit", help="Time unit of the models"),
+    time_unit: Unit = typer.Option(Unit.weeks, "--time-unit", help=UNIT_HELP),
     horizon_days: int = typer.Option(90, help="Horizon of expected purchases, in days"),
     months: int = typer.Option(12, help="CLV horizon in months"),
     discount_rate: float = typer.Option(0.01, help="Monthly discount rate"),
