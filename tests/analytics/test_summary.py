@@ -197,3 +197,23 @@ def test_calendar_weeks_ignore_the_rest_of_the_last_week():
     got = summary(orders, observation_end=date(2024, 1, 16), time_unit="calendar_weeks")
     row = got.row(0, named=True)
     assert (row["frequency"], row["recency"], row["T"], row["total_spend"]) == (0, 0.0, 2.0, 30)
+
+
+@pytest.mark.parametrize("order", ["date", "shuffled"])
+@pytest.mark.parametrize("ids", ["string", "integer"])
+def test_row_order_and_id_type_do_not_change_the_summary(order, ids):
+    """Exports come in time order (or any order), with string or integer ids: the same
+    summary as on rows sorted by customer."""
+    from fidele.analytics.generate import simulate_bgnbd_gg
+
+    shop = simulate_bgnbd_gg(2000, start=date(2024, 1, 1), days=730, seed=4)
+    if ids == "integer":
+        shop = shop.with_columns(pl.col("customer_id").str.slice(1).cast(pl.Int64))
+    end = date(2025, 12, 30)
+    want = summary(shop.sort("customer_id", "date"), observation_end=end)
+    rows = shop.sort("date") if order == "date" else shop.sample(fraction=1.0, shuffle=True, seed=3)
+    assert_frame_equal(summary(rows, observation_end=end), want)
+    assert_frame_equal(
+        summary(rows.lazy(), observation_end=end, time_unit="weeks"),
+        summary(shop, observation_end=end, time_unit="weeks"),
+    )
