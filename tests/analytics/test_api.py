@@ -18,6 +18,7 @@ def test_insights_endpoint(api, session, tenant, clock):
     assert body["segment"]
     assert 1 <= body["r_score"] <= 5
     assert body["engagement_status"] in {"casual", "engaged", "fan"}
+    assert body["clv_method"] in {"model", "penalised_model", "cadence_average"}
     assert api.get("/v1/customers/nobody/insights").status_code == 404
 
 

@@ -153,3 +153,23 @@ def test_bad_inputs_exit_with_a_message(tmp_path):
     parquet = runner.invoke(app, ["analytics", "summary", "--orders", src, "--format", "parquet"])
     assert parquet.exit_code == 2
     assert "--out" in parquet.output
+
+
+def test_calendar_weeks_from_the_cli():
+    result = run(
+        "summary",
+        "--orders",
+        str(GOLDEN / "orders_calendar_weeks.csv"),
+        "--observation-end",
+        "2025-12-30",
+        "--time-unit",
+        "calendar_weeks",
+        "--format",
+        "json",
+    )
+    want = pl.read_csv(GOLDEN / "summary_calendar_weeks_lifetimes.csv")
+    got = {r["customer_id"]: r for r in json.loads(result.stdout)}
+    for row in want.iter_rows(named=True):
+        assert got[row["customer_id"]]["frequency"] == row["frequency"]
+        assert got[row["customer_id"]]["T"] == row["T"]
+    assert "calendar_weeks" in runner.invoke(app, ["analytics", "clv", "--help"]).stdout

@@ -144,12 +144,12 @@ def test_cadence_by_hand():
 def test_engagement_window_scale_and_status():
     now = datetime(2024, 6, 30, 12, tzinfo=UTC)
     rows = [
-        ("a", "newsletter.subscribed", 1),
-        ("a", "review.posted", 3),
+        ("a", "newsletter_subscribed", 1),
+        ("a", "review_posted", 3),
         ("a", "order.placed", 5),
-        ("b", "comment.posted", 2),
+        ("b", "social_share", 2),
         ("b", "unknown.thing", 2),
-        ("b", "review.posted", 400),
+        ("b", "review_posted", 400),
     ]
     events = pl.DataFrame(
         {
@@ -159,8 +159,8 @@ def test_engagement_window_scale_and_status():
         }
     )
     out = engagement(events, as_of=now, window_days=180)
-    assert out.rows() == [("a", 23, 3, "engaged"), ("b", 2, 2, "casual")]
-    fans = engagement(events, as_of=now, scale={"newsletter.subscribed": 60})
+    assert out.rows() == [("a", 23, 3, "engaged"), ("b", 3, 2, "casual")]
+    fans = engagement(events, as_of=now, scale={"newsletter_subscribed": 60})
     assert fans["engagement_status"].to_list() == ["fan", "casual"]
     assert status_for(0) == "casual"
     assert status_for(49) == "engaged"

@@ -72,7 +72,7 @@ def test_refresh_stores_insights_and_reports(session, tenant, shop):
     events.record(
         session,
         tenant.caller,
-        type="review.posted",
+        type="review_posted",
         occurred_at=NOW - timedelta(days=3),
         now=NOW,
         source="test",
@@ -106,7 +106,7 @@ def test_engagement_scale_from_programme_settings(session, tenant, shop):
     programme = session.get(Programme, tenant.programme_id)
     programme.settings = {
         "engagement": {
-            "scale": {"order.placed": 0, "review.posted": 60},
+            "scale": {"order.placed": 0, "review_posted": 60},
             "statuses": [[0, "quiet"], [50, "fan"]],
         }
     }
@@ -116,7 +116,7 @@ def test_engagement_scale_from_programme_settings(session, tenant, shop):
     events.record(
         session,
         tenant.caller,
-        type="review.posted",
+        type="review_posted",
         occurred_at=NOW - timedelta(days=1),
         now=NOW,
         source="test",
@@ -132,13 +132,17 @@ def test_engagement_scale_from_programme_settings(session, tenant, shop):
     assert {r.engagement_status for r in others} == {"quiet"}
 
 
-def test_small_shop_gets_rfm_without_models(session, tenant):
+def test_small_shop_gets_rfm_and_labelled_averages_without_models(session, tenant):
     load_shop(session, tenant.caller, shop_orders(5, seed=1))
     result = service.refresh(session, tenant.merchant_id, NOW)
     assert not result.models_fitted
+    assert result.clv_method == "cadence_average"
     rows = session.execute(select(CustomerInsight)).scalars().all()
     assert len(rows) == 5
-    assert all(r.clv is None and r.segment for r in rows)
+    assert all(r.segment and r.clv_method == "cadence_average" for r in rows)
+    assert all(r.clv is not None and r.clv > 0 and r.p_alive is None for r in rows)
+    clv = session.get(AnalyticsReport, (tenant.merchant_id, "clv")).payload["models"]
+    assert clv["method"] == "cadence_average" and clv["warnings"]
 
 
 def test_refresh_all_and_job_cover_every_merchant_and_scope(session, tenant, shop, clock):

@@ -18,6 +18,7 @@ __all__ = [
     "FitResult",
     "Objective",
     "hessian_fd",
+    "log_normal_penalty",
     "newton_log",
     "standard_errors",
     "subsample",
@@ -66,6 +67,25 @@ def newton_log(
             return FitResult(theta, f, H, it, False)
         phi, (f, g, H) = found
     return FitResult(np.exp(phi), f, H, max_iter, False)
+
+
+def log_normal_penalty(objective: Objective, centre: np.ndarray, sd: np.ndarray) -> Objective:
+    """``objective`` plus ``sum(((log theta - log centre) / sd)**2) / 2``: a log-normal prior
+    on each parameter (``sd = inf`` leaves one free), with its gradient and Hessian in
+    theta. Used only where the plain maximum likelihood is not identified."""
+    mu, w = np.log(centre), 1.0 / np.square(sd)
+
+    def penalised(theta: np.ndarray, order: int):
+        f, g, H = objective(theta, order)
+        z = np.log(theta) - mu
+        f = f + 0.5 * float(np.sum(w * z * z))
+        if order >= 1:
+            g = g + w * z / theta
+        if order >= 2:
+            H = H + np.diag(w * (1.0 - z) / np.square(theta))
+        return f, g, H
+
+    return penalised
 
 
 def _step(Hp: np.ndarray, gp: np.ndarray) -> np.ndarray:

@@ -5,8 +5,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from fidele.analytics import service
-from fidele.analytics.schemas import InsightsOut, ReportOut
-from fidele.deps import ERRORS, NowDep, ReadCaller, SessionDep
+from fidele.analytics.schemas import EngagementConfig, InsightsOut, ReportOut
+from fidele.deps import ERRORS, AdminCaller, NowDep, ReadCaller, SessionDep
 from fidele.kit.schemas import ExternalId
 
 router = APIRouter(tags=["analytics"], responses=ERRORS)
@@ -38,3 +38,19 @@ def cohorts(caller: ReadCaller, session: SessionDep, now: NowDep) -> ReportOut:
 def rfm(caller: ReadCaller, session: SessionDep, now: NowDep) -> ReportOut:
     """RFM segments: customers and revenue per segment."""
     return ReportOut.of(service.report(session, caller, "rfm", now))
+
+
+@router.get("/v1/analytics/engagement", response_model=EngagementConfig)
+def get_engagement(caller: ReadCaller, session: SessionDep) -> EngagementConfig:
+    """The engagement scale in force: points per event type, window and statuses."""
+    return service.engagement_config(session, caller)
+
+
+@router.put("/v1/analytics/engagement", response_model=EngagementConfig)
+def put_engagement(
+    body: EngagementConfig, caller: AdminCaller, session: SessionDep
+) -> EngagementConfig:
+    """Replace the programme's engagement scale; the next refresh scores with it. An event
+    type that only looks like one the API records (``newsletter.subscribed``) is refused,
+    naming it."""
+    return service.set_engagement(session, caller.programme_id, body)

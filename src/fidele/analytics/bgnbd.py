@@ -13,7 +13,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from fidele.analytics._fit import newton_log, standard_errors, subsample, time_codes
+from fidele.analytics._fit import (
+    FitResult,
+    log_normal_penalty,
+    newton_log,
+    standard_errors,
+    subsample,
+    time_codes,
+)
 from fidele.analytics._special import dot, hyp2f1_tails
 
 __all__ = [
@@ -50,6 +57,20 @@ class BGNBDFit:
     n_patterns: int = 0
     iterations: int = 0
     converged: bool = True
+    # "mle", or "penalised" when the plain likelihood did not identify the parameters
+    estimator: str = "mle"
+
+    @property
+    def identified(self) -> bool:
+        """Converged to finite parameters in a plausible range (a small shop's likelihood can
+        be flat along a ridge where a and b run off to infinity together)."""
+        values = self.params.as_array()
+        return bool(
+            self.converged
+            and np.isfinite(values).all()
+            and (values > IDENTIFIED_RANGE[0]).all()
+            and (values < IDENTIFIED_RANGE[1]).all()
+        )
 
     def as_dict(self) -> dict[str, object]:
         p = self.params
@@ -64,7 +85,18 @@ class BGNBDFit:
             "n_patterns": self.n_patterns,
             "iterations": self.iterations,
             "converged": self.converged,
+            "identified": self.identified,
+            "estimator": self.estimator,
         }
+
+
+# Parameters outside this range are the symptom of a flat likelihood, not an estimate.
+IDENTIFIED_RANGE = (1e-6, 1e4)
+# The weak prior of the penalised fit, on a and b only (r and alpha stay free): log-normal,
+# centred on a = 1, b = 3 (a mean dropout probability of 1/4 per purchase, near the published
+# CDNOW estimates), one unit of log standard deviation.
+PRIOR_CENTRE = np.array([1.0, 1.0, 1.0, 3.0])
+PRIOR_SD = np.array([np.inf, np.inf, 1.0, 1.0])
 
 
 class _Likelihood:
@@ -283,8 +315,15 @@ def fit_bgnbd(
     T_col: str = "T",
     start: BGNBDParams | None = None,
     with_se: bool = True,
+    penalise: bool = True,
 ) -> BGNBDFit:
     """Maximum-likelihood BG/NBD on a per-customer summary.
+
+    When the plain maximum likelihood is not identified (no convergence, or a and b running
+    off together along a flat ridge, as on small shops), the fit is redone with a weak
+    log-normal prior on a and b (:data:`PRIOR_CENTRE`, :data:`PRIOR_SD`) and says so in
+    ``estimator = "penalised"``; where the data identifies the model the result is the plain
+    MLE, unchanged (``penalise=False`` never falls back).
 
     Repeat customers are compressed to unique ``(frequency, recency, T)`` patterns with
     counts; Newton's method on log-parameters with the analytic Hessian, started from a fit
@@ -304,13 +343,31 @@ def fit_bgnbd(
         sub = _Likelihood(table, x[part], i_t[part], i_T[part])
         first = newton_log(sub, first, tol=1e-3).params
     lik = _Likelihood(table, x, i_t, i_T)
-    res = newton_log(lik, first)
+    fit = _result(newton_log(lik, first), lik, x, scale, summary.height, with_se, "mle")
+    if fit.identified or not penalise:
+        return fit
+    prior = log_normal_penalty(lik, PRIOR_CENTRE * [1, scale, 1, 1], PRIOR_SD)
+    res = newton_log(prior, np.array([1.0, 1.0, 1.0, 3.0]))
+    return _result(res, lik, x, scale, summary.height, with_se, "penalised")
+
+
+def _result(
+    res: FitResult,
+    lik: _Likelihood,
+    x: np.ndarray,
+    scale: float,
+    n: int,
+    with_se: bool,
+    estimator: str,
+) -> BGNBDFit:
     r, alpha_s, a, b = res.params
     se = _se(res.hessian, scale) if with_se else {}
-    log_lik = -res.neg_ll + float(x.sum()) * np.log(scale)  # back to unscaled time
+    # the log-likelihood reported is the data's (without the prior), in unscaled time
+    neg_ll = res.neg_ll if estimator == "mle" else lik(res.params, 0)[0]
+    log_lik = -neg_ll + float(x.sum()) * np.log(scale)
     params = BGNBDParams(float(r), float(alpha_s / scale), float(a), float(b))
     return BGNBDFit(
-        params, float(log_lik), se, summary.height, lik.n_patterns, res.iterations, res.converged
+        params, float(log_lik), se, n, lik.n_patterns, res.iterations, res.converged, estimator
     )
 
 

@@ -28,6 +28,14 @@ class Fmt(StrEnum):
 class Unit(StrEnum):
     days = "days"
     weeks = "weeks"
+    calendar_weeks = "calendar_weeks"
+
+
+UNIT_HELP = (
+    "Time unit of recency, T and the models: days; weeks = days / 7 with purchases merged "
+    "per day (Hardie's CDNOW convention, the published results); calendar_weeks = purchases "
+    "merged per calendar week (Monday-Sunday) and whole weeks counted, as lifetimes' freq='W'"
+)
 
 
 JsonOpt = typer.Option(False, "--json", help="Print the result as JSON")
@@ -39,7 +47,7 @@ CalOpt = typer.Option(None, "--calibration-end", help="Last day of calibration (
 ObsOpt = typer.Option(
     None, "--observation-end", help="Last day observed (default: the file's last order day)"
 )
-UnitOpt = typer.Option(Unit.days, "--time-unit", help="Time unit of recency, T and the models")
+UnitOpt = typer.Option(Unit.days, "--time-unit", help=UNIT_HELP)
 FmtOpt = typer.Option(Fmt.table, "--format", help="Output format")
 OutOpt = typer.Option(None, "--out", help="Write the table to this file")
 
@@ -167,7 +175,7 @@ def clv_cmd(
     amount_col: str = AmountOpt,
     calibration_end: str | None = CalOpt,
     observation_end: str | None = ObsOpt,
-    time_unit: Unit = typer.Option(Unit.weeks, "--time-unit", help="Time unit of the models"),
+    time_unit: Unit = typer.Option(Unit.weeks, "--time-unit", help=UNIT_HELP),
     horizon_days: int = typer.Option(90, help="Horizon of expected purchases, in days"),
     months: int = typer.Option(12, help="CLV horizon in months"),
     discount_rate: float = typer.Option(0.01, help="Monthly discount rate"),
@@ -222,7 +230,9 @@ def _print_models(report: dict[str, Any]) -> None:
                 "se": "",
             }
         )
-    _kit().print_rows(rows, title="fitted models")
+    _kit().print_rows(rows, title=f"fitted models ({report.get('method')})")
+    for warning in report.get("warnings") or []:
+        _say(f"[yellow]warning:[/yellow] {warning}")
 
 
 @app.command("cohorts")
@@ -293,6 +303,58 @@ def refresh_cmd(
         _print_json(rows)
     else:
         _kit().print_rows(rows, title="analytics refreshed")
+
+
+engagement_app = typer.Typer(help="The engagement scale (points per action, statuses).")
+app.add_typer(engagement_app, name="engagement")
+MerchantOpt = typer.Option(..., "--merchant", help="Merchant id (its programme's scale)")
+
+
+@engagement_app.command("load")
+def engagement_load(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="YAML or JSON file"),
+    merchant: int = MerchantOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Validate a scale file and make it the programme's; an invalid file changes nothing."""
+    from fidele.analytics import service
+    from fidele.analytics.schemas import EngagementConfig
+    from fidele.kit.documents import DocumentError, validate_yaml
+
+    try:
+        config = validate_yaml(EngagementConfig, file.read_text())
+    except DocumentError as exc:
+        for line, loc, msg in exc.errors:
+            _say(f"[red]{file}:{line or '?'}[/red] {loc}: {msg}")
+        raise typer.Exit(1) from exc
+    k = _kit()
+    with k.unit_of_work() as session:
+        service.set_engagement(session, _programme_of(session, merchant), config)
+    if as_json:
+        _print_json(config.model_dump())
+    else:
+        _say(f"engagement scale loaded: {len(config.scale)} event types")
+
+
+@engagement_app.command("show")
+def engagement_show(merchant: int = MerchantOpt) -> None:
+    """Print the scale in force as JSON."""
+    from fidele.analytics import service
+    from fidele.tenancy.models import Programme
+
+    with _kit().unit_of_work() as session:
+        programme = session.get(Programme, _programme_of(session, merchant))
+        _print_json(service.engagement_settings(programme).model_dump())
+
+
+def _programme_of(session: Any, merchant: int) -> int:
+    from fidele.errors import NotFound
+    from fidele.tenancy.models import Merchant
+
+    found = session.get(Merchant, merchant)
+    if found is None:
+        raise NotFound(f"merchant {merchant} not found")
+    return int(found.programme_id)
 
 
 def register(root: typer.Typer) -> None:

@@ -13,7 +13,7 @@ from fidele.analytics.summary import TimeUnit, unit_days
 __all__ = ["calibration_vs_holdout", "customer_lifetime_value", "score"]
 
 # Time units per month, as lifetimes' ``customer_lifetime_value`` counts them.
-_PER_MONTH = {"days": 30.0, "weeks": 4.345}
+_PER_MONTH = {"days": 30.0, "weeks": 4.345, "calendar_weeks": 4.345}
 
 
 def customer_lifetime_value(

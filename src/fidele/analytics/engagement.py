@@ -10,14 +10,14 @@ import polars as pl
 
 __all__ = ["DEFAULT_SCALE", "DEFAULT_STATUSES", "engagement", "status_for"]
 
+# Event types as the API and fidele record them (``fidele.events.domain.EVENT_TYPES``).
 DEFAULT_SCALE: dict[str, int] = {
     "order.placed": 5,
-    "newsletter.subscribed": 10,
-    "review.posted": 8,
-    "comment.posted": 2,
-    "referral.sent": 6,
-    "social.shared": 3,
-    "account.created": 3,
+    "newsletter_subscribed": 10,
+    "review_posted": 8,
+    "survey_answered": 4,
+    "social_share": 3,
+    "wishlist_added": 1,
 }
 # (minimum score, status), ascending.
 DEFAULT_STATUSES: tuple[tuple[int, str], ...] = ((0, "casual"), (20, "engaged"), (50, "fan"))

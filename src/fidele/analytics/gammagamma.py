@@ -40,6 +40,17 @@ class GammaGammaFit:
     iterations: int = 0
     converged: bool = True
 
+    @property
+    def identified(self) -> bool:
+        """Converged, with a finite mean spend (q > 1) and no parameter run off."""
+        values = self.params.as_array()
+        return bool(
+            self.converged
+            and np.isfinite(values).all()
+            and self.params.q > 1
+            and (values < 1e8).all()
+        )
+
     def as_dict(self) -> dict[str, object]:
         p = self.params
         return {
@@ -51,6 +62,7 @@ class GammaGammaFit:
             "n_customers": self.n_customers,
             "iterations": self.iterations,
             "converged": self.converged,
+            "identified": self.identified,
             "mean_spend": p.p * p.v / (p.q - 1) if p.q > 1 else float("inf"),
         }
 

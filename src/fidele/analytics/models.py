@@ -32,6 +32,9 @@ class CustomerInsight(Base):
     expected_purchases_90d: Mapped[float | None] = mapped_column(Float, default=None)
     expected_spend: Mapped[int | None] = mapped_column(BigInt, default=None)
     clv: Mapped[int | None] = mapped_column(BigInt, default=None)
+    # how p_alive, expected purchases/spend and CLV were estimated: "model",
+    # "penalised_model" (the BG/NBD needed a weak prior) or "cadence_average" (no usable model)
+    clv_method: Mapped[str | None] = mapped_column(String(20), default=None)
     next_expected_order: Mapped[date | None] = mapped_column(default=None)
     expected_gap_days: Mapped[float | None] = mapped_column(Float, default=None)
     overdue_ratio: Mapped[float | None] = mapped_column(Float, default=None)

@@ -15,16 +15,25 @@ from fidele.analytics import engagement as eng
 from fidele.analytics.cohorts import cohorts
 from fidele.analytics.kpis import monthly_kpis, shop_kpis
 from fidele.analytics.models import AnalyticsReport, CustomerInsight
-from fidele.analytics.pipeline import ClvOptions, customer_insights
+from fidele.analytics.pipeline import USABLE, ClvOptions, customer_insights
 from fidele.analytics.repository import AnalyticsRepository
 from fidele.analytics.rfm import rfm, segment_summary
+from fidele.analytics.schemas import EngagementConfig
 from fidele.analytics.summary import summary
 from fidele.customers import service as customers
 from fidele.errors import NotFound
 from fidele.tenancy.models import Merchant, Programme
 from fidele.tenancy.service import Caller, list_merchants
 
-__all__ = ["RefreshResult", "customer_insight", "refresh", "refresh_all", "report"]
+__all__ = [
+    "RefreshResult",
+    "customer_insight",
+    "engagement_config",
+    "refresh",
+    "refresh_all",
+    "report",
+    "set_engagement",
+]
 
 REPORT_KINDS = ("kpis", "cohorts", "rfm", "clv")
 
@@ -35,21 +44,33 @@ class RefreshResult:
     customers: int
     orders: int
     models_fitted: bool
+    clv_method: str | None
     computed_at: datetime
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def engagement_settings(programme: Programme | None) -> dict[str, Any]:
-    """The programme's ``settings["engagement"]`` over the defaults: ``scale`` (points per
-    event type), ``window_days`` and ``statuses`` (``[[min score, name], ...]``)."""
-    mine = dict((programme.settings or {}).get("engagement", {})) if programme else {}
-    return {
-        "scale": {**eng.DEFAULT_SCALE, **mine.get("scale", {})},
-        "window_days": int(mine.get("window_days", 180)),
-        "statuses": [tuple(s) for s in mine.get("statuses", eng.DEFAULT_STATUSES)],
-    }
+def engagement_settings(programme: Programme | None) -> EngagementConfig:
+    """The programme's engagement scale (``settings["engagement"]``), or the default one."""
+    stored = (programme.settings or {}).get("engagement") if programme else None
+    return EngagementConfig.model_validate(stored) if stored else EngagementConfig()
+
+
+def engagement_config(session: Session, caller: Caller) -> EngagementConfig:
+    """The engagement scale in force for the caller's programme."""
+    return engagement_settings(session.get(Programme, caller.programme_id))
+
+
+def set_engagement(
+    session: Session, programme_id: int, config: EngagementConfig
+) -> EngagementConfig:
+    """Replace the programme's engagement scale (the next refresh scores with it)."""
+    programme = session.get(Programme, programme_id)
+    if programme is None:
+        raise NotFound(f"programme {programme_id} not found")
+    programme.settings = {**(programme.settings or {}), "engagement": config.model_dump()}
+    return config
 
 
 def refresh(session: Session, merchant_id: int, now: datetime) -> RefreshResult:
@@ -58,12 +79,13 @@ def refresh(session: Session, merchant_id: int, now: datetime) -> RefreshResult:
     orders = repo.orders(merchant_id, until=now)
     end = now.date()
     report, insights = _insights(orders, end)
-    scores = _engagement(session, repo, merchant_id, now)
-    rows = _rows(insights, scores, merchant_id, now)
+    scores, idle = _engagement(session, repo, merchant_id, now)
+    rows = _rows(insights, scores, idle, merchant_id, now)
     repo.replace_insights(merchant_id, rows)
     for kind, payload in _reports(orders, end, report).items():
         repo.replace_report(merchant_id, kind, _finite(payload), now)
-    return RefreshResult(merchant_id, len(rows), orders.height, report is not None, now)
+    method = str(report["method"]) if report else None
+    return RefreshResult(merchant_id, len(rows), orders.height, method in USABLE, method, now)
 
 
 def refresh_all(
@@ -86,24 +108,32 @@ def _insights(orders: pl.DataFrame, end: date) -> tuple[dict[str, object] | None
 
 def _engagement(
     session: Session, repo: AnalyticsRepository, merchant_id: int, now: datetime
-) -> pl.DataFrame:
+) -> tuple[pl.DataFrame, pl.Expr]:
     merchant = session.get(Merchant, merchant_id)
     conf = engagement_settings(session.get(Programme, merchant.programme_id) if merchant else None)
-    since = now - timedelta(days=conf["window_days"])
+    since = now - timedelta(days=conf.window_days)
     events = repo.events(merchant_id, since, now)
-    return eng.engagement(
+    scored = eng.engagement(
         events,
         as_of=now,
-        window_days=conf["window_days"],
-        scale=conf["scale"],
-        statuses=conf["statuses"],
+        window_days=conf.window_days,
+        scale=conf.scale,
+        statuses=conf.thresholds(),
     )
+    # Customers without a counted event score 0 on the same scale: give them its status.
+    idle = pl.lit(eng.status_for(0, conf.thresholds()))
+    return scored, idle
 
 
 def _rows(
-    insights: pl.DataFrame, scores: pl.DataFrame, merchant_id: int, now: datetime
+    insights: pl.DataFrame, scores: pl.DataFrame, idle: pl.Expr, merchant_id: int, now: datetime
 ) -> list[dict[str, Any]]:
-    merged = insights.join(scores.drop("actions"), on="customer_id", how="full", coalesce=True)
+    merged = insights.join(
+        scores.drop("actions"), on="customer_id", how="full", coalesce=True
+    ).with_columns(
+        pl.col("engagement_score").fill_null(0),
+        pl.col("engagement_status").fill_null(idle),
+    )
     return [_row(r, merchant_id, now) for r in merged.iter_rows(named=True)]
 
 
@@ -119,11 +149,12 @@ def _row(r: dict[str, Any], merchant_id: int, now: datetime) -> dict[str, Any]:
         "expected_purchases_90d": _num(r.get("expected_purchases")),
         "expected_spend": _money(r.get("expected_spend")),
         "clv": _money(r.get("clv")),
+        "clv_method": r.get("clv_method"),
         "next_expected_order": r.get("next_expected_order"),
         "expected_gap_days": _num(r.get("expected_gap")),
         "overdue_ratio": _num(r.get("overdue_ratio")),
-        "engagement_score": int(r.get("engagement_score") or 0),
-        "engagement_status": r.get("engagement_status") or eng.status_for(0),
+        "engagement_score": int(r["engagement_score"]),
+        "engagement_status": r["engagement_status"],
         "computed_at": now,
     }
 

@@ -88,6 +88,8 @@ def spark_summary(
     """
     from pyspark.sql import functions as F
 
+    if time_unit == "calendar_weeks":
+        raise ValueError("the Spark summary counts days or weeks of 7 days, not calendar weeks")
     per = unit_days(time_unit)
     days = spark_daily_purchases(
         transactions,

@@ -22,7 +22,7 @@ and the cadence.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Literal
 
 import numpy as np
@@ -33,16 +33,17 @@ from fidele.analytics._runs import CustomerRuns, customer_runs, with_boundaries
 __all__ = [
     "TimeUnit",
     "as_day",
+    "calendar_weeks",
     "calibration_and_holdout",
     "daily_purchases",
     "purchase_gaps",
     "summary",
 ]
 
-TimeUnit = Literal["days", "weeks"]
+TimeUnit = Literal["days", "weeks", "calendar_weeks"]
 _EPOCH = date(1970, 1, 1)
 _US_PER_DAY = 86_400_000_000
-_UNIT_DAYS = {"days": 1.0, "weeks": 7.0}
+_UNIT_DAYS = {"days": 1.0, "weeks": 7.0, "calendar_weeks": 7.0}
 
 
 def as_day(value: date | datetime) -> date:
@@ -57,10 +58,29 @@ def as_day(value: date | datetime) -> date:
 
 
 def unit_days(time_unit: TimeUnit) -> float:
-    """Days per time unit (``"days"`` 1, ``"weeks"`` 7)."""
+    """Days per time unit (``"days"`` 1, ``"weeks"`` and ``"calendar_weeks"`` 7)."""
     if time_unit not in _UNIT_DAYS:
-        raise ValueError(f"time_unit must be 'days' or 'weeks', not {time_unit!r}")
+        raise ValueError(
+            f"time_unit must be 'days', 'weeks' or 'calendar_weeks', not {time_unit!r}"
+        )
     return _UNIT_DAYS[time_unit]
+
+
+def calendar_weeks(
+    transactions: pl.DataFrame | pl.LazyFrame, datetime_col: str, end: date | datetime
+) -> tuple[pl.LazyFrame, date]:
+    """Transactions up to ``end`` (their own day, inclusive) and ``end`` itself moved to the
+    Monday of their (UTC) week: the summary then merges purchases within a calendar week and
+    counts whole weeks, as lifetimes' ``freq="W"`` does (weeks ending on Sunday)."""
+    lf = transactions.lazy()
+    day = _day_expr(datetime_col, lf.collect_schema()[datetime_col])
+    last = as_day(end)
+    moved = lf.filter(day <= last).with_columns(day.dt.truncate("1w").alias(datetime_col))
+    return moved, _monday(last)
+
+
+def _monday(day: date) -> date:
+    return day - timedelta(days=day.weekday())
 
 
 def _day_expr(datetime_col: str, dtype: pl.DataType) -> pl.Expr:
@@ -120,7 +140,10 @@ def summary(
     observation_end
         Last day observed (inclusive); later transactions are ignored.
     time_unit
-        ``"days"`` or ``"weeks"`` (days / 7) for ``recency``, ``T`` and the gaps.
+        ``"days"``, ``"weeks"`` (days / 7: purchases merged per day, Hardie's CDNOW
+        convention) or ``"calendar_weeks"`` (purchases merged per calendar week, Monday to
+        Sunday, and whole weeks counted: lifetimes' ``freq="W"``) for ``recency``, ``T``
+        and the gaps.
     interpurchase
         Also compute the mean and standard deviation of the gaps between purchase days
         (the models do not use them).
@@ -134,8 +157,10 @@ def summary(
         and, with ``interpurchase``, ``ipt_mean`` and ``ipt_std`` (null below 1 and 2 gaps).
         Sorted by customer.
     """
-    end = (as_day(observation_end) - _EPOCH).days
     lf = transactions.lazy()
+    if time_unit == "calendar_weeks":
+        lf, observation_end = calendar_weeks(lf, datetime_col, observation_end)
+    end = (as_day(observation_end) - _EPOCH).days
     dtype = lf.collect_schema()[datetime_col]
     value = pl.lit(0, pl.Int64)
     if monetary_col:
@@ -233,21 +258,26 @@ def calibration_and_holdout(
     cal_end, obs_end = as_day(calibration_end), as_day(observation_end)
     if cal_end >= obs_end:
         raise ValueError("calibration_end must be before observation_end")
+
     names = dict(customer_col=customer_col, datetime_col=datetime_col, monetary_col=monetary_col)
     cal = summary(
         transactions, **names, observation_end=cal_end, time_unit=time_unit, interpurchase=False
     )
-    days = daily_purchases(transactions, **names, observation_end=obs_end)
+    lf = transactions.lazy()
+    later = lf.filter(_day_expr(datetime_col, lf.collect_schema()[datetime_col]) > cal_end)
+    duration = (obs_end - cal_end).days / unit_days(time_unit)
+    if time_unit == "calendar_weeks":  # split on the days, then count weeks (as lifetimes)
+        later, _ = calendar_weeks(later, datetime_col, obs_end)
+        duration = (_monday(obs_end) - _monday(cal_end)).days / 7
+    days = daily_purchases(later, **names, observation_end=obs_end)
     hold = (
-        days.filter(pl.col("day") > cal_end)
-        .group_by(customer_col)
+        days.group_by(customer_col)
         .agg(
             pl.len().cast(pl.Int64).alias("frequency_holdout"),
             pl.col("amount").mean().cast(pl.Float64).alias("monetary_value_holdout"),
         )
         .collect()
     )
-    duration = (obs_end - cal_end).days / unit_days(time_unit)
     return (
         cal.select(
             customer_col,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
 # Event types fidele itself writes to the log (custom action types are free-form strings).
@@ -26,6 +27,41 @@ ACTION_TYPES = (
     "survey_answered",
     "complaint_opened",
 )
+# The one vocabulary of event types: what fidele writes and the actions the API documents.
+# Scales (loyalty actions, engagement) name these; custom types stay free-form, but a name
+# that only differs from a known one by its separators or a plural is refused where a scale is
+# loaded (``newsletter.subscribed`` would silently never match ``newsletter_subscribed``).
+EVENT_TYPES = (
+    ORDER_PLACED,
+    *ORDER_STATUS.values(),
+    ORDER_REFUNDED,
+    CUSTOMER_UPSERTED,
+    *ACTION_TYPES,
+)
+EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_.:-]*$"
+
+
+def _folded(name: str) -> str:
+    """``name`` without separators nor an ending's inflection (``social.shared`` and
+    ``social_share`` fold alike)."""
+    folded = re.sub(r"[_.:-]+", "", name)
+    for suffix in ("s", "ed", "d", "e"):
+        folded = folded.removesuffix(suffix)
+    return folded
+
+
+_FOLDED = {_folded(t): t for t in EVENT_TYPES}
+
+
+def event_type_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a scale's event type (None if it can): it must fit the events
+    API's pattern, and a look-alike of a known type names the known one."""
+    if not re.match(EVENT_TYPE_PATTERN, name) or len(name) > 100:
+        return f"{name!r} is not an event type (lowercase letters, digits, _ . : -)"
+    known = _FOLDED.get(_folded(name))
+    if known is not None and known != name:
+        return f"unknown event type {name!r}: the API records {known!r}"
+    return None
 
 
 def payload_hash(payload: Any) -> str:

@@ -1,10 +1,24 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
+from pydantic_core import PydanticCustomError
 
+from fidele.events.domain import event_type_problem
 from fidele.kit.schemas import ExternalId, InputModel, OutputModel, UtcDatetime
+
+
+def _scale_event_type(name: str) -> str:
+    problem = event_type_problem(name)
+    if problem is not None:
+        raise PydanticCustomError("event_type", problem)
+    return name
+
+
+# An event type named by a scale (loyalty actions, engagement): one of the vocabulary of
+# ``fidele.events.domain.EVENT_TYPES`` or a custom type that is not a look-alike of one.
+EventType = Annotated[str, AfterValidator(_scale_event_type)]
 
 
 class EventIn(InputModel):

@@ -9,9 +9,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from fidele.events.schemas import EventType
+from fidele.kit.documents import DocumentError, validate, validate_yaml
 from fidele.kit.schemas import Currency
 
 Bp = Annotated[int, Field(ge=0, le=1_000_000)]
@@ -103,7 +104,7 @@ class Action(_Rule):
     with caps on how many count per day, per month and in a lifetime."""
 
     type: Literal["action"]
-    event_type: str = Field(min_length=1, max_length=100)
+    event_type: EventType
     points: Pts
     per_day: Pts | None = None
     per_month: Pts | None = None
@@ -212,57 +213,14 @@ def default_scale(currency: str = "EUR") -> Scale:
     )
 
 
-class ScaleError(ValueError):
+class ScaleError(DocumentError):
     """A scale that does not validate; ``errors`` are ``(line or None, location, reason)``."""
-
-    def __init__(self, errors: list[tuple[int | None, str, str]]) -> None:
-        self.errors = errors
-        super().__init__("; ".join(_fmt(e) for e in errors))
-
-
-def _fmt(err: tuple[int | None, str, str]) -> str:
-    line, loc, msg = err
-    return f"line {line}: {loc}: {msg}" if line else f"{loc}: {msg}"
 
 
 def parse(data: Any) -> Scale:
-    try:
-        return Scale.model_validate(data)
-    except ValidationError as exc:
-        raise ScaleError([(None, _loc(e["loc"]), e["msg"]) for e in exc.errors()]) from exc
+    return validate(Scale, data, ScaleError)
 
 
 def parse_yaml(text: str) -> Scale:
     """Validate a YAML scale; errors carry the 1-based line of the offending node."""
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise ScaleError([(mark.line + 1 if mark else None, "yaml", str(exc))]) from exc
-    try:
-        return Scale.model_validate(data or {})
-    except ValidationError as exc:
-        raise ScaleError(
-            [(_line(node, e["loc"]), _loc(e["loc"]), e["msg"]) for e in exc.errors()]
-        ) from exc
-
-
-def _loc(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(p) for p in loc) or "(root)"
-
-
-def _line(node: Any, loc: tuple[Any, ...]) -> int | None:
-    """Walk the composed YAML along a pydantic error location; the deepest node found
-    wins."""
-    line = node.start_mark.line + 1 if node is not None else None
-    for part in loc:
-        child = None
-        if isinstance(node, yaml.MappingNode):
-            child = next((v for k, v in node.value if k.value == str(part)), None)
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-            child = node.value[part] if part < len(node.value) else None
-        if child is None:
-            continue  # a union's tag (``action``) is in the location but not in the file
-        node, line = child, child.start_mark.line + 1
-    return line
+    return validate_yaml(Scale, text, ScaleError)
