@@ -27,7 +27,7 @@ ROUTERS = (
     "fidele.customers.api",
     "fidele.orders.api",
     "fidele.events.api",
-    "fidele.events.webhooks",
+    "fidele.ingest.webhooks",
     "fidele.loyalty.api",
     "fidele.promotions.api",
     "fidele.analytics.api",

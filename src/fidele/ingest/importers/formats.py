@@ -22,7 +22,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from fidele.errors import InvalidInput
-from fidele.events.amounts import order_amounts, to_minor
+from fidele.ingest.amounts import order_amounts, to_minor
 from fidele.kit.money import div_round
 
 Row = dict[str, Any]

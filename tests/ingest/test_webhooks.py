@@ -7,12 +7,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from fidele.events.connectors import signing
 from fidele.events.models import Event
+from fidele.ingest.connectors import signing
 from fidele.kit.clock import FrozenClock
 from fidele.tenancy.repository import MerchantRepository
-from tests.events.conftest import load, signed
 from tests.fixtures.factories import SECRET, Tenant
+from tests.ingest.conftest import load, signed
 
 
 def shopify(

@@ -8,12 +8,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from fidele.events import prestashop
 from fidele.events.models import Event
+from fidele.ingest import prestashop
 from fidele.kit.clock import FrozenClock
 from fidele.orders.models import Order
-from tests.events.prestashop_server import KEY, Shop, customer, order, serve
 from tests.fixtures.factories import Tenant
+from tests.ingest.prestashop_server import KEY, Shop, customer, order, serve
 
 PARIS = ZoneInfo("Europe/Paris")
 

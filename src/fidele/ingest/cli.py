@@ -8,8 +8,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from fidele.errors import FideleError, InvalidInput
-from fidele.events.connectors import signing
-from fidele.events.importers import runner
+from fidele.ingest.connectors import signing
+from fidele.ingest.importers import runner
 from fidele.kit import cli as k
 from fidele.settings import get_settings
 from fidele.tenancy import service as tenancy
@@ -147,7 +147,7 @@ def sync_prestashop(
     """Pull customers and orders changed since the last sync (incremental, idempotent)."""
     from zoneinfo import ZoneInfo
 
-    from fidele.events import prestashop
+    from fidele.ingest import prestashop
 
     client = prestashop.Client(url, key)
     try:

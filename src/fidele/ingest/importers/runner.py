@@ -23,8 +23,8 @@ from fidele.customers import service as customers
 from fidele.customers.schemas import CustomerIn
 from fidele.db.session import transaction
 from fidele.errors import FideleError, InvalidInput
-from fidele.events.importers import bulk, formats
-from fidele.events.importers.reader import Group, batches, columns
+from fidele.ingest.importers import bulk, formats
+from fidele.ingest.importers.reader import Group, batches, columns
 from fidele.kit.clock import Clock
 from fidele.orders.schemas import OrderIn
 from fidele.tenancy.service import Caller

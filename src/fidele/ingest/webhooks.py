@@ -1,7 +1,7 @@
 """Shop webhooks: ``POST /v1/webhooks/shopify/{merchant_id}`` and ``.../woocommerce/...``.
 
 No API key: the HMAC signature of the raw body authenticates the call (see
-:mod:`fidele.events.connectors.signing`). A missing or bad signature is a 401 and nothing is
+:mod:`fidele.ingest.connectors.signing`). A missing or bad signature is a 401 and nothing is
 stored; a verified payload goes through the same services as the API, in one transaction."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 
 from fidele.deps import NowDep, SessionDep, SettingsDep
 from fidele.errors import InvalidInput, Unauthorized
-from fidele.events.connectors import service, signing
-from fidele.events.connectors.service import WebhookResult
+from fidele.ingest.connectors import service, signing
+from fidele.ingest.connectors.service import WebhookResult
 from fidele.kit.schemas import has_nul
 from fidele.tenancy.models import Merchant
 from fidele.tenancy.repository import MerchantRepository

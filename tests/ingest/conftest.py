@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from fidele.events.connectors.signing import signature
+from fidele.ingest.connectors.signing import signature
 
 PAYLOADS = Path(__file__).parent / "payloads"
 

@@ -24,9 +24,9 @@ from fidele.customers import service as customers
 from fidele.customers.schemas import ConsentIn, CustomerIn
 from fidele.db.session import transaction
 from fidele.errors import FideleError
-from fidele.events.amounts import order_amounts, to_minor
-from fidele.events.connectors.service import ensure_order, move_status
 from fidele.events.repository import SyncCursorRepository
+from fidele.ingest.amounts import order_amounts, to_minor
+from fidele.ingest.connectors.service import ensure_order, move_status
 from fidele.kit.clock import Clock
 from fidele.orders.schemas import LineIn, OrderIn, StatusIn
 from fidele.tenancy.service import Caller

@@ -14,12 +14,12 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from fidele.events.importers import runner
 from fidele.events.models import Event
+from fidele.ingest.importers import runner
 from fidele.kit.clock import FrozenClock
 from fidele.orders.models import Order, OrderLine
-from tests.events.importing import order_row, write_csv, write_parquet
 from tests.fixtures.factories import Tenant, make_tenant
+from tests.ingest.importing import order_row, write_csv, write_parquet
 
 
 class Crash(Exception):

@@ -10,7 +10,7 @@ from typing import Any
 
 from fidele.customers.schemas import CustomerIn
 from fidele.errors import InvalidInput
-from fidele.events.amounts import order_amounts, parse_time, to_minor
+from fidele.ingest.amounts import order_amounts, parse_time, to_minor
 from fidele.kit.money import div_round
 from fidele.orders.schemas import LineIn, OrderIn, RefundIn
 

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fidele.errors import InvalidInput
-from fidele.events.amounts import order_amounts, parse_time, to_minor
+from fidele.ingest.amounts import order_amounts, parse_time, to_minor
 
 money = st.integers(min_value=0, max_value=10**9)
 

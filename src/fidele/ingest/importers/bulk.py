@@ -95,7 +95,7 @@ class InsertStore:
 
 def store_for(session: Session) -> Store:
     if session.get_bind().dialect.name == "postgresql":
-        from fidele.events.importers.bulk_pg import CopyStore
+        from fidele.ingest.importers.bulk_pg import CopyStore
 
         return CopyStore(session)
     return InsertStore(session)

@@ -10,7 +10,7 @@ from typing import Any
 
 from fidele.customers.schemas import ConsentIn, CustomerIn
 from fidele.errors import InvalidInput
-from fidele.events.amounts import order_amounts, parse_time, to_minor
+from fidele.ingest.amounts import order_amounts, parse_time, to_minor
 from fidele.orders.schemas import LineIn, OrderIn, RefundIn
 
 ORDER_TOPICS = ("orders/create", "orders/paid")

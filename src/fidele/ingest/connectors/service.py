@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from fidele.customers import service as customers
 from fidele.errors import Conflict, IdempotencyConflict, InvalidInput
-from fidele.events.connectors import shopify, woocommerce
+from fidele.ingest.connectors import shopify, woocommerce
 from fidele.kit.schemas import ExternalId
 from fidele.orders import service as orders
 from fidele.orders.models import Order

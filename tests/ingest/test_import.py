@@ -10,18 +10,18 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fidele.customers.models import Customer
 from fidele.events import bus
-from fidele.events.importers import runner
 from fidele.events.models import Event
+from fidele.ingest.importers import runner
 from fidele.kit.clock import FrozenClock
 from fidele.orders.models import Order, OrderLine
-from tests.events.importing import (
+from tests.fixtures.factories import Tenant
+from tests.ingest.importing import (
     order_row,
     shopify_rows,
     woocommerce_rows,
     write_csv,
     write_parquet,
 )
-from tests.fixtures.factories import Tenant
 
 
 def count(session: Session, model: type, **where: object) -> int:
