@@ -47,18 +47,35 @@ def parse_time(value: Any, *, naive_is_utc: bool = False, field: str = "placed_a
 
 
 def order_amounts(
-    lines_total: int, *, discounts: int, shipping: int, tax: int, total: int
+    lines_total: int,
+    *,
+    discounts: int,
+    shipping: int,
+    tax: int,
+    total: int,
+    prices_include_tax: bool = False,
+    rounding: int = 0,
 ) -> dict[str, int]:
-    """``shipping/discounts/tax/total`` for an order, made to satisfy ``OrderIn``'s rule
-    ``lines - discounts + shipping + tax == total``.
+    """``shipping/discounts/tax/adjustment/total`` for an order, made to satisfy ``OrderIn``'s
+    rule ``lines - discounts + shipping + tax + adjustment == total`` (tax counted 0 when it is
+    inside the prices).
 
-    Platforms add items fidele does not model (duties, tips, rounding of per-unit prices): a
-    positive residue goes to ``tax``, a negative one to ``discounts``; ``total`` (what was paid)
-    is never changed."""
-    residue = total - (lines_total - discounts + shipping + tax)
+    ``rounding`` is what per-unit prices lost against the shop's line amounts (a line of 3 for
+    10.00 is 3 x 3.33): that much of the residue is explained and goes to ``tax`` (up, when tax
+    is counted) or ``discounts`` (down). The rest (duties, tips, anything fidele does not model)
+    is the ``adjustment``, recorded as a discrepancy rather than hidden in discounts or tax;
+    ``total`` (what was paid) is never changed."""
+    counted = 0 if prices_include_tax else tax
+    residue = total - (lines_total - discounts + shipping + counted)
+    explained = 0
+    if rounding < 0 < -residue:
+        explained = max(rounding, residue)
+    elif residue > 0 < rounding and not prices_include_tax:
+        explained = min(rounding, residue)
     return {
         "shipping": shipping,
-        "discounts": discounts - min(residue, 0),
-        "tax": tax + max(residue, 0),
+        "discounts": discounts - min(explained, 0),
+        "tax": tax + max(explained, 0),
+        "adjustment": residue - explained,
         "total": total,
     }

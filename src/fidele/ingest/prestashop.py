@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -26,15 +26,33 @@ from fidele.db.session import transaction
 from fidele.errors import FideleError
 from fidele.events.repository import SyncCursorRepository
 from fidele.ingest.amounts import order_amounts, to_minor
-from fidele.ingest.connectors.service import ensure_order, move_status
+from fidele.ingest.connectors.service import apply_order, refund_once
+from fidele.ingest.connectors.shop import ShopOrder, line_name
 from fidele.kit.clock import Clock
-from fidele.orders.schemas import LineIn, OrderIn, StatusIn
+from fidele.orders import service as orders
+from fidele.orders.schemas import LineIn, OrderIn, RefundIn
 from fidele.tenancy.service import Caller
 
 EPOCH = "1970-01-01 00:00:00"
 FMT = "%Y-%m-%d %H:%M:%S"
-# PrestaShop's default order states that fidele records as a status change.
-STATES = {"4": "shipped", "5": "delivered", "6": "cancelled"}
+# PrestaShop's default order states (``current_state``): whether the money is in, and the
+# status fidele records. ``valid`` (PrestaShop's own "the order is paid") decides the payment
+# when present; the table decides for payloads without it. Custom states follow ``valid``.
+STATES: dict[str, tuple[bool, str | None]] = {
+    "1": (False, None),  # awaiting check payment
+    "2": (True, None),  # payment accepted
+    "3": (True, None),  # processing in progress
+    "4": (True, "shipped"),
+    "5": (True, "delivered"),
+    "6": (False, "cancelled"),  # cancelled, before or after payment
+    "7": (True, "refunded"),  # refunded: what remains paid goes back
+    "8": (False, None),  # payment error
+    "9": (True, None),  # on backorder (paid)
+    "10": (False, None),  # awaiting bank wire payment
+    "11": (True, None),  # remote payment accepted
+    "12": (False, None),  # on backorder (not paid)
+    "13": (False, None),  # awaiting cash on delivery validation
+}
 
 
 class PrestaShopError(FideleError):
@@ -48,7 +66,10 @@ class SyncSummary:
     customers_created: int = 0
     orders_read: int = 0
     orders_created: int = 0
+    refunds_created: int = 0  # credit slips recorded as refunds
     rejected: int = 0
+    # 1 when the webservice key may not read order_slips (refunds then come from states only)
+    order_slips_unreadable: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -127,24 +148,22 @@ def customer_in(row: dict[str, Any], tz: ZoneInfo) -> CustomerIn:
 
 
 def order_in(row: dict[str, Any], currencies: dict[str, str], tz: ZoneInfo) -> OrderIn:
+    """An order of the webservice, stored tax-exclusive with its tax: PrestaShop gives every
+    amount both ways (``*_tax_excl``/``*_tax_incl``), so every shop earns on the same base."""
     currency = currencies.get(str(row.get("id_currency")), "")
     rows = (row.get("associations") or {}).get("order_rows") or []
-    lines = [
-        LineIn(
-            product_id=str(r.get("product_reference") or r["product_id"]),
-            name=r.get("product_name") or None,
-            quantity=int(r["product_quantity"]),
-            unit_price=to_minor(r.get("unit_price_tax_incl"), currency),
-        )
-        for r in rows
-    ]
-    # prices are taken tax included, so tax is 0 in the total's equation
+    lines = [_line(r, currency) for r in rows]
+    lines_total = sum(ln.quantity * ln.unit_price for ln in lines)
+    total = to_minor(row.get("total_paid_tax_incl") or row.get("total_paid"), currency)
+    excl = row.get("total_paid_tax_excl")
+    products = row.get("total_products")
     amounts = order_amounts(
-        sum(ln.quantity * ln.unit_price for ln in lines),
-        discounts=to_minor(row.get("total_discounts_tax_incl"), currency),
-        shipping=to_minor(row.get("total_shipping_tax_incl"), currency),
-        tax=0,
-        total=to_minor(row.get("total_paid_tax_incl") or row.get("total_paid"), currency),
+        lines_total,
+        discounts=to_minor(row.get("total_discounts_tax_excl"), currency),
+        shipping=to_minor(row.get("total_shipping_tax_excl"), currency),
+        tax=total - to_minor(excl, currency) if excl not in (None, "") else 0,
+        total=total,
+        rounding=to_minor(products, currency) - lines_total if products else 0,
     )
     return OrderIn(
         id=str(row["id"]),
@@ -153,8 +172,73 @@ def order_in(row: dict[str, Any], currencies: dict[str, str], tz: ZoneInfo) -> O
         currency=currency,
         lines=lines,
         **amounts,
+        payment_status="paid" if is_paid(row) else "pending",
         channel="prestashop",
-        attributes={"reference": row.get("reference")},
+        attributes={"reference": row.get("reference"), "state": row.get("current_state")},
+    )
+
+
+def _line(r: dict[str, Any], currency: str) -> LineIn:
+    quantity = int(r["product_quantity"])
+    excl = to_minor(r.get("unit_price_tax_excl"), currency, field="order_rows.unit_price")
+    incl = to_minor(r.get("unit_price_tax_incl"), currency, field="order_rows.unit_price")
+    variant = str(r.get("product_attribute_id") or "0")
+    return LineIn(
+        product_id=str(r.get("product_reference") or r["product_id"]),
+        line_id=str(r["id"]) if r.get("id") not in (None, "") else None,
+        variant_id=variant if variant != "0" else None,
+        name=line_name(r.get("product_name")),
+        quantity=quantity,
+        unit_price=excl,
+        tax=max(incl - excl, 0) * quantity,
+    )
+
+
+def is_paid(row: dict[str, Any]) -> bool:
+    if str(row.get("valid", "")) in ("0", "1"):
+        return str(row["valid"]) == "1"
+    return STATES.get(str(row.get("current_state")), (False, None))[0]
+
+
+def shop_order(row: dict[str, Any], currencies: dict[str, str], tz: ZoneInfo) -> ShopOrder:
+    """The order and the state PrestaShop reports for it (payment, status, refund)."""
+    data = order_in(row, currencies, tz)
+    at = _local(row["date_upd"], tz) if row.get("date_upd") else None
+    status = STATES.get(str(row.get("current_state")), (False, None))[1]
+    refunds = []
+    if status == "refunded" and data.payment_status == "paid":
+        # the whole order went back; credit slips of the same order then find nothing left
+        refunds.append(RefundIn(id=f"ps-state-refunded-{data.id}", occurred_at=at))
+    return ShopOrder(
+        data=data,
+        paid_at=at if data.payment_status == "paid" else None,
+        cancelled_at=at if status == "cancelled" else None,
+        fulfilled=_fulfilled(status, at),
+        refunds=refunds,
+    )
+
+
+def _fulfilled(
+    status: str | None, at: datetime | None
+) -> tuple[Literal["shipped", "delivered"], datetime | None] | None:
+    if status == "shipped":
+        return "shipped", at
+    if status == "delivered":
+        return "delivered", at
+    return None
+
+
+def slip_in(slip: dict[str, Any], currency: str, tz: ZoneInfo) -> RefundIn:
+    """A credit slip (``order_slips``): products and shipping paid back, tax included."""
+    amount = to_minor(slip.get("total_products_tax_incl"), currency) + to_minor(
+        slip.get("total_shipping_tax_incl"), currency
+    )
+    if not amount:
+        amount = to_minor(slip.get("amount"), currency) + to_minor(
+            slip.get("shipping_cost_amount"), currency
+        )
+    return RefundIn(
+        id=f"ps-slip-{slip['id']}", amount=amount, occurred_at=_local(slip["date_add"], tz)
     )
 
 
@@ -193,6 +277,20 @@ def sync(
         clock,
         lambda s, r: _order(s, caller, r, currencies, tz, clock, summary),
     )
+    try:
+        _pull(
+            factory,
+            caller,
+            client,
+            "order_slips",
+            until,
+            page,
+            summary,
+            clock,
+            lambda s, r: _slip(s, caller, r, tz, clock, summary),
+        )
+    except PrestaShopError:
+        summary.order_slips_unreadable = 1
     return summary
 
 
@@ -249,17 +347,22 @@ def _order(
     summary: SyncSummary,
 ) -> None:
     summary.orders_read += 1
-    data = order_in(row, currencies, tz)
-    order, created = ensure_order(session, caller, data, clock.now(), "prestashop")
-    summary.orders_created += created
-    status = STATES.get(str(row.get("current_state")))
-    if status is not None and order.status != status:
-        at = _local(row["date_upd"], tz) if row.get("date_upd") else None
-        move_status(
-            session,
-            caller,
-            data.id,
-            StatusIn(status=status, occurred_at=at),
-            clock.now(),
-            "prestashop",
-        )
+    shop = shop_order(row, currencies, tz)
+    summary.orders_created += apply_order(session, caller, shop, clock.now(), "prestashop")[1]
+
+
+def _slip(
+    session: Session,
+    caller: Caller,
+    row: dict[str, Any],
+    tz: ZoneInfo,
+    clock: Clock,
+    summary: SyncSummary,
+) -> None:
+    order = orders.get(session, caller, str(row["id_order"]))
+    if order.refunded_total >= order.total:
+        return  # refunded whole already (state "refunded")
+    refund = slip_in(row, order.currency, tz)
+    summary.refunds_created += refund_once(
+        session, caller, order.external_id, refund, clock.now(), "prestashop"
+    )

@@ -74,8 +74,9 @@ def shopify_webhook(
     x_shopify_hmac_sha256: Annotated[str | None, Header()] = None,
     x_shopify_topic: Annotated[str, Header()] = "",
 ) -> WebhookResult:
-    """Shopify ``orders/create``, ``orders/paid``, ``refunds/create``, ``customers/create``;
-    other topics are acknowledged and ignored."""
+    """Shopify ``orders/create``, ``orders/updated``, ``orders/paid``, ``orders/cancelled``,
+    ``orders/fulfilled``, ``refunds/create``, ``customers/create``; other topics are
+    acknowledged and ignored."""
     merchant = _verified(
         session, merchant_id, "shopify", body, x_shopify_hmac_sha256, settings.secret_key
     )
@@ -92,8 +93,9 @@ def woocommerce_webhook(
     x_wc_webhook_signature: Annotated[str | None, Header()] = None,
     x_wc_webhook_topic: Annotated[str, Header()] = "",
 ) -> WebhookResult:
-    """WooCommerce ``order.created``, ``order.updated``, ``customer.created``. The unsigned
-    ping WooCommerce sends when a webhook is saved (form body ``webhook_id=N``) answers 200."""
+    """WooCommerce ``order.created``, ``order.updated``, ``customer.created``, in any API
+    version a webhook can be set to (REST v1, v2, v3, Legacy v3). The unsigned ping WooCommerce
+    sends when a webhook is saved (form body ``webhook_id=N``) answers 200."""
     if x_wc_webhook_signature is None and body.startswith(b"webhook_id="):
         return WebhookResult(status="ping")
     merchant = _verified(

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from fidele.customers import service as customers
 from fidele.errors import Conflict, IdempotencyConflict, InvalidInput
 from fidele.ingest.connectors import shopify, woocommerce
+from fidele.ingest.connectors.shop import ShopOrder
 from fidele.kit.schemas import ExternalId
 from fidele.orders import service as orders
 from fidele.orders.models import Order
@@ -84,6 +85,36 @@ def refund_once(
         return orders.refund(session, caller, order_id, data, now, source=source)[1]
     except IdempotencyConflict:
         return False  # this refund id was recorded from an earlier delivery
+    except Conflict:
+        # The order was cancelled first: its points are all taken back, and the shop would
+        # retry (then disable the webhook) on an error.
+        return False
+
+
+def apply_order(
+    session: Session, caller: Caller, shop: ShopOrder, now: datetime, source: str
+) -> tuple[Order, bool]:
+    """Record an order and the state the shop reports for it: payment, cancellation,
+    fulfilment, refunds. Every step is idempotent, so any delivery of any topic, in any
+    order, leads to the same order."""
+    data = shop.data
+    if shop.customer is not None and customers.find(session, caller, data.customer_id) is None:
+        # Created from the order's customer record (names, its own email), not the contact email.
+        customers.upsert(session, caller, data.customer_id, shop.customer, now, source=source)
+    order, created = ensure_order(session, caller, data, now, source)
+    if shop.paid_at is not None and order.payment_status != "paid":
+        move_status(
+            session, caller, data.id, StatusIn(status="paid", occurred_at=shop.paid_at), now, source
+        )
+    if shop.fulfilled is not None:
+        status, at = shop.fulfilled
+        move_status(session, caller, data.id, StatusIn(status=status, occurred_at=at), now, source)
+    for refund in shop.refunds:
+        refund_once(session, caller, data.id, refund, now, source)
+    if shop.cancelled_at is not None:
+        cancel = StatusIn(status="cancelled", occurred_at=shop.cancelled_at)
+        move_status(session, caller, data.id, cancel, now, source)
+    return order, created
 
 
 def shopify_webhook(
@@ -91,15 +122,13 @@ def shopify_webhook(
 ) -> WebhookResult:
     caller = caller_for(merchant)
     if topic in shopify.ORDER_TOPICS:
-        data = mapped(shopify.order_in, payload)
-        created = ensure_order(session, caller, data, now, "shopify")[1]
-        return WebhookResult(status="processed", topic=topic, object_id=data.id, created=created)
+        shop = mapped(shopify.shop_order, payload)
+        created = apply_order(session, caller, shop, now, "shopify")[1]
+        return WebhookResult(
+            status="processed", topic=topic, object_id=shop.data.id, created=created
+        )
     if topic == shopify.REFUND_TOPIC:
-        order_id = mapped(external_id, payload, "order_id")
-        currency = orders.get(session, caller, order_id).currency
-        refund = mapped(shopify.refund_in, payload, currency)
-        created = refund_once(session, caller, order_id, refund, now, "shopify")
-        return WebhookResult(status="processed", topic=topic, object_id=refund.id, created=created)
+        return _shopify_refund(session, caller, topic, payload, now)
     if topic == shopify.CUSTOMER_TOPIC:
         ext = mapped(external_id, payload)
         data = mapped(shopify.customer_in, payload)
@@ -108,36 +137,38 @@ def shopify_webhook(
     return WebhookResult(status="ignored", topic=topic)
 
 
+def _shopify_refund(
+    session: Session, caller: Caller, topic: str, payload: dict[str, Any], now: datetime
+) -> WebhookResult:
+    order_id = mapped(external_id, payload, "order_id")
+    currency = orders.get(session, caller, order_id).currency
+    object_id = str(payload.get("id"))
+    if mapped(shopify.is_void, payload):
+        at = mapped(shopify.refund_time, payload)
+        cancel = StatusIn(status="cancelled", occurred_at=at)
+        move_status(session, caller, order_id, cancel, now, "shopify")
+        return WebhookResult(status="processed", topic=topic, object_id=object_id)
+    refund = mapped(shopify.refund_in, payload, currency)
+    if refund is None:  # no money went back (restock only): nothing to book
+        return WebhookResult(status="ignored", topic=topic, object_id=object_id)
+    created = refund_once(session, caller, order_id, refund, now, "shopify")
+    return WebhookResult(status="processed", topic=topic, object_id=refund.id, created=created)
+
+
 def woocommerce_webhook(
     session: Session, merchant: Merchant, topic: str, payload: dict[str, Any], now: datetime
 ) -> WebhookResult:
     caller = caller_for(merchant)
     if topic in woocommerce.ORDER_TOPICS:
-        return _woo_order(session, caller, topic, payload, now)
+        shop = mapped(woocommerce.shop_order, payload)
+        created = apply_order(session, caller, shop, now, "woocommerce")[1]
+        return WebhookResult(
+            status="processed", topic=topic, object_id=shop.data.id, created=created
+        )
     if topic in woocommerce.CUSTOMER_TOPICS:
-        ext = mapped(external_id, payload)
-        data = mapped(woocommerce.customer_in, payload)
+        body = payload["customer"] if isinstance(payload.get("customer"), dict) else payload
+        ext = mapped(external_id, body)
+        data = mapped(woocommerce.customer_in, body)
         created = customers.upsert(session, caller, ext, data, now, source="woocommerce")[1]
         return WebhookResult(status="processed", topic=topic, object_id=ext, created=created)
     return WebhookResult(status="ignored", topic=topic)
-
-
-def _woo_order(
-    session: Session, caller: Caller, topic: str, payload: dict[str, Any], now: datetime
-) -> WebhookResult:
-    data = mapped(woocommerce.order_in, payload)
-    created = ensure_order(session, caller, data, now, "woocommerce")[1]
-    for refund in mapped(woocommerce.refunds_in, payload):
-        refund_once(session, caller, data.id, refund, now, "woocommerce")
-    new_status = woocommerce.STATUS.get(str(payload.get("status")))
-    if new_status is not None:
-        at = mapped(woocommerce.status_time, payload)
-        move_status(
-            session,
-            caller,
-            data.id,
-            StatusIn(status=new_status, occurred_at=at),
-            now,
-            "woocommerce",
-        )
-    return WebhookResult(status="processed", topic=topic, object_id=data.id, created=created)

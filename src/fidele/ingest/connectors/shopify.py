@@ -2,20 +2,33 @@
 
 Pure functions of the payload: no I/O. Money arrives as decimal strings in the order's
 ``currency`` and becomes integer minor units exactly. With ``taxes_included`` the tax is inside
-the prices, so it counts as 0 in the ``total`` equation."""
+the prices: the order is stored with ``prices_include_tax`` and its tax (total and per line),
+so points are earned on the same tax-free base as for a tax-exclusive shop."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from fidele.customers.schemas import ConsentIn, CustomerIn
 from fidele.errors import InvalidInput
 from fidele.ingest.amounts import order_amounts, parse_time, to_minor
+from fidele.ingest.connectors.shop import ShopOrder, line_name
 from fidele.orders.schemas import LineIn, OrderIn, RefundIn
 
-ORDER_TOPICS = ("orders/create", "orders/paid")
+ORDER_TOPICS = (
+    "orders/create",
+    "orders/updated",
+    "orders/paid",
+    "orders/cancelled",
+    "orders/fulfilled",
+)
 REFUND_TOPIC = "refunds/create"
 CUSTOMER_TOPIC = "customers/create"
+# ``financial_status``: captured money; pending, authorized (not captured), partially_paid
+# and unpaid earn nothing yet; voided and expired were never paid (the order is cancelled).
+PAID = frozenset({"paid", "partially_refunded", "refunded"})
+NEVER_PAID = frozenset({"voided", "expired"})
 
 
 def customer_id(order: dict[str, Any]) -> str:
@@ -26,14 +39,22 @@ def customer_id(order: dict[str, Any]) -> str:
     return f"guest-{order['id']}"
 
 
+def _tax_of(obj: dict[str, Any], currency: str, field: str) -> int:
+    return sum(to_minor(t.get("price"), currency, field=field) for t in obj.get("tax_lines") or [])
+
+
 def _line(item: dict[str, Any], currency: str) -> LineIn:
     product = item.get("product_id") or item.get("variant_id") or item.get("sku") or item["id"]
+    variant = item.get("variant_id")
     return LineIn(
         product_id=str(product),
-        name=(item.get("title") or item.get("name") or None),
+        line_id=str(item["id"]),
+        variant_id=str(variant) if variant is not None else None,
+        name=line_name(item.get("name") or item.get("title")),
         category=item.get("product_type") or None,
         quantity=int(item["quantity"]),
         unit_price=to_minor(item.get("price"), currency, field="line_items.price"),
+        tax=_tax_of(item, currency, "line_items.tax_lines"),
     )
 
 
@@ -46,20 +67,26 @@ def _shipping(order: dict[str, Any], currency: str) -> int:
 
 
 def order_in(order: dict[str, Any]) -> OrderIn:
-    """An ``orders/create`` or ``orders/paid`` payload as an :class:`OrderIn`."""
+    """An order payload (``orders/*`` topics) as an :class:`OrderIn`."""
     currency = str(order.get("currency") or "").upper()
     lines = [_line(i, currency) for i in order.get("line_items") or [] if int(i["quantity"]) > 0]
     if not lines:
         raise InvalidInput("the order has no line items", field="line_items")
-    tax = 0 if order.get("taxes_included") else to_minor(order.get("total_tax"), currency)
+    included = bool(order.get("taxes_included"))
     amounts = order_amounts(
         sum(ln.quantity * ln.unit_price for ln in lines),
         discounts=to_minor(order.get("total_discounts"), currency),
         shipping=_shipping(order, currency),
-        tax=tax,
+        tax=to_minor(order.get("total_tax"), currency, field="total_tax"),
         total=to_minor(order.get("total_price"), currency, field="total_price"),
+        prices_include_tax=included,
     )
     customer = order.get("customer") or {}
+    contact = order.get("contact_email") or order.get("email") or None
+    email = customer.get("email") or contact
+    attributes = {"shopify_name": order.get("name"), "order_number": order.get("order_number")}
+    if contact and contact != email:
+        attributes["contact_email"] = contact
     return OrderIn(
         id=str(order["id"]),
         customer_id=customer_id(order),
@@ -67,50 +94,73 @@ def order_in(order: dict[str, Any]) -> OrderIn:
         currency=currency,
         lines=lines,
         **amounts,
+        prices_include_tax=included,
+        payment_status="paid" if order.get("financial_status") in PAID else "pending",
         channel=order.get("source_name") or "shopify",
-        email=order.get("email") or customer.get("email") or None,
+        email=email,
         codes=[d["code"] for d in order.get("discount_codes") or [] if d.get("code")],
-        attributes={"shopify_name": order.get("name"), "order_number": order.get("order_number")},
+        attributes=attributes,
     )
 
 
-def refund_in(refund: dict[str, Any], currency: str) -> RefundIn:
-    """A ``refunds/create`` payload: the amount actually paid back (its successful refund
-    transactions), or, without transactions, the refunded line items."""
+def shop_order(order: dict[str, Any]) -> ShopOrder:
+    """The order with its payment and cancellation as Shopify reports them."""
+    data = order_in(order)
+    updated = _when(order, "updated_at") or data.placed_at
+    cancelled = order.get("cancelled_at") or order.get("financial_status") in NEVER_PAID
+    customer = order.get("customer") or {}
+    return ShopOrder(
+        data=data,
+        paid_at=(_when(order, "processed_at") or updated)
+        if data.payment_status == "paid"
+        else None,
+        cancelled_at=(_when(order, "cancelled_at") or updated) if cancelled else None,
+        customer=customer_in(customer) if customer.get("id") is not None else None,
+    )
+
+
+def _when(obj: dict[str, Any], key: str) -> datetime | None:
+    return parse_time(obj[key], field=key) if obj.get(key) else None
+
+
+def refund_in(refund: dict[str, Any], currency: str) -> RefundIn | None:
+    """A ``refunds/create`` payload: the money actually paid back, from its successful
+    ``refund`` transactions. ``None`` when no money went back (a ``void`` of an uncaptured
+    payment, or a restock without refund): fidele never books money that was not returned."""
     paid_back = [
         t
         for t in refund.get("transactions") or []
         if t.get("kind") == "refund" and t.get("status", "success") == "success"
     ]
-    occurred_at = parse_time(
-        refund.get("created_at") or refund.get("processed_at"), field="created_at"
-    )
-    common = {
-        "id": str(refund["id"]),
-        "reason": (refund.get("note") or None),
-        "occurred_at": occurred_at,
-    }
-    if paid_back:
-        amount = sum(to_minor(t.get("amount"), t.get("currency") or currency) for t in paid_back)
-        return RefundIn(amount=amount, **common)
-    items = refund.get("refund_line_items") or []
-    if not items:
-        raise InvalidInput("the refund has neither transactions nor line items", field="refund")
+    amount = sum(to_minor(t.get("amount"), t.get("currency") or currency) for t in paid_back)
+    if not amount:
+        return None
     return RefundIn(
-        lines=[{"product_id": _refund_product(i), "quantity": int(i["quantity"])} for i in items],
-        **common,
+        id=str(refund["id"]),
+        amount=amount,
+        reason=(refund.get("note") or None),
+        occurred_at=refund_time(refund),
     )
 
 
-def _refund_product(item: dict[str, Any]) -> str:
-    line = item.get("line_item") or {}
-    product = line.get("product_id") or line.get("variant_id") or line.get("sku")
-    return str(product or item.get("line_item_id"))
+def refund_time(refund: dict[str, Any]) -> datetime:
+    return parse_time(refund.get("created_at") or refund.get("processed_at"), field="created_at")
+
+
+def is_void(refund: dict[str, Any]) -> bool:
+    """A refund whose transactions are only successful voids: the payment was never captured,
+    so the order is cancelled rather than refunded."""
+    kinds = {
+        t.get("kind")
+        for t in refund.get("transactions") or []
+        if t.get("status", "success") == "success"
+    }
+    return kinds == {"void"}
 
 
 def customer_in(customer: dict[str, Any]) -> CustomerIn:
-    """A ``customers/create`` payload; consent from ``email_marketing_consent`` (current API)
-    or ``accepts_marketing`` (older versions)."""
+    """A ``customers/create`` payload (or an order's ``customer``); consent from
+    ``email_marketing_consent`` (current API) or ``accepts_marketing`` (older versions)."""
     address = customer.get("default_address") or {}
     data: dict[str, Any] = {
         "email": customer.get("email") or None,

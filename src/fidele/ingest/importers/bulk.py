@@ -29,6 +29,7 @@ from fidele.events.models import Event
 from fidele.orders.domain import line_discounts
 from fidele.orders.models import Order, OrderLine
 from fidele.orders.schemas import OrderIn
+from fidele.orders.service import canonical
 from fidele.tenancy.service import Caller
 
 CUSTOMERS: Table = Customer.__table__  # type: ignore[assignment]
@@ -113,7 +114,8 @@ def write_orders(
     if not orders:
         return Written()
     store = store_for(session)
-    hashes = {o.id: payload_hash(o.model_dump(mode="json")) for o in orders}
+    bodies = {o.id: canonical(o) for o in orders}
+    hashes = {oid: payload_hash(body) for oid, body in bodies.items()}
     customers, new_customers = _ensure_customers(store, caller, orders, now, source)
     order_ids = store.insert_new(
         ORDERS, [_order_row(caller, o, customers, hashes, now, source) for o in orders]
@@ -129,7 +131,7 @@ def write_orders(
                 o.placed_at,
                 now,
                 source,
-                o.model_dump(mode="json", exclude={"email"}),
+                {k: v for k, v in bodies[o.id].items() if k != "email"},
                 customers[o.customer_id],
                 order_ids[o.id],
             )
@@ -219,9 +221,13 @@ def _order_row(
         "discounts": o.discounts,
         "shipping": o.shipping,
         "tax": o.tax,
+        "prices_include_tax": o.prices_include_tax,
+        "adjustment": o.adjustment,
         "total": o.total,
         "refunded_total": 0,
         "status": "placed",
+        "payment_status": o.payment_status,
+        "paid_at": o.placed_at if o.payment_status == "paid" else None,
         "channel": o.channel,
         "source": source,
         "payload_hash": hashes[o.id],
@@ -239,13 +245,16 @@ def line_rows(order: OrderIn, order_id: int) -> list[dict[str, Any]]:
         {
             "order_id": order_id,
             "line_no": i,
+            "line_id": ln.line_id,
             "product_id": ln.product_id,
+            "variant_id": ln.variant_id,
             "name": ln.name,
             "category": ln.category,
             "kind": ln.type,
             "quantity": ln.quantity,
             "unit_price": ln.unit_price,
             "discount": share,
+            "tax": ln.tax,
             "refunded_quantity": 0,
         }
         for i, (ln, share) in enumerate(zip(order.lines, shares, strict=True))
