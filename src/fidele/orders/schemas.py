@@ -43,6 +43,7 @@ class OrderIn(InputModel):
     adjustment: int = Field(0, ge=-(10**15), le=10**15)
     total: Minor
     payment_status: Literal["pending", "paid"] = "paid"
+    paid_at: UtcDatetime | None = Field(None, description="when paid (default: placed_at)")
     channel: str | None = Field(None, max_length=50)
     email: str | None = Field(None, max_length=320, description="guest checkout email")
     codes: list[str] = Field(default_factory=list, max_length=20)

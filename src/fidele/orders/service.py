@@ -77,7 +77,12 @@ def create(
 _COLUMNS = [c for c in Order.__table__.columns if c.key != "id"]
 # Fields added after orders were first recorded: left out of the body at their default, so
 # the hash of an order sent before they existed (and its replays) stays the same.
-_LATER_ORDER_FIELDS = {"prices_include_tax": False, "adjustment": 0, "payment_status": "paid"}
+_LATER_ORDER_FIELDS = {
+    "prices_include_tax": False,
+    "adjustment": 0,
+    "payment_status": "paid",
+    "paid_at": None,
+}
 _LATER_LINE_FIELDS = {"line_id": None, "variant_id": None, "tax": None}
 
 
@@ -162,7 +167,7 @@ def _build(
         refunded_total=0,
         status="placed",
         payment_status=data.payment_status,
-        paid_at=data.placed_at if data.payment_status == "paid" else None,
+        paid_at=(data.paid_at or data.placed_at) if data.payment_status == "paid" else None,
         channel=data.channel,
         source=source,
         shipped_at=None,

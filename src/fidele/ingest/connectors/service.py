@@ -98,6 +98,8 @@ def apply_order(
     fulfilment, refunds. Every step is idempotent, so any delivery of any topic, in any
     order, leads to the same order."""
     data = shop.data
+    if data.payment_status == "paid" and data.paid_at is None and shop.paid_at is not None:
+        data = data.model_copy(update={"paid_at": shop.paid_at})
     if shop.customer is not None and customers.find(session, caller, data.customer_id) is None:
         # Created from the order's customer record (names, its own email), not the contact email.
         customers.upsert(session, caller, data.customer_id, shop.customer, now, source=source)

@@ -43,7 +43,7 @@ def _tax_of(obj: dict[str, Any], currency: str, field: str) -> int:
     return sum(to_minor(t.get("price"), currency, field=field) for t in obj.get("tax_lines") or [])
 
 
-def _line(item: dict[str, Any], currency: str) -> LineIn:
+def _line(item: dict[str, Any], currency: str, per_line_tax: bool) -> LineIn:
     product = item.get("product_id") or item.get("variant_id") or item.get("sku") or item["id"]
     variant = item.get("variant_id")
     return LineIn(
@@ -54,7 +54,8 @@ def _line(item: dict[str, Any], currency: str) -> LineIn:
         category=item.get("product_type") or None,
         quantity=int(item["quantity"]),
         unit_price=to_minor(item.get("price"), currency, field="line_items.price"),
-        tax=_tax_of(item, currency, "line_items.tax_lines"),
+        # without tax lines on any line, the split of the order's tax is not known
+        tax=_tax_of(item, currency, "line_items.tax_lines") if per_line_tax else None,
     )
 
 
@@ -69,7 +70,9 @@ def _shipping(order: dict[str, Any], currency: str) -> int:
 def order_in(order: dict[str, Any]) -> OrderIn:
     """An order payload (``orders/*`` topics) as an :class:`OrderIn`."""
     currency = str(order.get("currency") or "").upper()
-    lines = [_line(i, currency) for i in order.get("line_items") or [] if int(i["quantity"]) > 0]
+    items = [i for i in order.get("line_items") or [] if int(i["quantity"]) > 0]
+    per_line_tax = any(i.get("tax_lines") for i in items)
+    lines = [_line(i, currency, per_line_tax) for i in items]
     if not lines:
         raise InvalidInput("the order has no line items", field="line_items")
     included = bool(order.get("taxes_included"))
@@ -111,9 +114,8 @@ def shop_order(order: dict[str, Any]) -> ShopOrder:
     customer = order.get("customer") or {}
     return ShopOrder(
         data=data,
-        paid_at=(_when(order, "processed_at") or updated)
-        if data.payment_status == "paid"
-        else None,
+        # no payment time in the payload: the order changed when it was paid
+        paid_at=updated if data.payment_status == "paid" else None,
         cancelled_at=(_when(order, "cancelled_at") or updated) if cancelled else None,
         customer=customer_in(customer) if customer.get("id") is not None else None,
     )

@@ -68,12 +68,8 @@ def _from_legacy(order: dict[str, Any]) -> dict[str, Any]:
         "total_tax": order.get("total_tax"),
         "total": order.get("total"),
         "customer_id": order.get("customer_id"),
-        "billing": {
-            "email": billing.get("email") or customer.get("email"),
-            "first_name": billing.get("first_name") or customer.get("first_name"),
-            "last_name": billing.get("last_name") or customer.get("last_name"),
-            "country": billing.get("country"),
-        },
+        "billing": billing,
+        "customer": customer,
         "line_items": order.get("line_items") or [],
         "coupon_lines": order.get("coupon_lines") or [],
         "refunds": [],
@@ -125,6 +121,15 @@ def order_in(order: dict[str, Any]) -> OrderIn:
         rounding=sum(r for _, r in items),
     )
     billing = order.get("billing") or {}
+    customer = order.get("customer") or {}  # Legacy v3 only: the account, not the billing
+    contact = billing.get("email") or None
+    email = customer.get("email") or contact
+    attributes = {
+        "order_number": order.get("number"),
+        "shop_prices_include_tax": bool(order.get("prices_include_tax")),
+    }
+    if contact and contact != email:
+        attributes["contact_email"] = contact
     return OrderIn(
         id=str(order["id"]),
         customer_id=customer_id(order),
@@ -134,12 +139,9 @@ def order_in(order: dict[str, Any]) -> OrderIn:
         **amounts,
         payment_status="paid" if _paid(order) else "pending",
         channel=order.get("created_via") or "woocommerce",
-        email=billing.get("email") or None,
+        email=email,
         codes=[c["code"] for c in order.get("coupon_lines") or [] if c.get("code")],
-        attributes={
-            "order_number": order.get("number"),
-            "shop_prices_include_tax": bool(order.get("prices_include_tax")),
-        },
+        attributes=attributes,
     )
 
 
@@ -156,24 +158,24 @@ def shop_order(payload: dict[str, Any]) -> ShopOrder:
     fulfilled = None
     if status == "completed":
         fulfilled = ("delivered", _time(order, "date_completed") or modified)
-    billing = order.get("billing") or {}
+    person = order.get("customer") or order.get("billing") or {}
     registered = not customer_id(order).startswith("guest-")
     return ShopOrder(
         data=data,
         paid_at=(_time(order, "date_paid") or modified) if _paid(order) else None,
         cancelled_at=(modified or data.placed_at) if status in CANCELLED else None,
         fulfilled=fulfilled,
-        customer=_billing_customer(billing) if registered else None,
+        customer=_person(person) if registered else None,
         refunds=refunds_in(order, modified),
     )
 
 
-def _billing_customer(billing: dict[str, Any]) -> CustomerIn:
+def _person(person: dict[str, Any]) -> CustomerIn:
     data = {
-        "email": billing.get("email") or None,
-        "first_name": billing.get("first_name") or None,
-        "last_name": billing.get("last_name") or None,
-        "country": billing.get("country") or None,
+        "email": person.get("email") or None,
+        "first_name": person.get("first_name") or None,
+        "last_name": person.get("last_name") or None,
+        "country": person.get("country") or None,
     }
     return CustomerIn(**{k: v for k, v in data.items() if v is not None})
 

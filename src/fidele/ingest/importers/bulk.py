@@ -227,7 +227,7 @@ def _order_row(
         "refunded_total": 0,
         "status": "placed",
         "payment_status": o.payment_status,
-        "paid_at": o.placed_at if o.payment_status == "paid" else None,
+        "paid_at": (o.paid_at or o.placed_at) if o.payment_status == "paid" else None,
         "channel": o.channel,
         "source": source,
         "payload_hash": hashes[o.id],
