@@ -28,6 +28,7 @@ ROUTERS = (
     "fidele.orders.api",
     "fidele.events.api",
     "fidele.ingest.webhooks",
+    "fidele.ingest.api",
     "fidele.loyalty.api",
     "fidele.promotions.api",
     "fidele.analytics.api",

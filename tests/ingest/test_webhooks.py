@@ -323,3 +323,49 @@ class TestWooCommerce:
             },
         )
         assert r.status_code == 422
+
+
+class TestFormatsAndCounts:
+    def test_discrepancies_are_counted_per_connector(
+        self, client: TestClient, tenant: Tenant, api: TestClient
+    ) -> None:
+        for name in ("shopify/duties_not_in_lines", "shopify/usd_tax_on_top_paid"):
+            assert shopify(client, tenant, "orders/create", load(name)).status_code == 200
+        assert (
+            woo(
+                client, tenant, "order.created", load("woocommerce/v3_coupon_and_variation")
+            ).status_code
+            == 200
+        )
+        assert api.get("/v1/connectors/discrepancies").json() == [
+            {"source": "shopify", "orders": 1, "adjustment_abs_total": 250}
+        ]
+
+    def test_legacy_customer_webhook_is_read(
+        self, client: TestClient, tenant: Tenant, api: TestClient
+    ) -> None:
+        legacy = {
+            "customer": {
+                "id": 77,
+                "email": "irene.curie@example.fr",
+                "first_name": "Irène",
+                "last_name": "Curie",
+                "billing_address": {},
+            }
+        }
+        r = woo(client, tenant, "customer.created", legacy)
+        assert (r.status_code, r.json()["object_id"]) == (200, "77")
+        assert api.get("/v1/customers/77").json()["first_name"] == "Irène"
+
+    def test_refund_after_cancellation_is_acknowledged(
+        self, client: TestClient, tenant: Tenant, api: TestClient
+    ) -> None:
+        """The shop must not retry (and then disable the webhook) for a refund of an order
+        fidele already cancelled."""
+        order = load("shopify/variants_of_one_product")
+        shopify(client, tenant, "orders/create", order)
+        cancelled = {**order, "cancelled_at": "2026-03-14T10:00:00-05:00"}
+        shopify(client, tenant, "orders/cancelled", cancelled)
+        r = shopify(client, tenant, "refunds/create", load("shopify/refund_one_variant"))
+        assert r.status_code == 200, r.text
+        assert api.get("/v1/orders/5310000008").json()["status"] == "cancelled"

@@ -350,6 +350,14 @@ def _refund_amount(order: Order, data: RefundIn) -> tuple[int, list[dict[str, An
     return amount + data.shipping, taken
 
 
+def discrepancies(session: Session, caller: Caller) -> list[dict[str, Any]]:
+    """Orders per source whose lines, discounts, shipping and tax do not add up to their total
+    (``adjustment`` non-zero), with the sum of the differences in minor units (mixed
+    currencies are summed as they are: a signal, not an amount)."""
+    rows = OrderRepository(session).discrepancies(caller.merchant_id)
+    return [{"source": s, "orders": n, "adjustment_abs_total": t} for s, n, t in rows]
+
+
 def list_page(
     session: Session,
     caller: Caller,
