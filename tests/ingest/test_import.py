@@ -203,11 +203,13 @@ class TestOrders:
         assert (o["discounts"], o["shipping"], o["tax"], o["total"]) == (500, 490, 898, 5388)
         assert o["placed_at"] == "2025-03-01T09:00:00Z"
         included = api.get("/v1/orders/%231002").json()  # type: ignore[attr-defined]
-        assert (included["tax"], included["total"], included["customer_id"]) == (
-            0,
+        # taxes included in prices: stored, inside the total
+        assert (included["tax"], included["prices_include_tax"], included["total"]) == (
+            333,
+            True,
             2000,
-            "guest-1002",
         )
+        assert included["customer_id"] == "guest-1002"
 
     def test_woocommerce_export_with_shop_timezone(
         self,

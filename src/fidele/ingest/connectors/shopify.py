@@ -117,6 +117,7 @@ def shop_order(order: dict[str, Any]) -> ShopOrder:
         # no payment time in the payload: the order changed when it was paid
         paid_at=updated if data.payment_status == "paid" else None,
         cancelled_at=(_when(order, "cancelled_at") or updated) if cancelled else None,
+        fulfilled=("shipped", updated) if order.get("fulfillment_status") == "fulfilled" else None,
         customer=customer_in(customer) if customer.get("id") is not None else None,
     )
 

@@ -123,9 +123,9 @@ def shopify_order(rows: Sequence[Row], tz: ZoneInfo | None = None) -> Row:
         "tax": _money(first, "Taxes", currency),
     }
     total = _money(first, "Total", currency)
-    if parts["lines"] - parts["discounts"] + parts["shipping"] == total:
-        parts["tax"] = 0  # taxes included in prices
-    amounts = order_amounts(parts.pop("lines"), total=total, **parts)
+    # the export says nothing of taxes_included: a total reached without the tax has it inside
+    included = parts["tax"] > 0 and parts["lines"] - parts["discounts"] + parts["shipping"] == total
+    amounts = order_amounts(parts.pop("lines"), total=total, prices_include_tax=included, **parts)
     email = str(first.get("Email") or "").strip().lower()
     name = str(first["Name"]).strip()
     return {
@@ -135,6 +135,7 @@ def shopify_order(rows: Sequence[Row], tz: ZoneInfo | None = None) -> Row:
         "currency": currency,
         "lines": lines,
         **amounts,
+        "prices_include_tax": included,
         "channel": "shopify",
         **({"email": email} if email else {}),
     }
