@@ -20,7 +20,7 @@ CORE = "fidele.commands"
 # Top-level command -> the module that registers it. A command not listed here (or a plain
 # `fidele --help`) loads every domain, so a new domain works before it is listed.
 COMMAND_MODULES: dict[str, tuple[str, ...]] = {
-    "merchant": ("fidele.tenancy.cli", "fidele.events.cli"),
+    "merchant": ("fidele.tenancy.cli", "fidele.ingest.cli"),
     "apikey": ("fidele.tenancy.cli",),
     "analytics": ("fidele.analytics.cli",),
     "demo": ("fidele.demo.cli",),
@@ -28,8 +28,8 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "coupons": ("fidele.promotions.cli",),
     "gift-cards": ("fidele.promotions.cli",),
     "checkout": ("fidele.promotions.cli",),
-    "import": ("fidele.events.cli",),
-    "sync": ("fidele.events.cli",),
+    "import": ("fidele.ingest.cli",),
+    "sync": ("fidele.ingest.cli",),
     "db": (CORE,),
     "serve": (CORE,),
     "worker": (CORE,),

@@ -51,12 +51,25 @@ def eligible(session: Session, programme_id: int, scale: Scale) -> bool:
         .where(Event.programme_id == programme_id, Event.type.not_in(TYPES))
         .limit(1)
     ).first()
+    # Orders placed unpaid earn on their payment and tax-inclusive prices lose their tax: the
+    # per-event path is the one proven on them (the keys are only in payloads that use them).
+    unproven = session.execute(
+        select(Event.id)
+        .where(
+            Event.programme_id == programme_id,
+            Event.type == "order.placed",
+            Event.payload["payment_status"].as_string().is_not(None)
+            | Event.payload["prices_include_tax"].as_string().is_not(None),
+        )
+        .limit(1)
+    ).first()
     simple = all(
         r.budget is None and r.type not in ("birthday", "anniversary") for r in scale.rules
     )
     return (
         versions <= 1
         and others is None
+        and unproven is None
         and simple
         and not scale.plans
         and scale.settings.inactivity_months is None

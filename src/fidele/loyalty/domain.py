@@ -52,6 +52,11 @@ class Earning:
         return max(sum(p for _, p in self.awards), 0)
 
 
+def earns_at_placement(earn_on: str, payment_status: str) -> bool:
+    """Whether an order earns when placed; otherwise it earns when its payment is recorded."""
+    return earn_on == "placed" or payment_status == "paid"
+
+
 def eligible_lines(facts: OrderFacts, base: str) -> list[Line]:
     """The order's lines the base counts; shipping and tax become a line of no category."""
     lines = list(facts.lines)

@@ -29,6 +29,7 @@ def _customer_upserted(session: Session, event: Event, now: datetime) -> None:
 
 ROUTES: dict[str, Callable[[Session, Event, datetime], Any]] = {
     "order.placed": earning.on_order_placed,
+    "order.paid": earning.on_order_paid,
     "order.delivered": earning.on_order_delivered,
     "order.cancelled": earning.on_order_cancelled,
     "order.refunded": earning.on_order_refunded,
