@@ -49,9 +49,12 @@ def list_customers(
 
 
 @router.get("/{external_id}/export", responses={404: {}})
-def export_customer(external_id: IdPath, caller: ReadCaller, session: SessionDep) -> dict[str, Any]:
-    """Everything held on the person (GDPR access/portability)."""
-    return service.export(session, caller, external_id)
+def export_customer(
+    external_id: IdPath, caller: ReadCaller, session: SessionDep, now: NowDep
+) -> dict[str, Any]:
+    """Everything held on the person (GDPR access/portability): profile, orders, loyalty
+    statement, vouchers, coupons, gift cards, referrals, insights and events."""
+    return service.export(session, caller, external_id, now)
 
 
 @router.delete("/{external_id}", status_code=204, responses={404: {}})

@@ -47,6 +47,18 @@ class OutboxRepository(RepositoryBase[OutboxMessage]):
             select(OutboxMessage).where(OutboxMessage.topic == topic).order_by(OutboxMessage.id)
         )
 
+    def of_programme(self, programme_id: int, merchant_id: int) -> Sequence[OutboxMessage]:
+        """The messages of a merchant (GDPR erasure scans their payloads; retention keeps the
+        table to a few weeks of messages)."""
+        return self.all(
+            select(OutboxMessage)
+            .where(
+                OutboxMessage.programme_id == programme_id,
+                or_(OutboxMessage.merchant_id == merchant_id, OutboxMessage.merchant_id.is_(None)),
+            )
+            .order_by(OutboxMessage.id)
+        )
+
     def delete_finished_before(self, cutoff: datetime) -> int:
         """Delete sent rows sent before ``cutoff`` and dead rows created before it."""
         result = self.session.execute(

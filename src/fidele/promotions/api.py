@@ -53,9 +53,7 @@ LoyaltyDep = Annotated[LoyaltyPort, Depends(get_loyalty)]
 
 
 def _out(c: Coupon) -> CouponOut:
-    out = CouponOut.model_validate(c)
-    out.code = c.display_code
-    return out
+    return CouponOut.of(c)
 
 
 @router.post("/v1/coupons", response_model=CouponOut, status_code=201, tags=["coupons"])

@@ -95,6 +95,13 @@ class CouponOut(OutputModel):
     status: str
     text: str | None = None
 
+    @classmethod
+    def of(cls, coupon: Any) -> CouponOut:
+        """The coupon as the API shows it: its code as it was typed or generated."""
+        out = cls.model_validate(coupon)
+        out.code = coupon.display_code
+        return out
+
 
 class BatchOut(OutputModel):
     batch: str
