@@ -18,8 +18,8 @@ from fidele.deps import (
     in_one_hop,
 )
 from fidele.errors import NotFound
-from fidele.kit.pagination import MAX_LIMIT, Page, decode_cursor, encode_cursor
-from fidele.kit.schemas import Currency, ExternalId
+from fidele.kit.pagination import MAX_LIMIT, Cursor, Page, decode_cursor, encode_cursor
+from fidele.kit.schemas import Currency, ExternalId, Id
 from fidele.orders import service as orders
 from fidele.promotions import coupons, giftcards, referrals, rewards, service, wallet
 from fidele.promotions.config import PromotionConfig
@@ -75,7 +75,7 @@ def create_batch(body: BatchIn, caller: WriteCaller, session: SessionDep, now: N
 def list_coupons(
     caller: ReadCaller,
     session: SessionDep,
-    cursor: str | None = None,
+    cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
 ) -> Page[CouponOut]:
     rows = coupons.listing(session, caller, after_id=decode_cursor(cursor), limit=limit)
@@ -98,14 +98,19 @@ def next_order_coupon(order_id: ExternalId, caller: ReadCaller, session: Session
 
 
 @router.get(
-    "/v1/coupons/{coupon_id}", response_model=CouponOut, tags=["coupons"], responses={404: {}}
+    "/v1/coupons/{coupon_id:int}", response_model=CouponOut, tags=["coupons"], responses={404: {}}
 )
-def get_coupon(coupon_id: int, caller: ReadCaller, session: SessionDep) -> CouponOut:
+def get_coupon(coupon_id: Id, caller: ReadCaller, session: SessionDep) -> CouponOut:
     return _out(coupons.get(session, caller, coupon_id))
 
 
-@router.post("/v1/coupons/{coupon_id}/disable", response_model=CouponOut, tags=["coupons"])
-def disable_coupon(coupon_id: int, caller: WriteCaller, session: SessionDep) -> CouponOut:
+@router.post(
+    "/v1/coupons/{coupon_id:int}/disable",
+    response_model=CouponOut,
+    tags=["coupons"],
+    responses={404: {}},
+)
+def disable_coupon(coupon_id: Id, caller: WriteCaller, session: SessionDep) -> CouponOut:
     return _out(coupons.disable(session, caller, coupon_id))
 
 
@@ -179,7 +184,10 @@ def get_wallet(
     response_model=CheckoutOut,
     status_code=201,
     tags=["checkout"],
-    responses={429: {"description": "Too many failed code lookups"}},
+    responses={
+        409: {"description": "More points, wallet or card money than available"},
+        429: {"description": "Too many failed code lookups"},
+    },
 )
 async def evaluate(body: CheckoutIn, request: Request) -> CheckoutOut:
     """Write scope. The hottest endpoint: the whole request runs in one thread-pool hop."""
@@ -193,7 +201,9 @@ async def evaluate(body: CheckoutIn, request: Request) -> CheckoutOut:
     )
 
 
-@router.get("/v1/checkout/{session_id}", response_model=CheckoutOut, tags=["checkout"])
+@router.get(
+    "/v1/checkout/{session_id}", response_model=CheckoutOut, tags=["checkout"], responses={404: {}}
+)
 def get_session(session_id: str, caller: ReadCaller, session: SessionDep) -> CheckoutOut:
     return service.view(service.get(session, caller, session_id))
 
@@ -227,7 +237,12 @@ def cancel(session_id: str, caller: WriteCaller, session: SessionDep, now: NowDe
     return service.view(service.cancel(session, caller, session_id, now))
 
 
-@router.get("/v1/referrals/customers/{customer_id}", response_model=ReferralOut, tags=["referral"])
+@router.get(
+    "/v1/referrals/customers/{customer_id}",
+    response_model=ReferralOut,
+    tags=["referral"],
+    responses={404: {}},
+)
 def referral(
     customer_id: ExternalId, caller: ReadCaller, session: SessionDep, now: NowDep
 ) -> ReferralOut:
@@ -239,7 +254,12 @@ def referral_stats(caller: ReadCaller, session: SessionDep) -> dict[str, int]:
     return referrals.programme_stats(session, caller)
 
 
-@router.post("/v1/referrals/invitations", status_code=201, tags=["referral"])
+@router.post(
+    "/v1/referrals/invitations",
+    status_code=201,
+    tags=["referral"],
+    responses={200: {"description": "Already recorded"}, 404: {}},
+)
 def invite(
     body: InvitationIn, caller: WriteCaller, session: SessionDep, now: NowDep, response: Response
 ) -> dict[str, bool]:
