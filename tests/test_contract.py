@@ -56,6 +56,9 @@ def test_405_lists_every_method_of_the_path(api: TestClient) -> None:
     assert r.status_code == 405 and r.headers["Allow"] == "POST"
     assert api.get("/v1/coupons/9223372036854775808").status_code == 422
     assert api.get("/v1/coupons/12345").status_code == 404
+    r = api.get("/v1/checkout/evaluate")  # not a session id
+    assert r.status_code == 405 and r.headers["Allow"] == "POST"
+    assert api.get("/v1/checkout/" + "ab" * 16).status_code == 404
 
 
 def test_rules_the_schema_states_are_refused_and_documented(api: TestClient) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from starlette.convertors import StringConvertor, register_url_convertor
 
 from fidele.customers import service as customers
 from fidele.deps import (
@@ -50,6 +51,17 @@ async def get_loyalty(request: Request) -> LoyaltyPort:
 
 
 LoyaltyDep = Annotated[LoyaltyPort, Depends(get_loyalty)]
+
+
+class _SessionConvertor(StringConvertor):
+    """A checkout session id (32 hex digits) in a route: GET /v1/checkout/evaluate is then no
+    session lookup but a 405 (only POST is there), as the schema says."""
+
+    regex = "[0-9a-f]{32}"
+
+
+register_url_convertor("session", _SessionConvertor())
+SessionId = Annotated[str, Path(pattern="^[0-9a-f]{32}$", description="as evaluate returned it")]
 
 
 def _out(c: Coupon) -> CouponOut:
@@ -202,9 +214,12 @@ async def evaluate(body: CheckoutIn, request: Request) -> CheckoutOut:
 
 
 @router.get(
-    "/v1/checkout/{session_id}", response_model=CheckoutOut, tags=["checkout"], responses={404: {}}
+    "/v1/checkout/{session_id:session}",
+    response_model=CheckoutOut,
+    tags=["checkout"],
+    responses={404: {}},
 )
-def get_session(session_id: str, caller: ReadCaller, session: SessionDep) -> CheckoutOut:
+def get_session(session_id: SessionId, caller: ReadCaller, session: SessionDep) -> CheckoutOut:
     return service.view(service.get(session, caller, session_id))
 
 
@@ -215,7 +230,7 @@ def get_session(session_id: str, caller: ReadCaller, session: SessionDep) -> Che
     responses={404: {}, 409: {"description": "Closed, confirmed elsewhere, or a code ran out"}},
 )
 def confirm(
-    session_id: str,
+    session_id: SessionId,
     body: ConfirmIn,
     caller: WriteCaller,
     session: SessionDep,
@@ -233,7 +248,9 @@ def confirm(
     tags=["checkout"],
     responses={404: {}, 409: {}},
 )
-def cancel(session_id: str, caller: WriteCaller, session: SessionDep, now: NowDep) -> CheckoutOut:
+def cancel(
+    session_id: SessionId, caller: WriteCaller, session: SessionDep, now: NowDep
+) -> CheckoutOut:
     return service.view(service.cancel(session, caller, session_id, now))
 
 
