@@ -49,10 +49,13 @@ ExternalId = Annotated[
 EMAIL_PATTERN = r"^[^@ \t\n\r\f\v\x00]+@[^@ \t\n\r\f\v\x00]+\.[^@ \t\n\r\f\v\x00]+$"
 Email = Annotated[str, Field(max_length=320, pattern=EMAIL_PATTERN)]
 Minor = Annotated[int, Field(ge=0, le=10**15)]
+# Integers of a JSON body are exact only up to 2**53 - 1 (RFC 7493, I-JSON): an integer of a
+# request body is refused past it unless its field sets a smaller bound, and the schema says so.
+JSON_INT_MAX = 2**53 - 1
 _NUMBER = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
 
 
-def _refuse_bool(value: Any) -> Any:
+def _json_integer(value: Any) -> Any:
     if isinstance(value, bool):
         raise ValueError("expected an integer, not true/false")
     if isinstance(value, int | float) and abs(value) > JSON_INT_MAX:
@@ -74,7 +77,7 @@ def _not_a_number(value: Any) -> Any:
 IsoDate = Annotated[date, BeforeValidator(_not_a_number)]
 # An integer that JSON true/false is not (Pydantic reads them as 1/0), for lists and tuples
 # of integers, which StrictJsonModel's per-field check does not reach.
-Int = Annotated[int, BeforeValidator(lambda v: _refuse_bool(v))]
+Int = Annotated[int, BeforeValidator(_json_integer)]
 UtcDatetime = Annotated[
     AwareDatetime,
     BeforeValidator(_not_a_number),
@@ -116,9 +119,6 @@ def has_nul(value: Any, int_max: int = INT64) -> bool:
     return False
 
 
-# Integers of a JSON body are exact only up to 2**53 - 1 (RFC 7493, I-JSON): an integer of a
-# request body is refused past it unless its field sets a smaller bound, and the schema says so.
-JSON_INT_MAX = 2**53 - 1
 NO_NUL = "^[^\\x00]*$"
 # The schema of a free-form JSON value (attributes, properties) as the server takes it; the
 # OpenAPI document defines it once (``fidele.app``) since it is recursive.
