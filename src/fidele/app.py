@@ -14,6 +14,7 @@ from fastapi_offline import FastAPIOffline
 from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fidele import __version__
@@ -23,6 +24,7 @@ from fidele.errors import FideleError
 from fidele.events import bus
 from fidele.kit.clock import Clock, SystemClock
 from fidele.kit.plugins import optional_import
+from fidele.kit.schemas import STORABLE_JSON, STORABLE_JSON_SCHEMA
 from fidele.settings import Settings, get_settings
 
 # Each domain's router; a module that does not exist yet is simply not mounted.
@@ -69,13 +71,22 @@ class BodyLimit:
             await _too_large(scope, receive, send, self.limit)
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _BodyTooLarge(HTTPException):
+    """Raised while the app reads a streamed (chunked) body past the limit. An HTTPException,
+    because FastAPI turns any other error of a body read into a 400 "error parsing the body"
+    and passes HTTPExceptions through: the app's handler answers the 413 (``_http_error``)."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=413)
 
 
 async def _too_large(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+    await _too_large_response(limit)(scope, receive, send)
+
+
+def _too_large_response(limit: int) -> JSONResponse:
     body = {"error": "payload_too_large", "detail": f"request body exceeds {limit} bytes"}
-    await JSONResponse(body, status_code=413)(scope, receive, send)
+    return JSONResponse(body, status_code=413)
 
 
 def _validation_fields(exc: RequestValidationError) -> list[dict[str, Any]]:
@@ -88,25 +99,7 @@ def _validation_fields(exc: RequestValidationError) -> list[dict[str, Any]]:
     return fields
 
 
-def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
-    """Starlette's own errors (unknown route 404, 405, a missing docs asset) in fidele's
-    ``{"error", "detail"}`` shape, keeping their headers (``Allow`` on a 405)."""
-    phrase = HTTPStatus(exc.status_code).phrase
-    detail = exc.detail
-    if exc.status_code == 404 and detail == phrase:
-        detail = f"nothing at {request.url.path} (the API is described at /docs)"
-    elif exc.status_code == 405 and detail == phrase:
-        detail = f"{request.method} is not allowed on {request.url.path}"
-    return JSONResponse(
-        {"error": phrase.lower().replace(" ", "_").replace("-", "_"), "detail": detail},
-        status_code=exc.status_code,
-        headers=exc.headers,
-    )
-
-
 def _install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
-
     @app.exception_handler(FideleError)
     async def _fidele(_: Request, exc: FideleError) -> JSONResponse:
         headers = (
@@ -147,6 +140,8 @@ def _install_error_handlers(app: FastAPI) -> None:
             status_code=422,
         )
 
+    _install_http_error_handler(app)
+
     @app.exception_handler(IntegrityError)
     async def _integrity(_: Request, exc: IntegrityError) -> JSONResponse:
         # A uniqueness race lost to a concurrent request: retrying gets the idempotent answer.
@@ -154,6 +149,75 @@ def _install_error_handlers(app: FastAPI) -> None:
             {"error": "conflict", "detail": "concurrent write conflict; retry the request"},
             status_code=409,
         )
+
+
+# FastAPI's answer when a body cannot be read as text (not UTF-8): a body error like any other.
+_UNPARSABLE = "There was an error parsing the body"
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+}
+
+
+def _install_http_error_handler(app: FastAPI) -> None:
+    """Errors raised by the framework itself (routing, body reading) in the ``{"error",
+    "detail"}`` shape of every other error, with the status the schema documents."""
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+        if isinstance(exc, _BodyTooLarge):
+            return _too_large_response(request.app.state.settings.max_body_bytes)
+        if exc.status_code == 405:
+            return _method_not_allowed(request)
+        if exc.status_code == 400 and exc.detail == _UNPARSABLE:
+            return _unparsable_body()
+        detail = exc.detail
+        if exc.status_code == 404 and detail == HTTPStatus.NOT_FOUND.phrase:
+            detail = f"nothing at {request.url.path} (the API is described at /docs)"
+        return JSONResponse(
+            {"error": _HTTP_CODES.get(exc.status_code, "http_error"), "detail": str(detail)},
+            status_code=exc.status_code,
+            headers=exc.headers,
+        )
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _method_not_allowed(request: Request) -> JSONResponse:
+    """405 whose ``Allow`` lists every method of the path (Starlette names only those of the
+    first route it matched: GET and PUT of one path are two routes). Each method is asked of
+    the routes as a request would (``matches``), so path convertors count: GET
+    /v1/coupons/batches is not taken for /v1/coupons/{coupon_id:int}."""
+    routes = request.app.routes
+    methods = [
+        m
+        for m in _METHODS
+        if any(r.matches({**request.scope, "method": m})[0] == Match.FULL for r in routes)
+    ]
+    return JSONResponse(
+        {
+            "error": "method_not_allowed",
+            "detail": f"{request.method} is not allowed on {request.url.path}",
+        },
+        status_code=405,
+        headers={"Allow": ", ".join(methods)},
+    )
+
+
+def _unparsable_body() -> JSONResponse:
+    return JSONResponse(
+        {
+            "error": "validation_error",
+            "detail": "invalid input: body is not UTF-8 JSON",
+            "fields": [{"field": "body", "message": "not UTF-8 JSON", "type": "json_invalid"}],
+        },
+        status_code=422,
+    )
 
 
 def _ping(engine: Engine) -> None:
@@ -243,4 +307,19 @@ def create_app(
         if module is not None:
             app.include_router(module.router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    _define_storable_json(app)
     return app
+
+
+def _define_storable_json(app: FastAPI) -> None:
+    """Add to the OpenAPI document the (recursive) schema of free-form JSON values, which the
+    request models' schemas refer to (``fidele.kit.schemas.STORABLE_JSON``)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schemas = generate().setdefault("components", {}).setdefault("schemas", {})
+            schemas[STORABLE_JSON] = STORABLE_JSON_SCHEMA
+        return app.openapi_schema or generate()
+
+    app.openapi = openapi  # type: ignore[method-assign]

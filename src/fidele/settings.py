@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRET = "dev-insecure-secret-change-me"
@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     embedded_worker: bool = True
     worker_interval_seconds: float = 30.0
     db_pool_size: int = 10
+    # Sent and dead outbox messages are deleted after this many days (``outbox.purge_sent``).
+    outbox_retention_days: int = Field(default=30, ge=1)
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:

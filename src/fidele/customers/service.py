@@ -14,7 +14,6 @@ from fidele.customers.models import Customer
 from fidele.customers.repository import CustomerRepository
 from fidele.customers.schemas import CustomerIn, CustomerOut
 from fidele.errors import NotFound
-from fidele.events import bus
 from fidele.events import domain as ev
 from fidele.events import service as events
 from fidele.events.repository import EventRepository
@@ -195,13 +194,14 @@ def list_page(
     )
 
 
-def export(session: Session, caller: Caller, external_id: str) -> dict[str, Any]:
-    """Everything fidele holds on the person, as JSON."""
-    bus.load_handlers()
+def export(session: Session, caller: Caller, external_id: str, now: datetime) -> dict[str, Any]:
+    """Everything fidele holds on the person, as JSON: the profile, each domain's section
+    (orders, loyalty, vouchers, coupons, gift cards, referrals, insights, ...) and the events."""
+    gdpr.load()
     customer = get(session, caller, external_id)
     data: dict[str, Any] = {"customer": CustomerOut.of(customer).model_dump(mode="json")}
     for section, fn in gdpr.exporters.items():
-        data[section] = fn(session, customer)
+        data[section] = fn(session, customer, now)
     data["events"] = [
         {
             "type": e.type,
@@ -216,20 +216,21 @@ def export(session: Session, caller: Caller, external_id: str) -> dict[str, Any]
 
 
 def erase(session: Session, caller: Caller, external_id: str, now: datetime) -> None:
-    """Blank personal data; keep anonymised rows so totals, ledgers and analytics stay right."""
-    bus.load_handlers()
+    """Blank personal data here and in every domain's copy (each registered eraser); keep
+    anonymised rows so totals, ledgers and analytics stay right.
+
+    The event log is append-only, yet erasure rewrites this person's event payloads in place:
+    personal keys are blanked and the old id replaced, while amounts and ids stay, so a replay
+    of the log still gives the same totals."""
+    gdpr.load()
     customer = get(session, caller, external_id)
-    for field in _PERSONAL:
-        setattr(customer, field, None)
-    customer.email_marketing = customer.sms_marketing = False
-    customer.attributes = {}
-    token = hashlib.sha256(f"{customer.merchant_id}:{customer.id}:{now}".encode()).hexdigest()
-    old_id, customer.external_id = customer.external_id, f"erased-{token[:24]}"
-    customer.erased_at = customer.updated_at = now
+    erasure_of = _blank_profile(customer, now)
+    replace = {erasure_of.old_external_id: customer.external_id}
+    replace |= dict.fromkeys(erasure_of.emails, gdpr.ERASED)
     for e in EventRepository(session).for_customer(customer.id):
-        e.payload = _scrub(e.payload, old_id, customer.external_id)
+        e.payload = gdpr.scrub(e.payload, _SCRUB_KEYS, replace)
     for fn in gdpr.erasers:
-        fn(session, customer, now)
+        fn(session, erasure_of)
     session.flush()
     events.record(
         session,
@@ -243,32 +244,49 @@ def erase(session: Session, caller: Caller, external_id: str, now: datetime) -> 
     )
 
 
-_SCRUB_KEYS = {
-    "email",
-    "first_name",
-    "last_name",
-    "birthday",
-    "phone",
-    "address",
-    "billing_address",
-    "shipping_address",
-    "ip",
-    "note",
-    "locale",
-    "country",
-    "timezone",
-    "email_marketing",
-    "sms_marketing",
-}
+def _blank_profile(customer: Customer, now: datetime) -> gdpr.Erasure:
+    erasure_of = gdpr.Erasure(
+        customer=customer,
+        old_external_id=customer.external_id,
+        old_email=customer.email,
+        old_email_normalized=customer.email_normalized,
+        now=now,
+    )
+    for field in _PERSONAL:
+        setattr(customer, field, None)
+    customer.email_marketing = customer.sms_marketing = False
+    customer.attributes = {}
+    token = hashlib.sha256(f"{customer.merchant_id}:{customer.id}:{now}".encode()).hexdigest()
+    customer.external_id = f"erased-{token[:24]}"
+    customer.erased_at = customer.updated_at = now
+    return erasure_of
 
 
-def _scrub(value: Any, old_id: str, new_id: str) -> Any:
-    """Blank personal keys; keep amounts and ids so replays of the log give the same totals."""
-    if isinstance(value, dict):
-        return {
-            k: "[erased]" if k in _SCRUB_KEYS else _scrub(v, old_id, new_id)
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [_scrub(v, old_id, new_id) for v in value]
-    return new_id if value == old_id else value
+# Personal keys of event payloads; ``attributes`` (an order's or a profile's) is free-form
+# (shipping address, device fingerprint, ...), so it is blanked whole.
+_SCRUB_KEYS = frozenset(
+    {
+        "email",
+        "first_name",
+        "last_name",
+        "birthday",
+        "phone",
+        "address",
+        "billing_address",
+        "shipping_address",
+        "ip",
+        "note",
+        "locale",
+        "country",
+        "timezone",
+        "email_marketing",
+        "sms_marketing",
+        "attributes",
+        "device_fingerprint",
+        "payment_fingerprint",
+        "gift_card_recipient",
+        "recipient_email",
+        "message",
+        "to",
+    }
+)

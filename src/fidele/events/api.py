@@ -10,6 +10,12 @@ from fidele.events import service
 from fidele.events.schemas import EventIn, EventOut
 
 router = APIRouter(prefix="/v1/events", tags=["events"], responses=ERRORS)
+# Stored with this prefix in a 255-character column: the schema allows what fits, so a key of
+# 252-255 characters is a 422 naming the header on every database, not a PostgreSQL error.
+KEY_PREFIX = "api:"
+IdempotencyKey = Annotated[
+    str, Header(alias="Idempotency-Key", min_length=1, max_length=255 - len(KEY_PREFIX))
+]
 
 
 @router.post(
@@ -27,7 +33,7 @@ def post_event(
     session: SessionDep,
     now: NowDep,
     response: Response,
-    idempotency_key: Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=255)],
+    idempotency_key: IdempotencyKey,
 ) -> EventOut:
     customer = customers.get_or_create(session, caller, body.customer_id, now, source="api")
     event, created = service.record(
@@ -39,7 +45,7 @@ def post_event(
         source="api",
         payload=body.model_dump(mode="json"),
         customer_id=customer.id,
-        idempotency_key=f"api:{idempotency_key}",
+        idempotency_key=f"{KEY_PREFIX}{idempotency_key}",
     )
     response.status_code = 201 if created else 200
     return EventOut(

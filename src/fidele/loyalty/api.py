@@ -7,8 +7,8 @@ from fastapi import APIRouter, Body, Header, Path, Query, Response
 from fidele.customers import service as customers
 from fidele.deps import ERRORS, AdminCaller, NowDep, ReadCaller, SessionDep, WriteCaller
 from fidele.errors import InvalidInput
-from fidele.kit.pagination import MAX_LIMIT, Page, decode_cursor, encode_cursor
-from fidele.kit.schemas import ExternalId, UtcDatetime
+from fidele.kit.pagination import MAX_LIMIT, Cursor, Page, decode_cursor, encode_cursor
+from fidele.kit.schemas import ExternalId, Id, UtcDatetime
 from fidele.loyalty import config, members, reports, rewards, service
 from fidele.loyalty.models import Redemption
 from fidele.loyalty.repository import LoyaltyRepository
@@ -47,7 +47,7 @@ def get_ledger(
     external_id: CustomerPath,
     caller: ReadCaller,
     session: SessionDep,
-    cursor: str | None = None,
+    cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
 ) -> Page[StatementLine]:
     customer = customers.get(session, caller, external_id)
@@ -101,7 +101,7 @@ def redeem(
     responses={404: {}, 409: {"description": "The code was already used"}},
 )
 def cancel_redemption(
-    redemption_id: int, caller: WriteCaller, session: SessionDep, now: NowDep
+    redemption_id: Id, caller: WriteCaller, session: SessionDep, now: NowDep
 ) -> RedemptionOut:
     row = rewards.cancel(session, caller, redemption_id, now)
     session.refresh(row)
@@ -161,7 +161,7 @@ def put_rules(
     return scale.model_dump(mode="json")
 
 
-@router.post("/v1/loyalty/simulate", response_model=SimulateOut)
+@router.post("/v1/loyalty/simulate", response_model=SimulateOut, responses={404: {}})
 def simulate(
     body: SimulateIn, caller: ReadCaller, session: SessionDep, now: NowDep
 ) -> dict[str, Any]:

@@ -319,6 +319,16 @@ class LoyaltyRepository(RepositoryBase[Member]):
         stmt = select(Voucher).where(Voucher.programme_id == programme_id, Voucher.code == code)
         return self.session.execute(stmt).scalar_one_or_none()
 
+    def redemptions_of(self, customer_id: int) -> Sequence[tuple[Redemption, Voucher | None]]:
+        """The customer's redemptions with their vouchers, oldest first (GDPR export)."""
+        stmt = (
+            select(Redemption, Voucher)
+            .outerjoin(Voucher, Voucher.redemption_id == Redemption.id)
+            .where(Redemption.customer_id == customer_id)
+            .order_by(Redemption.id)
+        )
+        return [(r, v) for r, v in self.session.execute(stmt).all()]
+
     def voucher_of(self, redemption_id: int) -> Voucher | None:
         stmt = select(Voucher).where(Voucher.redemption_id == redemption_id)
         return self.session.execute(stmt).scalar_one_or_none()

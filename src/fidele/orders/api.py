@@ -15,7 +15,7 @@ from fidele.deps import (
     WriteCaller,
     in_one_hop,
 )
-from fidele.kit.pagination import MAX_LIMIT, Page, decode_cursor, encode_cursor
+from fidele.kit.pagination import MAX_LIMIT, Cursor, Page, decode_cursor, encode_cursor
 from fidele.kit.schemas import ExternalId, UtcDatetime
 from fidele.orders import service
 from fidele.orders.schemas import OrderIn, OrderOut, RefundIn, RefundOut, StatusIn
@@ -55,7 +55,7 @@ def get_order(external_id: IdPath, caller: ReadCaller, session: SessionDep) -> O
 def list_orders(
     caller: ReadCaller,
     session: SessionDep,
-    cursor: str | None = None,
+    cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
     updated_since: UtcDatetime | None = None,
 ) -> Page[OrderOut]:

@@ -4,7 +4,15 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from fidele.kit.schemas import Currency, ExternalId, InputModel, Minor, OutputModel, UtcDatetime
+from fidele.kit.schemas import (
+    Currency,
+    Email,
+    ExternalId,
+    InputModel,
+    Minor,
+    OutputModel,
+    UtcDatetime,
+)
 
 
 class LineIn(InputModel):
@@ -45,7 +53,7 @@ class OrderIn(InputModel):
     payment_status: Literal["pending", "paid"] = "paid"
     paid_at: UtcDatetime | None = Field(None, description="when paid (default: placed_at)")
     channel: str | None = Field(None, max_length=50)
-    email: str | None = Field(None, max_length=320, description="guest checkout email")
+    email: Email | None = Field(None, description="guest checkout email")
     codes: list[str] = Field(default_factory=list, max_length=20)
     attributes: dict[str, Any] = Field(default_factory=dict)
 
@@ -99,6 +107,15 @@ class RefundIn(InputModel):
     shipping: Minor = 0
     reason: str | None = Field(None, max_length=500)
     occurred_at: UtcDatetime | None = None
+
+    schema_rules = (
+        {
+            "not": {
+                "properties": {"amount": {"type": "integer"}, "lines": {"type": "array"}},
+                "required": ["amount", "lines"],
+            }
+        },
+    )
 
     @model_validator(mode="after")
     def _one_way(self) -> RefundIn:

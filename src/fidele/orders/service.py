@@ -11,7 +11,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from fidele.customers import service as customers
 from fidele.customers.models import Customer
-from fidele.errors import Conflict, IdempotencyConflict, InvalidInput, NotFound
+from fidele.errors import Conflict, IdempotencyConflict, NotFound, StateConflict
 from fidele.events import domain as ev
 from fidele.events import service as events
 from fidele.events.domain import payload_hash
@@ -276,13 +276,13 @@ def refund(
     amount, taken = _refund_amount(order, data)
     remaining = order.total - order.refunded_total
     if amount > remaining:
-        raise InvalidInput(
+        raise StateConflict(
             f"refund of {amount} exceeds what remains paid on the order ({remaining})",
             field="amount",
             remaining=remaining,
         )
     if amount <= 0:
-        raise InvalidInput("refund amount must be positive", field="amount")
+        raise StateConflict("nothing left to refund on these lines", field="amount")
     for t in taken:
         order.lines[int(t["line"])].refunded_quantity += int(t["quantity"])
     row = Refund(
@@ -346,7 +346,7 @@ def _refund_amount(order: Order, data: RefundIn) -> tuple[int, list[dict[str, An
             states, [(ln.line_id, ln.product_id, ln.quantity) for ln in data.lines]
         )
     except ValueError as exc:
-        raise InvalidInput(str(exc), field="lines") from exc
+        raise StateConflict(str(exc), field="lines") from exc
     return amount + data.shipping, taken
 
 

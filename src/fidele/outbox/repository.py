@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import and_, delete, or_, select, update
 
 from fidele.kit.repository import RepositoryBase
 from fidele.outbox.models import OutboxMessage
@@ -46,3 +46,29 @@ class OutboxRepository(RepositoryBase[OutboxMessage]):
         return self.all(
             select(OutboxMessage).where(OutboxMessage.topic == topic).order_by(OutboxMessage.id)
         )
+
+    def of_programme(self, programme_id: int, merchant_id: int) -> Sequence[OutboxMessage]:
+        """The messages of a merchant (GDPR erasure scans their payloads; retention keeps the
+        table to a few weeks of messages)."""
+        return self.all(
+            select(OutboxMessage)
+            .where(
+                OutboxMessage.programme_id == programme_id,
+                or_(OutboxMessage.merchant_id == merchant_id, OutboxMessage.merchant_id.is_(None)),
+            )
+            .order_by(OutboxMessage.id)
+        )
+
+    def delete_finished_before(self, cutoff: datetime) -> int:
+        """Delete sent rows sent before ``cutoff`` and dead rows created before it."""
+        result = self.session.execute(
+            delete(OutboxMessage)
+            .where(
+                or_(
+                    and_(OutboxMessage.status == "sent", OutboxMessage.sent_at < cutoff),
+                    and_(OutboxMessage.status == "dead", OutboxMessage.created_at < cutoff),
+                )
+            )
+            .execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fidele.db.session import transaction
 from fidele.kit.repository import insert_or_twin
-from fidele.outbox.domain import MAX_ATTEMPTS, backoff
+from fidele.outbox.domain import MAX_ATTEMPTS, backoff, redact
 from fidele.outbox.models import OutboxMessage
 from fidele.outbox.repository import OutboxRepository
 
@@ -100,8 +100,22 @@ def _attempt(session: Session, msg: OutboxMessage, now: datetime) -> int:
             msg.next_attempt_at = now + backoff(msg.attempts)
         log.warning("outbox %s attempt %s failed: %s", msg.id, msg.attempts, msg.last_error)
         return 0
-    msg.status, msg.sent_at, msg.last_error = "sent", now, None
+    mark_sent(msg, now)
     return 1
+
+
+def mark_sent(msg: OutboxMessage, now: datetime) -> None:
+    """The message left: record it, and keep only a redacted payload (no spendable code, no
+    address) so a read of the table after delivery leaks neither."""
+    msg.status, msg.sent_at, msg.last_error = "sent", now, None
+    msg.payload = redact(msg.payload)
+
+
+def purge_finished(session: Session, now: datetime, retention: timedelta) -> int:
+    """Delete sent messages sent, and dead ones created, more than ``retention`` ago; returns
+    how many. Their dedup keys go with them: every producer is idempotent upstream too (a
+    card, lot or coupon is created once), so nothing is queued again after the purge."""
+    return OutboxRepository(session).delete_finished_before(now - retention)
 
 
 @sender("email")

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from starlette.convertors import StringConvertor, register_url_convertor
 
 from fidele.customers import service as customers
 from fidele.deps import (
@@ -19,8 +20,8 @@ from fidele.deps import (
     in_one_hop,
 )
 from fidele.errors import NotFound
-from fidele.kit.pagination import MAX_LIMIT, Page, decode_cursor, encode_cursor
-from fidele.kit.schemas import Currency, ExternalId
+from fidele.kit.pagination import MAX_LIMIT, Cursor, Page, decode_cursor, encode_cursor
+from fidele.kit.schemas import Currency, ExternalId, Id
 from fidele.orders import service as orders
 from fidele.promotions import coupons, giftcards, referrals, rewards, service, wallet
 from fidele.promotions.config import PromotionConfig
@@ -53,10 +54,19 @@ async def get_loyalty(request: Request) -> LoyaltyPort:
 LoyaltyDep = Annotated[LoyaltyPort, Depends(get_loyalty)]
 
 
+class _SessionConvertor(StringConvertor):
+    """A checkout session id (32 hex digits) in a route: GET /v1/checkout/evaluate is then no
+    session lookup but a 405 (only POST is there), as the schema says."""
+
+    regex = "[0-9a-f]{32}"
+
+
+register_url_convertor("session", _SessionConvertor())
+SessionId = Annotated[str, Path(pattern="^[0-9a-f]{32}$", description="as evaluate returned it")]
+
+
 def _out(c: Coupon) -> CouponOut:
-    out = CouponOut.model_validate(c)
-    out.code = c.display_code
-    return out
+    return CouponOut.of(c)
 
 
 @router.post("/v1/coupons", response_model=CouponOut, status_code=201, tags=["coupons"])
@@ -78,7 +88,7 @@ def create_batch(body: BatchIn, caller: WriteCaller, session: SessionDep, now: N
 def list_coupons(
     caller: ReadCaller,
     session: SessionDep,
-    cursor: str | None = None,
+    cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
 ) -> Page[CouponOut]:
     rows = coupons.listing(session, caller, after_id=decode_cursor(cursor), limit=limit)
@@ -101,14 +111,19 @@ def next_order_coupon(order_id: ExternalId, caller: ReadCaller, session: Session
 
 
 @router.get(
-    "/v1/coupons/{coupon_id}", response_model=CouponOut, tags=["coupons"], responses={404: {}}
+    "/v1/coupons/{coupon_id:int}", response_model=CouponOut, tags=["coupons"], responses={404: {}}
 )
-def get_coupon(coupon_id: int, caller: ReadCaller, session: SessionDep) -> CouponOut:
+def get_coupon(coupon_id: Id, caller: ReadCaller, session: SessionDep) -> CouponOut:
     return _out(coupons.get(session, caller, coupon_id))
 
 
-@router.post("/v1/coupons/{coupon_id}/disable", response_model=CouponOut, tags=["coupons"])
-def disable_coupon(coupon_id: int, caller: WriteCaller, session: SessionDep) -> CouponOut:
+@router.post(
+    "/v1/coupons/{coupon_id:int}/disable",
+    response_model=CouponOut,
+    tags=["coupons"],
+    responses={404: {}},
+)
+def disable_coupon(coupon_id: Id, caller: WriteCaller, session: SessionDep) -> CouponOut:
     return _out(coupons.disable(session, caller, coupon_id))
 
 
@@ -182,7 +197,10 @@ def get_wallet(
     response_model=CheckoutOut,
     status_code=201,
     tags=["checkout"],
-    responses={429: {"description": "Too many failed code lookups"}},
+    responses={
+        409: {"description": "More points, wallet or card money than available"},
+        429: {"description": "Too many failed code lookups"},
+    },
     openapi_extra=BEARER_SECURITY,
 )
 async def evaluate(body: CheckoutIn, request: Request) -> CheckoutOut:
@@ -197,8 +215,13 @@ async def evaluate(body: CheckoutIn, request: Request) -> CheckoutOut:
     )
 
 
-@router.get("/v1/checkout/{session_id}", response_model=CheckoutOut, tags=["checkout"])
-def get_session(session_id: str, caller: ReadCaller, session: SessionDep) -> CheckoutOut:
+@router.get(
+    "/v1/checkout/{session_id:session}",
+    response_model=CheckoutOut,
+    tags=["checkout"],
+    responses={404: {}},
+)
+def get_session(session_id: SessionId, caller: ReadCaller, session: SessionDep) -> CheckoutOut:
     return service.view(service.get(session, caller, session_id))
 
 
@@ -209,7 +232,7 @@ def get_session(session_id: str, caller: ReadCaller, session: SessionDep) -> Che
     responses={404: {}, 409: {"description": "Closed, confirmed elsewhere, or a code ran out"}},
 )
 def confirm(
-    session_id: str,
+    session_id: SessionId,
     body: ConfirmIn,
     caller: WriteCaller,
     session: SessionDep,
@@ -227,11 +250,18 @@ def confirm(
     tags=["checkout"],
     responses={404: {}, 409: {}},
 )
-def cancel(session_id: str, caller: WriteCaller, session: SessionDep, now: NowDep) -> CheckoutOut:
+def cancel(
+    session_id: SessionId, caller: WriteCaller, session: SessionDep, now: NowDep
+) -> CheckoutOut:
     return service.view(service.cancel(session, caller, session_id, now))
 
 
-@router.get("/v1/referrals/customers/{customer_id}", response_model=ReferralOut, tags=["referral"])
+@router.get(
+    "/v1/referrals/customers/{customer_id}",
+    response_model=ReferralOut,
+    tags=["referral"],
+    responses={404: {}},
+)
 def referral(
     customer_id: ExternalId, caller: ReadCaller, session: SessionDep, now: NowDep
 ) -> ReferralOut:
@@ -243,7 +273,12 @@ def referral_stats(caller: ReadCaller, session: SessionDep) -> dict[str, int]:
     return referrals.programme_stats(session, caller)
 
 
-@router.post("/v1/referrals/invitations", status_code=201, tags=["referral"])
+@router.post(
+    "/v1/referrals/invitations",
+    status_code=201,
+    tags=["referral"],
+    responses={200: {"description": "Already recorded"}, 404: {}},
+)
 def invite(
     body: InvitationIn, caller: WriteCaller, session: SessionDep, now: NowDep, response: Response
 ) -> dict[str, bool]:

@@ -379,3 +379,56 @@ class RateRepository:
 
         result = self.session.execute(delete(RateCounter).where(RateCounter.window_start < before))
         return _rowcount(result)
+
+
+class PrivacyRepository:
+    """What the promotions domain holds on one person (GDPR export and erasure)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def coupons_of(self, customer_id: int) -> Sequence[Coupon]:
+        stmt = select(Coupon).where(Coupon.customer_id == customer_id).order_by(Coupon.id)
+        return self.session.execute(stmt).scalars().all()
+
+    def gift_cards_of(
+        self, merchant_id: int, customer_id: int, emails: frozenset[str]
+    ) -> Sequence[GiftCard]:
+        """Cards the person bought (on their orders) or was sent (to one of their addresses)."""
+        bought = select(Order.id).where(Order.customer_id == customer_id)
+        stmt = select(GiftCard).where(
+            GiftCard.merchant_id == merchant_id,
+            or_(
+                GiftCard.order_id.in_(bought),
+                func.lower(GiftCard.recipient_email).in_(sorted(emails) or [""]),
+            ),
+        )
+        return self.session.execute(stmt.order_by(GiftCard.id)).scalars().all()
+
+    def referrals_of(self, customer_id: int) -> Sequence[Referral]:
+        stmt = select(Referral).where(
+            or_(Referral.referrer_id == customer_id, Referral.referee_id == customer_id)
+        )
+        return self.session.execute(stmt.order_by(Referral.id)).scalars().all()
+
+    def invitations_of(
+        self, merchant_id: int, customer_id: int, emails: frozenset[str]
+    ) -> Sequence[ReferralInvitation]:
+        """Invitations the person sent, and those sent to one of their addresses."""
+        stmt = select(ReferralInvitation).where(
+            ReferralInvitation.merchant_id == merchant_id,
+            or_(
+                ReferralInvitation.referrer_id == customer_id,
+                ReferralInvitation.email_normalized.in_(sorted(emails) or [""]),
+            ),
+        )
+        return self.session.execute(stmt.order_by(ReferralInvitation.id)).scalars().all()
+
+    def checkout_sessions_of(
+        self, merchant_id: int, customer_id: int, ref: str
+    ) -> Sequence[CheckoutSession]:
+        stmt = select(CheckoutSession).where(
+            CheckoutSession.merchant_id == merchant_id,
+            or_(CheckoutSession.customer_id == customer_id, CheckoutSession.customer_ref == ref),
+        )
+        return self.session.execute(stmt).scalars().all()

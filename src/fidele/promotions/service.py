@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from fidele.customers.models import Customer
 from fidele.customers.repository import CustomerRepository
-from fidele.errors import InvalidInput, NotFound
+from fidele.errors import NotFound, StateConflict
 from fidele.promotions import (
     balances,
     cache,
@@ -168,15 +168,15 @@ def _points(
             "this shop has no loyalty programme: points cannot be burned", field="points"
         )
     if cart.customer is None:
-        raise InvalidInput("an unknown customer has no points", field="points")
+        raise StateConflict("an unknown customer has no points", field="points")
     available = cart.loyalty.available_points(session, cart.customer, cart.now)
     if data.points > available:
-        raise InvalidInput(
+        raise StateConflict(
             f"only {available} points are available", field="points", available=available
         )
     per_100, currency = cart.loyalty.point_value(session, cart.caller.programme_id)
     if currency != data.currency:
-        raise InvalidInput(f"points are worth {currency}, not {data.currency}", field="points")
+        raise StateConflict(f"points are worth {currency}, not {data.currency}", field="points")
     used, money = domain.points_for(due, data.points, per_100)
     return domain.Tender("points", "points", money, money), {"points": used}
 
@@ -207,7 +207,7 @@ def _wallet(
     session: Session, cart: resolve.Cart, amount: int
 ) -> tuple[domain.Tender, dict[str, Any]]:
     if cart.customer is None:
-        raise InvalidInput("an unknown customer has no wallet", field="wallet_amount")
+        raise StateConflict("an unknown customer has no wallet", field="wallet_amount")
     bal = wallet.account_of(session, cart.customer, cart.shopper.currency, cart.now)
     tender = domain.Tender("wallet", "wallet", amount, bal.main.balance)
     return tender, {"accounts": [bal.main.id, bal.held.id, bal.spent.id]}

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Response
 from pydantic import Field, HttpUrl
 
 from fidele.deps import ERRORS, AdminCaller, NowDep, SessionDep
-from fidele.kit.schemas import InputModel, OutputModel, UtcDatetime
+from fidele.kit.schemas import Id, InputModel, OutputModel, UtcDatetime
 from fidele.webhooks import service
 
 router = APIRouter(prefix="/v1/webhooks/endpoints", tags=["webhooks"], responses=ERRORS)
@@ -47,6 +47,6 @@ def list_endpoints(caller: AdminCaller, session: SessionDep) -> Any:
 
 
 @router.delete("/{endpoint_id}", status_code=204, responses={404: {}})
-def delete(endpoint_id: int, caller: AdminCaller, session: SessionDep) -> Response:
+def delete(endpoint_id: Id, caller: AdminCaller, session: SessionDep) -> Response:
     service.deactivate(session, merchant_id=caller.merchant_id, endpoint_id=endpoint_id)
     return Response(status_code=204)
