@@ -4,7 +4,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from fidele.customers.models import Customer
-from fidele.demo import service
+from fidele.demo import service, story
 from fidele.events.models import Event
 from fidele.kit.clock import FrozenClock
 from fidele.orders.models import Order
@@ -62,8 +62,7 @@ def test_demo_shop_is_realistic_and_deterministic(
 
 def test_story_is_deterministic_for_a_seed(clock: FrozenClock) -> None:
     def digest(seed: int) -> list[tuple[object, ...]]:
-        steps = sorted(service._story(seed, 30, clock.now()), key=lambda s: (s[0], s[1]))
-        return [(at, seq) for at, seq, _ in steps]
+        return [(s.at, s.seq, s.kind) for s in story.steps(seed, 30, clock.now())]
 
     assert digest(3) == digest(3)
     assert digest(3) != digest(4)

@@ -123,7 +123,7 @@ def write_orders(
     store.append(
         EVENTS,
         [
-            _event(
+            event_row(
                 caller,
                 ev.ORDER_PLACED,
                 o.placed_at,
@@ -180,7 +180,7 @@ def _ensure_customers(
     store.append(
         EVENTS,
         [
-            _event(
+            event_row(
                 caller,
                 ev.CUSTOMER_UPSERTED,
                 now,
@@ -252,7 +252,7 @@ def line_rows(order: OrderIn, order_id: int) -> list[dict[str, Any]]:
     ]
 
 
-def _event(
+def event_row(
     caller: Caller,
     type_: str,
     occurred_at: datetime,
@@ -261,7 +261,9 @@ def _event(
     payload: dict[str, Any],
     customer_id: int,
     order_id: int | None,
+    idempotency_key: str | None = None,
 ) -> dict[str, Any]:
+    """One row of the event log as ``events.record`` writes it (received at ``now``)."""
     return {
         "merchant_id": caller.merchant_id,
         "programme_id": caller.programme_id,
@@ -271,7 +273,7 @@ def _event(
         "source": source,
         "occurred_at": occurred_at,
         "received_at": now,
-        "idempotency_key": None,
+        "idempotency_key": idempotency_key,
         "payload_hash": payload_hash(payload),
         "payload": payload,
     }
