@@ -41,12 +41,14 @@ def _step(s: Session, c: Caller, step: Step) -> None:
     elif kind == "orders":
         orders.create(s, c, args[0], t, source="demo")
     elif kind in STATUSES:
-        orders.set_status(s, c, args[0], StatusIn(status=kind, occurred_at=t), t)  # type: ignore[arg-type]
+        status = StatusIn(status=kind, occurred_at=t)  # type: ignore[arg-type]
+        orders.set_status(s, c, args[0], status, t, source="demo")
     elif kind == "refunds":
         oid, partial = args
         order = orders.get(s, c, oid)
         amount = max(1, order.total // 2) if partial else None
-        orders.refund(s, c, oid, RefundIn(id=f"R-{oid}", amount=amount, occurred_at=t), t)
+        data = RefundIn(id=f"R-{oid}", amount=amount, occurred_at=t)
+        orders.refund(s, c, oid, data, t, source="demo")
     else:
         cid, seq, props = args
         customer = customers.get_or_create(s, c, cid, t, source="demo")
