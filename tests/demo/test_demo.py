@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -11,6 +12,7 @@ from fidele.demo import service, story
 from fidele.events.models import Event
 from fidele.kit.clock import FrozenClock
 from fidele.ledger import service as ledger
+from fidele.loyalty import replay as replay_module
 from fidele.loyalty.models import CustomerLink, Lot, Member, TierChange
 from fidele.loyalty.replay import catch_up_all
 from fidele.orders.models import Order
@@ -133,7 +135,10 @@ def _shop_state(session: Session, programme_id: int) -> dict[str, Any]:
 
 
 def test_bulk_build_equals_the_step_by_step_reference(
-    factory: sessionmaker[Session], session: Session, clock: FrozenClock
+    factory: sessionmaker[Session],
+    session: Session,
+    clock: FrozenClock,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     now = clock.now()
     ref = service.build(
@@ -144,6 +149,7 @@ def test_bulk_build_equals_the_step_by_step_reference(
         # as the bulk build's replay does
         catch_up_all(s, now, programme_id=ref.programme_id)
         s.get(Programme, ref.programme_id).name = "reference"  # type: ignore[union-attr]
+    monkeypatch.setattr(replay_module, "route", _no_event_path)  # loyalty in batch
     shop = service.build(factory, seed=11, n_customers=80, now=now, server_secret="s")
     assert shop.created and shop.programme_id != ref.programme_id
     assert shop.counts == ref.counts
@@ -153,6 +159,10 @@ def test_bulk_build_equals_the_step_by_step_reference(
     for part in expected:
         assert got[part] == expected[part], part
     assert ledger.verify(session).ok
+
+
+def _no_event_path(*args: object) -> None:
+    raise AssertionError("the loyalty replay took the per-event path")
 
 
 def test_same_seed_same_shop(
