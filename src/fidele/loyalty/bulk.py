@@ -1,10 +1,12 @@
-"""Batch replay of order-only logs: the same rules as the per-event path (:mod:`members`,
+"""Batch replay of order logs: the same rules as the per-event path (:mod:`members`,
 :mod:`earning`, :mod:`points`), simulated in memory per member and written table by table
-(:mod:`bulk_store`: COPY on PostgreSQL). Used by :func:`replay.replay` when the log holds only
-``order.placed`` and ``customer.upserted`` events and one scale without budgets, bonuses on
-dates, inactivity or plans; anything else takes the per-event path.
-``tests/loyalty/test_bulk.py`` checks both paths give the same balances, lots and tiers. Run it
-with writes to the programme stopped: ids are assigned here.
+(:mod:`bulk_store`: COPY on PostgreSQL). Used by :func:`replay.replay` when the log holds
+orders (placed, delivered, cancelled, refunded), customers, actions and types no handler
+claims, under one scale without budgets, bonuses on dates, inactivity or plans; anything else
+takes the per-event path, and so does a log where a cancellation or refund takes back points
+already released (:class:`Unbatchable`, raised before anything is written).
+``tests/loyalty/test_bulk.py`` checks both paths give the same balances, lots, tiers, counters
+and refusals. Run it with writes to the programme stopped: ids are assigned here.
 
 The simulation works on plain columns (times in UTC microseconds, rows as list appends): only
 what depends on a member's history (catch-up, tiers, which tier multiplies an order) runs per
