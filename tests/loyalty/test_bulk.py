@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from fidele.customers.models import Customer
 from fidele.events import service as events
 from fidele.kit.clock import FrozenClock
 from fidele.ledger import service as ledger
@@ -16,7 +17,15 @@ from fidele.ledger.models import Entry, Posting
 from fidele.loyalty import bulk, members
 from fidele.loyalty import replay as replay_module
 from fidele.loyalty.config import default_scale
-from fidele.loyalty.models import Counter, Lot, Member, Refusal, RuleVersion, TierChange
+from fidele.loyalty.models import (
+    Counter,
+    CustomerLink,
+    Lot,
+    Member,
+    Refusal,
+    RuleVersion,
+    TierChange,
+)
 from fidele.loyalty.replay import catch_up_all, replay
 from tests.fixtures.factories import make_tenant
 from tests.loyalty.conftest import Shop
@@ -149,9 +158,21 @@ def _after_orders_shop(session: Session, clock: FrozenClock, name: str) -> tuple
 
 
 def _state(session: Session, programme_id: int) -> tuple[object, ...]:
-    counters = session.execute(
-        select(Counter.key, Counter.value).where(Counter.programme_id == programme_id)
-    ).all()
+    # a counter's key names its member by id, and ids differ after a replay on PostgreSQL
+    owners = dict(
+        session.execute(
+            select(CustomerLink.member_id, Customer.external_id)
+            .join(Customer, Customer.id == CustomerLink.customer_id)
+            .where(Customer.programme_id == programme_id)
+        ).all()
+    )
+    counters = [
+        (f"{head}:{owners[int(member)]}", value)
+        for key, value in session.execute(
+            select(Counter.key, Counter.value).where(Counter.programme_id == programme_id)
+        )
+        for head, member in [key.rsplit(":m", 1)]
+    ]
     refusals = session.execute(
         select(Refusal.rule_id, Refusal.points, Refusal.reason, Refusal.created_at).where(
             Refusal.programme_id == programme_id
