@@ -113,14 +113,7 @@ def _save(
     """Create (``customer`` None: known not to exist) or update the customer just looked up."""
     created = customer is None
     if customer is None:
-        customer = Customer(
-            merchant_id=caller.merchant_id,
-            programme_id=caller.programme_id,
-            external_id=external_id,
-            attributes={},
-            created_at=now,
-            updated_at=now,
-        )
+        customer = _blank(caller, external_id, now)
         session.add(customer)
     elif customer.erased_at is not None:
         raise NotFound(f"customer {external_id!r} was erased")
@@ -136,10 +129,35 @@ def _save(
         occurred_at=now,
         now=now,
         source=source,
-        payload={"customer_id": external_id, "created": created, **changes},
+        payload=_payload(external_id, created, changes),
         customer_id=customer.id,
     )
     return customer, created
+
+
+def build_new(
+    caller: Caller, external_id: str, data: CustomerIn, now: datetime
+) -> tuple[Customer, dict[str, Any]]:
+    """A new customer as ``upsert`` creates it, not added to any session, and the payload of
+    its ``customer.upserted`` event (for batch builds such as the demo's)."""
+    customer = _blank(caller, external_id, now)
+    changes = _apply(customer, data, now)
+    return customer, _payload(external_id, True, changes)
+
+
+def _blank(caller: Caller, external_id: str, now: datetime) -> Customer:
+    return Customer(
+        merchant_id=caller.merchant_id,
+        programme_id=caller.programme_id,
+        external_id=external_id,
+        attributes={},
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def _payload(external_id: str, created: bool, changes: dict[str, Any]) -> dict[str, Any]:
+    return {"customer_id": external_id, "created": created, **changes}
 
 
 def _apply(customer: Customer, data: CustomerIn, now: datetime) -> dict[str, Any]:

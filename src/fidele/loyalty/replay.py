@@ -35,7 +35,10 @@ def replay(
     memo_forget(session)  # members and the scale remembered by this transaction are gone
     scale = members.scale_at(session, programme_id)
     if bulk.eligible(session, programme_id, scale):
-        return bulk.replay_orders(session, programme_id, scale, now, progress=progress)
+        try:
+            return bulk.replay_orders(session, programme_id, scale, now, progress=progress)
+        except bulk.Unbatchable:
+            pass  # raised before any write: the per-event path below rebuilds it all
     session.info[notify.REPLAY] = True
     count = 0
     try:

@@ -50,9 +50,9 @@ def create(
         customer = customers.create_guest(
             session, caller, data.customer_id, now, source=source, email=data.email
         )
-    order, lines = _build(caller, customer, data, digest, now, source)
+    order, lines = build_order(caller, customer.id, data, digest, now, source)
     # Insert first, look up only on conflict: a new order costs no SELECT and no savepoint.
-    new_id = repo.insert_new({c.key: getattr(order, c.key) for c in _COLUMNS})
+    new_id = repo.insert_new(row_of(order))
     if new_id is None:  # this id exists (a replay, or a concurrent twin that committed first)
         twin = repo.by_external_id(caller.merchant_id, data.id)
         if twin is None:  # the twin was rolled back: nothing to replay
@@ -125,6 +125,11 @@ def placed_body(order: Order) -> dict[str, Any]:
     }
 
 
+def row_of(order: Order) -> dict[str, Any]:
+    """The order's row as inserted (every column but the id)."""
+    return {c.key: getattr(order, c.key) for c in _COLUMNS}
+
+
 def _persisted(session: Session, order: Order, id_: int, lines: list[OrderLine]) -> None:
     """Make the inserted order a persistent instance without reading it back; its lines are
     added (one multi-row INSERT at the next flush) and its collections known, not loaded."""
@@ -145,15 +150,17 @@ def _replayed(order: Order, digest: str, external_id: str) -> Order:
     return order
 
 
-def _build(
-    caller: Caller, customer: Customer, data: OrderIn, digest: str, now: datetime, source: str
+def build_order(
+    caller: Caller, customer_id: int, data: OrderIn, digest: str, now: datetime, source: str
 ) -> tuple[Order, list[OrderLine]]:
+    """The new order and its lines as ``create`` inserts them, in no session (``digest`` is
+    the body's ``payload_hash``)."""
     amounts = [ln.quantity * ln.unit_price for ln in data.lines]
     shares = domain.line_discounts(amounts, min(data.discounts, sum(amounts)))
     order = Order(
         merchant_id=caller.merchant_id,
         programme_id=caller.programme_id,
-        customer_id=customer.id,
+        customer_id=customer_id,
         external_id=data.id,
         placed_at=data.placed_at,
         currency=data.currency,
@@ -214,10 +221,7 @@ def set_status(
         return order  # a retried status update changes nothing
     if not domain.can_move(order.status, data.status):
         raise Conflict(f"order {external_id!r} is {order.status}; it cannot become {data.status}")
-    at = data.occurred_at or now
-    order.status = data.status
-    setattr(order, f"{data.status}_at", at)
-    order.updated_at = now
+    at, payload = apply_status(order, data, now)
     events.record(
         session,
         caller,
@@ -225,7 +229,7 @@ def set_status(
         occurred_at=at,
         now=now,
         source=source,
-        payload={"order_id": external_id, "status": data.status},
+        payload=payload,
         customer_id=order.customer_id,
         order_id=order.id,
     )
@@ -255,6 +259,16 @@ def _paid(
     return order
 
 
+def apply_status(order: Order, data: StatusIn, now: datetime) -> tuple[datetime, dict[str, Any]]:
+    """Move ``order`` (allowed by ``domain.can_move``) to ``data.status``; returns when it
+    happened and the payload of its event. No I/O: the demo's batch build applies it too."""
+    at = data.occurred_at or now
+    order.status = data.status
+    setattr(order, f"{data.status}_at", at)
+    order.updated_at = now
+    return at, {"order_id": order.external_id, "status": data.status}
+
+
 def refund(
     session: Session,
     caller: Caller,
@@ -271,6 +285,30 @@ def refund(
         if existing.payload_hash != digest:
             raise IdempotencyConflict(f"refund {data.id!r} exists with a different body")
         return existing, False
+    row, payload = apply_refund(order, data, digest, now)
+    order.refunds.append(row)
+    session.flush()
+    events.record(
+        session,
+        caller,
+        type=ev.ORDER_REFUNDED,
+        occurred_at=row.occurred_at,
+        now=now,
+        source=source,
+        payload=payload,
+        customer_id=order.customer_id,
+        order_id=order.id,
+    )
+    return row, True
+
+
+def apply_refund(
+    order: Order, data: RefundIn, digest: str, now: datetime
+) -> tuple[Refund, dict[str, Any]]:
+    """Refund ``order`` (its lines loaded): the new refund row, not yet attached, and the
+    payload of its event; raises on an amount the order cannot take. No I/O: the demo's batch
+    build applies it too."""
+    external_id = order.external_id
     if order.status == "cancelled":
         raise Conflict(f"order {external_id!r} is cancelled: nothing was paid to refund")
     amount, taken = _refund_amount(order, data)
@@ -295,29 +333,16 @@ def refund(
         created_at=now,
         payload_hash=digest,
     )
-    order.refunds.append(row)
     order.refunded_total += amount
     order.updated_at = now
-    session.flush()
-    events.record(
-        session,
-        caller,
-        type=ev.ORDER_REFUNDED,
-        occurred_at=row.occurred_at,
-        now=now,
-        source=source,
-        payload={
-            "order_id": external_id,
-            "refund_id": data.id,
-            "amount": amount,
-            "lines": taken,
-            "order_total": order.total,
-            "refunded_total": order.refunded_total,
-        },
-        customer_id=order.customer_id,
-        order_id=order.id,
-    )
-    return row, True
+    return row, {
+        "order_id": external_id,
+        "refund_id": data.id,
+        "amount": amount,
+        "lines": taken,
+        "order_total": order.total,
+        "refunded_total": order.refunded_total,
+    }
 
 
 def _refund_amount(order: Order, data: RefundIn) -> tuple[int, list[dict[str, Any]]]:

@@ -125,7 +125,7 @@ def write_orders(
     store.append(
         EVENTS,
         [
-            _event(
+            event_row(
                 caller,
                 ev.ORDER_PLACED,
                 o.placed_at,
@@ -182,7 +182,7 @@ def _ensure_customers(
     store.append(
         EVENTS,
         [
-            _event(
+            event_row(
                 caller,
                 ev.CUSTOMER_UPSERTED,
                 now,
@@ -261,7 +261,7 @@ def line_rows(order: OrderIn, order_id: int) -> list[dict[str, Any]]:
     ]
 
 
-def _event(
+def event_row(
     caller: Caller,
     type_: str,
     occurred_at: datetime,
@@ -270,7 +270,9 @@ def _event(
     payload: dict[str, Any],
     customer_id: int,
     order_id: int | None,
+    idempotency_key: str | None = None,
 ) -> dict[str, Any]:
+    """One row of the event log as ``events.record`` writes it (received at ``now``)."""
     return {
         "merchant_id": caller.merchant_id,
         "programme_id": caller.programme_id,
@@ -280,7 +282,7 @@ def _event(
         "source": source,
         "occurred_at": occurred_at,
         "received_at": now,
-        "idempotency_key": None,
+        "idempotency_key": idempotency_key,
         "payload_hash": payload_hash(payload),
         "payload": payload,
     }
