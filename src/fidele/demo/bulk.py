@@ -24,7 +24,7 @@ from fidele.customers.models import Customer
 from fidele.demo.story import STATUSES, Step
 from fidele.events import domain as ev
 from fidele.events.domain import payload_hash
-from fidele.events.importers.bulk import CUSTOMERS, EVENTS, LINES, ORDERS, event_row, store_for
+from fidele.ingest.importers.bulk import CUSTOMERS, EVENTS, LINES, ORDERS, event_row, store_for
 from fidele.orders import service as orders
 from fidele.orders.models import Order, OrderLine, Refund
 from fidele.orders.schemas import RefundIn, StatusIn

@@ -149,6 +149,8 @@ def _typed_fields(model: type[BaseModel], kind: type) -> frozenset[str]:
     for name, field in model.model_fields.items():
         annotation = field.annotation
         args = get_args(annotation) if get_origin(annotation) in (Union, UnionType) else ()
+        # ``Minor | None``: the union's members keep their Annotated wrapper
+        args = tuple(get_args(a)[0] if get_origin(a) is Annotated else a for a in args)
         if annotation is kind or (kind in args and {int, bool} - {kind} - set(args)):
             found.add(field.alias or name)
     return frozenset(found)
