@@ -134,17 +134,25 @@ def order_in(row: dict[str, Any], currencies: dict[str, str], tz: ZoneInfo) -> O
             product_id=str(r.get("product_reference") or r["product_id"]),
             name=r.get("product_name") or None,
             quantity=int(r["product_quantity"]),
-            unit_price=to_minor(r.get("unit_price_tax_incl"), currency),
+            unit_price=to_minor(
+                r.get("unit_price_tax_incl"), currency, field="unit_price_tax_incl"
+            ),
         )
         for r in rows
     ]
     # prices are taken tax included, so tax is 0 in the total's equation
     amounts = order_amounts(
         sum(ln.quantity * ln.unit_price for ln in lines),
-        discounts=to_minor(row.get("total_discounts_tax_incl"), currency),
-        shipping=to_minor(row.get("total_shipping_tax_incl"), currency),
+        discounts=to_minor(
+            row.get("total_discounts_tax_incl"), currency, field="total_discounts_tax_incl"
+        ),
+        shipping=to_minor(
+            row.get("total_shipping_tax_incl"), currency, field="total_shipping_tax_incl"
+        ),
         tax=0,
-        total=to_minor(row.get("total_paid_tax_incl") or row.get("total_paid"), currency),
+        total=to_minor(
+            row.get("total_paid_tax_incl") or row.get("total_paid"), currency, field="total_paid"
+        ),
     )
     return OrderIn(
         id=str(row["id"]),

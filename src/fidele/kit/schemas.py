@@ -12,10 +12,10 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
-    model_validator,
+    field_validator,
 )
 
-from fidele.kit.money import is_currency
+from fidele.kit.money import MAX_MINOR, is_currency
 
 
 def _upper_currency(value: str) -> str:
@@ -30,7 +30,7 @@ Currency = Annotated[str, Field(min_length=3, max_length=3), AfterValidator(_upp
 ExternalId = Annotated[
     str, Field(min_length=1, max_length=255, pattern=r"^[^\s/\x00]([^/\x00]*[^\s/\x00])?$")
 ]
-Minor = Annotated[int, Field(ge=0, le=10**15)]
+Minor = Annotated[int, Field(ge=0, le=MAX_MINOR)]
 UtcDatetime = Annotated[
     AwareDatetime,
     AfterValidator(lambda v: v.astimezone(UTC)),
@@ -49,24 +49,31 @@ def iso(value: datetime | None) -> str | None:
 INT64 = 2**63 - 1
 
 
-def has_nul(value: Any) -> bool:
-    """True when ``value`` holds what no database column can store: a NUL character or an
-    integer beyond 64 bits (anywhere: keys, nested lists and dicts)."""
-    stack = [value]
+def unstorable(value: Any) -> str | None:
+    """Where ``value`` holds what no database column can store, a NUL character or an integer
+    beyond 64 bits (anywhere: keys, nested lists and dicts), as a dotted path ("" for ``value``
+    itself); None when everything fits."""
+    stack: list[tuple[str, Any]] = [("", value)]
     while stack:
-        item = stack.pop()
+        path, item = stack.pop()
         if isinstance(item, str):
             if "\x00" in item:
-                return True
+                return path
         elif isinstance(item, int) and not isinstance(item, bool):
             if not -INT64 <= item <= INT64:
-                return True
+                return path
         elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
+            for k, v in item.items():
+                sub = f"{path}.{k}" if path else str(k)
+                stack.extend([(sub, k), (sub, v)])
         elif isinstance(item, list | tuple):
-            stack.extend(item)
-    return False
+            stack.extend((f"{path}.{i}" if path else str(i), v) for i, v in enumerate(item))
+    return None
+
+
+def has_nul(value: Any) -> bool:
+    """True when :func:`unstorable` finds something in ``value``."""
+    return unstorable(value) is not None
 
 
 class InputModel(BaseModel):
@@ -74,15 +81,19 @@ class InputModel(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    @model_validator(mode="before")
+    @field_validator("*", mode="before")
     @classmethod
-    def _refuse_nul(cls, data: Any) -> Any:
-        # PostgreSQL text and JSONB cannot store NUL: refuse it here (422), not with a 500 there.
-        if has_nul(data):
+    def _refuse_nul(cls, value: Any) -> Any:
+        # PostgreSQL text and JSONB cannot store NUL, no column an integer beyond 64 bits:
+        # refuse them here, per field so the 422 names it, not with a 500 at the database.
+        path = unstorable(value)
+        if path is not None:
+            where = f" (at {path})" if path else ""
             raise ValueError(
-                "text must not contain NUL (\\u0000) characters and integers must fit in 64 bits"
+                "text must not contain NUL (\\u0000) characters and integers must fit in 64 "
+                f"bits{where}"
             )
-        return data
+        return value
 
 
 class OutputModel(BaseModel):

@@ -51,10 +51,14 @@ def order_in(order: dict[str, Any]) -> OrderIn:
     lines = [_line(i, currency) for i in order.get("line_items") or [] if int(i["quantity"]) > 0]
     if not lines:
         raise InvalidInput("the order has no line items", field="line_items")
-    tax = 0 if order.get("taxes_included") else to_minor(order.get("total_tax"), currency)
+    tax = (
+        0
+        if order.get("taxes_included")
+        else to_minor(order.get("total_tax"), currency, field="total_tax")
+    )
     amounts = order_amounts(
         sum(ln.quantity * ln.unit_price for ln in lines),
-        discounts=to_minor(order.get("total_discounts"), currency),
+        discounts=to_minor(order.get("total_discounts"), currency, field="total_discounts"),
         shipping=_shipping(order, currency),
         tax=tax,
         total=to_minor(order.get("total_price"), currency, field="total_price"),
@@ -91,7 +95,10 @@ def refund_in(refund: dict[str, Any], currency: str) -> RefundIn:
         "occurred_at": occurred_at,
     }
     if paid_back:
-        amount = sum(to_minor(t.get("amount"), t.get("currency") or currency) for t in paid_back)
+        amount = sum(
+            to_minor(t.get("amount"), t.get("currency") or currency, field="transactions.amount")
+            for t in paid_back
+        )
         return RefundIn(amount=amount, **common)
     items = refund.get("refund_line_items") or []
     if not items:

@@ -50,9 +50,9 @@ def order_in(order: dict[str, Any]) -> OrderIn:
         raise InvalidInput("the order has no line items", field="line_items")
     amounts = order_amounts(
         sum(ln.quantity * ln.unit_price for ln in lines),
-        discounts=to_minor(order.get("discount_total"), currency),
-        shipping=to_minor(order.get("shipping_total"), currency),
-        tax=to_minor(order.get("total_tax"), currency),
+        discounts=to_minor(order.get("discount_total"), currency, field="discount_total"),
+        shipping=to_minor(order.get("shipping_total"), currency, field="shipping_total"),
+        tax=to_minor(order.get("total_tax"), currency, field="total_tax"),
         total=to_minor(order.get("total"), currency, field="total"),
     )
     billing = order.get("billing") or {}
