@@ -301,6 +301,11 @@ class LoyaltyRepository(RepositoryBase[Member]):
         stmt = select(Voucher).where(Voucher.programme_id == programme_id, Voucher.code == code)
         return self.session.execute(stmt).scalar_one_or_none()
 
+    def voucher_owner(self, voucher: Voucher) -> int:
+        """The id of the customer whose redemption issued ``voucher``."""
+        stmt = select(Redemption.customer_id).where(Redemption.id == voucher.redemption_id)
+        return int(self.session.execute(stmt).scalar_one())
+
     def voucher_of(self, redemption_id: int) -> Voucher | None:
         stmt = select(Voucher).where(Voucher.redemption_id == redemption_id)
         return self.session.execute(stmt).scalar_one_or_none()

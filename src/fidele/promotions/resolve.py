@@ -160,6 +160,8 @@ def _voucher(session: Session, out: Resolved, cart: Cart, raw: str) -> bool:
         out.reject(raw, "not_applicable_at_checkout", f"a {voucher.kind} reward is not a discount")
     elif status in VOUCHER_STATUS or status in ("cancelled", "void"):
         out.reject(raw, VOUCHER_STATUS.get(status, "disabled"))
+    elif not _owns(session, cart, voucher):
+        out.reject(raw, "not_your_code", "the reward was bought by another customer")
     else:
         offer = domain.Offer(
             ref=f"reward:{voucher.code}",
@@ -172,6 +174,12 @@ def _voucher(session: Session, out: Resolved, cart: Cart, raw: str) -> bool:
         )
         _offer_if_met(out, cart, offer, raw)
     return True
+
+
+def _owns(session: Session, cart: Cart, voucher: Any) -> bool:
+    """A reward voucher is its buyer's, as a coupon given to one customer is theirs."""
+    owner = cart.loyalty.voucher_owner(session, voucher)
+    return owner is None or (cart.customer is not None and cart.customer.id == owner)
 
 
 def automatic(
