@@ -59,7 +59,8 @@ def test_burning_more_points_than_held_is_refused(api: TestClient) -> None:
     assert _points(api)["available"] == 100
 
 
-def test_reward_voucher_is_a_code_at_checkout_and_single_use(api: TestClient) -> None:
+def _voucher_of_c1(api: TestClient) -> str:
+    """c1 gets 500 points and buys a 5 euro reward voucher with 200 of them."""
     _credit(api, 500)
     reward = api.post(
         "/v1/rewards",
@@ -72,7 +73,11 @@ def test_reward_voucher_is_a_code_at_checkout_and_single_use(api: TestClient) ->
         headers={"Idempotency-Key": "red-1"},
     )
     assert red.status_code in (200, 201), red.text
-    code = red.json()["code"]
+    return str(red.json()["code"])
+
+
+def test_reward_voucher_is_a_code_at_checkout_and_single_use(api: TestClient) -> None:
+    code = _voucher_of_c1(api)
     assert _points(api)["available"] == 300
     body = _evaluate(api, cart(code))
     applied = by_source(body, "reward")
@@ -88,18 +93,7 @@ def test_reward_voucher_is_a_code_at_checkout_and_single_use(api: TestClient) ->
 
 def test_reward_voucher_of_another_customer_is_refused(api: TestClient) -> None:
     """c1 bought the voucher with points; c2 (and a guest) typing it get ``not_your_code``."""
-    _credit(api, 500)
-    reward = api.post(
-        "/v1/rewards",
-        json={"name": "5 euros", "points_cost": 200, "kind": "amount_off", "value": 500},
-    )
-    red = api.post(
-        "/v1/customers/c1/redemptions",
-        json={"reward_id": reward.json()["id"]},
-        headers={"Idempotency-Key": "red-1"},
-    )
-    assert red.status_code in (200, 201), red.text
-    code = red.json()["code"]
+    code = _voucher_of_c1(api)
     api.put("/v1/customers/c2", json={"email": "c2@example.com"})
     for customer in ("c2", "guest-42"):
         body = _evaluate(api, cart(code, customer=customer))
