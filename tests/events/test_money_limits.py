@@ -154,6 +154,16 @@ class TestOrdersApi:
         assert "(at a.1.b)" in r.json()["fields"][0]["message"]
 
 
+class TestSimulateApi:
+    @pytest.mark.parametrize("field", ["total", "shipping", "discounts", "tax"])
+    def test_huge_int_is_422_naming_the_field(self, api: TestClient, field: str) -> None:
+        order = order_body(placed_at="2026-06-01T12:00:00Z")
+        order[field] = 10**18
+        r = api.post("/v1/loyalty/simulate", json={"order": order})
+        assert r.status_code == 422, r.text
+        assert f"body.order.{field}" in _fields(r)
+
+
 def _shopify_order(name: str, total: str, price: str = "20.00") -> dict[str, Any]:
     row = dict(shopify_rows()[2])  # a one-line order, taxes included
     row.update({"Name": name, "Email": f"{name[1:]}@example.com", "Total": total})

@@ -5,7 +5,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from fidele.kit.schemas import Currency, ExternalId, InputModel, OutputModel, UtcDatetime
+from fidele.kit.schemas import Currency, ExternalId, InputModel, Minor, OutputModel, UtcDatetime
 from fidele.orders.schemas import LineIn
 
 RewardKind = Literal[
@@ -81,16 +81,16 @@ class SimulateOrder(InputModel):
     here and do not change the points."""
 
     id: ExternalId | None = None
-    total: int | None = Field(None, ge=0)
+    total: Minor | None = None
     email: str | None = Field(None, max_length=320)
     codes: list[str] = Field(default_factory=list, max_length=20)
     attributes: dict[str, Any] = Field(default_factory=dict)
     customer_id: ExternalId | None = None
     currency: Currency
     lines: list[LineIn] = Field(min_length=1, max_length=1000)
-    shipping: int = Field(0, ge=0)
-    discounts: int = Field(0, ge=0)
-    tax: int = Field(0, ge=0)
+    shipping: Minor = 0
+    discounts: Minor = 0
+    tax: Minor = 0
     channel: str | None = None
     placed_at: UtcDatetime | None = None
 
