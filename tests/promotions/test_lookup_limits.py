@@ -86,6 +86,29 @@ def test_a_failed_checkout_keeps_its_count(committed_engine: Engine) -> None:
     assert exc.value.code == "rate_limited"  # 9 + 2 would go over 10
 
 
+def test_an_error_during_the_lookups_settles_them_as_failures(committed_engine: Engine) -> None:
+    """Whatever breaks between counting and settling, nothing stays in flight."""
+    tenant = _tenant(committed_engine)
+    rate_keys = ratelimit.keys(tenant.caller, "c1")
+
+    class Boom(Exception):
+        pass
+
+    def lookup_then_fail() -> None:
+        with (
+            transaction(make_sessionmaker(committed_engine)) as s,
+            ratelimit.lookups(s, rate_keys, T0, 3, LIMIT) as tally,
+        ):
+            tally.found = 1
+            raise Boom
+
+    with pytest.raises(Boom):
+        lookup_then_fail()
+    counts = _counts(committed_engine)
+    assert [counts[k] for k in rate_keys] == [2, 2]
+    assert [counts[f"{k}#in-flight"] for k in rate_keys] == [0, 0]
+
+
 def test_valid_codes_in_parallel_are_never_refused(committed_engine: Engine) -> None:
     """Lookups in flight count against the limit, but valid ones wait for each other rather
     than answer 429: 60 parallel gift card lookups of a real card all answer."""
@@ -193,7 +216,14 @@ def test_served_process_under_60_parallel_guessers(committed_engine: Engine, ser
         assert r.status_code == 201, r.text
         return 201, len(r.json()["rejected_codes"])
 
+    # The server counts in one-minute windows of its own clock: start early in a minute, and
+    # allow one more window's limit if the requests still straddle a boundary.
+    if time.time() % 60 > 40:
+        time.sleep(60 - time.time() % 60 + 0.5)
+    first = int(time.time() // 60)
     with ThreadPoolExecutor(max_workers=60) as pool:
         results = list(pool.map(guess, range(60)))
-    assert sum(n for _, n in results) == LIMIT
-    assert [s for s, _ in results].count(429) == 59
+    windows = int(time.time() // 60) - first + 1
+    answered = sum(n for _, n in results)
+    assert answered == LIMIT or (windows > 1 and answered <= LIMIT * windows), (windows, results)
+    assert [s for s, _ in results].count(201) == answered // LIMIT

@@ -97,9 +97,27 @@ def lookups(
     tally = Tally()
     try:
         yield tally
-    finally:
-        misses = max(n - tally.found, 0)
-        settle = {k: misses for k in rate_keys} | {_in_flight(k): -n for k in rate_keys}
+    except BaseException:
+        _settle(session, rate_keys, window, n, tally.found, failing=True)
+        raise
+    _settle(session, rate_keys, window, n, tally.found, failing=False)
+
+
+def _settle(
+    session: Session,
+    rate_keys: Sequence[str],
+    window: datetime,
+    n: int,
+    found: int,
+    *,
+    failing: bool,
+) -> None:
+    misses = max(n - found, 0)
+    settle = {k: misses for k in rate_keys} | {_in_flight(k): -n for k in rate_keys}
+    if failing and not _apart(session):
+        # The request's transaction may be broken and is about to roll back: written after.
+        _again_after_rollback(session, settle, window)
+    else:
         _bump(session, settle, window)
 
 
