@@ -25,12 +25,21 @@ class Settings(BaseSettings):
     db_pool_size: int = 10
     # Sent and dead outbox messages are deleted after this many days (``outbox.purge_sent``).
     outbox_retention_days: int = Field(default=30, ge=1)
+    # Outgoing webhooks to loopback, private and link-local addresses (a request forgery risk
+    # on a shared server): unset means allowed in development only.
+    webhooks_allow_private: bool | None = None
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:
         if self.env == "production" and self.secret_key == DEV_SECRET:
             raise ValueError("FIDELE_SECRET_KEY must be set to a real secret in production")
         return self
+
+    @property
+    def private_webhooks_allowed(self) -> bool:
+        if self.webhooks_allow_private is None:
+            return self.env == "development"
+        return self.webhooks_allow_private
 
     @property
     def is_sqlite(self) -> bool:

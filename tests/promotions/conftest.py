@@ -82,6 +82,9 @@ class FakeLoyalty:
     def find_voucher(self, session: Any, programme_id: int, code: str) -> Any:
         return self.vouchers.get(code.upper())
 
+    def voucher_owner(self, session: Any, voucher: Any) -> int | None:
+        return getattr(voucher, "customer_id", None)
+
     def use_voucher(self, session: Any, voucher: Any, *, order_ref: str, now: datetime) -> None:
         if voucher.status == "used" and voucher.order_ref != order_ref:
             raise Conflict("voucher used elsewhere")

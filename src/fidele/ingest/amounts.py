@@ -10,11 +10,14 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from fidele.errors import InvalidInput
-from fidele.kit.money import is_currency, minor_units
+from fidele.kit.money import MAX_MINOR, is_currency, minor_units
 
 
 def to_minor(value: Any, currency: str, *, field: str = "amount") -> int:
-    """``"19.90"`` EUR -> 1990; rounds half away from zero beyond the currency's decimals."""
+    """``"19.90"`` EUR -> 1990; rounds half away from zero beyond the currency's decimals.
+
+    Anything that is not a finite decimal of at most :data:`MAX_MINOR` minor units ("abc", "NaN",
+    "1e30") is an :class:`InvalidInput` naming ``field``."""
     if value is None or value == "":
         return 0
     if not is_currency(currency):
@@ -25,8 +28,15 @@ def to_minor(value: Any, currency: str, *, field: str = "amount") -> int:
         raise InvalidInput(f"{value!r} is not a decimal amount", field=field) from exc
     if not amount.is_finite():
         raise InvalidInput(f"{value!r} is not a decimal amount", field=field)
-    scaled = amount.scaleb(minor_units(currency)).quantize(Decimal(1), rounding=ROUND_HALF_UP)
-    return int(scaled)
+    decimals = minor_units(currency)
+    # Compared before any arithmetic: "1e30" would overflow the decimal context's 28 digits.
+    if amount.copy_abs() > Decimal(MAX_MINOR).scaleb(-decimals):
+        raise InvalidInput(
+            f"{str(value)[:40]!r} is out of range (at most {MAX_MINOR} minor units)", field=field
+        )
+    # One rounding, from the exact input to the currency's decimals; scaleb is then exact.
+    rounded = amount.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP)
+    return int(rounded.scaleb(decimals))
 
 
 def parse_time(value: Any, *, naive_is_utc: bool = False, field: str = "placed_at") -> datetime:

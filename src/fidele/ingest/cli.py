@@ -76,6 +76,9 @@ def _run_import(
         k.print_json(data)
     else:
         k.print_rows([data], title=f"{kind} import")
+    if summary.rejected:
+        # Everything valid landed; 2 tells a script that some rows are in the rejects file.
+        raise typer.Exit(2)
 
 
 def _command(kind: str):  # type: ignore[no-untyped-def]

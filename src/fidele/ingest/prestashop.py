@@ -154,16 +154,26 @@ def order_in(row: dict[str, Any], currencies: dict[str, str], tz: ZoneInfo) -> O
     rows = (row.get("associations") or {}).get("order_rows") or []
     lines = [_line(r, currency) for r in rows]
     lines_total = sum(ln.quantity * ln.unit_price for ln in lines)
-    total = to_minor(row.get("total_paid_tax_incl") or row.get("total_paid"), currency)
+    total = to_minor(
+        row.get("total_paid_tax_incl") or row.get("total_paid"), currency, field="total_paid"
+    )
     excl = row.get("total_paid_tax_excl")
     products = row.get("total_products")
     amounts = order_amounts(
         lines_total,
-        discounts=to_minor(row.get("total_discounts_tax_excl"), currency),
-        shipping=to_minor(row.get("total_shipping_tax_excl"), currency),
-        tax=total - to_minor(excl, currency) if excl not in (None, "") else 0,
+        discounts=to_minor(
+            row.get("total_discounts_tax_excl"), currency, field="total_discounts_tax_excl"
+        ),
+        shipping=to_minor(
+            row.get("total_shipping_tax_excl"), currency, field="total_shipping_tax_excl"
+        ),
+        tax=total - to_minor(excl, currency, field="total_paid_tax_excl")
+        if excl not in (None, "")
+        else 0,
         total=total,
-        rounding=to_minor(products, currency) - lines_total if products else 0,
+        rounding=to_minor(products, currency, field="total_products") - lines_total
+        if products
+        else 0,
     )
     return OrderIn(
         id=str(row["id"]),

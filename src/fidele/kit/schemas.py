@@ -16,10 +16,11 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    field_validator,
     model_validator,
 )
 
-from fidele.kit.money import CURRENCIES, is_currency
+from fidele.kit.money import CURRENCIES, MAX_MINOR, is_currency
 
 
 def _iso_currency(value: str) -> str:
@@ -48,7 +49,7 @@ ExternalId = Annotated[
 ]
 EMAIL_PATTERN = r"^[^@ \t\n\r\f\v\x00]+@[^@ \t\n\r\f\v\x00]+\.[^@ \t\n\r\f\v\x00]+$"
 Email = Annotated[str, Field(max_length=320, pattern=EMAIL_PATTERN)]
-Minor = Annotated[int, Field(ge=0, le=10**15)]
+Minor = Annotated[int, Field(ge=0, le=MAX_MINOR)]
 # Integers of a JSON body are exact only up to 2**53 - 1 (RFC 7493, I-JSON): an integer of a
 # request body is refused past it unless its field sets a smaller bound, and the schema says so.
 JSON_INT_MAX = 2**53 - 1
@@ -99,24 +100,31 @@ INT64 = 2**63 - 1
 Id = Annotated[int, Field(ge=1, le=INT64)]
 
 
-def has_nul(value: Any, int_max: int = INT64) -> bool:
-    """True when ``value`` holds what no database column can store: a NUL character or an
-    integer beyond ``int_max`` (anywhere: keys, nested lists and dicts)."""
-    stack = [value]
+def unstorable(value: Any, int_max: int = INT64) -> str | None:
+    """Where ``value`` holds what no database column can store, a NUL character or an integer
+    beyond ``int_max`` (anywhere: keys, nested lists and dicts), as a dotted path ("" for
+    ``value`` itself); None when everything fits."""
+    stack: list[tuple[str, Any]] = [("", value)]
     while stack:
-        item = stack.pop()
+        path, item = stack.pop()
         if isinstance(item, str):
             if "\x00" in item:
-                return True
+                return path
         elif isinstance(item, int) and not isinstance(item, bool):
             if not -int_max <= item <= int_max:
-                return True
+                return path
         elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
+            for k, v in item.items():
+                sub = f"{path}.{k}" if path else str(k)
+                stack.extend([(sub, k), (sub, v)])
         elif isinstance(item, list | tuple):
-            stack.extend(item)
-    return False
+            stack.extend((f"{path}.{i}" if path else str(i), v) for i, v in enumerate(item))
+    return None
+
+
+def has_nul(value: Any, int_max: int = INT64) -> bool:
+    """True when :func:`unstorable` finds something in ``value``."""
+    return unstorable(value, int_max) is not None
 
 
 NO_NUL = "^[^\\x00]*$"
@@ -226,14 +234,23 @@ class StrictJsonModel(BaseModel):
     # Cross-field rules of the model's validators, stated in its JSON Schema (``when``).
     schema_rules: ClassVar[tuple[dict[str, Any], ...]] = ()
 
-    @model_validator(mode="before")
+    @field_validator("*", mode="before")
     @classmethod
-    def _refuse_unstorable(cls, data: Any) -> Any:
-        if has_nul(data, JSON_INT_MAX):
+    def _refuse_unstorable(cls, value: Any) -> Any:
+        # PostgreSQL text and JSONB cannot store NUL, and a JSON integer is exact only up to
+        # 2**53 - 1: refuse them here, per field so the 422 names it, not with a 500 later.
+        path = unstorable(value, JSON_INT_MAX)
+        if path is not None:
+            where = f" (at {path})" if path else ""
             raise ValueError(
                 "text must not contain NUL (\\u0000) characters and integers must be within "
-                f"+-{JSON_INT_MAX}"
+                f"+-{JSON_INT_MAX}{where}"
             )
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_wrong_types(cls, data: Any) -> Any:
         problem = _wrong_type(cls, data) if isinstance(data, dict) else None
         if problem:
             raise ValueError(problem)

@@ -328,6 +328,10 @@ class LoyaltyRepository(RepositoryBase[Member]):
             .order_by(Redemption.id)
         )
         return [(r, v) for r, v in self.session.execute(stmt).all()]
+    def voucher_owner(self, voucher: Voucher) -> int:
+        """The id of the customer whose redemption issued ``voucher``."""
+        stmt = select(Redemption.customer_id).where(Redemption.id == voucher.redemption_id)
+        return int(self.session.execute(stmt).scalar_one())
 
     def voucher_of(self, redemption_id: int) -> Voucher | None:
         stmt = select(Voucher).where(Voucher.redemption_id == redemption_id)

@@ -10,6 +10,7 @@ from fidele.kit.schemas import (
     Email,
     ExternalId,
     InputModel,
+    Minor,
     OutputModel,
     UtcDatetime,
     required_in,
@@ -95,16 +96,16 @@ class SimulateOrder(InputModel):
     here and do not change the points."""
 
     id: ExternalId | None = None
-    total: int | None = Field(None, ge=0)
+    total: Minor | None = None
     email: Email | None = None
     codes: list[str] = Field(default_factory=list, max_length=20)
     attributes: dict[str, Any] = Field(default_factory=dict)
     customer_id: ExternalId | None = None
     currency: Currency
     lines: list[LineIn] = Field(min_length=1, max_length=1000)
-    shipping: int = Field(0, ge=0)
-    discounts: int = Field(0, ge=0)
-    tax: int = Field(0, ge=0)
+    shipping: Minor = 0
+    discounts: Minor = 0
+    tax: Minor = 0
     channel: str | None = None
     placed_at: UtcDatetime | None = None
 

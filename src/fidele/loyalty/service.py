@@ -26,7 +26,8 @@ from fidele.tenancy.service import Caller
 find_voucher = rewards.find_voucher
 use_voucher = rewards.use_voucher
 release_voucher = rewards.release_voucher
-__all__ = ["Voucher", "find_voucher", "release_voucher", "use_voucher"]
+voucher_owner = rewards.voucher_owner
+__all__ = ["Voucher", "find_voucher", "release_voucher", "use_voucher", "voucher_owner"]
 
 
 @dataclass(frozen=True)

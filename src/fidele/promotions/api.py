@@ -168,10 +168,13 @@ def create_gift_card(
 
 
 @router.get(
-    "/v1/gift-cards/{code}", response_model=GiftCardOut, tags=["gift cards"], responses={404: {}}
+    "/v1/gift-cards/{code}",
+    response_model=GiftCardOut,
+    tags=["gift cards"],
+    responses={404: {}, 429: {"description": "Too many failed code lookups this minute"}},
 )
 def get_gift_card(code: str, caller: ReadCaller, session: SessionDep, now: NowDep) -> GiftCardOut:
-    return giftcards.lookup(session, caller.merchant_id, code, now)
+    return giftcards.lookup(session, caller, code, now)
 
 
 @router.get(

@@ -58,6 +58,8 @@ class LoyaltyPort(Protocol):
 
     def find_voucher(self, session: Session, programme_id: int, code: str) -> Any: ...
 
+    def voucher_owner(self, session: Session, voucher: Any) -> int | None: ...
+
     def use_voucher(
         self, session: Session, voucher: Any, *, order_ref: str, now: datetime
     ) -> None: ...
@@ -138,6 +140,9 @@ class DefaultLoyalty:
 
     def find_voucher(self, session: Session, programme_id: int, code: str) -> Any:
         return None if self.mod is None else self.mod.find_voucher(session, programme_id, code)
+
+    def voucher_owner(self, session: Session, voucher: Any) -> int | None:
+        return None if self.mod is None else int(self.mod.voucher_owner(session, voucher))
 
     def use_voucher(self, session: Session, voucher: Any, *, order_ref: str, now: datetime) -> None:
         if self.mod is not None:

@@ -5,7 +5,7 @@ from typing import Any
 from fastapi import APIRouter, Response
 from pydantic import Field, HttpUrl
 
-from fidele.deps import ERRORS, AdminCaller, NowDep, SessionDep
+from fidele.deps import ERRORS, AdminCaller, NowDep, SessionDep, SettingsDep
 from fidele.kit.schemas import Id, InputModel, OutputModel, UtcDatetime
 from fidele.webhooks import service
 
@@ -33,11 +33,23 @@ class EndpointOut(OutputModel):
 
 
 @router.post("", response_model=EndpointOut, status_code=201)
-def create(body: EndpointIn, caller: AdminCaller, session: SessionDep, now: NowDep) -> Any:
+def create(
+    body: EndpointIn,
+    caller: AdminCaller,
+    session: SessionDep,
+    now: NowDep,
+    settings: SettingsDep,
+) -> Any:
     """Register an endpoint; deliveries are signed with the merchant's webhook secret
-    (``X-Fidele-Signature: sha256=<hex HMAC-SHA256 of the body>``)."""
+    (``X-Fidele-Signature: sha256=<hex HMAC-SHA256 of the body>``). The URL must reach a public
+    address (422 ``unsafe_webhook_url`` otherwise) unless FIDELE_WEBHOOKS_ALLOW_PRIVATE."""
     return service.create(
-        session, merchant_id=caller.merchant_id, url=str(body.url), topics=body.topics, now=now
+        session,
+        merchant_id=caller.merchant_id,
+        url=str(body.url),
+        topics=body.topics,
+        now=now,
+        allow_private=settings.private_webhooks_allowed,
     )
 
 

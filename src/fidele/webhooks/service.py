@@ -21,6 +21,7 @@ from fidele.outbox import service as outbox
 from fidele.outbox.models import OutboxMessage
 from fidele.settings import get_settings
 from fidele.tenancy import service as tenancy
+from fidele.webhooks import domain
 from fidele.webhooks.models import WebhookEndpoint
 
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
@@ -28,8 +29,17 @@ server_secret = {"value": None}  # tests and apps may pin the server secret here
 
 
 def create(
-    session: Session, *, merchant_id: int, url: str, topics: list[str], now: datetime
+    session: Session,
+    *,
+    merchant_id: int,
+    url: str,
+    topics: list[str],
+    now: datetime,
+    allow_private: bool = False,
 ) -> WebhookEndpoint:
+    """Register an endpoint; a URL that is not public http(s) is refused (422 naming ``url``)
+    unless ``allow_private`` (see :mod:`fidele.webhooks.domain`)."""
+    domain.check_url(url, allow_private=allow_private)
     row = WebhookEndpoint(
         merchant_id=merchant_id, url=url, topics=topics, active=True, created_at=now
     )
@@ -125,5 +135,13 @@ def send(session: Session, msg: OutboxMessage) -> None:
         "X-Fidele-Topic": msg.topic,
         "X-Fidele-Delivery": str(msg.id),
     }
-    response = httpx.post(ep.url, content=body, headers=headers, timeout=TIMEOUT)
+    # Checked again now, after DNS resolution, and sent to the address that was checked.
+    target = domain.check_url(ep.url, allow_private=get_settings().private_webhooks_allowed)
+    with httpx.Client(timeout=TIMEOUT) as client:
+        response = client.post(
+            target.url,
+            content=body,
+            headers={**headers, "Host": target.host},
+            extensions=target.extensions,
+        )
     response.raise_for_status()

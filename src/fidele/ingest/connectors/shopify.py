@@ -78,7 +78,7 @@ def order_in(order: dict[str, Any]) -> OrderIn:
     included = bool(order.get("taxes_included"))
     amounts = order_amounts(
         sum(ln.quantity * ln.unit_price for ln in lines),
-        discounts=to_minor(order.get("total_discounts"), currency),
+        discounts=to_minor(order.get("total_discounts"), currency, field="total_discounts"),
         shipping=_shipping(order, currency),
         tax=to_minor(order.get("total_tax"), currency, field="total_tax"),
         total=to_minor(order.get("total_price"), currency, field="total_price"),
@@ -135,7 +135,10 @@ def refund_in(refund: dict[str, Any], currency: str) -> RefundIn | None:
         for t in refund.get("transactions") or []
         if t.get("kind") == "refund" and t.get("status", "success") == "success"
     ]
-    amount = sum(to_minor(t.get("amount"), t.get("currency") or currency) for t in paid_back)
+    amount = sum(
+        to_minor(t.get("amount"), t.get("currency") or currency, field="transactions.amount")
+        for t in paid_back
+    )
     if not amount:
         return None
     return RefundIn(

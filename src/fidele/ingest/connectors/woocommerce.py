@@ -114,9 +114,9 @@ def order_in(order: dict[str, Any]) -> OrderIn:
     lines = [ln for ln, _ in items]
     amounts = order_amounts(
         sum(ln.quantity * ln.unit_price for ln in lines),
-        discounts=to_minor(order.get("discount_total"), currency),
-        shipping=to_minor(order.get("shipping_total"), currency),
-        tax=to_minor(order.get("total_tax"), currency),
+        discounts=to_minor(order.get("discount_total"), currency, field="discount_total"),
+        shipping=to_minor(order.get("shipping_total"), currency, field="shipping_total"),
+        tax=to_minor(order.get("total_tax"), currency, field="total_tax"),
         total=to_minor(order.get("total"), currency, field="total"),
         rounding=sum(r for _, r in items),
     )

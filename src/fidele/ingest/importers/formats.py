@@ -144,7 +144,9 @@ def shopify_order(rows: Sequence[Row], tz: ZoneInfo | None = None) -> Row:
 def _woo_item(text: str, currency: str) -> Row:
     fields = dict(p.split(":", 1) for p in text.split("|") if ":" in p)
     quantity = _int(fields.get("quantity"), "quantity") or 1
-    subtotal = to_minor(fields.get("sub_total") or fields.get("total") or "0", currency)
+    subtotal = to_minor(
+        fields.get("sub_total") or fields.get("total") or "0", currency, field="sub_total"
+    )
     return {
         "product_id": str(fields.get("product_id") or fields.get("sku") or fields.get("name")),
         "name": fields.get("name"),
