@@ -110,11 +110,12 @@ def _apply(shop: _Shop, caller: Caller, step: Step) -> None:
 def _place(shop: _Shop, caller: Caller, body: Any, t: datetime) -> None:
     if body.customer_id not in shop.people:  # the story signs each customer up first
         raise ValueError(f"order {body.id!r} of a customer not signed up")
-    digest = payload_hash(body.model_dump(mode="json"))
+    canonical = orders.canonical(body)  # hashed and logged as the online path does
+    digest = payload_hash(canonical)
     order, lines = orders.build_order(caller, 0, body, digest, t, SOURCE)
     order.lines = lines  # what apply_refund reads
     shop.orders[body.id] = (order, lines, [], body.customer_id)
-    payload = body.model_dump(mode="json", exclude={"email"})
+    payload = {k: v for k, v in canonical.items() if k != "email"}
     shop.events.append(
         (ev.ORDER_PLACED, order.placed_at, t, payload, body.customer_id, body.id, None)
     )
