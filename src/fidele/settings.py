@@ -23,6 +23,10 @@ class Settings(BaseSettings):
     embedded_worker: bool = True
     worker_interval_seconds: float = 30.0
     db_pool_size: int = 10
+    # Bounded waits of a served request (a 503 with Retry-After, never a hang): for a lock
+    # (PostgreSQL lock_timeout, SQLite busy_timeout) and for a pooled connection.
+    db_lock_timeout_seconds: float = 5.0
+    db_pool_timeout_seconds: float = 5.0
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:

@@ -5,11 +5,11 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Response
 
 from fidele.customers import service as customers
-from fidele.deps import ERRORS, NowDep, SessionDep, WriteCaller
+from fidele.deps import ERRORS, NowDep, OneHopRoute, SessionDep, WriteCaller
 from fidele.events import service
 from fidele.events.schemas import EventIn, EventOut
 
-router = APIRouter(prefix="/v1/events", tags=["events"], responses=ERRORS)
+router = APIRouter(prefix="/v1/events", tags=["events"], responses=ERRORS, route_class=OneHopRoute)
 
 
 @router.post(

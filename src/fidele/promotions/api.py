@@ -12,10 +12,11 @@ from fidele.deps import (
     ERRORS,
     AdminCaller,
     NowDep,
+    OneHopRoute,
     ReadCaller,
     SessionDep,
     WriteCaller,
-    in_one_hop,
+    writes,
 )
 from fidele.errors import NotFound
 from fidele.kit.pagination import MAX_LIMIT, Page, decode_cursor, encode_cursor
@@ -41,7 +42,7 @@ from fidele.promotions.schemas import (
     WalletOut,
 )
 
-router = APIRouter(responses=ERRORS)
+router = APIRouter(responses=ERRORS, route_class=OneHopRoute)
 
 
 async def get_loyalty(request: Request) -> LoyaltyPort:
@@ -161,6 +162,7 @@ def get_gift_card(code: str, caller: ReadCaller, session: SessionDep, now: NowDe
 @router.get(
     "/v1/wallets/{customer_id}", response_model=WalletOut, tags=["wallet"], responses={404: {}}
 )
+@writes  # the wallet's accounts are made on first sight
 def get_wallet(
     customer_id: ExternalId,
     caller: ReadCaller,
@@ -183,16 +185,10 @@ def get_wallet(
     tags=["checkout"],
     responses={429: {"description": "Too many failed code lookups"}},
 )
-async def evaluate(body: CheckoutIn, request: Request) -> CheckoutOut:
-    """Write scope. The hottest endpoint: the whole request runs in one thread-pool hop."""
-    loyalty = await get_loyalty(request)
-    return await in_one_hop(
-        request,
-        "write",
-        lambda session, caller, now: service.view(
-            service.evaluate(session, caller, body, now, loyalty=loyalty)
-        ),
-    )
+def evaluate(
+    body: CheckoutIn, caller: WriteCaller, session: SessionDep, now: NowDep, loyalty: LoyaltyDep
+) -> CheckoutOut:
+    return service.view(service.evaluate(session, caller, body, now, loyalty=loyalty))
 
 
 @router.get("/v1/checkout/{session_id}", response_model=CheckoutOut, tags=["checkout"])
@@ -230,6 +226,7 @@ def cancel(session_id: str, caller: WriteCaller, session: SessionDep, now: NowDe
 
 
 @router.get("/v1/referrals/customers/{customer_id}", response_model=ReferralOut, tags=["referral"])
+@writes  # the customer's referral code is made on first sight
 def referral(
     customer_id: ExternalId, caller: ReadCaller, session: SessionDep, now: NowDep
 ) -> ReferralOut:
