@@ -180,6 +180,8 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(PoolTimeout)
     async def _database(_: Request, exc: Exception) -> JSONResponse:
         kind = database_trouble(exc)
+        if kind is not None:
+            log.warning("database %s: %s", kind, str(getattr(exc, "orig", exc)).splitlines()[0])
         if kind == "busy":
             return _unavailable(kind, "the database is busy; retry the request")
         if kind == "unavailable":
