@@ -110,16 +110,21 @@ def database_trouble(exc: BaseException) -> str | None:
     state). Either way the request's transaction did not commit, so a retry is safe."""
     if isinstance(exc, PoolTimeout):
         return "busy"
-    if not isinstance(exc, DBAPIError):
+    if isinstance(exc, DBAPIError):
+        orig: BaseException = exc.orig
+    elif type(exc).__module__.split(".")[0] in ("psycopg", "sqlite3"):
+        orig = exc  # the driver's own error, raised past SQLAlchemy (a pool connect)
+        exc = DBAPIError(None, None, orig)
+    else:
         return None
-    orig = exc.orig
     if getattr(orig, "sqlstate", None) in _BUSY_SQLSTATES:
         return "busy"
     if any(m in str(orig).lower() for m in _BUSY_MESSAGES):
         return "busy"
     if exc.connection_invalidated or isinstance(exc, OperationalError):
         return "unavailable"
-    if type(orig).__name__ == "InterfaceError":  # the driver's "connection is closed"
+    # The driver's "connection is closed" / "server closed the connection".
+    if any(c.__name__ in ("InterfaceError", "OperationalError") for c in type(orig).__mro__):
         return "unavailable"
     return None
 
@@ -190,7 +195,9 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(_INTERNAL, status_code=500)
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if database_trouble(exc) is not None:  # a driver error SQLAlchemy did not wrap
+            return await _database(request, exc)
         # Starlette logs the exception after this answer: the client gets the JSON shape.
         return JSONResponse(_INTERNAL, status_code=500)
 
@@ -206,15 +213,19 @@ def _install_error_handlers(app: FastAPI) -> None:
 def _ping(engine: Engine) -> None:
     """``SELECT 1`` outside any transaction: on SQLite a transaction begins with BEGIN
     IMMEDIATE and would queue behind a long writer, so a busy database looked unreachable."""
-    raw = engine.raw_connection()
     try:
-        cursor = raw.cursor()
-        cursor.execute("SELECT 1")
-        cursor.close()
+        # Inside the try: the pool raises the driver's own error when it cannot connect.
+        raw = engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute("SELECT 1")
+            cursor.close()
+        finally:
+            raw.close()
+    except SQLAlchemyError:
+        raise
     except Exception as exc:  # the driver's own error class: report it as unreachable
         raise OperationalError("SELECT 1", {}, exc) from exc
-    finally:
-        raw.close()
 
 
 def create_app(
