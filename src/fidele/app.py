@@ -23,8 +23,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fidele import __version__
-from fidele.db.engine import READONLY, make_engine
-from fidele.db.session import make_sessionmaker
+from fidele.db.engine import make_engine
+from fidele.db.session import make_sessionmaker, read_only
 from fidele.deps import OneHopRoute
 from fidele.errors import FideleError
 from fidele.events import bus
@@ -271,9 +271,7 @@ def create_app(
     app.state.engine = engine
     app.state.sessionmaker = sessionmaker or make_sessionmaker(engine)
     # GET requests read in a deferred transaction (SQLite: no write lock, see db.engine).
-    app.state.read_sessionmaker = sessionmaker or make_sessionmaker(
-        engine.execution_options(**{READONLY: True})
-    )
+    app.state.read_sessionmaker = read_only(app.state.sessionmaker)
     app.router.route_class = OneHopRoute
     app.state.clock = clock or SystemClock()
     _install_error_handlers(app)
