@@ -2,30 +2,43 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from http import HTTPStatus
 from typing import Any
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 from sqlalchemy import Engine
-from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    IntegrityError,
+    OperationalError,
+    SQLAlchemyError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fidele import __version__
 from fidele.db.engine import make_engine
-from fidele.db.session import make_sessionmaker
+from fidele.db.session import make_sessionmaker, read_only
+from fidele.deps import OneHopRoute
 from fidele.errors import FideleError
 from fidele.events import bus
 from fidele.kit.clock import Clock, SystemClock
 from fidele.kit.plugins import optional_import
 from fidele.kit.schemas import STORABLE_JSON, STORABLE_JSON_SCHEMA
 from fidele.settings import Settings, get_settings
+
+log = logging.getLogger("fidele.app")
+HEALTH_TIMEOUT_SECONDS = 5.0
 
 # Each domain's router; a module that does not exist yet is simply not mounted.
 ROUTERS = (
@@ -99,6 +112,49 @@ def _validation_fields(exc: RequestValidationError) -> list[dict[str, Any]]:
     return fields
 
 
+# PostgreSQL SQLSTATEs of a wait that was cut short or lost: lock_timeout, statement
+# cancelled, deadlock victim, serialization failure. The transaction rolled back: retry.
+_BUSY_SQLSTATES = {"55P03", "57014", "40P01", "40001"}
+_BUSY_MESSAGES = ("database is locked", "database table is locked", "database is busy")
+RETRY_AFTER = {"busy": 1, "unavailable": 5}
+
+
+def database_trouble(exc: BaseException) -> str | None:
+    """``"busy"`` (a lock or connection wait ran out), ``"unavailable"`` (the database cannot
+    be reached, or dropped the connection) or None (another error: a bug, not the database's
+    state). Either way the request's transaction did not commit, so a retry is safe."""
+    if isinstance(exc, PoolTimeout):
+        return "busy"
+    if isinstance(exc, DBAPIError):
+        orig: BaseException = exc.orig
+    elif type(exc).__module__.split(".")[0] in ("psycopg", "sqlite3"):
+        orig = exc  # the driver's own error, raised past SQLAlchemy (a pool connect)
+        exc = DBAPIError(None, None, orig)
+    else:
+        return None
+    if getattr(orig, "sqlstate", None) in _BUSY_SQLSTATES:
+        return "busy"
+    if any(m in str(orig).lower() for m in _BUSY_MESSAGES):
+        return "busy"
+    if exc.connection_invalidated or isinstance(exc, OperationalError):
+        return "unavailable"
+    # The driver's "connection is closed" / "server closed the connection".
+    if any(c.__name__ in ("InterfaceError", "OperationalError") for c in type(orig).__mro__):
+        return "unavailable"
+    return None
+
+
+def _unavailable(kind: str, detail: str) -> JSONResponse:
+    return JSONResponse(
+        {"error": kind, "detail": detail},
+        status_code=503,
+        headers={"Retry-After": str(RETRY_AFTER[kind])},
+    )
+
+
+_INTERNAL = {"error": "internal_error", "detail": "an unexpected error occurred; see the logs"}
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(FideleError)
     async def _fidele(_: Request, exc: FideleError) -> JSONResponse:
@@ -141,6 +197,25 @@ def _install_error_handlers(app: FastAPI) -> None:
         )
 
     _install_http_error_handler(app)
+    @app.exception_handler(DBAPIError)
+    @app.exception_handler(PoolTimeout)
+    async def _database(_: Request, exc: Exception) -> JSONResponse:
+        kind = database_trouble(exc)
+        if kind is not None:
+            log.warning("database %s: %s", kind, str(getattr(exc, "orig", exc)).splitlines()[0])
+        if kind == "busy":
+            return _unavailable(kind, "the database is busy; retry the request")
+        if kind == "unavailable":
+            return _unavailable(kind, "the database is unreachable; retry the request")
+        log.error("database error", exc_info=exc)
+        return JSONResponse(_INTERNAL, status_code=500)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if database_trouble(exc) is not None:  # a driver error SQLAlchemy did not wrap
+            return await _database(request, exc)
+        # Starlette logs the exception after this answer: the client gets the JSON shape.
+        return JSONResponse(_INTERNAL, status_code=500)
 
     @app.exception_handler(IntegrityError)
     async def _integrity(_: Request, exc: IntegrityError) -> JSONResponse:
@@ -223,15 +298,19 @@ def _unparsable_body() -> JSONResponse:
 def _ping(engine: Engine) -> None:
     """``SELECT 1`` outside any transaction: on SQLite a transaction begins with BEGIN
     IMMEDIATE and would queue behind a long writer, so a busy database looked unreachable."""
-    raw = engine.raw_connection()
     try:
-        cursor = raw.cursor()
-        cursor.execute("SELECT 1")
-        cursor.close()
+        # Inside the try: the pool raises the driver's own error when it cannot connect.
+        raw = engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute("SELECT 1")
+            cursor.close()
+        finally:
+            raw.close()
+    except SQLAlchemyError:
+        raise
     except Exception as exc:  # the driver's own error class: report it as unreachable
         raise OperationalError("SELECT 1", {}, exc) from exc
-    finally:
-        raw.close()
 
 
 def create_app(
@@ -243,7 +322,12 @@ def create_app(
     start_worker: bool | None = None,
 ) -> FastAPI:
     settings = settings or get_settings()
-    engine = engine or make_engine(settings.database_url, pool_size=settings.db_pool_size)
+    engine = engine or make_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        lock_timeout=settings.db_lock_timeout_seconds,
+        pool_timeout=settings.db_pool_timeout_seconds,
+    )
     run_worker = settings.embedded_worker if start_worker is None else start_worker
 
     @asynccontextmanager
@@ -273,6 +357,9 @@ def create_app(
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = sessionmaker or make_sessionmaker(engine)
+    # GET requests read in a deferred transaction (SQLite: no write lock, see db.engine).
+    app.state.read_sessionmaker = read_only(app.state.sessionmaker)
+    app.router.route_class = OneHopRoute
     app.state.clock = clock or SystemClock()
     _install_error_handlers(app)
     bus.load_handlers()
@@ -292,13 +379,22 @@ def create_app(
         }
 
     @app.get("/healthz", tags=["health"])
-    def healthz() -> JSONResponse:
+    async def healthz() -> JSONResponse:
+        # Its own few threads and a deadline: a health check must answer, and say 503, even
+        # when the request threads are all busy or a connection attempt hangs.
+        if not hasattr(app.state, "health_limiter"):
+            app.state.health_limiter = anyio.CapacityLimiter(2)
         try:
-            _ping(engine)
-        except OperationalError as exc:
+            with anyio.fail_after(HEALTH_TIMEOUT_SECONDS):
+                await anyio.to_thread.run_sync(
+                    _ping, engine, limiter=app.state.health_limiter, abandon_on_cancel=True
+                )
+        except (SQLAlchemyError, TimeoutError, OSError) as exc:
+            detail = str(getattr(exc, "orig", None) or exc or "no answer in time")[:200]
             return JSONResponse(
-                {"status": "error", "database": "unreachable", "detail": str(exc.orig)[:200]},
+                {"status": "error", "database": "unreachable", "detail": detail},
                 status_code=503,
+                headers={"Retry-After": str(RETRY_AFTER["unavailable"])},
             )
         return JSONResponse({"status": "ok", "database": "ok", "version": __version__})
 

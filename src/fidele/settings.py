@@ -28,6 +28,10 @@ class Settings(BaseSettings):
     # Outgoing webhooks to loopback, private and link-local addresses (a request forgery risk
     # on a shared server): unset means allowed in development only.
     webhooks_allow_private: bool | None = None
+    # Bounded waits of a served request (a 503 with Retry-After, never a hang): for a lock
+    # (PostgreSQL lock_timeout, SQLite busy_timeout) and for a pooled connection.
+    db_lock_timeout_seconds: float = 5.0
+    db_pool_timeout_seconds: float = 5.0
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:

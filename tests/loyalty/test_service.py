@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from fidele.customers import service as customers
 from fidele.customers.schemas import CustomerIn
@@ -470,4 +470,10 @@ class TestJobsAndEvents:
         types = [e.type for e in shop.session.query(Event).order_by(Event.id)]
         assert types.count("loyalty.points_expiring") == 1
         assert types.count("loyalty.tier_changed") == 1
-        assert tasks.catch_up(shop.session, shop.clock.now() + timedelta(days=30)) == 1
+        shop.session.flush()  # the job works in its own short transactions (savepoints here)
+        jobs = sessionmaker(
+            bind=shop.session.connection(),
+            join_transaction_mode="create_savepoint",
+            expire_on_commit=False,
+        )
+        assert tasks.catch_up(jobs, shop.clock.now() + timedelta(days=30)) == 1

@@ -6,11 +6,13 @@ from fastapi import APIRouter, Path, Query, Response
 
 from fidele.customers import service
 from fidele.customers.schemas import CustomerIn, CustomerOut
-from fidele.deps import ERRORS, NowDep, ReadCaller, SessionDep, WriteCaller
+from fidele.deps import ERRORS, NowDep, OneHopRoute, ReadCaller, SessionDep, WriteCaller
 from fidele.kit.pagination import MAX_LIMIT, Cursor, Page, decode_cursor, encode_cursor
 from fidele.kit.schemas import ExternalId, UtcDatetime
 
-router = APIRouter(prefix="/v1/customers", tags=["customers"], responses=ERRORS)
+router = APIRouter(
+    prefix="/v1/customers", tags=["customers"], responses=ERRORS, route_class=OneHopRoute
+)
 IdPath = Annotated[ExternalId, Path(description="The shop's own customer id")]
 
 

@@ -13,10 +13,11 @@ from fidele.customers import gdpr
 from fidele.customers.models import Customer
 from fidele.customers.repository import CustomerRepository
 from fidele.customers.schemas import CustomerIn, CustomerOut
-from fidele.errors import NotFound
+from fidele.errors import Conflict, NotFound
 from fidele.events import domain as ev
 from fidele.events import service as events
 from fidele.events.repository import EventRepository
+from fidele.kit.repository import insert_or_twin
 from fidele.kit.schemas import iso
 from fidele.tenancy.service import Caller
 
@@ -114,10 +115,19 @@ def _save(
     created = customer is None
     if customer is None:
         customer = _blank(caller, external_id, now)
-        session.add(customer)
+        changes = _apply(customer, data, now)
+        # In a savepoint: a concurrent request creating the same id (the same first order
+        # sent twice at once) committed first; this one then updates that customer instead
+        # of failing, and the order goes on to its idempotent replay.
+        if not insert_or_twin(session, customer):
+            twin = find(session, caller, external_id)
+            if twin is None:  # the twin was rolled back after all: nothing to reuse
+                raise Conflict(f"customer {external_id!r} was being written concurrently; retry")
+            return _save(session, caller, twin, external_id, data, now, source=source)
     elif customer.erased_at is not None:
         raise NotFound(f"customer {external_id!r} was erased")
-    changes = _apply(customer, data, now)
+    else:
+        changes = _apply(customer, data, now)
     if not created and not changes:
         return customer, False
     customer.updated_at = now

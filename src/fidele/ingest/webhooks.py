@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Path, Request
 from sqlalchemy.orm import Session
 
-from fidele.deps import NowDep, SessionDep, SettingsDep
+from fidele.deps import NowDep, OneHopRoute, SessionDep, SettingsDep
 from fidele.errors import InvalidInput, Unauthorized
 from fidele.ingest.connectors import service, signing
 from fidele.ingest.connectors.service import WebhookResult
@@ -20,7 +20,7 @@ from fidele.kit.schemas import has_nul
 from fidele.tenancy.models import Merchant
 from fidele.tenancy.repository import MerchantRepository
 
-router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], route_class=OneHopRoute)
 MerchantPath = Annotated[int, Path(ge=1, le=2**62, description="The merchant's id in fidele")]
 RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"description": "Missing or bad signature (nothing stored)"},

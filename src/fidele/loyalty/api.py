@@ -5,7 +5,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Header, Path, Query, Response
 
 from fidele.customers import service as customers
-from fidele.deps import ERRORS, AdminCaller, NowDep, ReadCaller, SessionDep, WriteCaller
+from fidele.deps import (
+    ERRORS,
+    AdminCaller,
+    NowDep,
+    OneHopRoute,
+    ReadCaller,
+    SessionDep,
+    WriteCaller,
+)
 from fidele.errors import InvalidInput
 from fidele.kit.pagination import MAX_LIMIT, Cursor, Page, decode_cursor, encode_cursor
 from fidele.kit.schemas import ExternalId, Id, UtcDatetime
@@ -27,7 +35,7 @@ from fidele.loyalty.schemas import (
 )
 from fidele.webhooks.api import router as webhooks_router
 
-router = APIRouter(tags=["loyalty"], responses=ERRORS)
+router = APIRouter(tags=["loyalty"], responses=ERRORS, route_class=OneHopRoute)
 router.include_router(webhooks_router)
 CustomerPath = Annotated[ExternalId, Path(description="The shop's own customer id")]
 IdemKey = Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=200)]

@@ -10,14 +10,14 @@ from starlette.convertors import StringConvertor, register_url_convertor
 
 from fidele.customers import service as customers
 from fidele.deps import (
-    BEARER_SECURITY,
     ERRORS,
     AdminCaller,
     NowDep,
+    OneHopRoute,
     ReadCaller,
     SessionDep,
     WriteCaller,
-    in_one_hop,
+    writes,
 )
 from fidele.errors import NotFound
 from fidele.kit.pagination import MAX_LIMIT, Cursor, Page, decode_cursor, encode_cursor
@@ -43,7 +43,7 @@ from fidele.promotions.schemas import (
     WalletOut,
 )
 
-router = APIRouter(responses=ERRORS)
+router = APIRouter(responses=ERRORS, route_class=OneHopRoute)
 
 
 async def get_loyalty(request: Request) -> LoyaltyPort:
@@ -180,6 +180,7 @@ def get_gift_card(code: str, caller: ReadCaller, session: SessionDep, now: NowDe
 @router.get(
     "/v1/wallets/{customer_id}", response_model=WalletOut, tags=["wallet"], responses={404: {}}
 )
+@writes  # the wallet's accounts are made on first sight
 def get_wallet(
     customer_id: ExternalId,
     caller: ReadCaller,
@@ -204,18 +205,11 @@ def get_wallet(
         409: {"description": "More points, wallet or card money than available"},
         429: {"description": "Too many failed code lookups"},
     },
-    openapi_extra=BEARER_SECURITY,
 )
-async def evaluate(body: CheckoutIn, request: Request) -> CheckoutOut:
-    """Write scope. The hottest endpoint: the whole request runs in one thread-pool hop."""
-    loyalty = await get_loyalty(request)
-    return await in_one_hop(
-        request,
-        "write",
-        lambda session, caller, now: service.view(
-            service.evaluate(session, caller, body, now, loyalty=loyalty)
-        ),
-    )
+def evaluate(
+    body: CheckoutIn, caller: WriteCaller, session: SessionDep, now: NowDep, loyalty: LoyaltyDep
+) -> CheckoutOut:
+    return service.view(service.evaluate(session, caller, body, now, loyalty=loyalty))
 
 
 @router.get(
@@ -265,6 +259,7 @@ def cancel(
     tags=["referral"],
     responses={404: {}},
 )
+@writes  # the customer's referral code is made on first sight
 def referral(
     customer_id: ExternalId, caller: ReadCaller, session: SessionDep, now: NowDep
 ) -> ReferralOut:

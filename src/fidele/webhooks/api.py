@@ -5,11 +5,13 @@ from typing import Any
 from fastapi import APIRouter, Response
 from pydantic import Field, HttpUrl
 
-from fidele.deps import ERRORS, AdminCaller, NowDep, SessionDep, SettingsDep
+from fidele.deps import ERRORS, AdminCaller, NowDep, OneHopRoute, SessionDep, SettingsDep
 from fidele.kit.schemas import Id, InputModel, OutputModel, UtcDatetime
 from fidele.webhooks import service
 
-router = APIRouter(prefix="/v1/webhooks/endpoints", tags=["webhooks"], responses=ERRORS)
+router = APIRouter(
+    prefix="/v1/webhooks/endpoints", tags=["webhooks"], responses=ERRORS, route_class=OneHopRoute
+)
 TOPICS = (
     "loyalty.points_earned",
     "loyalty.tier_changed",
