@@ -19,7 +19,7 @@ from fidele.db.session import make_sessionmaker
 from fidele.errors import FideleError
 from fidele.events import bus
 from fidele.kit.clock import Clock, SystemClock
-from fidele.kit.plugins import optional_import
+from fidele.kit.plugins import load_everything, optional_import
 from fidele.settings import Settings, get_settings
 
 # Each domain's router; a module that does not exist yet is simply not mounted.
@@ -188,6 +188,7 @@ def create_app(
     app.state.clock = clock or SystemClock()
     _install_error_handlers(app)
     bus.load_handlers()
+    load_everything()  # the senders and jobs too: the same set as every `fidele worker`
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> JSONResponse:

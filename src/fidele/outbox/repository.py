@@ -15,7 +15,11 @@ class OutboxRepository(RepositoryBase[OutboxMessage]):
     def by_dedup_key(self, key: str) -> OutboxMessage | None:
         return self.one_or_none(select(OutboxMessage).where(OutboxMessage.dedup_key == key))
 
-    def due_ids(self, now: datetime, limit: int) -> list[int]:
+    def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[int]:
+        """Take up to ``limit`` due messages no other process holds, oldest first, until
+        ``now + lease``. On PostgreSQL ``FOR UPDATE SKIP LOCKED`` lets workers claim disjoint
+        batches at the same moment without waiting on each other; SQLite has one writer at a
+        time (``BEGIN IMMEDIATE``), so the select and the update are atomic there as they are."""
         stmt = (
             select(OutboxMessage.id)
             .where(
@@ -25,22 +29,17 @@ class OutboxRepository(RepositoryBase[OutboxMessage]):
             )
             .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
             .limit(limit)
+            .with_for_update(skip_locked=True)
         )
-        return list(self.session.execute(stmt).scalars())
-
-    def claim(self, message_id: int, now: datetime, lease: timedelta) -> bool:
-        """Take a message for delivery unless another process holds it (conditional UPDATE)."""
-        result = self.session.execute(
-            update(OutboxMessage)
-            .where(
-                OutboxMessage.id == message_id,
-                OutboxMessage.status == "pending",
-                or_(OutboxMessage.locked_until.is_(None), OutboxMessage.locked_until < now),
+        ids = list(self.session.execute(stmt).scalars())
+        if ids:
+            self.session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id.in_(ids))
+                .values(locked_until=now + lease)
+                .execution_options(synchronize_session=False)
             )
-            .values(locked_until=now + lease)
-            .execution_options(synchronize_session=False)
-        )
-        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+        return ids
 
     def for_topic(self, topic: str) -> Sequence[OutboxMessage]:
         return self.all(

@@ -6,12 +6,14 @@ attempt (retried with backoff, then marked ``dead`` after ``MAX_ATTEMPTS``)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from fidele.db.engine import READONLY
 from fidele.db.session import transaction
 from fidele.kit.repository import insert_or_twin
 from fidele.outbox.domain import MAX_ATTEMPTS, backoff
@@ -21,7 +23,9 @@ from fidele.outbox.repository import OutboxRepository
 log = logging.getLogger("fidele.outbox")
 Sender = Callable[[Session, OutboxMessage], None]
 senders: dict[str, Sender] = {}
-LEASE = timedelta(minutes=2)
+# A claim outlives one attempt (the webhook sender's HTTP timeout is 10 s) with a margin; a
+# message claimed by a worker that died is attempted again by another once this has passed.
+LEASE = timedelta(seconds=30)
 
 
 def sender(channel: str) -> Callable[[Sender], Sender]:
@@ -67,44 +71,72 @@ def enqueue(
     return twin
 
 
-def deliver_due(factory: sessionmaker[Session], now: datetime, *, limit: int = 200) -> int:
-    """Deliver due messages, each in its own transaction; returns how many were sent."""
-    with transaction(factory) as session:
-        ids = OutboxRepository(session).due_ids(now, limit)
+def deliver_due(factory: sessionmaker[Session], now: datetime, *, batch: int = 100) -> int:
+    """Deliver every message due at ``now``, one after the other, until none is left (the
+    ``outbox.deliver`` job of ``fidele worker --once``; the running worker delivers through the
+    concurrent loop of :mod:`fidele.outbox.delivery`). Returns how many were sent."""
     sent = 0
-    for message_id in ids:
-        with transaction(factory) as session:
-            if not OutboxRepository(session).claim(message_id, now, LEASE):
-                continue
-        with transaction(factory) as session:
-            msg = session.get(OutboxMessage, message_id)
-            if msg is None:
-                continue
-            sent += _attempt(session, msg, now)
+    while ids := claim_due(factory, now, batch):
+        sent += sum(deliver_one(factory, message_id, now) for message_id in ids)
     return sent
 
 
-def _attempt(session: Session, msg: OutboxMessage, now: datetime) -> int:
+def claim_due(factory: sessionmaker[Session], now: datetime, limit: int) -> list[int]:
+    """Take up to ``limit`` due messages for this process for :data:`LEASE` (own transaction)."""
+    with transaction(factory) as session:
+        return OutboxRepository(session).claim_due(now, limit, LEASE)
+
+
+def deliver_one(factory: sessionmaker[Session], message_id: int, now: datetime) -> int:
+    """One attempt at a claimed message: the sender runs in a read-only transaction (on SQLite it
+    must not hold the write lock through an HTTP call), the outcome is written in a second, short
+    one. A crash between the two leaves the message claimed until its lease ends, then it is
+    attempted again: delivery is at least once, and receivers deduplicate on the message id."""
+    with _reading(factory) as session:
+        msg = session.get(OutboxMessage, message_id)
+        if msg is None or msg.status != "pending":
+            return 0
+        error = _send(session, msg)
+    with transaction(factory) as session:
+        msg = session.get(OutboxMessage, message_id)
+        if msg is None or msg.status != "pending":
+            return 0  # settled meanwhile by a process that took it over after our lease ended
+        return _record(msg, error, now)
+
+
+@contextmanager
+def _reading(factory: sessionmaker[Session]) -> Iterator[Session]:
+    session = factory()
+    try:
+        session.connection(execution_options={READONLY: True})
+        yield session
+    finally:
+        session.rollback()
+        session.close()
+
+
+def _send(session: Session, msg: OutboxMessage) -> str | None:
+    """Run the channel's sender; the failure as text, or None when it succeeded."""
     send = senders.get(msg.channel)
-    msg.attempts += 1
-    msg.locked_until = None
     try:
         if send is None:
             raise LookupError(f"no sender for channel {msg.channel!r}")
         send(session, msg)
     except Exception as exc:  # any failure of a sender is a failed attempt, retried later
-        msg.last_error = f"{type(exc).__name__}: {exc}"[:2000]
-        if msg.attempts >= MAX_ATTEMPTS:
-            msg.status = "dead"
-        else:
-            msg.next_attempt_at = now + backoff(msg.attempts)
-        log.warning("outbox %s attempt %s failed: %s", msg.id, msg.attempts, msg.last_error)
-        return 0
-    msg.status, msg.sent_at, msg.last_error = "sent", now, None
-    return 1
+        return f"{type(exc).__name__}: {exc}"[:2000]
+    return None
 
 
-@sender("email")
-def log_email(_: Session, msg: OutboxMessage) -> None:
-    """Development sender: emails are logged, not sent (a real sender replaces this)."""
-    log.info("email %s to %s", msg.topic, msg.payload.get("to"))
+def _record(msg: OutboxMessage, error: str | None, now: datetime) -> int:
+    msg.attempts += 1
+    msg.locked_until = None
+    if error is None:
+        msg.status, msg.sent_at, msg.last_error = "sent", now, None
+        return 1
+    msg.last_error = error
+    if msg.attempts >= MAX_ATTEMPTS:
+        msg.status = "dead"
+    else:
+        msg.next_attempt_at = now + backoff(msg.attempts)
+    log.warning("outbox %s attempt %s failed: %s", msg.id, msg.attempts, error)
+    return 0
