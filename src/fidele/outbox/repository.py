@@ -41,6 +41,14 @@ class OutboxRepository(RepositoryBase[OutboxMessage]):
             )
         return ids
 
+    def renew(self, ids: list[int], until: datetime) -> None:
+        self.session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(ids), OutboxMessage.status == "pending")
+            .values(locked_until=until)
+            .execution_options(synchronize_session=False)
+        )
+
     def for_topic(self, topic: str) -> Sequence[OutboxMessage]:
         return self.all(
             select(OutboxMessage).where(OutboxMessage.topic == topic).order_by(OutboxMessage.id)

@@ -23,9 +23,9 @@ from fidele.outbox.repository import OutboxRepository
 log = logging.getLogger("fidele.outbox")
 Sender = Callable[[Session, OutboxMessage], None]
 senders: dict[str, Sender] = {}
-# A claim outlives one attempt (the webhook sender's HTTP timeout is 10 s) with a margin; a
-# message claimed by a worker that died is attempted again by another once this has passed.
-LEASE = timedelta(seconds=30)
+# A claim is short and renewed every LEASE / 3 while its attempt runs (DeliveryLoop): a message
+# claimed by a worker that died is attempted again by another within LEASE.
+LEASE = timedelta(seconds=15)
 
 
 def sender(channel: str) -> Callable[[Sender], Sender]:
@@ -71,13 +71,14 @@ def enqueue(
     return twin
 
 
-def deliver_due(factory: sessionmaker[Session], now: datetime, *, batch: int = 100) -> int:
+def deliver_due(factory: sessionmaker[Session], now: datetime) -> int:
     """Deliver every message due at ``now``, one after the other, until none is left (the
     ``outbox.deliver`` job of ``fidele worker --once``; the running worker delivers through the
-    concurrent loop of :mod:`fidele.outbox.delivery`). Returns how many were sent."""
+    concurrent loop of :mod:`fidele.outbox.delivery`). Each is claimed just before its attempt,
+    as nothing renews the claims here. Returns how many were sent."""
     sent = 0
-    while ids := claim_due(factory, now, batch):
-        sent += sum(deliver_one(factory, message_id, now) for message_id in ids)
+    while ids := claim_due(factory, now, 1):
+        sent += deliver_one(factory, ids[0], now)
     return sent
 
 
@@ -85,6 +86,12 @@ def claim_due(factory: sessionmaker[Session], now: datetime, limit: int) -> list
     """Take up to ``limit`` due messages for this process for :data:`LEASE` (own transaction)."""
     with transaction(factory) as session:
         return OutboxRepository(session).claim_due(now, limit, LEASE)
+
+
+def renew_claims(factory: sessionmaker[Session], ids: list[int], now: datetime) -> None:
+    """Extend this process's claims on messages whose attempt is still running."""
+    with transaction(factory) as session:
+        OutboxRepository(session).renew(ids, now + LEASE)
 
 
 def deliver_one(factory: sessionmaker[Session], message_id: int, now: datetime) -> int:
