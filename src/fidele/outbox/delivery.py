@@ -18,10 +18,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fidele.kit.clock import Clock
 from fidele.kit.plugins import load_everything
-from fidele.outbox.service import LEASE, claim_due, deliver_one, renew_claims
+from fidele.outbox.models import OutboxMessage
+from fidele.outbox.service import LEASE, Outcome, attempt, claim_due, record, renew_claims
 
 log = logging.getLogger("fidele.outbox")
 RENEW_SECONDS = LEASE.total_seconds() / 3
+RECORD_SECONDS = 0.25  # the longest a finished attempt waits to be written with others
 
 
 class DeliveryLoop:
@@ -52,32 +54,47 @@ class DeliveryLoop:
 
     def run(self) -> None:
         load_everything()  # every channel's sender, whatever this process imported before
+        # Up to 4 x concurrency messages are claimed ahead (queued on the pool), claimed again
+        # when half of them are done, and outcomes are written a batch at a time: a claim and a
+        # record per batch, not per message, as each costs a round trip and a commit.
+        ahead = self.concurrency * 4
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="fidele-deliver") as pool:
-            inflight: dict[Future[int], int] = {}
-            renewed = time.monotonic()
+            inflight: dict[Future[str | None], OutboxMessage] = {}
+            finished: list[Outcome] = []
+            oldest = renewed = time.monotonic()
             while not self._stop.is_set():
-                inflight |= self._claim_more(pool, self.concurrency - len(inflight))
-                if not inflight:
+                if len(inflight) <= ahead // 2:
+                    inflight |= self._claim(pool, ahead - len(inflight))
+                if not inflight and not finished:
                     self._stop.wait(self.idle_seconds * random.uniform(0.5, 1.5))
                     continue
-                done, _ = wait(inflight, timeout=self.idle_seconds, return_when=FIRST_COMPLETED)
-                self._collect(done, inflight)
-                if inflight and time.monotonic() - renewed >= RENEW_SECONDS:
-                    self._renew(list(inflight.values()))
+                if inflight:
+                    done, _ = wait(inflight, timeout=self.idle_seconds, return_when=FIRST_COMPLETED)
+                    oldest = oldest if finished else time.monotonic()
+                    finished += [(inflight.pop(f), f.result()) for f in done]
+                if finished and (
+                    len(finished) >= self.concurrency
+                    or not inflight
+                    or time.monotonic() - oldest >= RECORD_SECONDS
+                ):
+                    self._record(finished)
+                    finished = []
+                if time.monotonic() - renewed >= RENEW_SECONDS:
+                    self._renew([m.id for m in inflight.values()] + [m.id for m, _ in finished])
                     renewed = time.monotonic()
-            self._collect(wait(inflight).done, inflight)
+            finished += [(inflight.pop(f), f.result()) for f in wait(inflight).done]
+            self._record(finished)
 
-    def _claim_more(self, pool: ThreadPoolExecutor, free: int) -> dict[Future[int], int]:
-        if free <= 0:
-            return {}
-        now = self.clock.now()
+    def _claim(
+        self, pool: ThreadPoolExecutor, free: int
+    ) -> dict[Future[str | None], OutboxMessage]:
         try:
-            ids = claim_due(self.factory, now, free)
+            claimed = claim_due(self.factory, self.clock.now(), free)
         except Exception:  # the database is unreachable: log, wait, try again
             log.exception("outbox claim failed")
             self._stop.wait(self.idle_seconds)
             return {}
-        return {pool.submit(deliver_one, self.factory, i, now): i for i in ids}
+        return {pool.submit(attempt, self.factory, msg): msg for msg in claimed}
 
     def _renew(self, ids: list[int]) -> None:
         try:
@@ -85,10 +102,10 @@ class DeliveryLoop:
         except Exception:  # the next renewal tries again; the claim outlives two misses
             log.exception("outbox claim renewal failed")
 
-    def _collect(self, done: set[Future[int]], inflight: dict[Future[int], int]) -> None:
-        for future in done:
-            inflight.pop(future, None)
-            try:
-                self.sent += future.result()
-            except Exception:  # recording the outcome failed: the claim lapses and it is retried
-                log.exception("outbox delivery failed")
+    def _record(self, outcomes: list[Outcome]) -> None:
+        if not outcomes:
+            return
+        try:
+            self.sent += record(self.factory, outcomes, self.clock.now())
+        except Exception:  # not recorded: the claims lapse and the messages are tried again
+            log.exception("outbox outcome of %s messages not recorded", len(outcomes))

@@ -15,13 +15,13 @@ class OutboxRepository(RepositoryBase[OutboxMessage]):
     def by_dedup_key(self, key: str) -> OutboxMessage | None:
         return self.one_or_none(select(OutboxMessage).where(OutboxMessage.dedup_key == key))
 
-    def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[int]:
+    def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[OutboxMessage]:
         """Take up to ``limit`` due messages no other process holds, oldest first, until
         ``now + lease``. On PostgreSQL ``FOR UPDATE SKIP LOCKED`` lets workers claim disjoint
         batches at the same moment without waiting on each other; SQLite has one writer at a
         time (``BEGIN IMMEDIATE``), so the select and the update are atomic there as they are."""
         stmt = (
-            select(OutboxMessage.id)
+            select(OutboxMessage)
             .where(
                 OutboxMessage.status == "pending",
                 OutboxMessage.next_attempt_at <= now,
@@ -31,21 +31,49 @@ class OutboxRepository(RepositoryBase[OutboxMessage]):
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-        ids = list(self.session.execute(stmt).scalars())
-        if ids:
-            self.session.execute(
-                update(OutboxMessage)
-                .where(OutboxMessage.id.in_(ids))
-                .values(locked_until=now + lease)
-                .execution_options(synchronize_session=False)
-            )
-        return ids
+        claimed = list(self.session.execute(stmt).scalars())
+        self.renew([msg.id for msg in claimed], now + lease)
+        return claimed
 
     def renew(self, ids: list[int], until: datetime) -> None:
+        if not ids:
+            return
         self.session.execute(
             update(OutboxMessage)
             .where(OutboxMessage.id.in_(ids), OutboxMessage.status == "pending")
             .values(locked_until=until)
+            .execution_options(synchronize_session=False)
+        )
+
+    def mark_sent(self, ids: list[int], now: datetime) -> None:
+        if not ids:
+            return
+        self.session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(ids), OutboxMessage.status == "pending")
+            .values(
+                status="sent",
+                sent_at=now,
+                attempts=OutboxMessage.attempts + 1,
+                locked_until=None,
+                last_error=None,
+            )
+            .execution_options(synchronize_session=False)
+        )
+
+    def mark_failed(
+        self, message_id: int, *, attempts: int, error: str, dead: bool, retry_at: datetime
+    ) -> None:
+        self.session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == message_id, OutboxMessage.status == "pending")
+            .values(
+                status="dead" if dead else "pending",
+                attempts=attempts,
+                last_error=error,
+                next_attempt_at=retry_at,
+                locked_until=None,
+            )
             .execution_options(synchronize_session=False)
         )
 

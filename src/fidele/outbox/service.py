@@ -71,19 +71,23 @@ def enqueue(
     return twin
 
 
+Outcome = tuple[OutboxMessage, str | None]  # a claimed message, its failure or None if sent
+
+
 def deliver_due(factory: sessionmaker[Session], now: datetime) -> int:
     """Deliver every message due at ``now``, one after the other, until none is left (the
     ``outbox.deliver`` job of ``fidele worker --once``; the running worker delivers through the
     concurrent loop of :mod:`fidele.outbox.delivery`). Each is claimed just before its attempt,
     as nothing renews the claims here. Returns how many were sent."""
     sent = 0
-    while ids := claim_due(factory, now, 1):
-        sent += deliver_one(factory, ids[0], now)
+    while claimed := claim_due(factory, now, 1):
+        sent += record(factory, [(claimed[0], attempt(factory, claimed[0]))], now)
     return sent
 
 
-def claim_due(factory: sessionmaker[Session], now: datetime, limit: int) -> list[int]:
-    """Take up to ``limit`` due messages for this process for :data:`LEASE` (own transaction)."""
+def claim_due(factory: sessionmaker[Session], now: datetime, limit: int) -> list[OutboxMessage]:
+    """Take up to ``limit`` due messages for this process for :data:`LEASE` (own transaction);
+    they come back detached, loaded, for :func:`attempt`."""
     with transaction(factory) as session:
         return OutboxRepository(session).claim_due(now, limit, LEASE)
 
@@ -94,21 +98,42 @@ def renew_claims(factory: sessionmaker[Session], ids: list[int], now: datetime) 
         OutboxRepository(session).renew(ids, now + LEASE)
 
 
-def deliver_one(factory: sessionmaker[Session], message_id: int, now: datetime) -> int:
-    """One attempt at a claimed message: the sender runs in a read-only transaction (on SQLite it
-    must not hold the write lock through an HTTP call), the outcome is written in a second, short
-    one. A crash between the two leaves the message claimed until its lease ends, then it is
-    attempted again: delivery is at least once, and receivers deduplicate on the message id."""
-    with _reading(factory) as session:
-        msg = session.get(OutboxMessage, message_id)
-        if msg is None or msg.status != "pending":
-            return 0
-        error = _send(session, msg)
+def attempt(factory: sessionmaker[Session], msg: OutboxMessage) -> str | None:
+    """Run the channel's sender on a claimed message; the failure as text, or None when sent.
+    The sender reads what it needs in a read-only transaction: on SQLite it must not hold the
+    write lock through an HTTP call."""
+    send = senders.get(msg.channel)
+    try:
+        if send is None:
+            raise LookupError(f"no sender for channel {msg.channel!r}")
+        with _reading(factory) as session:
+            send(session, msg)
+    except Exception as exc:  # any failure of a sender is a failed attempt, retried later
+        return f"{type(exc).__name__}: {exc}"[:2000]
+    return None
+
+
+def record(factory: sessionmaker[Session], outcomes: list[Outcome], now: datetime) -> int:
+    """Write the outcomes of attempts in one transaction: sent, or retried after a backoff, or
+    ``dead`` after MAX_ATTEMPTS. A crash between an attempt and this leaves the message claimed
+    until its lease ends, then it is attempted again: delivery is at least once, and receivers
+    deduplicate on the message id. Returns how many were sent."""
+    sent = [msg.id for msg, error in outcomes if error is None]
     with transaction(factory) as session:
-        msg = session.get(OutboxMessage, message_id)
-        if msg is None or msg.status != "pending":
-            return 0  # settled meanwhile by a process that took it over after our lease ended
-        return _record(msg, error, now)
+        repo = OutboxRepository(session)
+        repo.mark_sent(sent, now)
+        for msg, error in outcomes:
+            if error is not None:
+                _failed(repo, msg, error, now)
+    return len(sent)
+
+
+def _failed(repo: OutboxRepository, msg: OutboxMessage, error: str, now: datetime) -> None:
+    attempts = msg.attempts + 1
+    dead = attempts >= MAX_ATTEMPTS
+    retry_at = msg.next_attempt_at if dead else now + backoff(attempts)
+    repo.mark_failed(msg.id, attempts=attempts, error=error, dead=dead, retry_at=retry_at)
+    log.warning("outbox %s attempt %s failed: %s", msg.id, attempts, error)
 
 
 @contextmanager
@@ -120,30 +145,3 @@ def _reading(factory: sessionmaker[Session]) -> Iterator[Session]:
     finally:
         session.rollback()
         session.close()
-
-
-def _send(session: Session, msg: OutboxMessage) -> str | None:
-    """Run the channel's sender; the failure as text, or None when it succeeded."""
-    send = senders.get(msg.channel)
-    try:
-        if send is None:
-            raise LookupError(f"no sender for channel {msg.channel!r}")
-        send(session, msg)
-    except Exception as exc:  # any failure of a sender is a failed attempt, retried later
-        return f"{type(exc).__name__}: {exc}"[:2000]
-    return None
-
-
-def _record(msg: OutboxMessage, error: str | None, now: datetime) -> int:
-    msg.attempts += 1
-    msg.locked_until = None
-    if error is None:
-        msg.status, msg.sent_at, msg.last_error = "sent", now, None
-        return 1
-    msg.last_error = error
-    if msg.attempts >= MAX_ATTEMPTS:
-        msg.status = "dead"
-    else:
-        msg.next_attempt_at = now + backoff(msg.attempts)
-    log.warning("outbox %s attempt %s failed: %s", msg.id, msg.attempts, error)
-    return 0
