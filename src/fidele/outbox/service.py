@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fidele.db.engine import READONLY
 from fidele.db.session import transaction
+from fidele.kit.plugins import load_everything
 from fidele.kit.repository import insert_or_twin
 from fidele.outbox.domain import MAX_ATTEMPTS, backoff
 from fidele.outbox.models import OutboxMessage
@@ -79,6 +80,7 @@ def deliver_due(factory: sessionmaker[Session], now: datetime) -> int:
     ``outbox.deliver`` job of ``fidele worker --once``; the running worker delivers through the
     concurrent loop of :mod:`fidele.outbox.delivery`). Each is claimed just before its attempt,
     as nothing renews the claims here. Returns how many were sent."""
+    load_everything()  # every channel's sender, whatever this process imported before
     sent = 0
     while claimed := claim_due(factory, now, 1):
         sent += record(factory, [(claimed[0], attempt(factory, claimed[0]))], now)
