@@ -2,7 +2,7 @@
 answers every POST with 204 (HTTP/1.1 keep-alive, asyncio, one thread: a thread per connection
 collapsed under 16 concurrent senders on the GIL), counts deliveries by ``X-Fidele-Delivery``
 and serves the counts as JSON on ``GET /stats`` (``POST /reset`` clears them).
-``python bench/_receiver.py PORT``."""
+``python bench/_receiver.py [PORT]``: 0 (the default) takes a free port; the port is printed."""
 
 from __future__ import annotations
 
@@ -66,9 +66,10 @@ async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 
 async def main(port: int) -> None:
     server = await asyncio.start_server(serve, "127.0.0.1", port, backlog=1024)
+    print(server.sockets[0].getsockname()[1], flush=True)
     async with server:
         await server.serve_forever()
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1])))
+    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 0))

@@ -31,26 +31,28 @@ from fidele.webhooks import service as webhooks
 
 HERE = Path(__file__).parent
 SECRET = "bench-secret-key"
-RECEIVER_PORT = 8799
+RECEIVER = {"port": 0}  # set by start_receiver: a free port, so runs never share a receiver
 
 
-def start_receiver(port: int = RECEIVER_PORT) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([sys.executable, str(HERE / "_receiver.py"), str(port)])
-    for _ in range(100):
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/stats", timeout=1)
-            return proc
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise RuntimeError("receiver did not start")
+def start_receiver() -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "_receiver.py")], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    RECEIVER["port"] = int(proc.stdout.readline())
+    return proc
 
 
-def stats(port: int = RECEIVER_PORT) -> dict[str, float]:
-    return httpx.get(f"http://127.0.0.1:{port}/stats", timeout=10).json()
+def receiver_url(path: str = "/hook") -> str:
+    return f"http://127.0.0.1:{RECEIVER['port']}{path}"
 
 
-def reset(port: int = RECEIVER_PORT) -> None:
-    httpx.post(f"http://127.0.0.1:{port}/reset", timeout=10)
+def stats() -> dict[str, float]:
+    return httpx.get(receiver_url("/stats"), timeout=10).json()
+
+
+def reset() -> None:
+    httpx.post(receiver_url("/reset"), timeout=10)
 
 
 def fidele_env(url: str, **extra: str) -> dict[str, str]:
@@ -87,7 +89,7 @@ def seed(url: str, n: int) -> list[tuple[bytes, dict[str, str]]]:
         webhooks.create(
             s,
             merchant_id=made.merchant_id,
-            url=f"http://127.0.0.1:{RECEIVER_PORT}/hook",
+            url=receiver_url(),
             topics=[],
             now=now,
         )
@@ -122,9 +124,7 @@ def bare_loop(requests: list[tuple[bytes, dict[str, str]]]) -> float:
     with httpx.Client() as client:
         t0 = time.perf_counter()
         for body, headers in requests:
-            client.post(
-                f"http://127.0.0.1:{RECEIVER_PORT}/hook", content=body, headers=headers
-            ).raise_for_status()
+            client.post(receiver_url(), content=body, headers=headers).raise_for_status()
         elapsed = time.perf_counter() - t0
     return len(requests) / elapsed
 
@@ -161,8 +161,12 @@ def workers_round(url: str, n_workers: int, n: int, timeout: float = 600) -> dic
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--messages", type=int, default=3000)
-    p.add_argument("--workers", default="1,2", help="worker counts to run, comma-separated")
+    p.add_argument("--messages", type=int, default=4000)
+    p.add_argument(
+        "--workers",
+        default="1,2,1,2",
+        help="worker counts of the rounds, in order (alternated: the machine's load drifts)",
+    )
     args = p.parse_args()
     name = f"fidele_bench_outbox_{os.getpid()}"
     url = createdb(name).replace("postgresql://", "postgresql+psycopg://")
@@ -179,11 +183,16 @@ def main() -> None:
         dropdb(name)
     bare = (rows[0][1] + rows[-1][1]) / 2
     print(f"{args.messages} webhooks to a loopback receiver; load: {os.getloadavg()}")
+    print("msgs/s from the receiver's first delivery to its last; wall s from the workers' spawn")
     print(f"{'run':32} {'msgs/s':>8} {'vs bare':>8} {'wall s':>7} {'dup':>4}")
     for label, rate, extra in rows:
         wall = f"{extra['wall_s']:7.1f}" if extra else " " * 7
         dup = f"{extra['duplicated']:4d}" if extra else " " * 4
         print(f"{label:32} {rate:8.0f} {rate / bare:8.0%} {wall} {dup}")
+    for k in sorted({label for label, _, extra in rows if extra}):
+        rates = sorted(rate for label, rate, extra in rows if label == k)
+        median = rates[len(rates) // 2]
+        print(f"median {k:25} {median:8.0f} {median / bare:8.0%}")
 
 
 if __name__ == "__main__":

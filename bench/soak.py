@@ -20,6 +20,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -30,9 +31,18 @@ import httpx
 import psycopg
 from ingest import BIN, PG, _wait, createdb, dropdb, fidele
 from load import RawClient, auth, body
-from outbox import RECEIVER_PORT, fidele_env, start_receiver, stats
+from outbox import fidele_env, receiver_url, start_receiver, stats
 
-PORTS = (8801, 8802)
+MAX_IN_FLIGHT = 200
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+PORTS = (free_port(), free_port())
 
 
 class Fleet:
@@ -136,25 +146,36 @@ async def load(key: str, seconds: float, rate: float) -> dict[str, object]:
             request = ("GET", f"/v1/customers/{body(0, n, 'soak')['customer_id']}/loyalty", None)
         else:
             request = ("GET", f"/v1/orders/{acked[-1] if acked else 'none'}", None)
+        if len(pending) >= MAX_IN_FLIGHT:  # an overloaded fleet: shed, do not queue forever
+            statuses[f"{request[0]} shed"] += 1
+            return
         t = time.perf_counter()
+        code: int | str = 0
         for attempt in range(2):  # a refused connection is retried on the other server
             client = clients[(i + attempt) % 2]
             try:
-                code, _ = await client.send(client.encode(*request))
+                code, _ = await asyncio.wait_for(client.send(client.encode(*request)), 30)
                 break
-            except OSError:
-                code = 0
+            except TimeoutError:
+                code = "timeout"
+                break
+            except (OSError, EOFError):  # refused, reset, closed mid-answer
+                code = "conn_error"
                 rerouted += attempt == 0
         latencies.append(time.perf_counter() - t)
         statuses[f"{request[0]} {code}"] += 1
         if request[0] == "POST" and code in (200, 201):
             acked.append(str(request[2]["id"]))  # type: ignore[index]
 
+    pending: set[asyncio.Task[None]] = set()
     tasks = []
     t0 = time.monotonic()
     i = 0
     while (now := time.monotonic()) < t0 + seconds:
-        tasks.append(asyncio.create_task(one(i)))
+        task = asyncio.create_task(one(i))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+        tasks.append(task)
         i += 1
         await asyncio.sleep(max(0.0, t0 + i / rate - now))
     await asyncio.gather(*tasks)
@@ -219,7 +240,7 @@ def main() -> None:
             _wait(f"http://127.0.0.1:{port}/healthz")
         r = httpx.post(
             f"http://127.0.0.1:{PORTS[0]}/v1/webhooks/endpoints",
-            json={"url": f"http://127.0.0.1:{RECEIVER_PORT}/hook"},
+            json={"url": receiver_url()},
             headers=auth(key),
         )
         r.raise_for_status()
@@ -243,7 +264,7 @@ def main() -> None:
         fleet.stop()
         receiver.terminate()
         dropdb(name)
-    fivexx = sum(n for k, n in result["statuses"].items() if k.split()[1].startswith("5"))  # type: ignore[union-attr]
+    fivexx = sum(n for k, n in result["statuses"].items() if k.split()[1][0] == "5")  # type: ignore[union-attr]
     report = {
         "seconds": args.seconds,
         "rate": args.rate,

@@ -86,6 +86,7 @@ def worker(
     from fidele.worker.runner import BackgroundRunner, run_due
 
     logging.basicConfig(level=logging.INFO)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per webhook delivered
     load_everything()
     factory = k.factory()
     if once:
