@@ -33,7 +33,7 @@ from fidele.deps import OneHopRoute
 from fidele.errors import FideleError
 from fidele.events import bus
 from fidele.kit.clock import Clock, SystemClock
-from fidele.kit.plugins import optional_import
+from fidele.kit.plugins import load_everything, optional_import
 from fidele.kit.schemas import STORABLE_JSON, STORABLE_JSON_SCHEMA
 from fidele.settings import Settings, get_settings
 
@@ -363,6 +363,7 @@ def create_app(
     app.state.clock = clock or SystemClock()
     _install_error_handlers(app)
     bus.load_handlers()
+    load_everything()  # the senders and jobs too: the same set as every `fidele worker`
 
     @app.get("/", tags=["health"], summary="The service, its version and links")
     async def index() -> dict[str, Any]:

@@ -32,6 +32,15 @@ class Settings(BaseSettings):
     # (PostgreSQL lock_timeout, SQLite busy_timeout) and for a pooled connection.
     db_lock_timeout_seconds: float = 5.0
     db_pool_timeout_seconds: float = 5.0
+    # Outbox deliveries in flight at once per process (each holds one database connection and
+    # one HTTP connection while it runs; keep it below db_pool_size * 2).
+    outbox_concurrency: int = 8
+    # Seconds a delivery loop waits when nothing is due (randomised by +-50% so several
+    # workers do not poll in lockstep); while there is work it does not wait at all.
+    outbox_idle_seconds: float = 1.0
+    # Comma-separated extra modules imported by every process kind after the domains' own
+    # (an operator's own outbox senders or jobs).
+    extra_modules: str = ""
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:

@@ -90,6 +90,8 @@ def test_signed_delivery_with_retry(
     with factory() as s:
         msgs = s.query(OutboxMessage).filter_by(channel="webhook").all()
         assert [(m.status, m.attempts) for m in msgs] == [("sent", 2)]
+    # at least once: the failed try and the retry carry the same id to deduplicate on
+    assert [h["X-Fidele-Delivery"] for h, _ in rec.calls] == [str(msgs[0].id)] * 2
 
 
 def test_endpoint_removal_is_merchant_scoped(api: TestClient, private_allowed: None) -> None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from fidele.deps import ERRORS, ReadCaller, SessionDep
+from fidele.deps import ERRORS, OneHopRoute, ReadCaller, SessionDep
 from fidele.orders import service as orders
 
-router = APIRouter(prefix="/v1/connectors", tags=["webhooks"], responses=ERRORS)
+router = APIRouter(
+    prefix="/v1/connectors", tags=["webhooks"], responses=ERRORS, route_class=OneHopRoute
+)
 
 
 class Discrepancy(BaseModel):

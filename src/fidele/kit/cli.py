@@ -31,7 +31,8 @@ def engine() -> Engine:
     from fidele.db.migrate import upgrade
     from fidele.settings import get_settings
 
-    eng = make_engine(get_settings().database_url)
+    settings = get_settings()
+    eng = make_engine(settings.database_url, pool_size=settings.db_pool_size)
     upgrade(eng)
     return eng
 

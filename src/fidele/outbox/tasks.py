@@ -11,7 +11,8 @@ from fidele.worker.registry import job
 
 @job("outbox.deliver", every=timedelta(seconds=10), standalone=True)
 def deliver(factory: sessionmaker[Session], now: datetime) -> int:
-    """Deliver due outbox messages, each in its own short transaction."""
+    """Deliver the due outbox messages one by one (``fidele worker --once``). Running workers
+    skip this job (``runner.CONTINUOUS``): their DeliveryLoop drains the outbox continuously."""
     return deliver_due(factory, now)
 
 

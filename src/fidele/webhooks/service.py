@@ -25,6 +25,8 @@ from fidele.webhooks import domain
 from fidele.webhooks.models import WebhookEndpoint
 
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+# One pooled client per process, shared by the delivery threads.
+_http: dict[str, httpx.Client] = {}
 server_secret = {"value": None}  # tests and apps may pin the server secret here
 
 
@@ -119,8 +121,10 @@ def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-@outbox.sender("webhook")
 def send(session: Session, msg: OutboxMessage) -> None:
+    """POST the message to its endpoint (the ``webhook`` sender, see ``webhooks.senders``).
+    ``X-Fidele-Delivery`` is the outbox row's id: the same on every retry of one message, so a
+    receiver deduplicates on it (delivery is at least once)."""
     ep = session.get(WebhookEndpoint, msg.payload["endpoint_id"])
     if ep is None or not ep.active:
         return  # endpoint removed: nothing to deliver
@@ -137,11 +141,20 @@ def send(session: Session, msg: OutboxMessage) -> None:
     }
     # Checked again now, after DNS resolution, and sent to the address that was checked.
     target = domain.check_url(ep.url, allow_private=get_settings().private_webhooks_allowed)
-    with httpx.Client(timeout=TIMEOUT) as client:
-        response = client.post(
-            target.url,
-            content=body,
-            headers={**headers, "Host": target.host},
-            extensions=target.extensions,
-        )
+    response = client().post(
+        target.url,
+        content=body,
+        headers={**headers, "Host": target.host},
+        extensions=target.extensions,
+    )
     response.raise_for_status()
+
+
+def client() -> httpx.Client:
+    """The process's HTTP client: keep-alive connections reused across deliveries, at most
+    ``outbox_concurrency`` of them (the delivery pool never needs more)."""
+    if "client" not in _http:
+        size = get_settings().outbox_concurrency
+        limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
+        _http.setdefault("client", httpx.Client(timeout=TIMEOUT, limits=limits))
+    return _http["client"]
