@@ -144,8 +144,7 @@ class TestOrdersApi:
         body = order_body(lines=[{"product_id": "p", "quantity": 1, "unit_price": 10**30}])
         r = api.post("/v1/orders", json=body)
         assert r.status_code == 422, r.text
-        assert r.json()["fields"][0]["field"].startswith("body.lines")
-        assert "0.unit_price" in r.json()["fields"][0]["message"]
+        assert r.json()["fields"][0]["field"] == "body.lines.0.unit_price"
 
     def test_huge_attribute(self, api: TestClient) -> None:
         r = api.post("/v1/orders", json=order_body(attributes={"a": [1, {"b": 2**70}]}))

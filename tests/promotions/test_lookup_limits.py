@@ -71,14 +71,14 @@ def test_parallel_guessing_answers_at_most_the_limit(committed_engine: Engine) -
 
 def test_a_failed_checkout_keeps_its_count(committed_engine: Engine) -> None:
     """The count survives the request's rollback (here: a 422 on points an unknown customer
-    does not have, raised after the codes were looked up)."""
+    does not have, a 409 raised after the codes were looked up)."""
     tenant = _tenant(committed_engine)
     factory = make_sessionmaker(committed_engine)
     for i in range(3):
         body = CheckoutIn.model_validate(cart(*_wrong(i, 3), points=100))
         with pytest.raises(FideleError) as exc, transaction(factory) as s:
             service.evaluate(s, tenant.caller, body, T0)
-        assert exc.value.http_status == 422 and exc.value.extra["fields"][0]["field"] == "points"
+        assert exc.value.http_status == 409 and exc.value.extra["fields"][0]["field"] == "points"
     assert _counts(committed_engine)[ratelimit.keys(tenant.caller)[0]] == 9
     body = CheckoutIn.model_validate(cart(*_wrong(9, 2)))
     with pytest.raises(FideleError) as exc, transaction(factory) as s:

@@ -109,7 +109,9 @@ def queue_webhook(engine: Engine, url: str, now: datetime) -> tuple[Tenant, int]
     """A merchant with an endpoint at ``url`` and one webhook pending in the outbox."""
     with Session(engine) as s:
         tenant = make_tenant(s, now)
-        ep = webhooks.create(s, merchant_id=tenant.merchant_id, url=url, topics=[], now=now)
+        ep = webhooks.create(
+            s, merchant_id=tenant.merchant_id, url=url, topics=[], now=now, allow_private=True
+        )
         msg = outbox.enqueue(
             s,
             programme_id=tenant.programme_id,

@@ -16,8 +16,8 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    ValidationInfo,
     field_validator,
-    model_validator,
 )
 
 from fidele.kit.money import CURRENCIES, MAX_MINOR, is_currency
@@ -151,7 +151,7 @@ STORABLE_JSON_SCHEMA: dict[str, Any] = {
 
 @cache
 def _typed_fields(model: type[BaseModel], kind: type) -> frozenset[str]:
-    """Aliases of the fields typed ``kind`` (or ``kind | None``): there a JSON value of another
+    """Names of the fields typed ``kind`` (or ``kind | None``): there a JSON value of another
     type is refused, not converted (Pydantic reads true as 1 and 0 as false)."""
     found = set()
     for name, field in model.model_fields.items():
@@ -160,21 +160,32 @@ def _typed_fields(model: type[BaseModel], kind: type) -> frozenset[str]:
         # ``Minor | None``: the union's members keep their Annotated wrapper
         args = tuple(get_args(a)[0] if get_origin(a) is Annotated else a for a in args)
         if annotation is kind or (kind in args and {int, bool} - {kind} - set(args)):
-            found.add(field.alias or name)
+            found.add(name)
     return frozenset(found)
 
 
-def _wrong_type(cls: type[BaseModel], data: dict[str, Any]) -> str | None:
-    for key in _typed_fields(cls, int) & data.keys():
-        value = data[key]
+@cache
+def _nested_models(model: type[BaseModel]) -> frozenset[str]:
+    """Names of the fields holding strict request models (alone, optional or in a list)."""
+
+    def holds(annotation: Any) -> bool:
+        if isinstance(annotation, type) and issubclass(annotation, StrictJsonModel):
+            return True
+        return any(holds(a) for a in get_args(annotation))
+
+    return frozenset(name for name, f in model.model_fields.items() if holds(f.annotation))
+
+
+def _wrong_type(cls: type[BaseModel], name: str, value: Any) -> str | None:
+    """Why the JSON ``value`` of field ``name`` is not of its declared int or bool type."""
+    if name in _typed_fields(cls, int):
         # 1e16 is a JSON integer too (a float here): past the bound it is refused the same.
         if isinstance(value, bool) or (
             isinstance(value, int | float) and abs(value) > JSON_INT_MAX
         ):
-            return f"{key} must be an integer within +-{JSON_INT_MAX}"
-    for key in _typed_fields(cls, bool) & data.keys():
-        if data[key] is not None and not isinstance(data[key], bool):
-            return f"{key} must be true or false"
+            return f"must be an integer within +-{JSON_INT_MAX}"
+    if name in _typed_fields(cls, bool) and value is not None and not isinstance(value, bool):
+        return "must be true or false"
     return None
 
 
@@ -236,9 +247,15 @@ class StrictJsonModel(BaseModel):
 
     @field_validator("*", mode="before")
     @classmethod
-    def _refuse_unstorable(cls, value: Any) -> Any:
+    def _refuse_unstorable(cls, value: Any, info: ValidationInfo) -> Any:
         # PostgreSQL text and JSONB cannot store NUL, and a JSON integer is exact only up to
-        # 2**53 - 1: refuse them here, per field so the 422 names it, not with a 500 later.
+        # 2**53 - 1; Pydantic reads true as 1 and 0 as false: refuse them here, per field so
+        # the 422 names it, not with a 500 later.
+        problem = _wrong_type(cls, info.field_name or "", value)
+        if problem:
+            raise ValueError(problem)
+        if info.field_name in _nested_models(cls):
+            return value  # a nested request model checks its own fields, naming them
         path = unstorable(value, JSON_INT_MAX)
         if path is not None:
             where = f" (at {path})" if path else ""
@@ -247,14 +264,6 @@ class StrictJsonModel(BaseModel):
                 f"+-{JSON_INT_MAX}{where}"
             )
         return value
-
-    @model_validator(mode="before")
-    @classmethod
-    def _refuse_wrong_types(cls, data: Any) -> Any:
-        problem = _wrong_type(cls, data) if isinstance(data, dict) else None
-        if problem:
-            raise ValueError(problem)
-        return data
 
 
 class InputModel(StrictJsonModel):
