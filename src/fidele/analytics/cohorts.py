@@ -8,7 +8,7 @@ import polars as pl
 
 from fidele.analytics.summary import daily_purchases
 
-__all__ = ["cohort_matrix", "cohorts", "customer_months"]
+__all__ = ["cohort_matrix", "cohort_table", "cohorts", "customer_months"]
 
 
 def customer_months(
@@ -78,12 +78,20 @@ def cohorts(
         datetime_col=datetime_col,
         monetary_col=monetary_col,
     )
-    table = months.group_by("cohort", "period").agg(
+    counts = months.group_by("cohort", "period").agg(
         pl.len().cast(pl.Int64).alias("customers"), pl.col("revenue").sum()
     )
+    return cohort_table(counts)
+
+
+def cohort_table(counts: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+    """The :func:`cohorts` table from its counts, ``cohort``, ``period``, ``customers`` (active)
+    and ``revenue`` per cohort and period, however they were counted (polars or the database).
+    """
     size = pl.col("customers").filter(pl.col("period") == 0).first().over("cohort")
     return (
-        table.with_columns(size.alias("cohort_size"))
+        counts.lazy()
+        .with_columns(size.alias("cohort_size"))
         .with_columns(
             (pl.col("customers") / pl.col("cohort_size")).alias("retention"),
             (pl.col("revenue") / pl.col("cohort_size")).alias("revenue_per_customer"),

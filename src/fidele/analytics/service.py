@@ -12,14 +12,15 @@ import polars as pl
 from sqlalchemy.orm import Session
 
 from fidele.analytics import engagement as eng
-from fidele.analytics.cohorts import cohorts
-from fidele.analytics.kpis import monthly_kpis, shop_kpis
+from fidele.analytics.cadence import cadence_from_gaps, median_of_counts
+from fidele.analytics.cohorts import cohort_table
+from fidele.analytics.kpis import monthly_rates, shop_kpis
 from fidele.analytics.models import AnalyticsReport, CustomerInsight
-from fidele.analytics.pipeline import USABLE, ClvOptions, customer_insights
-from fidele.analytics.repository import AnalyticsRepository
+from fidele.analytics.pipeline import USABLE, ClvOptions, insights_from_summary
+from fidele.analytics.repository import AnalyticsRepository, ShopTables
 from fidele.analytics.rfm import rfm, segment_summary
 from fidele.analytics.schemas import EngagementConfig
-from fidele.analytics.summary import summary
+from fidele.analytics.summary import unit_days
 from fidele.customers import service as customers
 from fidele.errors import NotFound
 from fidele.tenancy.models import Merchant, Programme
@@ -36,6 +37,7 @@ __all__ = [
 ]
 
 REPORT_KINDS = ("kpis", "cohorts", "rfm", "clv")
+OPTIONS = ClvOptions()
 
 
 @dataclass(frozen=True)
@@ -74,18 +76,22 @@ def set_engagement(
 
 
 def refresh(session: Session, merchant_id: int, now: datetime) -> RefreshResult:
-    """Recompute the merchant's per-customer insights and shop reports as of ``now``."""
+    """Recompute the merchant's per-customer insights and shop reports as of ``now``.
+
+    The database computes one row per customer (the summary and the gap statistics) and the
+    cohort and monthly counts: the orders themselves never leave it."""
     repo = AnalyticsRepository(session)
-    orders = repo.orders(merchant_id, until=now)
+    tables = _shop_tables(repo, merchant_id, now)
     end = now.date()
-    report, insights = _insights(orders, end)
+    report, insights = _insights(tables, end)
     scores, idle = _engagement(session, repo, merchant_id, now)
     rows = _rows(insights, scores, idle, merchant_id, now)
     repo.replace_insights(merchant_id, rows)
-    for kind, payload in _reports(orders, end, report).items():
+    for kind, payload in _reports(tables, end, report).items():
         repo.replace_report(merchant_id, kind, _finite(payload), now)
     method = str(report["method"]) if report else None
-    return RefreshResult(merchant_id, len(rows), orders.height, method in USABLE, method, now)
+    orders = int(tables.customers.get_column("n_orders").sum())
+    return RefreshResult(merchant_id, len(rows), orders, method in USABLE, method, now)
 
 
 def refresh_all(
@@ -100,10 +106,16 @@ def refresh_all(
     return [refresh(session, m.id, now) for m in merchants]
 
 
-def _insights(orders: pl.DataFrame, end: date) -> tuple[dict[str, object] | None, pl.DataFrame]:
-    if orders.height == 0:
+def _shop_tables(repo: AnalyticsRepository, merchant_id: int, now: datetime) -> ShopTables:
+    return repo.shop_tables(merchant_id, now, now.date(), unit_days(OPTIONS.time_unit))
+
+
+def _insights(tables: ShopTables, end: date) -> tuple[dict[str, object] | None, pl.DataFrame]:
+    data = tables.customers
+    if data.height == 0:
         return None, pl.DataFrame(schema={"customer_id": pl.Int64})
-    return customer_insights(orders, observation_end=end, options=ClvOptions())
+    beat = cadence_from_gaps(data, observation_end=end, shop_gap=median_of_counts(tables.gaps))
+    return insights_from_summary(data, beat, observation_end=end, options=OPTIONS)
 
 
 def _engagement(
@@ -169,20 +181,20 @@ def _money(value: float | None) -> int | None:
 
 
 def _reports(
-    orders: pl.DataFrame, end: date, clv: dict[str, object] | None
+    tables: ShopTables, end: date, clv: dict[str, object] | None
 ) -> dict[str, dict[str, Any]]:
-    if orders.height == 0:
+    data = tables.customers
+    if data.height == 0:
         return {
             "kpis": {"kpis": {}, "monthly": []},
             "cohorts": {"cohorts": []},
             "rfm": {"segments": []},
             "clv": {"models": None},
         }
-    monthly = monthly_kpis(orders, observation_end=end)
-    data = summary(orders, observation_end=end, interpurchase=False)
+    monthly = monthly_rates(tables.months)
     return {
         "kpis": {"kpis": shop_kpis(data, monthly), "monthly": _json_rows(monthly)},
-        "cohorts": {"cohorts": _json_rows(cohorts(orders, observation_end=end))},
+        "cohorts": {"cohorts": _json_rows(cohort_table(tables.cohorts))},
         "rfm": {"segments": _json_rows(segment_summary(rfm(data, observation_end=end)))},
         "clv": {"models": clv},
     }
@@ -221,8 +233,8 @@ def report(session: Session, caller: Caller, kind: str, now: datetime) -> Analyt
     found = repo.report(caller.merchant_id, kind)
     if found is not None:
         return found
-    orders = repo.orders(caller.merchant_id, until=now)
-    payload = _finite(_reports(orders, now.date(), None)[kind])
+    tables = _shop_tables(repo, caller.merchant_id, now)
+    payload = _finite(_reports(tables, now.date(), None)[kind])
     return AnalyticsReport(
         merchant_id=caller.merchant_id, kind=kind, payload=payload, computed_at=now
     )
