@@ -4,9 +4,10 @@ summary computed where the data lives (SQL), events for engagement, and the stor
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from itertools import islice
 from typing import Any
 
 import polars as pl
@@ -146,12 +147,14 @@ class AnalyticsRepository:
             pl.col(k).str.to_date("%Y-%m-%d") for k, v in schema.items() if v == pl.Date
         )
 
-    def replace_insights(self, merchant_id: int, rows: Sequence[dict[str, Any]]) -> None:
+    def replace_insights(self, merchant_id: int, rows: Iterable[dict[str, Any]]) -> None:
+        """Replace the merchant's insights by ``rows``, consumed 5,000 at a time."""
         self.session.execute(
             delete(CustomerInsight).where(CustomerInsight.merchant_id == merchant_id)
         )
-        for start in range(0, len(rows), 5000):
-            self.session.execute(insert(CustomerInsight), list(rows[start : start + 5000]))
+        it = iter(rows)
+        while batch := list(islice(it, 5000)):
+            self.session.execute(insert(CustomerInsight), batch)
 
     def insight(self, customer_id: int) -> CustomerInsight | None:
         return self.session.get(CustomerInsight, customer_id)

@@ -4,6 +4,7 @@ Never commits: the job, the CLI command or the request owns the transaction."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -85,13 +86,13 @@ def refresh(session: Session, merchant_id: int, now: datetime) -> RefreshResult:
     end = now.date()
     report, insights = _insights(tables, end)
     scores, idle = _engagement(session, repo, merchant_id, now)
-    rows = _rows(insights, scores, idle, merchant_id, now)
-    repo.replace_insights(merchant_id, rows)
+    merged = _merged(insights, scores, idle)
+    repo.replace_insights(merchant_id, _rows(merged, merchant_id, now))
     for kind, payload in _reports(tables, end, report).items():
         repo.replace_report(merchant_id, kind, _finite(payload), now)
     method = str(report["method"]) if report else None
     orders = int(tables.customers.get_column("n_orders").sum())
-    return RefreshResult(merchant_id, len(rows), orders, method in USABLE, method, now)
+    return RefreshResult(merchant_id, merged.height, orders, method in USABLE, method, now)
 
 
 def refresh_all(
@@ -137,16 +138,18 @@ def _engagement(
     return scored, idle
 
 
-def _rows(
-    insights: pl.DataFrame, scores: pl.DataFrame, idle: pl.Expr, merchant_id: int, now: datetime
-) -> list[dict[str, Any]]:
-    merged = insights.join(
+def _merged(insights: pl.DataFrame, scores: pl.DataFrame, idle: pl.Expr) -> pl.DataFrame:
+    return insights.join(
         scores.drop("actions"), on="customer_id", how="full", coalesce=True
     ).with_columns(
         pl.col("engagement_score").fill_null(0),
         pl.col("engagement_status").fill_null(idle),
     )
-    return [_row(r, merchant_id, now) for r in merged.iter_rows(named=True)]
+
+
+def _rows(merged: pl.DataFrame, merchant_id: int, now: datetime) -> Iterator[dict[str, Any]]:
+    # one row's dict at a time: a million customers' dicts at once weighed gigabytes
+    return (_row(r, merchant_id, now) for r in merged.iter_rows(named=True))
 
 
 def _row(r: dict[str, Any], merchant_id: int, now: datetime) -> dict[str, Any]:
