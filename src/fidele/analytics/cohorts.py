@@ -8,7 +8,7 @@ import polars as pl
 
 from fidele.analytics.summary import daily_purchases
 
-__all__ = ["cohort_matrix", "cohort_table", "cohorts", "customer_months"]
+__all__ = ["cohort_matrix", "cohort_table", "cohorts", "customer_months", "months_between"]
 
 
 def customer_months(
@@ -44,11 +44,12 @@ def customer_months(
             pl.col("amount").sum().alias("revenue"),
             pl.col("__first").sum().alias("first_day_revenue"),
         )
-        .with_columns(_months_between("cohort", "month").alias("period"))
+        .with_columns(months_between("cohort", "month").alias("period"))
     )
 
 
-def _months_between(start: str, end: str) -> pl.Expr:
+def months_between(start: str, end: str) -> pl.Expr:
+    """Calendar months from the ``start`` column's month to the ``end`` column's (Int32)."""
     years = pl.col(end).dt.year() - pl.col(start).dt.year()
     return (years * 12 + pl.col(end).dt.month() - pl.col(start).dt.month()).cast(pl.Int32)
 

@@ -14,6 +14,7 @@ import polars as pl
 from sqlalchemy import bindparam, delete, insert, select, text
 from sqlalchemy.orm import Session
 
+from fidele.analytics.cohorts import months_between
 from fidele.analytics.models import AnalyticsReport, CustomerInsight
 from fidele.customers.models import Customer
 from fidele.events.models import Event
@@ -77,8 +78,9 @@ class AnalyticsRepository:
             tables = ShopTables(
                 customers=self._customers(observation_end, unit_days),
                 gaps=self._frame(_GAPS_SQL, {}, {"gap": pl.Int64, "count": pl.Int64}),
-                cohorts=self._frame(_sql(_COHORTS_SQL, self._dialect()), {}, _COHORTS),
-                months=self._frame(_sql(_MONTHS_SQL, self._dialect()), {}, _MONTHS),
+                cohort_months=self._frame(
+                    _sql(_COHORT_MONTHS_SQL, self._dialect()), {}, _COHORT_MONTHS
+                ),
             )
         finally:
             self.session.execute(text(f"DROP TABLE {_DAYS}"))
@@ -184,14 +186,27 @@ class AnalyticsRepository:
 class ShopTables:
     """What the refresh reads from the database instead of the orders: ``customers`` (the
     summary of :func:`fidele.analytics.summary.summary` plus ``n_gaps`` and ``median_gap``,
-    days), ``gaps`` (``gap`` in days, ``count``: every customer's gaps pooled), ``cohorts``
-    (``cohort``, ``period``, ``customers``, ``revenue``) and ``months`` (the counts of
-    :func:`fidele.analytics.kpis.monthly_rates`)."""
+    days), ``gaps`` (``gap`` in days, ``count``: every customer's gaps pooled) and
+    ``cohort_months`` (per cohort and active month: ``customers``, ``new_customers``,
+    ``orders``, ``revenue``, ``first_day_revenue`` and ``retained``, those also active the
+    month before), from which :meth:`cohorts` and :meth:`months` sum their counts."""
 
     customers: pl.DataFrame
     gaps: pl.DataFrame
-    cohorts: pl.DataFrame
-    months: pl.DataFrame
+    cohort_months: pl.DataFrame
+
+    def cohorts(self) -> pl.DataFrame:
+        """``cohort``, ``period``, ``customers``, ``revenue``: the counts of
+        :func:`fidele.analytics.cohorts.cohort_table`."""
+        period = months_between("cohort", "month").alias("period")
+        return self.cohort_months.select("cohort", period, "customers", "revenue")
+
+    def months(self) -> pl.DataFrame:
+        """The counts of :func:`fidele.analytics.kpis.monthly_rates`, one row per month."""
+        counts = ("customers", "new_customers", "orders", "revenue", "first_day_revenue")
+        return self.cohort_months.group_by("month").agg(
+            *[pl.col(c).sum() for c in counts], pl.col("retained").sum()
+        )
 
 
 _DAYS = "analytics_purchase_days"
@@ -257,28 +272,22 @@ customer_months AS (
   GROUP BY customer_id, {{month_of_day}}, {{month_of_first}}
 )"""
 
-_COHORTS_SQL = f"""
-WITH {_CUSTOMER_MONTHS}
-SELECT cohort, {{period}} AS period, COUNT(*) AS customers, SUM(revenue) AS revenue
-FROM customer_months
-GROUP BY cohort, {{period}}
-ORDER BY cohort, period
-"""
-
-_MONTHS_SQL = f"""
+# Counts per cohort and active month: both the cohort table (cohort x period) and the monthly
+# KPIs (summed per month) come from these few hundred rows, one pass over the purchase days.
+_COHORT_MONTHS_SQL = f"""
 WITH {_CUSTOMER_MONTHS}, flagged AS (
   SELECT month, cohort, orders, revenue, first_day_revenue,
          CASE WHEN LAG(month) OVER (PARTITION BY customer_id ORDER BY month) = {{previous}}
               THEN 1 ELSE 0 END AS retained
   FROM customer_months
 )
-SELECT month, COUNT(*) AS customers,
+SELECT cohort, month, COUNT(*) AS customers,
        SUM(CASE WHEN month = cohort THEN 1 ELSE 0 END) AS new_customers,
        SUM(orders) AS orders, SUM(revenue) AS revenue,
        SUM(first_day_revenue) AS first_day_revenue, SUM(retained) AS retained
 FROM flagged
-GROUP BY month
-ORDER BY month
+GROUP BY cohort, month
+ORDER BY cohort, month
 """
 
 _DIALECT = {
@@ -290,8 +299,6 @@ _DIALECT = {
         "span_age": "CAST(CAST(:end AS DATE) - MIN(day) AS DOUBLE PRECISION)",
         "month_of_day": "CAST(date_trunc('month', day) AS DATE)",
         "month_of_first": "CAST(date_trunc('month', first_day) AS DATE)",
-        "period": "CAST((EXTRACT(YEAR FROM month) - EXTRACT(YEAR FROM cohort)) * 12"
-        " + EXTRACT(MONTH FROM month) - EXTRACT(MONTH FROM cohort) AS INTEGER)",
         "previous": "CAST(month - INTERVAL '1 month' AS DATE)",
     },
     "sqlite": {  # SQLite stores UTC as naive text and dates as ISO text
@@ -303,9 +310,6 @@ _DIALECT = {
         "span_age": "(julianday(:end) - julianday(MIN(day)))",
         "month_of_day": "date(day, 'start of month')",
         "month_of_first": "date(first_day, 'start of month')",
-        "period": "((CAST(strftime('%Y', month) AS INTEGER)"
-        " - CAST(strftime('%Y', cohort) AS INTEGER)) * 12"
-        " + CAST(strftime('%m', month) AS INTEGER) - CAST(strftime('%m', cohort) AS INTEGER))",
         "previous": "date(month, '-1 month')",
     },
 }
@@ -332,8 +336,8 @@ _CUSTOMERS = {
     "n_gaps": pl.Int64,
     "median_gap": pl.Float64,
 }
-_COHORTS = {"cohort": pl.Date, "period": pl.Int32, "customers": pl.Int64, "revenue": pl.Int64}
-_MONTHS = {
+_COHORT_MONTHS = {
+    "cohort": pl.Date,
     "month": pl.Date,
     "customers": pl.Int64,
     "new_customers": pl.Int64,

@@ -194,10 +194,10 @@ def _reports(
             "rfm": {"segments": []},
             "clv": {"models": None},
         }
-    monthly = monthly_rates(tables.months)
+    monthly = monthly_rates(tables.months())
     return {
         "kpis": {"kpis": shop_kpis(data, monthly), "monthly": _json_rows(monthly)},
-        "cohorts": {"cohorts": _json_rows(cohort_table(tables.cohorts))},
+        "cohorts": {"cohorts": _json_rows(cohort_table(tables.cohorts()))},
         "rfm": {"segments": _json_rows(segment_summary(rfm(data, observation_end=end)))},
         "clv": {"models": clv},
     }
