@@ -4,10 +4,8 @@ summary computed where the data lives (SQL), events for engagement, and the stor
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from itertools import islice
 from typing import Any
 
 import polars as pl
@@ -149,14 +147,23 @@ class AnalyticsRepository:
             pl.col(k).str.to_date("%Y-%m-%d") for k, v in schema.items() if v == pl.Date
         )
 
-    def replace_insights(self, merchant_id: int, rows: Iterable[dict[str, Any]]) -> None:
-        """Replace the merchant's insights by ``rows``, consumed 5,000 at a time."""
+    def replace_insights(self, merchant_id: int, rows: pl.DataFrame) -> None:
+        """Replace the merchant's insights by ``rows`` (the table's columns): by COPY on
+        PostgreSQL (a million rows in seconds, not the minute of batched INSERTs),
+        elsewhere in batches of 5,000."""
         self.session.execute(
             delete(CustomerInsight).where(CustomerInsight.merchant_id == merchant_id)
         )
-        it = iter(rows)
-        while batch := list(islice(it, 5000)):
-            self.session.execute(insert(CustomerInsight), batch)
+        if self._dialect() == "postgresql":
+            columns = ", ".join(rows.columns)
+            conn = self.session.connection().connection.driver_connection
+            statement = f"COPY customer_insights ({columns}) FROM STDIN (FORMAT CSV)"
+            with conn.cursor() as cur, cur.copy(statement) as copy:
+                for start in range(0, rows.height, 50_000):
+                    copy.write(rows.slice(start, 50_000).write_csv(include_header=False))
+            return
+        for start in range(0, rows.height, 5000):
+            self.session.execute(insert(CustomerInsight), rows.slice(start, 5000).to_dicts())
 
     def insight(self, customer_id: int) -> CustomerInsight | None:
         return self.session.get(CustomerInsight, customer_id)

@@ -4,7 +4,6 @@ Never commits: the job, the CLI command or the request owns the transaction."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -147,40 +146,65 @@ def _merged(insights: pl.DataFrame, scores: pl.DataFrame, idle: pl.Expr) -> pl.D
     )
 
 
-def _rows(merged: pl.DataFrame, merchant_id: int, now: datetime) -> Iterator[dict[str, Any]]:
-    # one row's dict at a time: a million customers' dicts at once weighed gigabytes
-    return (_row(r, merchant_id, now) for r in merged.iter_rows(named=True))
+_FLOATS = {
+    "p_alive": "p_alive",
+    "expected_purchases": "expected_purchases_90d",
+    "expected_gap": "expected_gap_days",
+    "overdue_ratio": "overdue_ratio",
+}
+_MONEY = {"expected_spend": "expected_spend", "clv": "clv"}
+_KEPT = {
+    "r_score": pl.Int16,
+    "f_score": pl.Int16,
+    "m_score": pl.Int16,
+    "segment": pl.Utf8,
+    "clv_method": pl.Utf8,
+    "next_expected_order": pl.Date,
+}
 
 
-def _row(r: dict[str, Any], merchant_id: int, now: datetime) -> dict[str, Any]:
-    return {
-        "customer_id": r["customer_id"],
-        "merchant_id": merchant_id,
-        "r_score": r.get("r_score"),
-        "f_score": r.get("f_score"),
-        "m_score": r.get("m_score"),
-        "segment": r.get("segment"),
-        "p_alive": _num(r.get("p_alive")),
-        "expected_purchases_90d": _num(r.get("expected_purchases")),
-        "expected_spend": _money(r.get("expected_spend")),
-        "clv": _money(r.get("clv")),
-        "clv_method": r.get("clv_method"),
-        "next_expected_order": r.get("next_expected_order"),
-        "expected_gap_days": _num(r.get("expected_gap")),
-        "overdue_ratio": _num(r.get("overdue_ratio")),
-        "engagement_score": int(r["engagement_score"]),
-        "engagement_status": r["engagement_status"],
-        "computed_at": now,
+def _rows(merged: pl.DataFrame, merchant_id: int, now: datetime) -> pl.DataFrame:
+    """The ``customer_insights`` rows: not-finite numbers become null (money rounded half to
+    even, as Python's round), columns a shop without orders lacks are null."""
+
+    def col(name: str, dtype: type[pl.DataType]) -> pl.Expr:
+        return pl.col(name).cast(dtype) if name in merged.columns else pl.lit(None, dtype)
+
+    def finite(name: str) -> pl.Expr:
+        value = col(name, pl.Float64)
+        return pl.when(value.is_finite()).then(value)
+
+    money = {
+        out: finite(name).round(0, mode="half_to_even").cast(pl.Int64).alias(out)
+        for name, out in _MONEY.items()
     }
+    floats = {out: finite(name).alias(out) for name, out in _FLOATS.items()}
+    kept = {name: col(name, dtype).alias(name) for name, dtype in _KEPT.items()}
+    columns = {**kept, **floats, **money}
+    return merged.select(
+        pl.col("customer_id"),
+        pl.lit(merchant_id, pl.Int64).alias("merchant_id"),
+        *(columns[c] for c in _INSIGHT_COLUMNS),
+        pl.col("engagement_score").cast(pl.Int64),
+        pl.col("engagement_status"),
+        pl.lit(now).alias("computed_at"),
+    )
 
 
-def _num(value: float | None) -> float | None:
-    return None if value is None or not math.isfinite(value) else float(value)
-
-
-def _money(value: float | None) -> int | None:
-    number = _num(value)
-    return None if number is None else int(round(number))
+_INSIGHT_COLUMNS = (
+    "r_score",
+    "f_score",
+    "m_score",
+    "segment",
+    "p_alive",
+    "expected_purchases_90d",
+    "expected_spend",
+    "clv",
+    "clv_method",
+    "next_expected_order",
+    "expected_gap_days",
+    "overdue_ratio",
+)
 
 
 def _reports(
