@@ -1,10 +1,15 @@
 import json
-from datetime import timedelta
+import os
+import subprocess
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
 
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from fidele.analytics import service
 from fidele.analytics.cohorts import cohorts
@@ -23,6 +28,8 @@ from fidele.tenancy.models import Programme
 from tests.fixtures.factories import make_tenant
 
 from .db import NOW, load_shop, shop_orders
+
+FIDELE = str(Path(sys.executable).parent / "fidele")
 
 
 @pytest.fixture
@@ -113,6 +120,27 @@ _INSIGHT = {
 }
 
 
+def _assert_stored(session, merchant_id, insights, reports):
+    """The stored insights and reports are exactly those of the polars path."""
+    stored = {
+        r.customer_id: r
+        for r in session.execute(
+            select(CustomerInsight).where(CustomerInsight.merchant_id == merchant_id)
+        ).scalars()
+    }
+    assert set(stored) == set(insights["customer_id"])
+    for want in insights.iter_rows(named=True):
+        row = stored[want["customer_id"]]
+        for col, field in _INSIGHT.items():
+            value = want[col]
+            if field in ("expected_spend", "clv"):
+                value = round(value)
+            assert getattr(row, field) == value, (want["customer_id"], field)
+    for kind, payload in reports.items():
+        got = session.get(AnalyticsReport, (merchant_id, kind)).payload
+        assert _comparable(got) == _comparable(payload), kind
+
+
 @pytest.mark.parametrize(("n", "seed"), [(120, 5), (6, 1)])
 def test_refresh_from_database_rows_equals_the_polars_path(session, tenant, monkeypatch, n, seed):
     """The refresh works from one row per customer computed by the database; it stores exactly
@@ -135,28 +163,35 @@ def test_refresh_from_database_rows_equals_the_polars_path(session, tenant, monk
     result = service.refresh(session, tenant.merchant_id, NOW)
     assert (result.customers, result.orders) == (insights.height, n_orders)
     assert result.clv_method == ("model" if n > 20 else "cadence_average")
-    stored = {
-        r.customer_id: r
-        for r in session.execute(
-            select(CustomerInsight).where(CustomerInsight.merchant_id == tenant.merchant_id)
-        ).scalars()
-    }
-    assert set(stored) == set(insights["customer_id"])
-    for want in insights.iter_rows(named=True):
-        row = stored[want["customer_id"]]
-        for col, field in _INSIGHT.items():
-            value = want[col]
-            if field in ("expected_spend", "clv"):
-                value = round(value)
-            assert getattr(row, field) == value, (want["customer_id"], field)
-    for kind, payload in reports.items():
-        got = session.get(AnalyticsReport, (tenant.merchant_id, kind)).payload
-        assert _comparable(got) == _comparable(payload), kind
+    _assert_stored(session, tenant.merchant_id, insights, reports)
     for kind in service.REPORT_KINDS:  # nothing stored: computed now from the same rows
         session.execute(delete(AnalyticsReport).where(AnalyticsReport.kind == kind))
         computed = service.report(session, tenant.caller, kind, NOW).payload
         if kind != "clv":
             assert _comparable(computed) == _comparable(reports[kind])
+
+
+def test_installed_cli_refreshes_from_the_database(committed_engine):
+    """`fidele analytics refresh` as a user runs it, on a committed database: it stores what
+    the polars path computes on every order as of its own clock."""
+    with Session(committed_engine) as setup:
+        shop = make_tenant(setup, NOW, name="CLI shop")
+        load_shop(setup, shop.caller, shop_orders(40, seed=3))
+        setup.commit()
+    env = {
+        **os.environ,
+        "FIDELE_DATABASE_URL": committed_engine.url.render_as_string(hide_password=False),
+        "FIDELE_EMBEDDED_WORKER": "false",
+    }
+    cmd = [FIDELE, "analytics", "refresh", "--merchant", str(shop.merchant_id), "--json"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    [result] = json.loads(done.stdout)
+    now = datetime.fromisoformat(result["computed_at"])
+    with Session(committed_engine) as check:
+        n_orders, insights, reports = _from_every_order(check, shop.merchant_id, now)
+        assert (result["customers"], result["orders"]) == (40, n_orders)
+        _assert_stored(check, shop.merchant_id, insights, reports)
 
 
 def test_refresh_stores_insights_and_reports(session, tenant, shop):
