@@ -72,16 +72,16 @@ class AnalyticsRepository:
         counts; orders placed before ``until`` on days up to ``observation_end``, net of
         refunds and cancellations, as :meth:`orders`."""
         self._purchase_days(merchant_id, until, observation_end)
-        try:
-            tables = ShopTables(
-                customers=self._customers(observation_end, unit_days),
-                gaps=self._frame(_GAPS_SQL, {}, {"gap": pl.Int64, "count": pl.Int64}),
-                cohort_months=self._frame(
-                    _sql(_COHORT_MONTHS_SQL, self._dialect()), {}, _COHORT_MONTHS
-                ),
-            )
-        finally:
-            self.session.execute(text(f"DROP TABLE {_DAYS}"))
+        tables = ShopTables(
+            customers=self._customers(observation_end, unit_days),
+            gaps=self._frame(_GAPS_SQL, {}, {"gap": pl.Int64, "count": pl.Int64}),
+            cohort_months=self._frame(
+                _sql(_COHORT_MONTHS_SQL, self._dialect()), {}, _COHORT_MONTHS
+            ),
+        )
+        # not in a finally: after an error PostgreSQL refuses every statement until rollback,
+        # which removes the table anyway (the next build drops any leftover first)
+        self.session.execute(text(f"DROP TABLE {_DAYS}"))
         return tables
 
     def summary_sql(
@@ -92,10 +92,8 @@ class AnalyticsRepository:
         interpurchase columns; for shops whose orders are too many to pull out."""
         until = datetime.combine(observation_end + timedelta(days=1), time(), UTC)
         self._purchase_days(merchant_id, until, observation_end)
-        try:
-            found = self._customers(observation_end, unit_days)
-        finally:
-            self.session.execute(text(f"DROP TABLE {_DAYS}"))
+        found = self._customers(observation_end, unit_days)
+        self.session.execute(text(f"DROP TABLE {_DAYS}"))
         return found.drop("n_gaps", "median_gap")
 
     def _dialect(self) -> str:
