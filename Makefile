@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/fidele_test
 
-.PHONY: run test test-sqlite test-postgres lint format bench clean
+.PHONY: install run test test-sqlite test-postgres lint format bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -19,7 +19,12 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q -e ".[dev]"
 	touch $(VENV)/.installed $@
 
+# fidele in .venv, for the README's "First steps" on a fresh clone.
+install: $(VENV)/.installed
+	@echo "installed: 'source $(BIN)/activate' puts the fidele command on your PATH"
+
 run: $(VENV)/.installed
+	@echo "fidele is in $(BIN): 'source $(BIN)/activate' puts it on your PATH (README: First steps)"
 	$(BIN)/fidele demo
 
 # The whole suite, on SQLite and (when reachable or in CI) on PostgreSQL.

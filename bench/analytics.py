@@ -7,6 +7,7 @@ in-process (imports excluded). A lifetimes step past the time limit is killed an
 as a lower bound.
 
     .venv/bin/python bench/analytics.py [n_customers] [--limit SECONDS]
+    .venv/bin/python bench/analytics.py [n_customers] --shapes   # row order, ids, dates, CSV
 """
 
 from __future__ import annotations
@@ -180,10 +181,53 @@ def main(n: int, limit: float) -> None:
     _end_to_end(path, n, limit)
 
 
-def _end_to_end(path: Path, n: int, limit: float) -> None:
+# The shapes a shop's export comes in: row order, id type, date type, file format.
+SHAPES = {
+    "by customer, string ids, datetime, Parquet": None,
+    "by time, string ids, datetime, Parquet": ("date", "string", "datetime", "parquet"),
+    "by time, integer ids, datetime, Parquet": ("date", "integer", "datetime", "parquet"),
+    "by time, string ids, date, Parquet": ("date", "string", "date", "parquet"),
+    "by time, string ids, datetime, CSV": ("date", "string", "datetime", "csv"),
+    "shuffled, integer ids, date, CSV": ("shuffle", "integer", "date", "csv"),
+}
+
+
+def _shape(base: Path, name: str, spec: tuple[str, str, str, str] | None) -> Path:
+    if spec is None:
+        return base
+    order, ids, dates, fmt = spec
+    path = WORK / f"{base.stem}_{order}_{ids}_{dates}.{fmt}"
+    if not path.exists():
+        code = (
+            "import sys, polars as pl; f = pl.read_parquet(sys.argv[1]); "
+            f"f = f.sort('date') if {order!r} == 'date' else f.sample(fraction=1.0, shuffle=True, "
+            "seed=1); "
+            f"f = f.with_columns(pl.col('customer_id').str.slice(1).cast(pl.Int64)) if {ids!r} == "
+            "'integer' else f; "
+            f"f = f.with_columns(pl.col('date').dt.date()) if {dates!r} == 'date' else f; "
+            f"f.write_parquet(sys.argv[2]) if {fmt!r} == 'parquet' else f.write_csv(sys.argv[2])"
+        )
+        subprocess.run([sys.executable, "-c", code, str(base), str(path)], check=True)
+    return path
+
+
+def shapes(n: int, limit: float) -> None:
+    """``fidele analytics clv`` as a whole process on each shape of the same shop, against
+    lifetimes in-process on the customer-sorted Parquet file, in the same run."""
+    base = _prepare(n)
+    theirs = _worker("theirs", "end_to_end", n, limit)
+    print(f"{n:,} customers; lifetimes (in-process, reference): {_fmt(theirs)}")
+    print(f"{'shape':48s} {'fidele':>9s} {'peak MB':>8s} {'speed-up':>9s}")
+    for name, spec in SHAPES.items():
+        ours = _run(_clv_cmd(_shape(base, name, spec), n), limit)
+        ratio = float(theirs["step"]) / float(ours["wall"]) if not theirs["timed_out"] else 0.0
+        print(f"{name:48s} {ours['wall']:8.2f}s {ours['peak_mb']:8.0f} {ratio:8.1f}x")
+
+
+def _clv_cmd(path: Path, n: int) -> list[str]:
     fidele = HERE.parent / ".venv" / "bin" / "fidele"
     out = WORK / f"clv_{TAG}_{n}.parquet"
-    cmd = [
+    return [
         str(fidele),
         "analytics",
         "clv",
@@ -197,6 +241,10 @@ def _end_to_end(path: Path, n: int, limit: float) -> None:
         "--out",
         str(out),
     ]
+
+
+def _end_to_end(path: Path, n: int, limit: float) -> None:
+    cmd = _clv_cmd(path, n)
     ours = _run(cmd, limit)
     theirs = _worker("theirs", "end_to_end", n, limit)
     print("\nend to end (summary + both fits + scoring):")
@@ -222,4 +270,5 @@ if __name__ == "__main__":
         limit = float(sys.argv[sys.argv.index("--limit") + 1]) if "--limit" in sys.argv else 600.0
         if "--limit" in sys.argv:
             args = [a for a in args if a != sys.argv[sys.argv.index("--limit") + 1]]
-        main(int(args[0]) if args else 1_000_000, limit)
+        run = shapes if "--shapes" in sys.argv else main
+        run(int(args[0]) if args else 1_000_000, limit)

@@ -60,3 +60,28 @@ def test_one_hop_endpoints_keep_the_same_guarantees(
         r = client.post("/test/one-hop")
         assert r.status_code == 409, r.text  # the commit failed: an error, nothing written
         assert client.get("/v1/customers/twin").status_code == 404
+
+
+def test_every_route_runs_its_transaction_in_one_thread_pool_hop(app: FastAPI) -> None:
+    """No route resolves ``get_session`` through FastAPI's dependency graph: a transaction
+    spread over several hops holds its locks while waiting for a thread (issue #12.1)."""
+    from fastapi.routing import APIRoute
+
+    from fidele.deps import get_session
+
+    def calls(dependant: object) -> list[object]:
+        subs = getattr(dependant, "dependencies", [])
+        return [getattr(dependant, "call", None)] + [c for d in subs for c in calls(d)]
+
+    def api_routes(routes: list[object]) -> list[APIRoute]:
+        out: list[APIRoute] = []
+        for r in routes:
+            if isinstance(r, APIRoute):
+                out.append(r)
+            elif hasattr(r, "original_router"):  # an included router, kept as it is
+                out += api_routes(r.original_router.routes)
+        return out
+
+    routes = api_routes(app.routes)
+    assert len(routes) > 40
+    assert [r.path for r in routes if get_session in calls(r.dependant)] == []

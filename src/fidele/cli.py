@@ -20,7 +20,7 @@ CORE = "fidele.commands"
 # Top-level command -> the module that registers it. A command not listed here (or a plain
 # `fidele --help`) loads every domain, so a new domain works before it is listed.
 COMMAND_MODULES: dict[str, tuple[str, ...]] = {
-    "merchant": ("fidele.tenancy.cli", "fidele.events.cli"),
+    "merchant": ("fidele.tenancy.cli", "fidele.ingest.cli"),
     "apikey": ("fidele.tenancy.cli",),
     "analytics": ("fidele.analytics.cli",),
     "demo": ("fidele.demo.cli",),
@@ -28,8 +28,8 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "coupons": ("fidele.promotions.cli",),
     "gift-cards": ("fidele.promotions.cli",),
     "checkout": ("fidele.promotions.cli",),
-    "import": ("fidele.events.cli",),
-    "sync": ("fidele.events.cli",),
+    "import": ("fidele.ingest.cli",),
+    "sync": ("fidele.ingest.cli",),
     "db": (CORE,),
     "serve": (CORE,),
     "worker": (CORE,),
@@ -44,14 +44,34 @@ def _all_domain_modules() -> list[str]:
     return [f"fidele.{m.name}.cli" for m in pkgutil.iter_modules(fidele.__path__) if m.ispkg]
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from fidele import __version__
+
+        print(f"fidele {__version__}")
+        raise typer.Exit()
+
+
+def _root(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        help="Print the version and exit",
+        is_eager=True,
+        callback=_print_version,
+    ),
+) -> None:
+    """fidele: loyalty and retention engine for online shops."""
+
+
 def build(modules: Iterable[str] | None = None) -> typer.Typer:
     """The root command with the given modules' commands (all, core commands included, if
     None)."""
-    root = typer.Typer(
-        help="fidele: loyalty and retention engine for online shops.",
-        no_args_is_help=True,
-        pretty_exceptions_enable=False,
-    )
+    root = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
+    # The root callback keeps the root a group whatever was loaded: Typer folds a root with a
+    # single command and no callback into that command, so ``fidele demo`` (which loads only
+    # the demo module) read ``demo`` as an unexpected argument.
+    root.callback()(_root)
     for name in [CORE, *_all_domain_modules()] if modules is None else modules:
         module = optional_import(name)
         if module is not None and hasattr(module, "register"):

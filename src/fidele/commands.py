@@ -57,41 +57,39 @@ def serve(
     access_log: bool = typer.Option(True, help="Log every request (costs CPU per request)"),
 ) -> None:
     """Serve the HTTP API on the configured database (upgrading an empty one first)."""
-    import uvicorn
-
+    k.check_port(host, port)  # before the migrations too: a taken port fails at once
     k.engine()
-    uvicorn.run(
-        "fidele.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="info",
-        access_log=access_log,
-    )
+    k.serve_api(host, port, workers=workers, log_level="info", access_log=access_log)
 
 
 def worker(
     once: bool = typer.Option(False, "--once", help="Run due jobs once and exit"),
     force: bool = typer.Option(False, "--force", help="Run every job now, due or not"),
-    interval: float = typer.Option(30.0, help="Seconds between rounds"),
+    interval: float = typer.Option(30.0, help="Seconds between rounds of scheduled jobs"),
     as_json: bool = k.JsonOpt,
 ) -> None:
-    """Run scheduled jobs (safe to run in several processes at once)."""
+    """Run scheduled jobs and deliver the outbox continuously (safe to run in several processes
+    at once on PostgreSQL)."""
     import logging
-    import time
 
-    from fidele.worker.runner import run_due
+    from fidele.kit.plugins import load_everything
+    from fidele.settings import get_settings
+    from fidele.worker.runner import BackgroundRunner, run_due
 
     logging.basicConfig(level=logging.INFO)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per webhook delivered
+    load_everything()
     factory = k.factory()
-    while True:
+    if once:
         runs = run_due(factory, k.clock, force=force)
         rows = [{"job": r.name, "ran": r.ran, "result": r.result, "error": r.error} for r in runs]
-        if once:
-            k.print_rows(rows, "json" if as_json else "table")
-            return
-        time.sleep(interval)
+        k.print_rows(rows, "json" if as_json else "table")
+        return
+    if force:
+        run_due(factory, k.clock, force=True)
+    runner = BackgroundRunner(None, k.clock, get_settings(), factory=factory, interval=interval)
+    runner.start()
+    runner.wait()
 
 
 def register(root: typer.Typer) -> None:

@@ -45,6 +45,15 @@ class InvalidInput(FideleError):
         super().__init__(detail, **extra)
 
 
+class StateConflict(InvalidInput):
+    """Well-formed input that the current state refuses (more points than the balance, a
+    refund past what remains paid, a code that exists): 409 like any conflict with state, as
+    no schema can tell it beforehand; ``fields`` still names the field."""
+
+    code = "conflict"
+    http_status = 409
+
+
 class Unauthorized(FideleError):
     code = "unauthorized"
     http_status = 401

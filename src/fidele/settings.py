@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRET = "dev-insecure-secret-change-me"
@@ -23,12 +23,36 @@ class Settings(BaseSettings):
     embedded_worker: bool = True
     worker_interval_seconds: float = 30.0
     db_pool_size: int = 10
+    # Sent and dead outbox messages are deleted after this many days (``outbox.purge_sent``).
+    outbox_retention_days: int = Field(default=30, ge=1)
+    # Outgoing webhooks to loopback, private and link-local addresses (a request forgery risk
+    # on a shared server): unset means allowed in development only.
+    webhooks_allow_private: bool | None = None
+    # Bounded waits of a served request (a 503 with Retry-After, never a hang): for a lock
+    # (PostgreSQL lock_timeout, SQLite busy_timeout) and for a pooled connection.
+    db_lock_timeout_seconds: float = 5.0
+    db_pool_timeout_seconds: float = 5.0
+    # Outbox deliveries in flight at once per process (each holds one database connection and
+    # one HTTP connection while it runs; keep it below db_pool_size * 2).
+    outbox_concurrency: int = 8
+    # Seconds a delivery loop waits when nothing is due (randomised by +-50% so several
+    # workers do not poll in lockstep); while there is work it does not wait at all.
+    outbox_idle_seconds: float = 1.0
+    # Comma-separated extra modules imported by every process kind after the domains' own
+    # (an operator's own outbox senders or jobs).
+    extra_modules: str = ""
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:
         if self.env == "production" and self.secret_key == DEV_SECRET:
             raise ValueError("FIDELE_SECRET_KEY must be set to a real secret in production")
         return self
+
+    @property
+    def private_webhooks_allowed(self) -> bool:
+        if self.webhooks_allow_private is None:
+            return self.env == "development"
+        return self.webhooks_allow_private
 
     @property
     def is_sqlite(self) -> bool:

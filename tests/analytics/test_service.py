@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 from sqlalchemy import delete, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from fidele.analytics import service
 from fidele.analytics.cohorts import cohorts
@@ -277,7 +277,11 @@ def test_small_shop_gets_rfm_and_labelled_averages_without_models(session, tenan
 def test_refresh_all_and_job_cover_every_merchant_and_scope(session, tenant, shop, clock):
     other = make_tenant(session, clock.now(), name="Shop B")
     load_shop(session, other.caller, shop_orders(30, seed=9), prefix="b")
-    assert refresh_job(session, NOW) == 2
+    session.flush()  # the job works in its own transactions (savepoints here)
+    jobs = sessionmaker(
+        bind=session.connection(), join_transaction_mode="create_savepoint", expire_on_commit=False
+    )
+    assert refresh_job(jobs, NOW) == 2
     mine = session.query(CustomerInsight).filter_by(merchant_id=tenant.merchant_id).count()
     theirs = session.query(CustomerInsight).filter_by(merchant_id=other.merchant_id).count()
     assert (mine, theirs) == (120, 30)

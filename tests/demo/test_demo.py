@@ -1,13 +1,23 @@
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from fidele.customers.models import Customer
-from fidele.demo import service
+from fidele.db.session import transaction
+from fidele.demo import service, story
 from fidele.events.models import Event
 from fidele.kit.clock import FrozenClock
+from fidele.ledger import service as ledger
+from fidele.loyalty import replay as replay_module
+from fidele.loyalty.models import CustomerLink, Lot, Member, TierChange
+from fidele.loyalty.replay import catch_up_all
 from fidele.orders.models import Order
+from fidele.tenancy.models import Programme
+from tests.loyalty.test_state_machine import snapshot
 
 
 def _fingerprint(session: Session, programme_id: int) -> tuple[object, ...]:
@@ -62,8 +72,105 @@ def test_demo_shop_is_realistic_and_deterministic(
 
 def test_story_is_deterministic_for_a_seed(clock: FrozenClock) -> None:
     def digest(seed: int) -> list[tuple[object, ...]]:
-        steps = sorted(service._story(seed, 30, clock.now()), key=lambda s: (s[0], s[1]))
-        return [(at, seq) for at, seq, _ in steps]
+        return [(s.at, s.seq, s.kind) for s in story.steps(seed, 30, clock.now())]
 
     assert digest(3) == digest(3)
     assert digest(3) != digest(4)
+
+
+def _shop_state(session: Session, programme_id: int) -> dict[str, Any]:
+    """What the demo shows, by customer id (database ids differ between two builds)."""
+    loyalty = snapshot(session, programme_id)
+    orders = session.execute(
+        select(
+            Customer.external_id,
+            Order.external_id,
+            Order.status,
+            Order.total,
+            Order.refunded_total,
+            Order.placed_at,
+            Order.delivered_at,
+            Order.cancelled_at,
+        )
+        .join(Customer, Customer.id == Order.customer_id)
+        .where(Order.programme_id == programme_id)
+    ).all()
+    people = session.execute(
+        select(
+            Customer.external_id, Customer.email, Customer.email_marketing, Customer.birthday
+        ).where(Customer.programme_id == programme_id)
+    ).all()
+    lots = session.execute(
+        select(
+            Customer.external_id, Lot.points, Lot.remaining, Lot.clawed, Lot.status,
+            Lot.earned_at, Lot.available_at, Lot.expires_at, Lot.reason,
+        )
+        .join(CustomerLink, CustomerLink.member_id == Lot.member_id)
+        .join(Customer, Customer.id == CustomerLink.customer_id)
+        .where(Lot.programme_id == programme_id)
+    ).all()  # fmt: skip
+    tiers = session.execute(
+        select(
+            Customer.external_id, TierChange.from_rank, TierChange.to_rank, TierChange.created_at
+        )
+        .join(CustomerLink, CustomerLink.member_id == TierChange.member_id)
+        .join(Customer, Customer.id == CustomerLink.customer_id)
+        .join(Member, Member.id == TierChange.member_id)
+        .where(Member.programme_id == programme_id)
+    ).all()
+    types = session.execute(
+        select(Event.type, func.count())
+        .where(Event.programme_id == programme_id, Event.source == "demo")
+        .group_by(Event.type)
+    ).all()
+    return {
+        "members": loyalty["members"],
+        "merchant_accounts": sorted((kind, balance) for _, kind, balance in loyalty["merchants"]),
+        "orders": sorted(orders),
+        "people": sorted(people),
+        "lots": sorted(lots, key=str),
+        "tiers": sorted(tiers),
+        "events": sorted(types),
+    }
+
+
+def test_bulk_build_equals_the_step_by_step_reference(
+    factory: sessionmaker[Session],
+    session: Session,
+    clock: FrozenClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = clock.now()
+    ref = service.build(
+        factory, seed=11, n_customers=80, now=now, server_secret="s", reference=True
+    )
+    with transaction(factory) as s:
+        # the online path leaves members as of their last event: catch everyone up to now,
+        # as the bulk build's replay does
+        catch_up_all(s, now, programme_id=ref.programme_id)
+        s.get(Programme, ref.programme_id).name = "reference"  # type: ignore[union-attr]
+    monkeypatch.setattr(replay_module, "route", _no_event_path)  # loyalty in batch
+    shop = service.build(factory, seed=11, n_customers=80, now=now, server_secret="s")
+    assert shop.created and shop.programme_id != ref.programme_id
+    assert shop.counts == ref.counts
+    assert shop.counts["refunds"] > 0 and shop.counts["review_posted"] > 0
+    expected, got = _shop_state(session, ref.programme_id), _shop_state(session, shop.programme_id)
+    assert got["members"] and got["lots"] and got["tiers"]
+    for part in expected:
+        assert got[part] == expected[part], part
+    assert ledger.verify(session).ok
+
+
+def _no_event_path(*args: object) -> None:
+    raise AssertionError("the loyalty replay took the per-event path")
+
+
+def test_same_seed_same_shop(
+    factory: sessionmaker[Session], session: Session, clock: FrozenClock
+) -> None:
+    first = service.build(factory, seed=5, n_customers=40, now=clock.now(), server_secret="s")
+    with transaction(factory) as s:
+        s.get(Programme, first.programme_id).name = "first"  # type: ignore[union-attr]
+    second = service.build(factory, seed=5, n_customers=40, now=clock.now(), server_secret="s")
+    assert second.created and second.programme_id != first.programme_id
+    assert _shop_state(session, first.programme_id) == _shop_state(session, second.programme_id)

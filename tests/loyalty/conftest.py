@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -9,6 +11,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 from fidele.customers import service as customers
+from fidele.errors import FideleError
 from fidele.kit.clock import FrozenClock
 from fidele.loyalty import members, service
 from fidele.loyalty.config import Scale, parse
@@ -56,6 +59,36 @@ class Shop:
         scale = data if isinstance(data, Scale) else parse(data)
         members.set_scale(self.session, self.tenant.programme_id, scale, at or self.clock.now())
         return scale
+
+
+def parallel(n: int, work: Callable[[int], object]) -> list[str]:
+    """Run ``work(i)`` for ``i < n`` in ``n`` threads released together (each opens its own
+    connection); returns the codes of the refusals (``FideleError``), re-raises anything
+    else in the caller's thread."""
+    barrier = threading.Barrier(n)
+    refused: list[str] = []
+    failures: list[BaseException] = []
+    lock = threading.Lock()
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            work(i)
+        except FideleError as exc:
+            with lock:
+                refused.append(exc.code)
+        except BaseException as exc:
+            with lock:
+                failures.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failures:
+        raise failures[0]
+    return refused
 
 
 @pytest.fixture

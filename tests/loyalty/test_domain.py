@@ -160,3 +160,44 @@ def test_tiers_must_rise_and_ids_be_unique() -> None:
                 ]
             }
         )
+
+
+class TestClawbackSplit:
+    def split(self, points: int, **kw: object) -> tuple[int, int, int]:
+        state = {"lot_points": 100, "remaining": 0, "expired": 0, "spent": 0, "clawed": 0}
+        c = domain.clawback_split(points, **{**state, "forgive_spent": False, **kw})  # type: ignore[arg-type]
+        return c.from_lot, c.recover, c.forgiven
+
+    def test_what_the_lot_holds_goes_first(self) -> None:
+        assert self.split(30, remaining=100) == (30, 0, 0)
+
+    def test_expired_points_are_never_taken(self) -> None:
+        assert self.split(100, expired=100) == (0, 0, 100)
+        assert self.split(100, remaining=20, expired=80) == (20, 0, 80)
+
+    def test_spent_points_are_recovered_or_forgiven(self) -> None:
+        assert self.split(100, remaining=40, spent=60) == (40, 60, 0)
+        assert self.split(100, remaining=40, spent=60, forgive_spent=True) == (40, 0, 60)
+
+    def test_expired_before_spent(self) -> None:
+        assert self.split(100, expired=70, spent=30) == (0, 30, 70)
+        assert self.split(50, expired=70, spent=30) == (0, 0, 50)
+
+    def test_partial_refunds_split_each_point_once(self) -> None:
+        # 30 spent, 70 expired: a first refund of 50 forgave 50 expired points (none was
+        # taken from the lot); the other 50 forgive the 20 expired left, then the 30 spent.
+        assert self.split(50, expired=70, spent=30, clawed=50) == (0, 30, 20)
+        # 40 held, 60 spent: a first refund took 40 from the lot and 10 spent; the lot now
+        # holds 0 of its own, so the next 50 are all spent.
+        assert self.split(50, spent=60, clawed=50) == (0, 50, 0)
+
+
+class TestExpiredAsOf:
+    def test_lots_due_by_now(self) -> None:
+        lots = [(30, AT), (20, AT.replace(day=7))]
+        assert domain.expired_as_of(lots, 50, None, AT) == 30
+        assert domain.expired_as_of(lots, 50, None, AT.replace(day=8)) == 50
+
+    def test_inactivity_expires_everything(self) -> None:
+        assert domain.expired_as_of([], 80, AT, AT) == 80
+        assert domain.expired_as_of([], 80, AT.replace(day=7), AT) == 0

@@ -3,7 +3,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy.orm import Session
+from sqlalchemy import update
+from sqlalchemy.orm import Session, sessionmaker
 
 from fidele.customers import service as customers
 from fidele.customers.schemas import CustomerIn
@@ -11,10 +12,10 @@ from fidele.errors import InvalidInput
 from fidele.events import service as events
 from fidele.events.repository import EventRepository
 from fidele.ledger import service as ledger
-from fidele.loyalty import members, rewards, service
+from fidele.loyalty import audit, members, rewards, service
 from fidele.loyalty.config import default_scale
 from fidele.loyalty.errors import InsufficientPoints, RewardUnavailable, VoucherNotUsable
-from fidele.loyalty.models import Refusal
+from fidele.loyalty.models import Counter, Refusal
 from fidele.loyalty.replay import catch_up_all, replay
 from tests.fixtures.factories import make_tenant
 from tests.loyalty.conftest import Shop
@@ -104,6 +105,13 @@ class TestEarning:
         assert shop.summary("c2")["pending"] == 100
         refusals = shop.session.query(Refusal).all()
         assert [(r.rule_id, r.points) for r in refusals] == [("double", 100)]
+        assert audit.verify(shop.session) == []  # the budget's counters match the awards
+        shop.session.execute(
+            update(Counter).where(Counter.key.like("budget:double:%:all")).values(value=40)
+        )
+        drift = audit.verify(shop.session)
+        assert [(d.figure, d.stored, d.expected) for d in drift] == [("counter", 40, 100)]
+        assert "budget:double:2026-06:all" in drift[0].subject
 
     def test_action_caps(self, shop: Shop) -> None:
         shop.order("o1")  # creates c1
@@ -133,6 +141,7 @@ class TestEarning:
             idempotency_key="r-next",
         )
         assert shop.summary()["available"] == 8
+        assert audit.verify(shop.session) == []  # caps count the reviews that earned
 
     def test_tier_upgrade_at_once_and_multiplier_applies(self, shop: Shop) -> None:
         shop.order("o1", amount=50_000)  # 500 + 50 → Silver
@@ -461,4 +470,10 @@ class TestJobsAndEvents:
         types = [e.type for e in shop.session.query(Event).order_by(Event.id)]
         assert types.count("loyalty.points_expiring") == 1
         assert types.count("loyalty.tier_changed") == 1
-        assert tasks.catch_up(shop.session, shop.clock.now() + timedelta(days=30)) == 1
+        shop.session.flush()  # the job works in its own short transactions (savepoints here)
+        jobs = sessionmaker(
+            bind=shop.session.connection(),
+            join_transaction_mode="create_savepoint",
+            expire_on_commit=False,
+        )
+        assert tasks.catch_up(jobs, shop.clock.now() + timedelta(days=30)) == 1

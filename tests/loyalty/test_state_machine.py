@@ -13,18 +13,19 @@ from typing import Any
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session, sessionmaker
 
+from fidele.db.session import make_sessionmaker, transaction
 from fidele.errors import FideleError
 from fidele.kit.clock import FrozenClock
 from fidele.ledger import service as ledger
 from fidele.ledger.models import Account
-from fidele.loyalty import rewards
+from fidele.loyalty import audit, rewards
 from fidele.loyalty.models import Lot, Member, Voucher
 from fidele.loyalty.replay import catch_up_all, replay
 from tests.fixtures.factories import make_tenant
-from tests.loyalty.conftest import Shop
+from tests.loyalty.conftest import Shop, parallel
 
 CUSTOMERS = ("c1", "c2", "c3")
 SCALE = {
@@ -103,6 +104,17 @@ class LoyaltyMachine(RuleBasedStateMachine):
         oid = f"o{len(self.orders)}"
         self.shop.order(oid, customer=customer, amount=amount)
         self.orders.append(oid)
+
+    @rule(
+        customer=st.sampled_from(CUSTOMERS),
+        amounts=st.lists(st.integers(0, 40_000), min_size=2, max_size=3),
+    )
+    def place_together(self, customer: str, amounts: list[int]) -> None:
+        """Orders of one customer at the same instant, around a tier threshold: live they
+        are serialised on the member in the order the log numbers them, which the replay
+        follows (tests/loyalty/test_integrity.py runs them on parallel connections)."""
+        for amount in amounts:
+            self.place(customer, amount)
 
     @precondition(lambda self: self.orders)
     @rule(i=st.integers(0, 100), status=st.sampled_from(["shipped", "delivered", "cancelled"]))
@@ -206,16 +218,109 @@ class LoyaltyMachine(RuleBasedStateMachine):
         after = snapshot(self.session, programme)
         assert after == before
         assert ledger.verify(self.session).ok
+        assert audit.verify(self.session) == []
 
 
-def test_state_machine(session: Session, clock: FrozenClock) -> None:
-    LoyaltyMachine.session = session
-    LoyaltyMachine.clock0 = clock.now()  # type: ignore[attr-defined]
-    runner = LoyaltyMachine.TestCase
+class ConcurrentOrdersMachine(RuleBasedStateMachine):
+    """The same programme driven through committed transactions, orders of one customer
+    written at once on parallel connections (one per thread) among refunds, redemptions, job
+    runs and clock moves; the replay of the log must give what live gave."""
+
+    factory: sessionmaker[Session]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = FrozenClock(self.clock0)
+        with transaction(self.factory) as s:
+            self.tenant = make_tenant(s, self.clock.now(), name=f"CM{next(_ids)}")
+            Shop(s, self.tenant, self.clock).rules(SCALE)
+            for external_id in CUSTOMERS[:2]:  # known customers: their orders race on earning
+                Shop(s, self.tenant, self.clock).customer(external_id)
+            data = {"name": "R", "points_cost": 60, "kind": "custom", "value": 0}
+            self.reward = rewards.create_reward(s, self.tenant.caller, data, self.clock.now()).id
+        self.orders: list[str] = []
+
+    def shop(self, work: Any) -> Any:
+        """``work(shop)`` in a transaction of its own; a refusal changes nothing."""
+        try:
+            with transaction(self.factory) as s:
+                return work(Shop(s, self.tenant, self.clock))
+        except FideleError:
+            return None
+
+    @rule(
+        customer=st.sampled_from(CUSTOMERS[:2]),
+        amounts=st.lists(st.integers(0, 30_000), min_size=2, max_size=5),
+    )
+    def place_at_once(self, customer: str, amounts: list[int]) -> None:
+        oids = [f"o{next(_ids)}" for _ in amounts]
+
+        def place(i: int) -> None:
+            self.shop(lambda shop: shop.order(oids[i], customer=customer, amount=amounts[i]))
+
+        parallel(len(amounts), place)
+        self.orders += oids
+
+    @precondition(lambda self: self.orders)
+    @rule(i=st.integers(0, 100), amount=st.one_of(st.none(), st.integers(1, 20_000)))
+    def refund(self, i: int, amount: int | None) -> None:
+        oid = self.orders[i % len(self.orders)]
+        self.shop(lambda shop: shop.refund(oid, f"r{next(_ids)}", amount))
+
+    @rule(customer=st.sampled_from(CUSTOMERS[:2]))
+    def redeem(self, customer: str) -> None:
+        self.shop(
+            lambda shop: rewards.redeem(
+                shop.session,
+                shop.caller,
+                shop.customer(customer),
+                self.reward,
+                f"k{next(_ids)}",
+                self.clock.now(),
+            )
+        )
+
+    @rule()
+    def run_jobs(self) -> None:
+        self.shop(lambda shop: catch_up_all(shop.session, self.clock.now()))
+
+    @rule(days=st.integers(0, 40))
+    def move_clock(self, days: int) -> None:
+        self.clock.advance(days=days, hours=1)
+
+    def teardown(self) -> None:
+        programme = self.tenant.programme_id
+        now = self.clock.now() + timedelta(days=1)
+        with transaction(self.factory) as s:
+            catch_up_all(s, now, programme_id=programme)
+        with transaction(self.factory) as s:
+            before = snapshot(s, programme)
+            assert audit.verify(s) == []
+        with transaction(self.factory) as s:
+            replay(s, programme, now)
+        with transaction(self.factory) as s:
+            assert snapshot(s, programme) == before
+            assert ledger.verify(s).ok
+            assert audit.verify(s) == []
+
+
+def run(machine: type[RuleBasedStateMachine], clock: FrozenClock, examples: int) -> None:
+    machine.clock0 = clock.now()  # type: ignore[attr-defined]
+    runner = machine.TestCase
     runner.settings = settings(
-        max_examples=30,
-        stateful_step_count=30,
+        max_examples=examples,
+        stateful_step_count=examples,
         deadline=None,
         suppress_health_check=list(HealthCheck),
     )
     runner().runTest()
+
+
+def test_concurrent_orders_state_machine(committed_engine: Engine, clock: FrozenClock) -> None:
+    ConcurrentOrdersMachine.factory = make_sessionmaker(committed_engine)
+    run(ConcurrentOrdersMachine, clock, 8)
+
+
+def test_state_machine(session: Session, clock: FrozenClock) -> None:
+    LoyaltyMachine.session = session
+    run(LoyaltyMachine, clock, 30)

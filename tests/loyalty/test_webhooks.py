@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from fidele.kit.clock import FrozenClock
 from fidele.outbox.models import OutboxMessage
 from fidele.outbox.service import deliver_due
+from fidele.settings import Settings, get_settings
 from fidele.webhooks import service as webhooks
 from tests.conftest import SECRET
 from tests.fixtures.factories import Tenant, order_body
@@ -27,7 +28,18 @@ class Receiver:
 
 
 @pytest.fixture
-def receiver() -> Iterator[tuple[Receiver, str]]:
+def private_allowed(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The operator allows webhooks to private addresses (the receivers here are on loopback):
+    for registration (the app's settings) and delivery (the worker's)."""
+    settings.webhooks_allow_private = True
+    monkeypatch.setenv("FIDELE_WEBHOOKS_ALLOW_PRIVATE", "true")
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def receiver(private_allowed: None) -> Iterator[tuple[Receiver, str]]:
     rec = Receiver()
 
     class Handler(BaseHTTPRequestHandler):
@@ -78,9 +90,11 @@ def test_signed_delivery_with_retry(
     with factory() as s:
         msgs = s.query(OutboxMessage).filter_by(channel="webhook").all()
         assert [(m.status, m.attempts) for m in msgs] == [("sent", 2)]
+    # at least once: the failed try and the retry carry the same id to deduplicate on
+    assert [h["X-Fidele-Delivery"] for h, _ in rec.calls] == [str(msgs[0].id)] * 2
 
 
-def test_endpoint_removal_is_merchant_scoped(api: TestClient) -> None:
+def test_endpoint_removal_is_merchant_scoped(api: TestClient, private_allowed: None) -> None:
     ep = api.post("/v1/webhooks/endpoints", json={"url": "http://127.0.0.1:9/x"}).json()
     assert api.delete("/v1/webhooks/endpoints/999999").status_code == 404
     assert api.delete(f"/v1/webhooks/endpoints/{ep['id']}").status_code == 204

@@ -127,17 +127,18 @@ def test_partial_refund_by_lines_then_rest(api: TestClient) -> None:
     assert [ln["refunded_quantity"] for ln in order["lines"]] == [3, 1]
 
 
-def test_refund_more_than_paid_is_422(api: TestClient) -> None:
+def test_refund_more_than_paid_is_409(api: TestClient) -> None:
+    # Well-formed, refused by the order's state (what remains paid): a conflict, not a 422.
     api.post("/v1/orders", json=order_body())
     r = api.post("/v1/orders/o-1/refunds", json={"id": "r1", "amount": 3001})
-    assert r.status_code == 422
+    assert r.status_code == 409
     assert r.json()["fields"][0]["field"] == "amount"
     api.post("/v1/orders/o-1/refunds", json={"id": "r2", "amount": 2000})
-    assert api.post("/v1/orders/o-1/refunds", json={"id": "r3", "amount": 1001}).status_code == 422
+    assert api.post("/v1/orders/o-1/refunds", json={"id": "r3", "amount": 1001}).status_code == 409
     r = api.post(
         "/v1/orders/o-1/refunds", json={"id": "r4", "lines": [{"product_id": "p1", "quantity": 3}]}
     )
-    assert r.status_code == 422
+    assert r.status_code == 409
 
 
 def test_refund_is_idempotent_on_its_id(api: TestClient) -> None:

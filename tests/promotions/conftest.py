@@ -31,7 +31,7 @@ class FakeLoyalty:
     awards: dict[str, tuple[int, int]] = field(default_factory=dict)
     installed: bool = True
 
-    def available_points(self, session: Any, customer: Any) -> int:
+    def available_points(self, session: Any, customer: Any, now: datetime) -> int:
         return self.points.get(customer.id, 0)
 
     def burn_points(
@@ -81,6 +81,9 @@ class FakeLoyalty:
 
     def find_voucher(self, session: Any, programme_id: int, code: str) -> Any:
         return self.vouchers.get(code.upper())
+
+    def voucher_owner(self, session: Any, voucher: Any) -> int | None:
+        return getattr(voucher, "customer_id", None)
 
     def use_voucher(self, session: Any, voucher: Any, *, order_ref: str, now: datetime) -> None:
         if voucher.status == "used" and voucher.order_ref != order_ref:

@@ -254,10 +254,11 @@ class TestLoyaltyAtCheckout:
         service.restore_on_refund(session, merchant_id, payload, clock_now(lapi), loyalty=loyalty)
         assert loyalty.points[cid] == 1000  # points burned come back on a full refund
 
-    def test_too_many_points_is_422(self, lapi: TestClient) -> None:
+    def test_too_many_points_is_409(self, lapi: TestClient) -> None:
+        # Well-formed, refused by the balance (state): a conflict that names the field.
         lapi.put("/v1/customers/c1", json={"email": "ana@example.com"})
         r = lapi.post("/v1/checkout/evaluate", json=cart(points=10))
-        assert r.status_code == 422
+        assert r.status_code == 409
         assert r.json()["fields"][0]["field"] == "points"
 
     def test_no_loyalty_programme_refuses_points(self, api: TestClient) -> None:

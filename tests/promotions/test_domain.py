@@ -186,6 +186,11 @@ def test_referral_rules(referee: domain.Identity, kwargs: dict, reason: str | No
 
 def test_address_normalisation() -> None:
     assert domain.normalise_address(" 1, Rue  X ") == domain.normalise_address("1 rue x")
+    # Attributes are free-form: an address object compares by its fields, never raises.
+    as_object = {"line1": "1 Rue X", "city": "Lyon", "geo": {"lat": 1}}
+    assert domain.normalise_address(as_object) == domain.normalise_address({**as_object})
+    assert domain.normalise_address(as_object) == "lyon 1 rue x"
+    assert domain.normalise_address(["1 rue x"]) is None
 
 
 def test_mul_bp_is_used_for_percent() -> None:

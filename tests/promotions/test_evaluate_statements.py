@@ -1,4 +1,7 @@
-"""Checkout evaluate's hot path: with a warm cache and codes without limits, three statements."""
+"""Checkout evaluate's hot path: with a warm cache and codes without limits, five statements:
+the customer, the typed codes counted against the lookup limit before the lookup (an upsert of
+the rate counters; its own transaction on PostgreSQL, the request's here where the session is
+bound to the test's connection), the codes, the found codes given back, the session."""
 
 from __future__ import annotations
 
@@ -28,5 +31,8 @@ def test_warm_evaluate_reads_customer_and_codes_then_inserts_the_session(
         event.remove(connection, "before_cursor_execute", listener)
     assert r.status_code == 201, r.text
     statements = [s for s in seen if not s.startswith(("SAVEPOINT", "RELEASE"))]
-    assert len(statements) == 3, seen
-    assert statements[2].startswith("INSERT")
+    assert len(statements) == 5, seen
+    assert statements[0] == "SELECT customers", seen
+    assert statements[1] == statements[3] == "INSERT INSERT", seen  # INSERT INTO rate counters
+    assert statements[2] == "SELECT coupons", seen
+    assert statements[4].startswith("INSERT")

@@ -59,7 +59,8 @@ def test_burning_more_points_than_held_is_refused(api: TestClient) -> None:
     assert _points(api)["available"] == 100
 
 
-def test_reward_voucher_is_a_code_at_checkout_and_single_use(api: TestClient) -> None:
+def _voucher_of_c1(api: TestClient) -> str:
+    """c1 gets 500 points and buys a 5 euro reward voucher with 200 of them."""
     _credit(api, 500)
     reward = api.post(
         "/v1/rewards",
@@ -72,7 +73,11 @@ def test_reward_voucher_is_a_code_at_checkout_and_single_use(api: TestClient) ->
         headers={"Idempotency-Key": "red-1"},
     )
     assert red.status_code in (200, 201), red.text
-    code = red.json()["code"]
+    return str(red.json()["code"])
+
+
+def test_reward_voucher_is_a_code_at_checkout_and_single_use(api: TestClient) -> None:
+    code = _voucher_of_c1(api)
     assert _points(api)["available"] == 300
     body = _evaluate(api, cart(code))
     applied = by_source(body, "reward")
@@ -84,6 +89,29 @@ def test_reward_voucher_is_a_code_at_checkout_and_single_use(api: TestClient) ->
     second = _evaluate(api, cart(code))
     assert by_source(second, "reward") == []
     assert [c["code"] for c in second["rejected_codes"]] == [code]
+
+
+def test_reward_voucher_of_another_customer_is_refused(api: TestClient) -> None:
+    """c1 bought the voucher with points; c2 (and a guest) typing it get ``not_your_code``."""
+    code = _voucher_of_c1(api)
+    api.put("/v1/customers/c2", json={"email": "c2@example.com"})
+    for customer in ("c2", "guest-42"):
+        body = _evaluate(api, cart(code, customer=customer))
+        assert by_source(body, "reward") == []
+        assert body["rejected_codes"] == [
+            {
+                "code": code,
+                "reason": "not_your_code",
+                "detail": "the reward was bought by another customer",
+            }
+        ]
+        r = api.post(
+            f"/v1/checkout/{body['session_id']}/confirm", json={"order_id": f"o-{customer}"}
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["discount_total"] == 0
+    mine = _evaluate(api, cart(code, customer="c1"))  # still the buyer's, unused
+    assert [d["amount"] for d in by_source(mine, "reward")] == [500]
 
 
 def test_points_earned_match_the_loyalty_simulation(api: TestClient) -> None:

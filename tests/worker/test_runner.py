@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 from sqlalchemy import Engine
@@ -87,3 +88,55 @@ def test_rolled_back_transaction_queues_nothing(
         pass
     with transaction(factory) as s:
         assert s.query(OutboxMessage).count() == 0
+
+
+def test_two_delivery_loops_send_each_message_once(
+    committed_engine: Engine, clock: FrozenClock
+) -> None:
+    """Two loops (as two workers would) drain 300 messages concurrently: disjoint claims, every
+    message sent exactly once, and a failing one keeps its backoff."""
+    from collections import Counter
+    from threading import Lock
+
+    from fidele.outbox.delivery import DeliveryLoop
+
+    factory = make_sessionmaker(committed_engine)
+    seen: Counter[int] = Counter()
+    lock = Lock()
+
+    def record(_session, msg: OutboxMessage) -> None:  # type: ignore[no-untyped-def]
+        if msg.payload.get("fail"):
+            raise ConnectionError("refused")
+        with lock:
+            seen[msg.id] += 1
+
+    outbox.senders["test"] = record
+    with transaction(factory) as s:
+        t = make_tenant(s, clock.now())
+        for i in range(301):
+            outbox.enqueue(
+                s,
+                programme_id=t.programme_id,
+                channel="test",
+                topic="t",
+                dedup_key=f"m{i}",
+                payload={"fail": i == 300},
+                now=clock.now(),
+            )
+    loops = [DeliveryLoop(factory, clock, concurrency=4, idle_seconds=0.05) for _ in range(2)]
+    try:
+        for loop in loops:
+            loop.start()
+        deadline = time.monotonic() + 120
+        while sum(loop.sent for loop in loops) < 300 and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        for loop in loops:
+            loop.stop()
+        outbox.senders.pop("test")
+    assert len(seen) == 300 and set(seen.values()) == {1}
+    with transaction(factory) as s:
+        failed = s.query(OutboxMessage).filter(OutboxMessage.status == "pending").one()
+        assert failed.attempts == 1 and failed.next_attempt_at == clock.now() + timedelta(
+            seconds=30
+        )

@@ -6,10 +6,10 @@ from fastapi import APIRouter, Path
 
 from fidele.analytics import service
 from fidele.analytics.schemas import EngagementConfig, InsightsOut, ReportOut
-from fidele.deps import ERRORS, AdminCaller, NowDep, ReadCaller, SessionDep
+from fidele.deps import ERRORS, AdminCaller, NowDep, OneHopRoute, ReadCaller, SessionDep
 from fidele.kit.schemas import ExternalId
 
-router = APIRouter(tags=["analytics"], responses=ERRORS)
+router = APIRouter(tags=["analytics"], responses=ERRORS, route_class=OneHopRoute)
 
 
 @router.get("/v1/customers/{external_id}/insights", response_model=InsightsOut, responses={404: {}})

@@ -3,12 +3,13 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from fidele.analytics.engagement import DEFAULT_SCALE, DEFAULT_STATUSES
 from fidele.analytics.models import AnalyticsReport, CustomerInsight
 from fidele.events.schemas import EventType
+from fidele.kit.schemas import InputModel, Int
 
 
 class InsightsOut(BaseModel):
@@ -50,9 +51,7 @@ class ReportOut(BaseModel):
         return cls(kind=row.kind, computed_at=row.computed_at, data=row.payload)
 
 
-class EngagementStatus(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class EngagementStatus(InputModel):
     min_score: int = Field(ge=0, le=1_000_000, description="Lowest score of this status")
     status: str = Field(min_length=1, max_length=30)
 
@@ -65,15 +64,13 @@ class EngagementStatus(BaseModel):
         return data
 
 
-class EngagementConfig(BaseModel):
+class EngagementConfig(InputModel):
     """The engagement scale: points per event type counted over ``window_days``, and the
     statuses its thresholds give (ascending, the first at 0). Event types are the API's
     (``newsletter_subscribed``, ``review_posted``, ``order.placed``, ...) or custom ones; a
     look-alike of a known type (``newsletter.subscribed``) is refused."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    scale: dict[EventType, Annotated[int, Field(ge=0, le=10_000)]] = Field(
+    scale: dict[EventType, Annotated[Int, Field(ge=0, le=10_000)]] = Field(
         default_factory=lambda: dict(DEFAULT_SCALE),
         max_length=200,
         description="Points per event type",

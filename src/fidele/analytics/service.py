@@ -27,13 +27,16 @@ from fidele.tenancy.models import Merchant, Programme
 from fidele.tenancy.service import Caller, list_merchants
 
 __all__ = [
+    "Computed",
     "RefreshResult",
+    "compute",
     "customer_insight",
     "engagement_config",
     "refresh",
     "refresh_all",
     "report",
     "set_engagement",
+    "store",
 ]
 
 REPORT_KINDS = ("kpis", "cohorts", "rfm", "clv")
@@ -75,23 +78,56 @@ def set_engagement(
     return config
 
 
+@dataclass(frozen=True)
+class Computed:
+    """A merchant's insights and reports, computed and not yet stored."""
+
+    merchant_id: int
+    rows: pl.DataFrame
+    reports: dict[str, Any]
+    orders: int
+    models_fitted: bool
+    clv_method: str | None
+    computed_at: datetime
+
+
 def refresh(session: Session, merchant_id: int, now: datetime) -> RefreshResult:
     """Recompute the merchant's per-customer insights and shop reports as of ``now``.
 
     The database computes one row per customer (the summary and the gap statistics) and the
     cohort and monthly counts: the orders themselves never leave it."""
+    return store(session, compute(session, merchant_id, now))
+
+
+def compute(session: Session, merchant_id: int, now: datetime) -> Computed:
+    """The reading and computing half of :func:`refresh` (a job runs it in a read-only
+    transaction: on SQLite the write lock is then held only by :func:`store`)."""
     repo = AnalyticsRepository(session)
     tables = _shop_tables(repo, merchant_id, now)
     end = now.date()
     report, insights = _insights(tables, end)
     scores, idle = _engagement(session, repo, merchant_id, now)
-    merged = _merged(insights, scores, idle)
-    repo.replace_insights(merchant_id, _rows(merged, merchant_id, now))
-    for kind, payload in _reports(tables, end, report).items():
-        repo.replace_report(merchant_id, kind, _finite(payload), now)
+    rows = _rows(_merged(insights, scores, idle), merchant_id, now)
+    reports = {kind: _finite(p) for kind, p in _reports(tables, end, report).items()}
     method = str(report["method"]) if report else None
     orders = int(tables.customers.get_column("n_orders").sum())
-    return RefreshResult(merchant_id, merged.height, orders, method in USABLE, method, now)
+    return Computed(merchant_id, rows, reports, orders, method in USABLE, method, now)
+
+
+def store(session: Session, computed: Computed) -> RefreshResult:
+    """The writing half of :func:`refresh`: replace the merchant's stored insights and reports."""
+    repo = AnalyticsRepository(session)
+    repo.replace_insights(computed.merchant_id, computed.rows)
+    for kind, payload in computed.reports.items():
+        repo.replace_report(computed.merchant_id, kind, payload, computed.computed_at)
+    return RefreshResult(
+        computed.merchant_id,
+        computed.rows.height,
+        computed.orders,
+        computed.models_fitted,
+        computed.clv_method,
+        computed.computed_at,
+    )
 
 
 def refresh_all(

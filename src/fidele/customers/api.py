@@ -6,15 +6,21 @@ from fastapi import APIRouter, Path, Query, Response
 
 from fidele.customers import service
 from fidele.customers.schemas import CustomerIn, CustomerOut
-from fidele.deps import ERRORS, NowDep, ReadCaller, SessionDep, WriteCaller
-from fidele.kit.pagination import MAX_LIMIT, Page, decode_cursor, encode_cursor
+from fidele.deps import ERRORS, NowDep, OneHopRoute, ReadCaller, SessionDep, WriteCaller
+from fidele.kit.pagination import MAX_LIMIT, Cursor, Page, decode_cursor, encode_cursor
 from fidele.kit.schemas import ExternalId, UtcDatetime
 
-router = APIRouter(prefix="/v1/customers", tags=["customers"], responses=ERRORS)
+router = APIRouter(
+    prefix="/v1/customers", tags=["customers"], responses=ERRORS, route_class=OneHopRoute
+)
 IdPath = Annotated[ExternalId, Path(description="The shop's own customer id")]
 
 
-@router.put("/{external_id}", response_model=CustomerOut, responses={404: {}})
+@router.put(
+    "/{external_id}",
+    response_model=CustomerOut,
+    responses={201: {"model": CustomerOut, "description": "Created"}, 404: {}},
+)
 def upsert_customer(
     external_id: IdPath,
     body: CustomerIn,
@@ -37,7 +43,7 @@ def get_customer(external_id: IdPath, caller: ReadCaller, session: SessionDep) -
 def list_customers(
     caller: ReadCaller,
     session: SessionDep,
-    cursor: str | None = None,
+    cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
     updated_since: UtcDatetime | None = None,
 ) -> Page[CustomerOut]:
@@ -49,9 +55,12 @@ def list_customers(
 
 
 @router.get("/{external_id}/export", responses={404: {}})
-def export_customer(external_id: IdPath, caller: ReadCaller, session: SessionDep) -> dict[str, Any]:
-    """Everything held on the person (GDPR access/portability)."""
-    return service.export(session, caller, external_id)
+def export_customer(
+    external_id: IdPath, caller: ReadCaller, session: SessionDep, now: NowDep
+) -> dict[str, Any]:
+    """Everything held on the person (GDPR access/portability): profile, orders, loyalty
+    statement, vouchers, coupons, gift cards, referrals, insights and events."""
+    return service.export(session, caller, external_id, now)
 
 
 @router.delete("/{external_id}", status_code=204, responses={404: {}})

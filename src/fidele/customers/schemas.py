@@ -1,15 +1,13 @@
 from __future__ import annotations
 
-import re
 from datetime import date
 from typing import Any
 from zoneinfo import available_timezones
 
 from pydantic import Field, field_validator
 
-from fidele.kit.schemas import ExternalId, InputModel, OutputModel, UtcDatetime
+from fidele.kit.schemas import Email, ExternalId, InputModel, IsoDate, OutputModel, UtcDatetime
 
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _TIMEZONES = frozenset(available_timezones())
 _LOCALE = r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$"
 
@@ -24,24 +22,23 @@ class ConsentIn(InputModel):
 class CustomerIn(InputModel):
     """Every field is optional: a PUT changes the fields it carries and leaves the others."""
 
-    email: str | None = Field(None, max_length=320)
+    email: Email | None = None
     first_name: str | None = Field(None, max_length=200)
     last_name: str | None = Field(None, max_length=200)
-    birthday: date | None = None
+    birthday: IsoDate | None = Field(
+        None,
+        description="1900-01-01 to 2100-12-31",
+        json_schema_extra={"pattern": "^(19|20)[0-9]{2}-|^2100-"},
+    )
     locale: str | None = Field(
         None, max_length=35, pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$"
     )
     country: str | None = Field(None, min_length=2, max_length=2, pattern=r"^[A-Za-z]{2}$")
-    timezone: str | None = Field(None, max_length=64)
+    timezone: str | None = Field(
+        None, max_length=64, json_schema_extra={"enum": sorted(_TIMEZONES)}
+    )
     consent: ConsentIn | None = None
     attributes: dict[str, Any] | None = None
-
-    @field_validator("email")
-    @classmethod
-    def _email(cls, v: str | None) -> str | None:
-        if v is not None and not _EMAIL.match(v):
-            raise ValueError("not an email address")
-        return v
 
     @field_validator("country")
     @classmethod

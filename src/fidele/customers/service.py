@@ -13,11 +13,11 @@ from fidele.customers import gdpr
 from fidele.customers.models import Customer
 from fidele.customers.repository import CustomerRepository
 from fidele.customers.schemas import CustomerIn, CustomerOut
-from fidele.errors import NotFound
-from fidele.events import bus
+from fidele.errors import Conflict, NotFound
 from fidele.events import domain as ev
 from fidele.events import service as events
 from fidele.events.repository import EventRepository
+from fidele.kit.repository import insert_or_twin
 from fidele.kit.schemas import iso
 from fidele.tenancy.service import Caller
 
@@ -114,18 +114,20 @@ def _save(
     """Create (``customer`` None: known not to exist) or update the customer just looked up."""
     created = customer is None
     if customer is None:
-        customer = Customer(
-            merchant_id=caller.merchant_id,
-            programme_id=caller.programme_id,
-            external_id=external_id,
-            attributes={},
-            created_at=now,
-            updated_at=now,
-        )
-        session.add(customer)
+        customer = _blank(caller, external_id, now)
+        changes = _apply(customer, data, now)
+        # In a savepoint: a concurrent request creating the same id (the same first order
+        # sent twice at once) committed first; this one then updates that customer instead
+        # of failing, and the order goes on to its idempotent replay.
+        if not insert_or_twin(session, customer):
+            twin = find(session, caller, external_id)
+            if twin is None:  # the twin was rolled back after all: nothing to reuse
+                raise Conflict(f"customer {external_id!r} was being written concurrently; retry")
+            return _save(session, caller, twin, external_id, data, now, source=source)
     elif customer.erased_at is not None:
         raise NotFound(f"customer {external_id!r} was erased")
-    changes = _apply(customer, data, now)
+    else:
+        changes = _apply(customer, data, now)
     if not created and not changes:
         return customer, False
     customer.updated_at = now
@@ -137,10 +139,35 @@ def _save(
         occurred_at=now,
         now=now,
         source=source,
-        payload={"customer_id": external_id, "created": created, **changes},
+        payload=_payload(external_id, created, changes),
         customer_id=customer.id,
     )
     return customer, created
+
+
+def build_new(
+    caller: Caller, external_id: str, data: CustomerIn, now: datetime
+) -> tuple[Customer, dict[str, Any]]:
+    """A new customer as ``upsert`` creates it, not added to any session, and the payload of
+    its ``customer.upserted`` event (for batch builds such as the demo's)."""
+    customer = _blank(caller, external_id, now)
+    changes = _apply(customer, data, now)
+    return customer, _payload(external_id, True, changes)
+
+
+def _blank(caller: Caller, external_id: str, now: datetime) -> Customer:
+    return Customer(
+        merchant_id=caller.merchant_id,
+        programme_id=caller.programme_id,
+        external_id=external_id,
+        attributes={},
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def _payload(external_id: str, created: bool, changes: dict[str, Any]) -> dict[str, Any]:
+    return {"customer_id": external_id, "created": created, **changes}
 
 
 def _apply(customer: Customer, data: CustomerIn, now: datetime) -> dict[str, Any]:
@@ -195,13 +222,14 @@ def list_page(
     )
 
 
-def export(session: Session, caller: Caller, external_id: str) -> dict[str, Any]:
-    """Everything fidele holds on the person, as JSON."""
-    bus.load_handlers()
+def export(session: Session, caller: Caller, external_id: str, now: datetime) -> dict[str, Any]:
+    """Everything fidele holds on the person, as JSON: the profile, each domain's section
+    (orders, loyalty, vouchers, coupons, gift cards, referrals, insights, ...) and the events."""
+    gdpr.load()
     customer = get(session, caller, external_id)
     data: dict[str, Any] = {"customer": CustomerOut.of(customer).model_dump(mode="json")}
     for section, fn in gdpr.exporters.items():
-        data[section] = fn(session, customer)
+        data[section] = fn(session, customer, now)
     data["events"] = [
         {
             "type": e.type,
@@ -216,20 +244,21 @@ def export(session: Session, caller: Caller, external_id: str) -> dict[str, Any]
 
 
 def erase(session: Session, caller: Caller, external_id: str, now: datetime) -> None:
-    """Blank personal data; keep anonymised rows so totals, ledgers and analytics stay right."""
-    bus.load_handlers()
+    """Blank personal data here and in every domain's copy (each registered eraser); keep
+    anonymised rows so totals, ledgers and analytics stay right.
+
+    The event log is append-only, yet erasure rewrites this person's event payloads in place:
+    personal keys are blanked and the old id replaced, while amounts and ids stay, so a replay
+    of the log still gives the same totals."""
+    gdpr.load()
     customer = get(session, caller, external_id)
-    for field in _PERSONAL:
-        setattr(customer, field, None)
-    customer.email_marketing = customer.sms_marketing = False
-    customer.attributes = {}
-    token = hashlib.sha256(f"{customer.merchant_id}:{customer.id}:{now}".encode()).hexdigest()
-    old_id, customer.external_id = customer.external_id, f"erased-{token[:24]}"
-    customer.erased_at = customer.updated_at = now
+    erasure_of = _blank_profile(customer, now)
+    replace = {erasure_of.old_external_id: customer.external_id}
+    replace |= dict.fromkeys(erasure_of.emails, gdpr.ERASED)
     for e in EventRepository(session).for_customer(customer.id):
-        e.payload = _scrub(e.payload, old_id, customer.external_id)
+        e.payload = gdpr.scrub(e.payload, _SCRUB_KEYS, replace)
     for fn in gdpr.erasers:
-        fn(session, customer, now)
+        fn(session, erasure_of)
     session.flush()
     events.record(
         session,
@@ -243,32 +272,49 @@ def erase(session: Session, caller: Caller, external_id: str, now: datetime) -> 
     )
 
 
-_SCRUB_KEYS = {
-    "email",
-    "first_name",
-    "last_name",
-    "birthday",
-    "phone",
-    "address",
-    "billing_address",
-    "shipping_address",
-    "ip",
-    "note",
-    "locale",
-    "country",
-    "timezone",
-    "email_marketing",
-    "sms_marketing",
-}
+def _blank_profile(customer: Customer, now: datetime) -> gdpr.Erasure:
+    erasure_of = gdpr.Erasure(
+        customer=customer,
+        old_external_id=customer.external_id,
+        old_email=customer.email,
+        old_email_normalized=customer.email_normalized,
+        now=now,
+    )
+    for field in _PERSONAL:
+        setattr(customer, field, None)
+    customer.email_marketing = customer.sms_marketing = False
+    customer.attributes = {}
+    token = hashlib.sha256(f"{customer.merchant_id}:{customer.id}:{now}".encode()).hexdigest()
+    customer.external_id = f"erased-{token[:24]}"
+    customer.erased_at = customer.updated_at = now
+    return erasure_of
 
 
-def _scrub(value: Any, old_id: str, new_id: str) -> Any:
-    """Blank personal keys; keep amounts and ids so replays of the log give the same totals."""
-    if isinstance(value, dict):
-        return {
-            k: "[erased]" if k in _SCRUB_KEYS else _scrub(v, old_id, new_id)
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [_scrub(v, old_id, new_id) for v in value]
-    return new_id if value == old_id else value
+# Personal keys of event payloads; ``attributes`` (an order's or a profile's) is free-form
+# (shipping address, device fingerprint, ...), so it is blanked whole.
+_SCRUB_KEYS = frozenset(
+    {
+        "email",
+        "first_name",
+        "last_name",
+        "birthday",
+        "phone",
+        "address",
+        "billing_address",
+        "shipping_address",
+        "ip",
+        "note",
+        "locale",
+        "country",
+        "timezone",
+        "email_marketing",
+        "sms_marketing",
+        "attributes",
+        "device_fingerprint",
+        "payment_fingerprint",
+        "gift_card_recipient",
+        "recipient_email",
+        "message",
+        "to",
+    }
+)

@@ -19,11 +19,40 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine:
+# Without a bound, a CLI command or job waits this long for SQLite's write lock.
+SQLITE_DEFAULT_BUSY_SECONDS = 30.0
+
+
+def make_engine(
+    url: str,
+    *,
+    pool_size: int = 10,
+    echo: bool = False,
+    lock_timeout: float | None = None,
+    pool_timeout: float = 30.0,
+    connect_timeout: float = 10.0,
+) -> Engine:
+    """An engine for ``url``. ``lock_timeout`` bounds every wait for a lock (PostgreSQL's
+    ``lock_timeout``, SQLite's ``busy_timeout``): the statement then fails, and the HTTP layer
+    answers 503 with Retry-After, instead of a request hanging while it holds its connection.
+    ``pool_timeout`` bounds the wait for a pooled connection, ``connect_timeout`` for a new one
+    (PostgreSQL)."""
     url = normalise_url(url)
     if url.startswith("sqlite"):
-        return _sqlite_engine(url, echo=echo)
-    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, echo=echo)
+        busy = SQLITE_DEFAULT_BUSY_SECONDS if lock_timeout is None else lock_timeout
+        return _sqlite_engine(url, echo=echo, busy_timeout=busy, pool_timeout=pool_timeout)
+    options = f"-c lock_timeout={int(lock_timeout * 1000)}" if lock_timeout else None
+    connect_args: dict[str, Any] = {"connect_timeout": max(1, round(connect_timeout))}
+    if options:
+        connect_args["options"] = options
+    engine = create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_timeout=pool_timeout,
+        connect_args=connect_args,
+        echo=echo,
+    )
     _ping_when_idle(engine)
     return engine
 
@@ -54,8 +83,16 @@ def _ping_when_idle(engine: Engine) -> None:
             raise DisconnectionError("ping failed")
 
 
-def _sqlite_engine(url: str, *, echo: bool) -> Engine:
-    engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30})
+def _sqlite_engine(url: str, *, echo: bool, busy_timeout: float, pool_timeout: float) -> Engine:
+    in_memory = url in ("sqlite://", "sqlite:///:memory:") or "mode=memory" in url
+    pool: dict[str, Any] = {} if in_memory else {"pool_timeout": pool_timeout}
+    engine = create_engine(
+        url,
+        echo=echo,
+        connect_args={"check_same_thread": False, "timeout": busy_timeout},
+        **pool,
+    )
+    busy_ms = int(busy_timeout * 1000)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -65,7 +102,7 @@ def _sqlite_engine(url: str, *, echo: bool) -> Engine:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={busy_ms}")
         cur.close()
 
     @event.listens_for(engine, "begin")

@@ -9,11 +9,23 @@ from contextlib import contextmanager
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from fidele.db.engine import READONLY
+
 AfterCommit = Callable[[], None]
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False, autoflush=True)
+
+
+def read_only(factory: sessionmaker[Session]) -> sessionmaker[Session]:
+    """``factory``'s sessions in a transaction that only reads: on SQLite a deferred BEGIN,
+    which takes no write lock and waits for no writer (WAL). A factory bound to something else
+    than an engine (a test's connection) is returned as it is."""
+    bind = factory.kw.get("bind")
+    if not isinstance(bind, Engine):
+        return factory
+    return sessionmaker(**{**factory.kw, "bind": bind.execution_options(**{READONLY: True})})
 
 
 @contextmanager

@@ -25,6 +25,9 @@ ProgrammeHandler = Callable[[Session, "Programme", datetime], None]
 
 _event_handlers: dict[str, list[EventHandler]] = defaultdict(list)
 _programme_handlers: list[ProgrammeHandler] = []
+# (session, programme id, event type, customer id, now), called before the event is numbered.
+AppendGuard = Callable[[Session, int, str, int, datetime], None]
+_append_guards: list[AppendGuard] = []
 _loaded = False
 
 
@@ -44,6 +47,24 @@ def on_programme_created(fn: ProgrammeHandler) -> ProgrammeHandler:
     if fn not in _programme_handlers:
         _programme_handlers.append(fn)
     return fn
+
+
+def before_append(fn: AppendGuard) -> AppendGuard:
+    """Subscribe to the moment before a customer's event is inserted (numbered). A domain
+    whose state is per customer (loyalty's member) locks it here: events of one customer then
+    get their ids in the order their handlers run, so a replay in id order redoes what was
+    done live even when two of them were written concurrently."""
+    if fn not in _append_guards:
+        _append_guards.append(fn)
+    return fn
+
+
+def guard_append(
+    session: Session, programme_id: int, event_type: str, customer_id: int, now: datetime
+) -> None:
+    load_handlers()
+    for fn in _append_guards:
+        fn(session, programme_id, event_type, customer_id, now)
 
 
 def load_handlers() -> None:

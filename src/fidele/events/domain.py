@@ -11,6 +11,7 @@ from typing import Any
 CUSTOMER_UPSERTED = "customer.upserted"
 CUSTOMER_ERASED = "customer.erased"
 ORDER_PLACED = "order.placed"
+ORDER_PAID = "order.paid"
 ORDER_STATUS = {
     "shipped": "order.shipped",
     "delivered": "order.delivered",

@@ -44,6 +44,8 @@ def record(
                     f"idempotency key {idempotency_key!r} was used with a different body"
                 )
             return existing, False
+    if dispatch and customer_id is not None:
+        bus.guard_append(session, caller.programme_id, type, customer_id, now)
     event = Event(
         merchant_id=caller.merchant_id,
         programme_id=caller.programme_id,

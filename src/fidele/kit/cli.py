@@ -31,7 +31,8 @@ def engine() -> Engine:
     from fidele.db.migrate import upgrade
     from fidele.settings import get_settings
 
-    eng = make_engine(get_settings().database_url)
+    settings = get_settings()
+    eng = make_engine(settings.database_url, pool_size=settings.db_pool_size)
     upgrade(eng)
     return eng
 
@@ -82,3 +83,42 @@ def print_rows(
     for row in rows:
         table.add_row(*(str(v) for v in row.values()))
     Console().print(table)
+
+
+def check_port(host: str, port: int) -> None:
+    """Exit with a clear message (code 1) when ``host:port`` cannot be listened on.
+
+    uvicorn binds only after the application's startup, so a port already taken (by the demo,
+    say) printed "Application startup complete" before failing."""
+    import errno
+    import socket
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        console.print(f"[red]error:[/red] cannot resolve --host {host!r}: {exc.strerror}")
+        raise typer.Exit(1) from exc
+    with socket.socket(family, kind, proto) as sock:
+        # as uvicorn binds: a port left in TIME_WAIT is usable, one with a listener is not
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            why = (
+                "is already in use (by another `fidele serve` or `fidele demo`?): stop that "
+                "server or pass another --port"
+                if exc.errno == errno.EADDRINUSE
+                else f"cannot be listened on: {exc.strerror}"
+            )
+            console.print(f"[red]error:[/red] {host}:{port} {why}")
+            raise typer.Exit(1) from exc
+
+
+def serve_api(host: str, port: int, **options: Any) -> None:
+    """Serve ``fidele.app:create_app`` with uvicorn, after checking that the port is free."""
+    import uvicorn
+
+    check_port(host, port)
+    uvicorn.run("fidele.app:create_app", factory=True, host=host, port=port, **options)

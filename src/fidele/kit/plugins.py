@@ -28,3 +28,31 @@ def domain_modules(suffix: str) -> list[ModuleType]:
         if m.ispkg
     )
     return [m for m in found if m is not None]
+
+
+# What a domain registers by being imported: its tables, its event handlers, its outbox senders
+# and its scheduled jobs. Every process kind (the API, `fidele worker`, the CLI) imports the same
+# set through load_everything(): a sender registered only where the API happened to import it
+# left a stock worker unable to deliver webhooks.
+REGISTERING = ("models", "handlers", "senders", "tasks")
+_loaded: set[str] = set()
+
+
+def load_everything(extra: str | None = None) -> None:
+    """Import every domain's ``models``, ``handlers``, ``senders`` and ``tasks`` modules, then
+    the comma-separated modules of ``FIDELE_EXTRA_MODULES`` (an operator's own senders or jobs;
+    importable from the process's ``PYTHONPATH``). Idempotent."""
+    if extra is None:
+        from fidele.settings import get_settings
+
+        extra = get_settings().extra_modules
+    wanted = [f"fidele.*.{suffix}" for suffix in REGISTERING]
+    wanted += [name.strip() for name in extra.split(",") if name.strip()]
+    for name in wanted:
+        if name in _loaded:
+            continue
+        if name.startswith("fidele.*."):
+            domain_modules(name.removeprefix("fidele.*."))
+        else:
+            importlib.import_module(name)
+        _loaded.add(name)

@@ -5,10 +5,18 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Header, Path, Query, Response
 
 from fidele.customers import service as customers
-from fidele.deps import ERRORS, AdminCaller, NowDep, ReadCaller, SessionDep, WriteCaller
+from fidele.deps import (
+    ERRORS,
+    AdminCaller,
+    NowDep,
+    OneHopRoute,
+    ReadCaller,
+    SessionDep,
+    WriteCaller,
+)
 from fidele.errors import InvalidInput
-from fidele.kit.pagination import MAX_LIMIT, Page, decode_cursor, encode_cursor
-from fidele.kit.schemas import ExternalId, UtcDatetime
+from fidele.kit.pagination import MAX_LIMIT, Cursor, Page, decode_cursor, encode_cursor
+from fidele.kit.schemas import ExternalId, Id, UtcDatetime
 from fidele.loyalty import config, members, reports, rewards, service
 from fidele.loyalty.models import Redemption
 from fidele.loyalty.repository import LoyaltyRepository
@@ -27,7 +35,7 @@ from fidele.loyalty.schemas import (
 )
 from fidele.webhooks.api import router as webhooks_router
 
-router = APIRouter(tags=["loyalty"], responses=ERRORS)
+router = APIRouter(tags=["loyalty"], responses=ERRORS, route_class=OneHopRoute)
 router.include_router(webhooks_router)
 CustomerPath = Annotated[ExternalId, Path(description="The shop's own customer id")]
 IdemKey = Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=200)]
@@ -47,7 +55,7 @@ def get_ledger(
     external_id: CustomerPath,
     caller: ReadCaller,
     session: SessionDep,
-    cursor: str | None = None,
+    cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
 ) -> Page[StatementLine]:
     customer = customers.get(session, caller, external_id)
@@ -101,7 +109,7 @@ def redeem(
     responses={404: {}, 409: {"description": "The code was already used"}},
 )
 def cancel_redemption(
-    redemption_id: int, caller: WriteCaller, session: SessionDep, now: NowDep
+    redemption_id: Id, caller: WriteCaller, session: SessionDep, now: NowDep
 ) -> RedemptionOut:
     row = rewards.cancel(session, caller, redemption_id, now)
     session.refresh(row)
@@ -128,7 +136,7 @@ def adjust(
         id=event.id,
         points=event.payload["points"],
         reason=event.payload["reason"],
-        available=service.available_points(session, customer),
+        available=service.available_points(session, customer, now),
     )
 
 
@@ -161,7 +169,7 @@ def put_rules(
     return scale.model_dump(mode="json")
 
 
-@router.post("/v1/loyalty/simulate", response_model=SimulateOut)
+@router.post("/v1/loyalty/simulate", response_model=SimulateOut, responses={404: {}})
 def simulate(
     body: SimulateIn, caller: ReadCaller, session: SessionDep, now: NowDep
 ) -> dict[str, Any]:

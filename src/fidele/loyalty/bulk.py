@@ -1,10 +1,12 @@
-"""Batch replay of order-only logs: the same rules as the per-event path (:mod:`members`,
+"""Batch replay of order logs: the same rules as the per-event path (:mod:`members`,
 :mod:`earning`, :mod:`points`), simulated in memory per member and written table by table
-(:mod:`bulk_store`: COPY on PostgreSQL). Used by :func:`replay.replay` when the log holds only
-``order.placed`` and ``customer.upserted`` events and one scale without budgets, bonuses on
-dates, inactivity or plans; anything else takes the per-event path.
-``tests/loyalty/test_bulk.py`` checks both paths give the same balances, lots and tiers. Run it
-with writes to the programme stopped: ids are assigned here.
+(:mod:`bulk_store`: COPY on PostgreSQL). Used by :func:`replay.replay` when the log holds
+orders (placed, delivered, cancelled, refunded), customers, actions and types no handler
+claims, under one scale without budgets, bonuses on dates, inactivity or plans; anything else
+takes the per-event path, and so does a log where a cancellation or refund takes back points
+already released (:class:`Unbatchable`, raised before anything is written).
+``tests/loyalty/test_bulk.py`` checks both paths give the same balances, lots, tiers, counters
+and refusals. Run it with writes to the programme stopped: ids are assigned here.
 
 The simulation works on plain columns (times in UTC microseconds, rows as list appends): only
 what depends on a member's history (catch-up, tiers, which tier multiplies an order) runs per
@@ -31,24 +33,74 @@ from fidele.ledger.service import POINTS, account_key
 from fidele.loyalty import domain
 from fidele.loyalty.bulk_earning import Earnings, add_months, earnings, earnings_by_domain
 from fidele.loyalty.bulk_store import EPOCH, US, Writer, customers, events, max_id
-from fidele.loyalty.config import Scale
-from fidele.loyalty.models import Consumption, CustomerLink, Lot, Member, RuleVersion, TierChange
+from fidele.loyalty.config import Action, Scale
+from fidele.loyalty.models import (
+    Consumption,
+    Counter,
+    CustomerLink,
+    Lot,
+    Member,
+    Refusal,
+    RuleVersion,
+    TierChange,
+)
 from fidele.loyalty.points import shard_ref
 
 # Inputs the batch path handles, and loyalty's own outputs (which replays ignore).
 TYPES = ("order.placed", "customer.upserted", "loyalty.tier_changed", "loyalty.points_expiring")
-TABLES = (Account, Member, CustomerLink, Lot, Posting, Entry, Consumption, TierChange)
+# Also handled: deliveries, and cancellations and refunds of orders whose points are still
+# pending (anything else: :class:`Unbatchable`), and actions (types no handler claims).
+CLAWBACKS = ("order.cancelled", "order.refunded")
+ORDER_EVENTS = ("order.delivered", *CLAWBACKS)
+TABLES = (
+    Account, Member, CustomerLink, Lot, Posting, Entry, Consumption, TierChange, Counter, Refusal,
+)  # fmt: skip
+
+
+class Unbatchable(Exception):
+    """The log holds what the batch path does not simulate; raised before anything is
+    written, so the per-event path can take over."""
+
+
 DAY = 86_400 * US
 NEVER = 2**63 - 1
+
+
+def log_types(session: Session, programme_id: int) -> set[str]:
+    stmt = select(Event.type).where(Event.programme_id == programme_id).distinct()
+    return set(session.execute(stmt).scalars())
+
+
+def is_action(type_: str) -> bool:
+    """A type ``handlers.route`` gives to ``earning.on_action``."""
+    from fidele.loyalty.handlers import IGNORED_PREFIXES, ROUTES
+
+    return type_ not in ROUTES and not type_.startswith(IGNORED_PREFIXES)
+
+
+def handled(type_: str) -> bool:
+    """A type the batch path simulates, or one the per-event path ignores or treats as an
+    action (no handler of its own)."""
+    from fidele.loyalty.handlers import ROUTES
+
+    return type_ in TYPES or type_ in ORDER_EVENTS or type_ not in ROUTES
 
 
 def eligible(session: Session, programme_id: int, scale: Scale) -> bool:
     versions = session.execute(
         select(func.count()).where(RuleVersion.programme_id == programme_id)
     ).scalar_one()
-    others = session.execute(
+    others = not all(handled(t) for t in log_types(session, programme_id))
+    # Orders placed unpaid earn on their payment and tax-inclusive prices lose their tax: the
+    # per-event path is the one proven on them (the keys are only in payloads that use them).
+    unproven = session.execute(
         select(Event.id)
-        .where(Event.programme_id == programme_id, Event.type.not_in(TYPES))
+        .where(
+            Event.programme_id == programme_id,
+            Event.type == "order.placed",
+            Event.payload["payment_status"].as_string().is_not(None)
+            | Event.payload["prices_include_tax"].as_string().is_not(None),
+        )
         .limit(1)
     ).first()
     simple = all(
@@ -56,7 +108,8 @@ def eligible(session: Session, programme_id: int, scale: Scale) -> bool:
     )
     return (
         versions <= 1
-        and others is None
+        and not others
+        and unproven is None
         and simple
         and not scale.plans
         and scale.settings.inactivity_months is None
@@ -83,6 +136,7 @@ class SimMember:
     first_order: int | None = None
     last_activity: int | None = None
     lifetime_earned: int = 0
+    orders: int = 0  # order lots
     due: int = 0  # nothing to release, expire or review before (a lower bound)
 
 
@@ -113,7 +167,7 @@ class Lots:
 
     __slots__ = (
         "merchant_id", "member_id", "order_id", "points", "earned", "available_at", "expires",
-        "amount", "detail", "remaining", "available",
+        "amount", "detail", "remaining", "available", "source", "reason", "clawed", "refunded",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -139,6 +193,13 @@ class Sim:
         self.postings = Columns("source_key", "reason", "created", "debit", "credit", "amount")
         self.expiries = Columns("lot", "merchant_id", "source_key", "points", "created")
         self.tier_changes = Columns("member_id", "from_rank", "to_rank", "reason", "created")
+        self.refusals = Columns("member_id", "rule_id", "source_key", "points", "reason", "created")
+        self.counters: dict[str, int] = {}
+        self.order_lots: dict[int, int] = {}  # order id -> its lot
+        self.actions: dict[str, list[Action]] = {}
+        for rule in scale.rules:
+            if isinstance(rule, Action) and is_action(rule.event_type):
+                self.actions.setdefault(rule.event_type, []).append(rule)
         s, tiers = scale.settings, scale.tiers
         self.levels = tiers.levels
         self.pending_us = s.pending_days * DAY
@@ -233,7 +294,7 @@ class Sim:
 
     def _release(self, m: SimMember, i: int, now: int) -> None:
         accs, lots = m.accounts, self.lots
-        key = f"order:{lots.order_id[i]}:release"
+        key = f"{lots.source[i]}:release"
         self.move(key, "release", accs[1], accs[0], lots.remaining[i], now)
         lots.available[i] = True
         m.pending.remove(i)
@@ -254,12 +315,14 @@ class Sim:
             start = _us(domain.tier_window_start(tiers.window, dt(at)))
         else:
             start = at - 365 * DAY
-        earned, pts, amount = self.lots.earned, self.lots.points, self.lots.amount
+        lots = self.lots
+        earned, pts, amount = lots.earned, lots.points, lots.amount
+        clawed, refunded, orders = lots.clawed, lots.refunded, lots.order_id
         inside = [i for i in m.lots if start < earned[i] <= at]
         metrics = {
-            "points": sum([pts[i] for i in inside]),
-            "spent": sum([amount[i] for i in inside]),
-            "orders": len(inside),
+            "points": sum([pts[i] - clawed[i] for i in inside]),
+            "spent": sum([amount[i] - refunded[i] for i in inside]),
+            "orders": sum([orders[i] is not None for i in inside]),
         }
         bp = tiers.seniority_bp_per_year
         years = 0
@@ -292,10 +355,12 @@ class Sim:
         levels = self.levels
         t = min(m.tier_rank, len(levels) - 1) if levels else 0
         pts, detail = earned.points[t][k], earned.detail[t][k]
-        if not m.lots:
+        if not m.orders:
             pts, detail = pts + earned.bonus_points[k], detail + earned.bonus_detail[k]
         pts = max(pts, 0)
         i = self._lot(ev, m.id, pts, detail + "]")
+        m.orders += 1
+        self.order_lots[order_id] = i
         status = self.lots.available[i]
         issued = self.merchant(merchant, "issued", now, m.id)
         self.move(f"order:{order_id}", "order", issued, m.accounts[0 if status else 1], pts, now)
@@ -331,7 +396,111 @@ class Sim:
         lots.detail.append(detail)
         lots.remaining.append(pts)
         lots.available.append(available_at <= now)
+        lots.source.append(f"order:{order_id}")
+        lots.reason.append("order")
+        lots.clawed.append(0)
+        lots.refunded.append(0)
         return len(lots) - 1
+
+    # -- what follows an order (``earning.on_order_*``)
+    def order_lot(self, order_id: int | None, now: int) -> tuple[SimMember, int] | None:
+        """The order's lot and its member, caught up to ``now`` (``earning._order_lot``)."""
+        i = self.order_lots.get(order_id) if order_id is not None else None
+        if i is None:
+            return None
+        m = self.people[self.lots.member_id[i] - self.ids[Member] - 1]
+        self.catch_up(m, now)
+        return m, i
+
+    def delivered(self, order_id: int | None, occurred: int, now: int) -> None:
+        found = self.order_lot(order_id, now)
+        if found is None or self.lots.available[found[1]]:
+            return
+        m, i = found
+        self.lots.available_at[i] = occurred + self.pending_us
+        m.due = min(m.due, self.lots.available_at[i])
+
+    def cancelled(self, order_id: int | None, event_id: int, now: int) -> None:
+        found = self.order_lot(order_id, now)
+        if found is not None:
+            m, i = found
+            lots = self.lots
+            lots.refunded[i] = lots.amount[i]
+            self.clawback(m, i, lots.points[i] - lots.clawed[i], f"cancel:{event_id}", now)
+
+    def refunded(self, order_id: int | None, total: int, event_id: int, now: int) -> None:
+        found = self.order_lot(order_id, now)
+        if found is not None:
+            m, i = found
+            lots = self.lots
+            target = domain.refund_clawback(lots.points[i], lots.amount[i], total)
+            lots.refunded[i] = total
+            self.clawback(m, i, target - lots.clawed[i], f"refund:{event_id}", now)
+
+    def clawback(self, m: SimMember, i: int, pts: int, source: str, now: int) -> None:
+        """``points.clawback`` of a lot still pending and holding ``pts``: back to the
+        issuing merchant from the pending account."""
+        if pts <= 0:
+            return
+        lots = self.lots
+        if lots.available[i] or pts > lots.remaining[i]:
+            raise Unbatchable(f"clawback of {lots.source[i]} once available")
+        issued = self.merchant(lots.merchant_id[i], "issued", now, m.id)
+        self.move(f"{source}:lot", "clawback", m.accounts[1], issued, pts, now)
+        lots.remaining[i] -= pts
+        lots.clawed[i] += pts
+        m.lifetime_earned -= pts
+
+    # -- actions (``earning.on_action``)
+    def action(self, m: SimMember, rules: list[Action], ev: tuple[Any, ...]) -> None:
+        merchant, event_id, now = ev
+        self.catch_up(m, now)
+        for rule in rules:
+            self._action(m, rule, merchant, event_id, now)
+        m.last_activity = now
+
+    def _action(self, m: SimMember, rule: Action, merchant: int, event_id: int, now: int) -> None:
+        source, at = f"event:{event_id}:{rule.id}", dt(now)
+        caps = [
+            (f"cap:{rule.id}:{domain.period_key('day', at)}:m{m.id}", rule.per_day),
+            (f"cap:{rule.id}:{domain.period_key('month', at)}:m{m.id}", rule.per_month),
+            (f"cap:{rule.id}:all:m{m.id}", rule.lifetime),
+        ]
+        if not self._bump_all([(k, cap) for k, cap in caps if cap is not None]):
+            self.refusals.add((m.id, rule.id, source, rule.points, "cap reached", now))
+            return
+        months = self.scale.settings.expiry_months
+        expires = _add_months(now, months) if months else None
+        lots, pts = self.lots, rule.points
+        for column, value in (
+            (lots.merchant_id, merchant), (lots.member_id, m.id), (lots.order_id, None),
+            (lots.points, pts), (lots.earned, now), (lots.available_at, now),
+            (lots.expires, expires), (lots.amount, 0), (lots.detail, "[]"),
+            (lots.remaining, pts), (lots.available, True), (lots.source, source),
+            (lots.reason, rule.id), (lots.clawed, 0), (lots.refunded, 0),
+        ):  # fmt: skip
+            column.append(value)
+        i = len(lots) - 1
+        issued = self.merchant(merchant, "issued", now, m.id)
+        self.move(source, rule.id, issued, m.accounts[0], pts, now)
+        m.lots.append(i)
+        if pts > 0 and expires is not None:
+            m.live.append(i)
+            m.due = min(m.due, expires)
+        m.lifetime_earned += pts
+
+    def _bump_all(self, caps: list[tuple[str, int]]) -> bool:
+        """``earning._bump_all`` of one unit on each counter: all or none."""
+        done = []
+        for key, cap in caps:
+            value = self.counters.setdefault(key, 0)
+            if value + 1 > cap:
+                for k in done:
+                    self.counters[k] -= 1
+                return False
+            self.counters[key] = value + 1
+            done.append(key)
+        return True
 
 
 def _us(at: Any) -> int:
@@ -385,7 +554,11 @@ def _replay_orders(
     sim = Sim(programme_id, scale, {m: max_id(session, m) for m in TABLES if m is not CustomerLink})
     known = customers(session, programme_id)
     out = Writer(session)
-    out.defer_indexes([m.__table__.name for m in TABLES])
+    # A log with clawbacks may turn out :class:`Unbatchable` mid-way: then nothing may have
+    # been written (no postings streamed, no index dropped) before the simulation ends.
+    streaming = not set(CLAWBACKS) & log_types(session, programme_id)
+    if streaming:
+        out.defer_indexes([m.__table__.name for m in TABLES])
     count = 0
     with _Ledger(out, sim) as ledger:
         for frame, lines in events(session, programme_id, batch):  # read whole on PostgreSQL
@@ -398,6 +571,8 @@ def _replay_orders(
         for m in sim.members.values():
             sim.catch_up(m, end)
         ledger.send()
+        if not streaming:
+            out.defer_indexes([m.__table__.name for m in TABLES])
         tables = _tables(sim, ledger.sent)  # built while the last postings are written
     _write(out, tables)
     return count
@@ -453,12 +628,22 @@ def _batch(sim: Sim, known: dict[int, Any], frame: pl.DataFrame, lines: pl.DataF
     expiry = add_months(pl.col("placed_us"), months) if months else pl.lit(None, pl.Int64)
     cols = frame.select(
         "type", "customer_id", "merchant_id", "order_id", "received_us", "placed_us", "total",
-        expiry.alias("expires"),
+        expiry.alias("expires"), "id", "occurred_us", "refunded_total",
     )  # fmt: skip
     k = -1
-    for type_, customer, *ev in cols.iter_rows():
+    for type_, customer, *ev, event_id, occurred, refunded in cols.iter_rows():
         if type_ == "order.placed":
             k += 1
+        elif type_ in ORDER_EVENTS:
+            _after_order(sim, type_, ev[1], event_id, occurred, refunded, ev[2])
+            continue
+        elif type_ in sim.actions:
+            rules = [r for r in sim.actions[type_] if r.live(dt(ev[2]))]
+            info = known.get(customer or 0)
+            if rules and info is not None:
+                m = sim.member(customer, info, ev[2])
+                sim.action(m, rules, (ev[0], event_id, ev[2]))
+            continue
         info = known.get(customer or 0)
         if info is None:
             continue
@@ -466,6 +651,17 @@ def _batch(sim: Sim, known: dict[int, Any], frame: pl.DataFrame, lines: pl.DataF
             sim.order(sim.member(customer, info, ev[2]), ev, earned, k)  # type: ignore[arg-type]
         elif type_ == "customer.upserted" and not info[2]:
             sim.member(customer, info, ev[2])
+
+
+def _after_order(
+    sim: Sim, type_: str, order: int | None, event: int, occurred: int, refunded: int, now: int
+) -> None:
+    if type_ == "order.delivered":
+        sim.delivered(order, occurred, now)
+    elif type_ == "order.cancelled":
+        sim.cancelled(order, event, now)
+    else:
+        sim.refunded(order, refunded or 0, event, now)
 
 
 def _times(values: list[int | None]) -> pl.Series:
@@ -493,6 +689,8 @@ def _tables(sim: Sim, sent: int) -> Tables:
         (Posting, ledger[0]),
         (Consumption, _expiries(sim)),
         (TierChange, _tier_changes(sim)),
+        (Counter, _counters(sim)),
+        (Refusal, _refusals(sim)),
     ]
     tables = [(model, pl.DataFrame(columns)) for model, columns in tables]
     return [*tables, (Entry, ledger[1])]
@@ -554,26 +752,25 @@ def _members(sim: Sim) -> dict[str, Any]:
 
 def _lots(sim: Sim) -> dict[str, Any]:
     c, n = sim.lots, len(sim.lots)
-    order_ids = pl.Series(c.order_id, dtype=pl.Int64)
     return {
         "id": _ids(sim.ids[Lot], n),
         "programme_id": _const(sim.programme_id, n),
         "merchant_id": c.merchant_id,
         "member_id": c.member_id,
-        "source_key": "order:" + order_ids.cast(pl.String),
-        "reason": _const("order", n),
+        "source_key": pl.Series(c.source, dtype=pl.String),
+        "reason": pl.Series(c.reason, dtype=pl.String),
         "points": c.points,
         "remaining": c.remaining,
-        "clawed": _const(0, n),
+        "clawed": pl.Series(c.clawed, dtype=pl.Int64),
         "status": pl.Series(c.available, dtype=pl.Boolean).replace_strict(
             {True: "available", False: "pending"}, return_dtype=pl.String
         ),
         "earned_at": _times(c.earned),
         "available_at": _times(c.available_at),
         "expires_at": _times(c.expires),
-        "order_id": order_ids,
+        "order_id": pl.Series(c.order_id, dtype=pl.Int64),
         "order_amount": c.amount,
-        "refunded_amount": _const(0, n),
+        "refunded_amount": pl.Series(c.refunded, dtype=pl.Int64),
         "detail": c.detail,
     }
 
@@ -629,5 +826,29 @@ def _tier_changes(sim: Sim) -> dict[str, Any]:
         "from_rank": c["from_rank"],
         "to_rank": c["to_rank"],
         "reason": c["reason"],
+        "created_at": _times(c["created"]),
+    }
+
+
+def _counters(sim: Sim) -> dict[str, Any]:
+    n = len(sim.counters)
+    return {
+        "id": _ids(sim.ids[Counter], n),
+        "programme_id": _const(sim.programme_id, n),
+        "key": pl.Series(list(sim.counters), dtype=pl.String),
+        "value": pl.Series(list(sim.counters.values()), dtype=pl.Int64),
+    }
+
+
+def _refusals(sim: Sim) -> dict[str, Any]:
+    c, n = sim.refusals.cols, len(sim.refusals)
+    return {
+        "id": _ids(sim.ids[Refusal], n),
+        "programme_id": _const(sim.programme_id, n),
+        "member_id": pl.Series(c["member_id"], dtype=pl.Int64),
+        "rule_id": pl.Series(c["rule_id"], dtype=pl.String),
+        "source_key": pl.Series(c["source_key"], dtype=pl.String),
+        "points": pl.Series(c["points"], dtype=pl.Int64),
+        "reason": pl.Series(c["reason"], dtype=pl.String),
         "created_at": _times(c["created"]),
     }

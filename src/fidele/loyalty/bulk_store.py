@@ -49,6 +49,8 @@ EVENT_SCHEMA = {
     "shipping": pl.Int64,
     "tax": pl.Int64,
     "channel": pl.String,
+    "occurred_us": pl.Int64,
+    "refunded_total": pl.Int64,  # of order.refunded
 }
 LINE_SCHEMA = {
     "id": pl.Int64,
@@ -66,7 +68,8 @@ SELECT e.id, e.type, e.merchant_id, e.customer_id, e.order_id,
        (extract(epoch FROM (p ->> 'placed_at')::timestamptz) * 1000000)::bigint,
        p ->> 'currency', (p ->> 'total')::bigint, coalesce((p ->> 'discounts')::bigint, 0),
        coalesce((p ->> 'shipping')::bigint, 0), coalesce((p ->> 'tax')::bigint, 0),
-       p ->> 'channel'
+       p ->> 'channel', (extract(epoch FROM e.occurred_at) * 1000000)::bigint,
+       CASE WHEN e.type = 'order.refunded' THEN (e.payload ->> 'refunded_total')::bigint END
 FROM events e, LATERAL (SELECT CASE WHEN e.type = 'order.placed' THEN e.payload END AS p) x
 WHERE e.programme_id = {programme}
 ORDER BY e.id
@@ -163,6 +166,7 @@ def _sqlite_batch(
             Event.order_id,
             Event.received_at,
             Event.payload,
+            Event.occurred_at,
         )
         .where(Event.programme_id == programme, Event.id > after)
         .order_by(Event.id)
@@ -171,10 +175,11 @@ def _sqlite_batch(
     if not rows:
         return None
     events_, lines = [], []
-    for id_, type_, merchant, customer, order, at, p in rows:
+    for id_, type_, merchant, customer, order, at, p, occurred in rows:
         head = (id_, type_, merchant, customer, order, to_us(at))
+        tail = (to_us(occurred), p.get("refunded_total") if type_ == "order.refunded" else None)
         if type_ != "order.placed":
-            events_.append(head + (None,) * 7)
+            events_.append(head + (None,) * 7 + tail)
             continue
         events_.append(
             head
@@ -187,6 +192,7 @@ def _sqlite_batch(
                 int(p.get("tax", 0)),
                 p.get("channel"),
             )
+            + tail
         )
         for n, ln in enumerate(p["lines"], start=1):
             lines.append(

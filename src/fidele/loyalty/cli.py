@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -8,7 +9,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from fidele.kit import cli as k
 from fidele.ledger import service as ledger
-from fidele.loyalty import config, members, replay, reports
+from fidele.loyalty import audit, config, members, replay, reports
 
 app = typer.Typer(help="Loyalty: rules, ledger checks, settlement, replay.", no_args_is_help=True)
 rules_app = typer.Typer(help="The programme's earning scale.", no_args_is_help=True)
@@ -22,20 +23,34 @@ def register(root: typer.Typer) -> None:
 
 @app.command()
 def verify(as_json: bool = k.JsonOpt) -> None:
-    """Check every account against its entries; exit 1 on any mismatch."""
+    """Check every account against its entries and every figure derived from the ledger
+    (lifetime earned and spent, lots, rewards issued, budgets and caps) against its source;
+    exit 1 on any mismatch."""
     with k.unit_of_work() as session:
         result = ledger.verify(session)
+        drifts = audit.verify(session)
     data = {
-        "ok": result.ok,
+        "ok": result.ok and not drifts,
         "mismatched_accounts": result.mismatched_accounts,
         "unbalanced_postings": result.unbalanced_postings,
         "nonzero_totals": result.nonzero_totals,
+        "drifted_figures": [asdict(d) for d in drifts],
     }
     if as_json:
         k.print_json(data)
     else:
-        k.console.print("ledger OK" if result.ok else f"[red]ledger mismatch:[/red] {data}")
-    if not result.ok:
+        if result.ok:
+            k.console.print("ledger OK")
+        else:
+            k.console.print(f"[red]ledger mismatch:[/red] {data}")
+        for d in drifts:
+            k.console.print(
+                f"[red]drift:[/red] {d.subject} {d.figure}: stored {d.stored}, "
+                f"source gives {d.expected}"
+            )
+        if not drifts:
+            k.console.print("derived figures OK")
+    if not data["ok"]:
         raise typer.Exit(1)
 
 

@@ -26,18 +26,28 @@ class _Strict(BaseModel):
 class Settings(_Strict):
     """``points_per_unit`` points per major currency unit of the earning ``base``:
     ``total`` (as paid, shipping and tax included), ``net`` (lines after discounts, no shipping
-    or tax) or ``no_shipping`` (total minus shipping). Order points are
+    or tax) or ``no_shipping`` (lines after discounts plus tax). The base is the same whether
+    the shop's prices include tax or not: the tax inside tax-inclusive prices is taken out.
+    ``earn_on``: ``paid`` earns when the order is paid (an order placed unpaid, such as cash on
+    delivery or a check, earns on its payment), ``placed`` earns pending points at placement
+    (released after ``pending_days``; a cancellation takes them back). Order points are
     ``floor(sum(line amount * multipliers) * points_per_unit / (unit * 10_000^k))``: one floor
     per order, never per line, so splitting an order never gains a point.
-    ``point_value`` is the money value of 100 points in minor units of ``currency``."""
+    ``point_value`` is the money value of 100 points in minor units of ``currency``.
+    ``clawback``: what a refund does with points of the order already spent: ``debt`` (the
+    default) takes them from the customer's other available points, then keeps the rest as a
+    debt repaid from the next points (shown apart from ``available``); ``negative`` is the
+    same, the debt shown as a negative ``available``; ``forgive`` lets the customer keep them.
+    What the order's lot still holds is always taken back, and its expired points never are."""
 
     points_per_unit: Annotated[int, Field(ge=0, le=100_000)] = 1
     base: Literal["total", "net", "no_shipping"] = "net"
     pending_days: Annotated[int, Field(ge=0, le=365)] = 14
+    earn_on: Literal["paid", "placed"] = "paid"
     expiry_months: Annotated[int | None, Field(ge=1, le=600)] = 12
     inactivity_months: Annotated[int | None, Field(ge=1, le=600)] = None
     expiring_notice_days: Annotated[int, Field(ge=1, le=365)] = 30
-    clawback: Literal["debt", "negative"] = "debt"
+    clawback: Literal["debt", "negative", "forgive"] = "debt"
     point_value: Annotated[int, Field(ge=0, le=10**9)] = 500
     currency: Currency = "EUR"
 

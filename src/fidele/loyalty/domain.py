@@ -52,6 +52,11 @@ class Earning:
         return max(sum(p for _, p in self.awards), 0)
 
 
+def earns_at_placement(earn_on: str, payment_status: str) -> bool:
+    """Whether an order earns when placed; otherwise it earns when its payment is recorded."""
+    return earn_on == "placed" or payment_status == "paid"
+
+
 def eligible_lines(facts: OrderFacts, base: str) -> list[Line]:
     """The order's lines the base counts; shipping and tax become a line of no category."""
     lines = list(facts.lines)
@@ -129,6 +134,60 @@ def refund_clawback(earned: int, order_amount: int, refunded: int) -> int:
     if order_amount <= 0:
         return earned if refunded > 0 else 0
     return earned * min(refunded, order_amount) // order_amount
+
+
+@dataclass(frozen=True)
+class Clawback:
+    """How points taken back from an order's lot are found: ``from_lot`` from what the lot
+    still holds, ``recover`` (spent points) from the member's other available points and then
+    as a debt; ``forgiven`` (expired points, and spent ones a programme forgives) not taken."""
+
+    from_lot: int
+    recover: int
+    forgiven: int
+
+
+def clawback_split(
+    points: int,
+    *,
+    lot_points: int,
+    remaining: int,
+    expired: int,
+    spent: int,
+    clawed: int,
+    forgive_spent: bool,
+) -> Clawback:
+    """Split ``points`` more to take back from a lot in its current state: first what it still
+    holds, then its expired points (never taken from the customer: they were never spendable),
+    then its spent points (a debt, unless ``forgive_spent``).
+
+    The lot's points are ``remaining + expired + spent`` plus what earlier clawbacks took from
+    the lot itself; what earlier clawbacks counted beyond that (``clawed`` less it) covered its
+    expired points first, then its spent ones, so each point is split once over any number of
+    partial refunds."""
+    from_lot = min(points, remaining)
+    rest = points - from_lot
+    own_before = max(lot_points - remaining - expired - spent, 0)
+    beyond_before = max(clawed - own_before, 0)
+    expired_left = max(expired - beyond_before, 0)
+    forgiven_expired = min(rest, expired_left)
+    spent_part = rest - forgiven_expired
+    recover = 0 if forgive_spent else spent_part
+    return Clawback(from_lot, recover, rest - recover)
+
+
+def expired_as_of(
+    lots: Sequence[tuple[int, datetime]],
+    available: int,
+    inactive_since: datetime | None,
+    now: datetime,
+) -> int:
+    """Available points past their expiry at ``now`` that the expiry job has not booked yet:
+    lots' (remaining points, expiry date) due by ``now``, or all of ``available`` once the
+    inactivity deadline ``inactive_since`` has passed."""
+    if inactive_since is not None and inactive_since <= now:
+        return available
+    return min(sum(p for p, at in lots if at <= now), available)
 
 
 def tier_rank(

@@ -19,20 +19,28 @@ from fidele.loyalty.config import Action, Scale
 from fidele.loyalty.domain import Context, Line, OrderFacts
 from fidele.loyalty.models import Lot, Member, Refusal
 from fidele.loyalty.repository import LoyaltyRepository
-from fidele.orders.domain import line_discounts
+from fidele.orders.domain import line_discounts, tax_free_amounts
+from fidele.orders.models import Order
 
 
 def facts_of(payload: dict[str, Any]) -> OrderFacts:
-    """An order as the shop sent it (``OrderIn`` JSON), lines net of their discount share;
-    gift-card lines earn nothing."""
+    """An order as the shop sent it (``OrderIn`` JSON), lines net of their discount share and
+    of the tax inside tax-inclusive prices; gift-card lines earn nothing."""
     lines = payload["lines"]
     amounts = [int(ln["quantity"]) * int(ln["unit_price"]) for ln in lines]
     shares = line_discounts(amounts, min(int(payload.get("discounts", 0)), sum(amounts)))
+    net = tax_free_amounts(
+        [a - s for a, s in zip(amounts, shares, strict=True)],
+        [ln.get("tax") for ln in lines],
+        tax=int(payload.get("tax", 0)),
+        shipping=int(payload.get("shipping", 0)),
+        prices_include_tax=bool(payload.get("prices_include_tax", False)),
+    )
     return OrderFacts(
         currency=payload["currency"],
         lines=[
-            Line(ln.get("product_id"), ln.get("category"), amount - share)
-            for ln, amount, share in zip(lines, amounts, shares, strict=True)
+            Line(ln.get("product_id"), ln.get("category"), amount)
+            for ln, amount in zip(lines, net, strict=True)
             if ln.get("type", "product") != "gift_card"
         ],
         shipping=int(payload.get("shipping", 0)),
@@ -65,14 +73,43 @@ def context(
 
 
 def on_order_placed(session: Session, event: Event, now: datetime) -> Lot | None:
+    """Points of an order when placed: pending until the return window closes. An unpaid
+    order earns on its payment instead, unless the programme earns on placement."""
     if event.order_id is None or event.customer_id is None:
         return None
+    scale = members.scale_at(session, event.programme_id, now)
+    payment = str(event.payload.get("payment_status", "paid"))
+    if not domain.earns_at_placement(scale.settings.earn_on, payment):
+        return None
+    return _earn(session, event, event.payload, scale, None, now)
+
+
+def on_order_paid(session: Session, event: Event, now: datetime) -> Lot | None:
+    """The payment of an order placed unpaid: it earns now (the same rules as at placement,
+    pending from the payment), unless it earned at placement already."""
+    from fidele.orders import service as orders
+
+    order = session.get(Order, event.order_id) if event.order_id is not None else None
+    if order is None or event.customer_id is None or order.status == "cancelled":
+        return None
+    scale = members.scale_at(session, event.programme_id, now)
+    return _earn(session, event, orders.placed_body(order), scale, event.occurred_at, now)
+
+
+def _earn(
+    session: Session,
+    event: Event,
+    payload: dict[str, Any],
+    scale: Scale,
+    paid_at: datetime | None,
+    now: datetime,
+) -> Lot | None:
+    assert event.order_id is not None and event.customer_id is not None
     customer = session.get(Customer, event.customer_id)
     assert customer is not None
     member = members.member_for(session, customer, now)
     members.catch_up(session, member, now, event.merchant_id)
-    scale = members.scale_at(session, event.programme_id, now)
-    facts = facts_of(event.payload)
+    facts = facts_of(payload)
     source = f"order:{event.order_id}"
     existing, first_order = LoyaltyRepository(session).lot_and_first_order(
         event.programme_id, source, member.id
@@ -97,7 +134,9 @@ def on_order_placed(session: Session, event: Event, now: datetime) -> Lot | None
         reason="order",
         points=max(sum(p for _, p in awards), 0),
         earned_at=facts.placed_at,
-        available_at=facts.placed_at + timedelta(days=scale.settings.pending_days),
+        # the return window runs from the payment when the order earned on it
+        available_at=max(facts.placed_at, paid_at or facts.placed_at)
+        + timedelta(days=scale.settings.pending_days),
         expires_at=_expiry(scale, facts.placed_at),
         now=now,
         order_id=event.order_id,
@@ -220,7 +259,8 @@ def on_order_delivered(session: Session, event: Event, now: datetime) -> None:
 
 
 def on_order_refunded(session: Session, event: Event, now: datetime) -> None:
-    """Claw back in proportion to the cumulative refunded amount."""
+    """Claw back in proportion to the cumulative refunded amount, from the order's lot as it
+    is now (:func:`points.clawback`)."""
     lot, member = _order_lot(session, event, now)
     if lot is None or member is None:
         return
@@ -228,7 +268,13 @@ def on_order_refunded(session: Session, event: Event, now: datetime) -> None:
     target = domain.refund_clawback(lot.points, lot.order_amount, refunded)
     lot.refunded_amount = refunded
     points.clawback(
-        session, member, lot, points=target - lot.clawed, source_key=f"refund:{event.id}", now=now
+        session,
+        member,
+        lot,
+        points=target - lot.clawed,
+        source_key=f"refund:{event.id}",
+        now=now,
+        forgive_spent=_forgives(session, event, now),
     )
 
 
@@ -245,7 +291,12 @@ def on_order_cancelled(session: Session, event: Event, now: datetime) -> None:
         points=lot.points - lot.clawed,
         source_key=f"cancel:{event.id}",
         now=now,
+        forgive_spent=_forgives(session, event, now),
     )
+
+
+def _forgives(session: Session, event: Event, now: datetime) -> bool:
+    return members.scale_at(session, event.programme_id, now).settings.clawback == "forgive"
 
 
 def _order_lot(session: Session, event: Event, now: datetime) -> tuple[Lot | None, Member | None]:

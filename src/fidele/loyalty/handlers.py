@@ -10,11 +10,11 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from fidele.customers.models import Customer
-from fidele.events.bus import on_event, on_programme_created
+from fidele.events.bus import before_append, on_event, on_programme_created
 from fidele.events.models import Event
 from fidele.kit.cache import memo
 from fidele.loyalty import earning, members, membership, rewards
-from fidele.loyalty.config import default_scale
+from fidele.loyalty.config import Action, default_scale
 from fidele.loyalty.repository import LoyaltyRepository
 from fidele.orders import service as orders
 from fidele.orders.models import Order
@@ -29,6 +29,7 @@ def _customer_upserted(session: Session, event: Event, now: datetime) -> None:
 
 ROUTES: dict[str, Callable[[Session, Event, datetime], Any]] = {
     "order.placed": earning.on_order_placed,
+    "order.paid": earning.on_order_paid,
     "order.delivered": earning.on_order_delivered,
     "order.cancelled": earning.on_order_cancelled,
     "order.refunded": earning.on_order_refunded,
@@ -57,6 +58,30 @@ def route(session: Session, event: Event, now: datetime) -> None:
 @on_event("*")
 def on_any(session: Session, event: Event, now: datetime) -> None:
     route(session, event, now)
+
+
+@before_append
+def hold_member(
+    session: Session, programme_id: int, event_type: str, customer_id: int, now: datetime
+) -> None:
+    """Lock the member of an event loyalty will act on before the event gets its id: two
+    orders of one customer written at once are then numbered in the order they earn, and the
+    replay (in id order) earns each at the same tier, with the same first-order bonus and
+    budgets. The read is the one the handler makes anyway (remembered by the transaction)."""
+    if not _acts_on(session, programme_id, event_type, now):
+        return
+    customer = session.get(Customer, customer_id)
+    if customer is not None and customer.erased_at is None:
+        members.member_for(session, customer, now)
+
+
+def _acts_on(session: Session, programme_id: int, event_type: str, now: datetime) -> bool:
+    if event_type in ROUTES:
+        return True
+    if event_type.startswith(IGNORED_PREFIXES):
+        return False
+    scale = members.scale_at(session, programme_id, now)
+    return any(isinstance(r, Action) and r.event_type == event_type for r in scale.rules)
 
 
 @on_programme_created

@@ -87,6 +87,7 @@ def _member_for(session: Session, customer: Customer, now: datetime) -> Member:
                 )
                 session.add(member)
                 session.flush()
+                points.held(session, member)  # inserted here: no one else can see it yet
                 points.open_accounts(session, member, now)
             session.add(CustomerLink(customer_id=customer.id, member_id=member.id))
             session.flush()
@@ -114,6 +115,7 @@ def _known_member(session: Session, customer: Customer) -> Member | None:
     if row is None:
         return None
     member, *accounts = row
+    points.held(session, member)  # read FOR UPDATE
     # The identity map is weak: the accounts stay referenced until the transaction ends.
     memo(session, "loyalty_accounts_read")[member.id] = accounts
     if accounts[2] is not None:

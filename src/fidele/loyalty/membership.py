@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from fidele.customers.models import Customer
-from fidele.errors import InvalidInput
+from fidele.errors import StateConflict
 from fidele.events.models import Event
 from fidele.kit.clock import as_utc
 from fidele.loyalty import domain, members
@@ -46,7 +46,7 @@ def on_event(session: Session, event: Event, now: datetime) -> Membership | None
     scale = members.scale_at(session, event.programme_id, now)
     plan = scale.plan(code)
     if plan is None:
-        raise InvalidInput(f"unknown membership plan {code!r}", field="properties.plan")
+        raise StateConflict(f"unknown membership plan {code!r}", field="properties.plan")
     customer = session.get(Customer, event.customer_id)
     assert customer is not None
     member = members.member_for(session, customer, now)

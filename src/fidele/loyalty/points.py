@@ -6,9 +6,12 @@ back after they were spent); per merchant ``issued`` (allow_negative, the source
 ``redeemed``, ``expired`` and ``adjustments`` (allow_negative). In a coalition each merchant
 has its own, so settlement can say who issued what and where it was spent.
 
-Concurrency: anything that reads lots then posts first locks the member's pending and
-available accounts (ascending id, the ledger's order); debits are conditional UPDATEs
-besides, so an available balance cannot go below zero even without the lock."""
+Concurrency: anything that changes a member first locks the member's row (:func:`hold`:
+read afresh, so the counters kept on it, ``lifetime_earned`` and ``lifetime_spent``, are
+changed from their current value), then, to read lots and post, the member's pending and
+available accounts (ascending id, the ledger's order). Debits are conditional UPDATEs besides,
+so an available balance cannot go below zero even without the locks. Lock order: member row,
+then accounts."""
 
 from __future__ import annotations
 
@@ -17,9 +20,11 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from fidele.kit.cache import memo
 from fidele.ledger import service as ledger
 from fidele.ledger.models import Account
 from fidele.ledger.service import POINTS
+from fidele.loyalty import domain
 from fidele.loyalty.models import Consumption, Lot, Member
 from fidele.loyalty.repository import LoyaltyRepository
 
@@ -109,7 +114,30 @@ def balance(session: Session, member: Member, kind: str) -> int:
     return acc.balance
 
 
+HELD = "loyalty_members_held"  # ids of the members whose row this transaction has locked
+
+
+def held(session: Session, member: Member) -> None:
+    """Note that this transaction already holds ``member``'s row (it read it ``FOR UPDATE``,
+    or inserted it)."""
+    memo(session, HELD)[member.id] = True
+
+
+def hold(session: Session, member: Member) -> None:
+    """Lock ``member``'s row until the transaction ends and refresh it (once per
+    transaction): the member's changes are serialised, so a counter changed in Python
+    (``lifetime_spent += n``) starts from the committed value, not from a copy read before
+    another transaction changed it."""
+    if memo(session, HELD).get(member.id):
+        return
+    LoyaltyRepository(session).lock_member(member.id)
+    held(session, member)
+
+
 def lock(session: Session, member: Member) -> None:
+    """Lock the member's row, then its pending and available accounts (see the module's
+    docstring)."""
+    hold(session, member)
     ledger.lock(session, [member_account(session, member, k) for k in ("pending", "available")])
 
 
@@ -168,6 +196,7 @@ def earn(
         existing = LoyaltyRepository(session).lot(member.programme_id, source_key)
         if existing is not None:
             return existing
+    hold(session, member)
     status = "pending" if available_at > now else "available"
     issued = merchant_account(session, member.programme_id, merchant_id, from_kind, now, member.id)
     target = member_account(session, member, status)
@@ -407,27 +436,48 @@ def expire(session: Session, member: Member, lot: Lot, at: datetime, now: dateti
     return points
 
 
+SPENT_KINDS = ("redeem", "burn", "debt", "adjust")  # points of a lot the customer used
+
+
 def clawback(
-    session: Session, member: Member, lot: Lot, *, points: int, source_key: str, now: datetime
+    session: Session,
+    member: Member,
+    lot: Lot,
+    *,
+    points: int,
+    source_key: str,
+    now: datetime,
+    forgive_spent: bool = False,
 ) -> None:
-    """Take back ``points`` of an order's lot: from the lot itself (pending or available),
-    then from other available lots, and what was already spent becomes debt."""
+    """Take back ``points`` of an order's lot in its current state
+    (:func:`domain.clawback_split`): what the lot holds (pending or available); its expired
+    points are not taken; its spent points from the member's other available points, then as
+    debt, unless ``forgive_spent``."""
     if points <= 0:
         return
     lock(session, member)
     session.refresh(lot)
+    usage = LoyaltyRepository(session).lot_usage(lot.id)
+    split = domain.clawback_split(
+        points,
+        lot_points=lot.points,
+        remaining=lot.remaining,
+        expired=usage.get("expire", 0),
+        spent=sum(usage.get(k, 0) for k in SPENT_KINDS),
+        clawed=lot.clawed,
+        forgive_spent=forgive_spent,
+    )
     issued = merchant_account(
         session, member.programme_id, lot.merchant_id, "issued", now, member.id
     )
-    own = min(points, lot.remaining)
     claw = {
         "reason": "clawback",
         "credit": issued,
-        "kind": "claw",
         "merchant_id": lot.merchant_id,
         "now": now,
         "consume_key": source_key,
     }
+    own = split.from_lot
     if lot.status == "pending":
         move(
             session,
@@ -441,10 +491,19 @@ def clawback(
         )
         lot.remaining -= own
     else:
-        take(session, member, source_key=f"{source_key}:lot", points=own, lots=[lot], **claw)
-    rest = points - own
-    other = min(rest, balance(session, member, "available"))
-    take(session, member, source_key=f"{source_key}:other", points=other, **claw)
+        take(
+            session,
+            member,
+            source_key=f"{source_key}:lot",
+            points=own,
+            lots=[lot],
+            kind="claw",
+            **claw,
+        )
+    # Spent points are recovered like a debt repaid at once: the other lots record a "debt"
+    # take (spent, from their own point of view, should their orders be refunded later).
+    other = min(split.recover, balance(session, member, "available"))
+    take(session, member, source_key=f"{source_key}:other", points=other, kind="debt", **claw)
     move(
         session,
         member,
@@ -452,7 +511,7 @@ def clawback(
         reason="clawback_debt",
         debit=member_account(session, member, "debt"),
         credit=issued,
-        points=rest - other,
+        points=split.recover - other,
         now=now,
     )
     lot.clawed += points

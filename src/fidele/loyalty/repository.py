@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     Select,
@@ -39,6 +40,7 @@ from fidele.loyalty.models import (
     Voucher,
 )
 
+SPENDING = ("redeem", "burn")  # consumption kinds counted in ``Member.lifetime_spent``
 STATE_TABLES = (
     Voucher,
     Redemption,
@@ -82,13 +84,20 @@ class LoyaltyRepository(RepositoryBase[Member]):
             .where(CustomerLink.customer_id == customer_id)
         )
 
+    def lock_member(self, member_id: int) -> Member | None:
+        """The member's row locked until the transaction ends (PostgreSQL; SQLite's BEGIN
+        IMMEDIATE already serialises writers) and read afresh over the identity map's copy."""
+        stmt = select(Member).where(Member.id == member_id).with_for_update()
+        return self.one_or_none(stmt.execution_options(populate_existing=True))
+
     def member_with_accounts(
         self, customer_id: int, issued_prefix: str, shards: int
     ) -> tuple[Member, Account | None, Account | None, Account | None] | None:
         """The customer's member with its available and pending accounts (into the session,
         so reading them costs nothing more) and the merchant's ``issued`` shard account of
         that member, whose key is ``issued_prefix`` followed by ``member id % shards``: the
-        reads of an order's earning in one statement."""
+        reads of an order's earning in one statement. The member's row is locked until the
+        transaction ends (see :meth:`lock_member`)."""
         row = self.session.execute(
             _MEMBER_WITH_ACCOUNTS,
             {"customer_id": customer_id, "prefix": issued_prefix, "shards": shards},
@@ -219,6 +228,15 @@ class LoyaltyRepository(RepositoryBase[Member]):
         return self.session.execute(select(Lot).where(Lot.remaining > 0)).scalars().all()
 
     # -- consumptions
+    def lot_usage(self, lot_id: int) -> dict[str, int]:
+        """Points taken from a lot and not given back, per consumption kind."""
+        stmt = (
+            select(Consumption.kind, func.sum(Consumption.points))
+            .where(Consumption.lot_id == lot_id, Consumption.restored.is_(False))
+            .group_by(Consumption.kind)
+        )
+        return {k: int(n) for k, n in self.session.execute(stmt).all()}
+
     def consumptions(self, programme_id: int, source_key: str) -> Sequence[Consumption]:
         stmt = select(Consumption).where(
             Consumption.programme_id == programme_id,
@@ -301,6 +319,20 @@ class LoyaltyRepository(RepositoryBase[Member]):
         stmt = select(Voucher).where(Voucher.programme_id == programme_id, Voucher.code == code)
         return self.session.execute(stmt).scalar_one_or_none()
 
+    def redemptions_of(self, customer_id: int) -> Sequence[tuple[Redemption, Voucher | None]]:
+        """The customer's redemptions with their vouchers, oldest first (GDPR export)."""
+        stmt = (
+            select(Redemption, Voucher)
+            .outerjoin(Voucher, Voucher.redemption_id == Redemption.id)
+            .where(Redemption.customer_id == customer_id)
+            .order_by(Redemption.id)
+        )
+        return [(r, v) for r, v in self.session.execute(stmt).all()]
+    def voucher_owner(self, voucher: Voucher) -> int:
+        """The id of the customer whose redemption issued ``voucher``."""
+        stmt = select(Redemption.customer_id).where(Redemption.id == voucher.redemption_id)
+        return int(self.session.execute(stmt).scalar_one())
+
     def voucher_of(self, redemption_id: int) -> Voucher | None:
         stmt = select(Voucher).where(Voucher.redemption_id == redemption_id)
         return self.session.execute(stmt).scalar_one_or_none()
@@ -360,6 +392,73 @@ class LoyaltyRepository(RepositoryBase[Member]):
         stmt = select(Account).where(Account.programme_id == programme_id, Account.unit == "PTS")
         return self.session.execute(stmt).scalars().all()
 
+    # -- derived figures and their sources (``fidele loyalty verify``)
+    def member_figures(self) -> list[tuple[int, int, int, int | None, int | None]]:
+        """Per member: stored ``lifetime_earned``, ``lifetime_spent``, and the balances of its
+        available and pending accounts."""
+        available = aliased(Account)
+        pending = aliased(Account)
+        stmt = (
+            select(Member.id, Member.lifetime_earned, Member.lifetime_spent)
+            .add_columns(available.balance, pending.balance)
+            .outerjoin(available, available.id == Member.available_account_id)
+            .outerjoin(pending, pending.id == Member.pending_account_id)
+            .order_by(Member.id)
+        )
+        return [(m, int(e), int(s), a, p) for m, e, s, a, p in self.session.execute(stmt).all()]
+
+    def earned_by_member(self) -> dict[int, int]:
+        """What the lots say each member earned: points less what refunds took back."""
+        stmt = select(Lot.member_id, func.sum(Lot.points - Lot.clawed)).group_by(Lot.member_id)
+        return {m: int(n) for m, n in self.session.execute(stmt).all()}
+
+    def spent_by_member(self) -> dict[int, int]:
+        """Points each member spent (redemptions and burns not given back)."""
+        stmt = (
+            select(Lot.member_id, func.sum(Consumption.points))
+            .join(Lot, Lot.id == Consumption.lot_id)
+            .where(Consumption.kind.in_(SPENDING), Consumption.restored.is_(False))
+            .group_by(Lot.member_id)
+        )
+        return {m: int(n) for m, n in self.session.execute(stmt).all()}
+
+    def remaining_by_member(self) -> dict[tuple[int, str], int]:
+        """What the lots hold, per member and status (``pending`` or ``available``)."""
+        stmt = select(Lot.member_id, Lot.status, func.sum(Lot.remaining)).group_by(
+            Lot.member_id, Lot.status
+        )
+        return {(m, st): int(n) for m, st, n in self.session.execute(stmt).all()}
+
+    def reward_figures(self) -> list[tuple[int, int, int]]:
+        """Per reward: stored ``issued`` and the count of its active redemptions."""
+        active = (
+            select(func.count())
+            .where(Redemption.reward_id == Reward.id, Redemption.status == "active")
+            .correlate(Reward)
+            .scalar_subquery()
+        )
+        stmt = select(Reward.id, Reward.issued, active).order_by(Reward.id)
+        return [(r, int(i), int(n)) for r, i, n in self.session.execute(stmt).all()]
+
+    def counters(self) -> Sequence[Counter]:
+        return self.session.execute(select(Counter).order_by(Counter.id)).scalars().all()
+
+    def awards(
+        self, programme_id: int, rule_ids: Sequence[str]
+    ) -> list[tuple[int, str, str, int, datetime, list[dict[str, Any]]]]:
+        """Per lot of a programme that may hold an award of ``rule_ids`` (an action's lot, or
+        an order's whose awards name one of them): member, source key, reason, points, date
+        earned, awards. The text match only narrows the rows read; callers check the awards."""
+        named = [cast(Lot.detail, String).like(f'%"{r}"%') for r in rule_ids]
+        stmt = select(
+            Lot.member_id, Lot.source_key, Lot.reason, Lot.points, Lot.earned_at, Lot.detail
+        ).where(Lot.programme_id == programme_id, or_(Lot.source_key.like("event:%"), *named))
+        return [(m, k, r, p, e, d) for m, k, r, p, e, d in self.session.execute(stmt).all()]
+
+    def refusals(self, programme_id: int) -> Sequence[Refusal]:
+        stmt = select(Refusal).where(Refusal.programme_id == programme_id)
+        return self.session.execute(stmt).scalars().all()
+
     # -- replay
     def wipe(self, programme_id: int) -> None:
         """Empty the loyalty state and the points ledger of one programme (replay)."""
@@ -412,6 +511,10 @@ def _member_with_accounts() -> Select[tuple[Member, Account, Account, Account]]:
         .outerjoin(pending, pending.id == Member.pending_account_id)
         .outerjoin(issued, issued.key == bindparam("prefix", type_=String) + shard)
         .where(CustomerLink.customer_id == bindparam("customer_id"))
+        # The member's row is locked (and, with ``populate_existing``, read afresh): a
+        # member's changes are serialised, so counters changed in Python are never stale.
+        .with_for_update(of=Member)
+        .execution_options(populate_existing=True)
     )
 
 

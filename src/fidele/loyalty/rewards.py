@@ -390,6 +390,11 @@ def find_voucher(session: Session, programme_id: int, code: str) -> Voucher | No
     return LoyaltyRepository(session).voucher_by_code(programme_id, codes.normalise(code))
 
 
+def voucher_owner(session: Session, voucher: Voucher) -> int:
+    """The customer who bought ``voucher`` with points: only they may use it at checkout."""
+    return LoyaltyRepository(session).voucher_owner(voucher)
+
+
 def use_voucher(session: Session, voucher: Voucher, *, order_ref: str, now: datetime) -> None:
     """Mark an issued code used by ``order_ref`` (again for the same order: nothing changes),
     through a ``loyalty.voucher_used`` event, so a replay of the log reproduces it."""

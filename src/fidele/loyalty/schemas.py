@@ -5,7 +5,17 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from fidele.kit.schemas import Currency, ExternalId, InputModel, OutputModel, UtcDatetime
+from fidele.kit.schemas import (
+    Currency,
+    Email,
+    ExternalId,
+    InputModel,
+    Minor,
+    OutputModel,
+    UtcDatetime,
+    required_in,
+    when,
+)
 from fidele.orders.schemas import LineIn
 
 RewardKind = Literal[
@@ -25,7 +35,10 @@ class RewardIn(InputModel):
     tiers: list[str] = Field(default_factory=list, max_length=20)
     members_only: bool = False
     starts_at: UtcDatetime | None = None
-    ends_at: UtcDatetime | None = None
+    ends_at: UtcDatetime | None = Field(None, description="after starts_at (422 otherwise)")
+
+    # ends_at > starts_at cannot be said in JSON Schema; it is in the field's description.
+    schema_rules = (when("kind", "percent_off", required_in("value", minimum=1, maximum=10_000)),)
 
     @model_validator(mode="after")
     def _window(self) -> RewardIn:
@@ -65,7 +78,9 @@ class RedemptionOut(OutputModel):
 
 
 class AdjustmentIn(InputModel):
-    points: int = Field(ge=-(10**9), le=10**9)
+    points: int = Field(
+        ge=-(10**9), le=10**9, description="not 0", json_schema_extra={"not": {"const": 0}}
+    )
     reason: str = Field(min_length=1, max_length=500)
 
 
@@ -81,16 +96,16 @@ class SimulateOrder(InputModel):
     here and do not change the points."""
 
     id: ExternalId | None = None
-    total: int | None = Field(None, ge=0)
-    email: str | None = Field(None, max_length=320)
+    total: Minor | None = None
+    email: Email | None = None
     codes: list[str] = Field(default_factory=list, max_length=20)
     attributes: dict[str, Any] = Field(default_factory=dict)
     customer_id: ExternalId | None = None
     currency: Currency
     lines: list[LineIn] = Field(min_length=1, max_length=1000)
-    shipping: int = Field(0, ge=0)
-    discounts: int = Field(0, ge=0)
-    tax: int = Field(0, ge=0)
+    shipping: Minor = 0
+    discounts: Minor = 0
+    tax: Minor = 0
     channel: str | None = None
     placed_at: UtcDatetime | None = None
 
@@ -103,6 +118,15 @@ class SimulateEvent(InputModel):
 class SimulateIn(InputModel):
     order: SimulateOrder | None = None
     event: SimulateEvent | None = None
+
+    schema_rules = (
+        {
+            "oneOf": [
+                {"properties": {"order": {"type": "object"}}, "required": ["order"]},
+                {"properties": {"event": {"type": "object"}}, "required": ["event"]},
+            ]
+        },
+    )
 
     @model_validator(mode="after")
     def _one(self) -> SimulateIn:
@@ -138,6 +162,9 @@ class LoyaltyOut(OutputModel):
     lifetime_earned: int
     lifetime_spent: int
     tier: dict[str, Any] | None
+    # Points past their expiry date (or the inactivity deadline) that the expiry job has not
+    # booked yet: already left out of ``available``.
+    expired: int = 0
     expiring: dict[str, int]
     membership: dict[str, Any] | None
 

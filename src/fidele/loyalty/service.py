@@ -26,7 +26,8 @@ from fidele.tenancy.service import Caller
 find_voucher = rewards.find_voucher
 use_voucher = rewards.use_voucher
 release_voucher = rewards.release_voucher
-__all__ = ["Voucher", "find_voucher", "release_voucher", "use_voucher"]
+voucher_owner = rewards.voucher_owner
+__all__ = ["Voucher", "find_voucher", "release_voucher", "use_voucher", "voucher_owner"]
 
 
 @dataclass(frozen=True)
@@ -54,10 +55,34 @@ def member_of(session: Session, customer: Customer) -> Member | None:
     return LoyaltyRepository(session).member_of(customer.id)
 
 
-def available_points(session: Session, customer: Customer) -> int:
-    """Points the customer can spend now (shared by the coalition's shops)."""
+def available_points(session: Session, customer: Customer, now: datetime | None = None) -> int:
+    """Points the customer can spend at ``now`` (shared by the coalition's shops): points
+    past their expiry are not counted, even before the expiry job books them (without
+    ``now``: the available balance as booked)."""
     member = member_of(session, customer)
-    return points.balance(session, member, "available") if member else 0
+    if member is None:
+        return 0
+    available = points.balance(session, member, "available")
+    if now is None:
+        return available
+    return available - _expired_unbooked(session, member, available, now)
+
+
+def _expired_unbooked(session: Session, member: Member, available: int, now: datetime) -> int:
+    """Available points already expired at ``now`` that the expiry job has yet to book."""
+    return domain.expired_as_of(
+        LoyaltyRepository(session).expiring(member.id, now),
+        available,
+        _inactive_since(session, member, now),
+        now,
+    )
+
+
+def _inactive_since(session: Session, member: Member, now: datetime) -> datetime | None:
+    """When the member's available points expire for inactivity (None: they do not)."""
+    months = members.scale_at(session, member.programme_id, now).settings.inactivity_months
+    last = member.last_activity_at
+    return domain.add_months(last, months) if months and last is not None else None
 
 
 def burn_points(
@@ -236,11 +261,15 @@ def summary(session: Session, customer: Customer, now: datetime) -> dict[str, An
             "lifetime_earned": 0,
             "lifetime_spent": 0,
             "tier": _tier(session, None, scale, now),
+            "expired": 0,
             "expiring": domain.expiring_buckets([], now),
             "membership": None,
         }
     debt = -points.balance(session, member, "debt")
-    available = points.balance(session, member, "available")
+    booked = points.balance(session, member, "available")
+    expired = _expired_unbooked(session, member, booked, now)
+    available = booked - expired
+    inactive = _inactive_since(session, member, now)
     view = active_membership(session, customer, now)
     return {
         "available": available - debt if scale.settings.clawback == "negative" else available,
@@ -249,8 +278,16 @@ def summary(session: Session, customer: Customer, now: datetime) -> dict[str, An
         "lifetime_earned": member.lifetime_earned,
         "lifetime_spent": member.lifetime_spent,
         "tier": _tier(session, member, scale, now),
+        "expired": expired,
         "expiring": domain.expiring_buckets(
-            LoyaltyRepository(session).expiring(member.id, now + timedelta(days=90)), now
+            [
+                (p, at)
+                for p, at in LoyaltyRepository(session).expiring(
+                    member.id, now + timedelta(days=90)
+                )
+                if at > now and not (inactive is not None and inactive <= now)
+            ],
+            now,
         ),
         "membership": None
         if view is None

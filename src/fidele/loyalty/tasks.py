@@ -6,25 +6,26 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from fidele.loyalty import members, membership, notify
 from fidele.loyalty.models import Member
-from fidele.loyalty.replay import catch_up_all
+from fidele.loyalty.replay import catch_up_in_batches
 from fidele.loyalty.repository import LoyaltyRepository
 from fidele.worker.registry import job
 
 
-@job("loyalty.catch_up", every=timedelta(minutes=5))
-def catch_up(session: Session, now: datetime) -> int:
-    """Release pending points past their return window, expire lots, review tiers."""
-    return catch_up_all(session, now)
+@job("loyalty.catch_up", every=timedelta(minutes=5), standalone=True)
+def catch_up(factory: sessionmaker[Session], now: datetime) -> int:
+    """Release pending points past their return window, expire lots, review tiers (in short
+    transactions: see :func:`catch_up_in_batches`)."""
+    return catch_up_in_batches(factory, now)
 
 
-@job("loyalty.daily", every=timedelta(days=1))
-def daily(session: Session, now: datetime) -> int:
+@job("loyalty.daily", every=timedelta(days=1), standalone=True)
+def daily(factory: sessionmaker[Session], now: datetime) -> int:
     """Everyone: inactivity expiry, birthday and anniversary bonuses."""
-    return catch_up_all(session, now, everyone=True)
+    return catch_up_in_batches(factory, now, everyone=True)
 
 
 @job("loyalty.expiring_soon", every=timedelta(hours=6))

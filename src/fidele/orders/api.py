@@ -1,19 +1,16 @@
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request, Response
-from sqlalchemy.orm import Session
+from fastapi import APIRouter, Path, Query, Response
 
-from fidele.deps import ERRORS, NowDep, ReadCaller, SessionDep, WriteCaller, in_one_hop
-from fidele.kit.pagination import MAX_LIMIT, Page, decode_cursor, encode_cursor
+from fidele.deps import ERRORS, NowDep, OneHopRoute, ReadCaller, SessionDep, WriteCaller
+from fidele.kit.pagination import MAX_LIMIT, Cursor, Page, decode_cursor, encode_cursor
 from fidele.kit.schemas import ExternalId, UtcDatetime
 from fidele.orders import service
 from fidele.orders.schemas import OrderIn, OrderOut, RefundIn, RefundOut, StatusIn
-from fidele.tenancy.service import Caller
 
-router = APIRouter(prefix="/v1/orders", tags=["orders"], responses=ERRORS)
+router = APIRouter(prefix="/v1/orders", tags=["orders"], responses=ERRORS, route_class=OneHopRoute)
 IdPath = Annotated[ExternalId, Path(description="The shop's own order id")]
 
 
@@ -26,15 +23,12 @@ IdPath = Annotated[ExternalId, Path(description="The shop's own order id")]
         409: {"description": "Same order id, different body"},
     },
 )
-async def create_order(body: OrderIn, request: Request, response: Response) -> OrderOut:
-    """Write scope. A hot endpoint: the whole request runs in one thread-pool hop."""
-
-    def work(session: Session, caller: Caller, now: datetime) -> OrderOut:
-        order, created = service.create(session, caller, body, now)
-        response.status_code = 201 if created else 200
-        return service.view(session, order, body.customer_id)
-
-    return await in_one_hop(request, "write", work)
+def create_order(
+    body: OrderIn, caller: WriteCaller, session: SessionDep, now: NowDep, response: Response
+) -> OrderOut:
+    order, created = service.create(session, caller, body, now)
+    response.status_code = 201 if created else 200
+    return service.view(session, order, body.customer_id)
 
 
 @router.get("/{external_id}", response_model=OrderOut, responses={404: {}})
@@ -46,7 +40,7 @@ def get_order(external_id: IdPath, caller: ReadCaller, session: SessionDep) -> O
 def list_orders(
     caller: ReadCaller,
     session: SessionDep,
-    cursor: str | None = None,
+    cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
     updated_since: UtcDatetime | None = None,
 ) -> Page[OrderOut]:

@@ -32,9 +32,15 @@ class Order(IdMixin, TimestampMixin, Base):
     discounts: Mapped[int] = mapped_column(BigInt)
     shipping: Mapped[int] = mapped_column(BigInt)
     tax: Mapped[int] = mapped_column(BigInt)
+    # The tax is inside the line, discount and shipping amounts (stored all the same).
+    prices_include_tax: Mapped[bool] = mapped_column(default=False)
+    # What the shop's total holds beyond lines, discounts, shipping and tax; 0 when they add up.
+    adjustment: Mapped[int] = mapped_column(BigInt, default=0)
     total: Mapped[int] = mapped_column(BigInt)
     refunded_total: Mapped[int] = mapped_column(BigInt, default=0)
     status: Mapped[str] = mapped_column(String(20), default="placed")
+    payment_status: Mapped[str] = mapped_column(String(20), default="paid")
+    paid_at: Mapped[datetime | None] = mapped_column(default=None)
     channel: Mapped[str | None] = mapped_column(String(50), default=None)
     source: Mapped[str] = mapped_column(String(50), default="api")
     shipped_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -65,7 +71,10 @@ class OrderLine(IdMixin, Base):
 
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="RESTRICT"))
     line_no: Mapped[int]
+    # The shop's id of the line: refunds name it; product and variant say what was bought.
+    line_id: Mapped[str | None] = mapped_column(String(255), default=None)
     product_id: Mapped[str] = mapped_column(String(255))
+    variant_id: Mapped[str | None] = mapped_column(String(255), default=None)
     name: Mapped[str | None] = mapped_column(String(500), default=None)
     category: Mapped[str | None] = mapped_column(String(255), default=None)
     kind: Mapped[str] = mapped_column(String(20), default="product")
@@ -73,6 +82,7 @@ class OrderLine(IdMixin, Base):
     unit_price: Mapped[int] = mapped_column(BigInt)
     # This line's share of order-level discounts (largest remainder over line amounts).
     discount: Mapped[int] = mapped_column(BigInt, default=0)
+    tax: Mapped[int | None] = mapped_column(BigInt, default=None)
     refunded_quantity: Mapped[int] = mapped_column(default=0)
 
     order: Mapped[Order] = relationship(back_populates="lines")

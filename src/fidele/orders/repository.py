@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table, func, select
 
 from fidele.customers.models import Customer
 from fidele.kit.repository import RepositoryBase, insert_unless_exists
@@ -60,3 +60,16 @@ class OrderRepository(RepositoryBase[Order]):
         return self.session.execute(
             select(Refund).where(Refund.order_id == order_id, Refund.external_id == external_id)
         ).scalar_one_or_none()
+
+    def discrepancies(self, merchant_id: int) -> Sequence[tuple[str, int, int]]:
+        """Per source (connector): orders whose figures did not add up, and the sum of their
+        adjustments' absolute values."""
+        stmt = (
+            select(
+                Order.source, func.count(), func.coalesce(func.sum(func.abs(Order.adjustment)), 0)
+            )
+            .where(Order.merchant_id == merchant_id, Order.adjustment != 0)
+            .group_by(Order.source)
+            .order_by(Order.source)
+        )
+        return [(src, int(n), int(total)) for src, n, total in self.session.execute(stmt).all()]

@@ -6,22 +6,27 @@ attempt (retried with backoff, then marked ``dead`` after ``MAX_ATTEMPTS``)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from fidele.db.engine import READONLY
 from fidele.db.session import transaction
+from fidele.kit.plugins import load_everything
 from fidele.kit.repository import insert_or_twin
-from fidele.outbox.domain import MAX_ATTEMPTS, backoff
+from fidele.outbox.domain import MAX_ATTEMPTS, backoff, redact
 from fidele.outbox.models import OutboxMessage
 from fidele.outbox.repository import OutboxRepository
 
 log = logging.getLogger("fidele.outbox")
 Sender = Callable[[Session, OutboxMessage], None]
 senders: dict[str, Sender] = {}
-LEASE = timedelta(minutes=2)
+# A claim is short and renewed every LEASE / 3 while its attempt runs (DeliveryLoop): a message
+# claimed by a worker that died is attempted again by another within LEASE.
+LEASE = timedelta(seconds=15)
 
 
 def sender(channel: str) -> Callable[[Sender], Sender]:
@@ -67,44 +72,87 @@ def enqueue(
     return twin
 
 
-def deliver_due(factory: sessionmaker[Session], now: datetime, *, limit: int = 200) -> int:
-    """Deliver due messages, each in its own transaction; returns how many were sent."""
-    with transaction(factory) as session:
-        ids = OutboxRepository(session).due_ids(now, limit)
+Outcome = tuple[OutboxMessage, str | None]  # a claimed message, its failure or None if sent
+
+
+def deliver_due(factory: sessionmaker[Session], now: datetime) -> int:
+    """Deliver every message due at ``now``, one after the other, until none is left (the
+    ``outbox.deliver`` job of ``fidele worker --once``; the running worker delivers through the
+    concurrent loop of :mod:`fidele.outbox.delivery`). Each is claimed just before its attempt,
+    as nothing renews the claims here. Returns how many were sent."""
+    load_everything()  # every channel's sender, whatever this process imported before
     sent = 0
-    for message_id in ids:
-        with transaction(factory) as session:
-            if not OutboxRepository(session).claim(message_id, now, LEASE):
-                continue
-        with transaction(factory) as session:
-            msg = session.get(OutboxMessage, message_id)
-            if msg is None:
-                continue
-            sent += _attempt(session, msg, now)
+    while claimed := claim_due(factory, now, 1):
+        sent += record(factory, [(claimed[0], attempt(factory, claimed[0]))], now)
     return sent
 
 
-def _attempt(session: Session, msg: OutboxMessage, now: datetime) -> int:
+def claim_due(factory: sessionmaker[Session], now: datetime, limit: int) -> list[OutboxMessage]:
+    """Take up to ``limit`` due messages for this process for :data:`LEASE` (own transaction);
+    they come back detached, loaded, for :func:`attempt`."""
+    with transaction(factory) as session:
+        return OutboxRepository(session).claim_due(now, limit, LEASE)
+
+
+def renew_claims(factory: sessionmaker[Session], ids: list[int], now: datetime) -> None:
+    """Extend this process's claims on messages whose attempt is still running."""
+    with transaction(factory) as session:
+        OutboxRepository(session).renew(ids, now + LEASE)
+
+
+def attempt(factory: sessionmaker[Session], msg: OutboxMessage) -> str | None:
+    """Run the channel's sender on a claimed message; the failure as text, or None when sent.
+    The sender reads what it needs in a read-only transaction: on SQLite it must not hold the
+    write lock through an HTTP call."""
     send = senders.get(msg.channel)
-    msg.attempts += 1
-    msg.locked_until = None
     try:
         if send is None:
             raise LookupError(f"no sender for channel {msg.channel!r}")
-        send(session, msg)
+        with _reading(factory) as session:
+            send(session, msg)
     except Exception as exc:  # any failure of a sender is a failed attempt, retried later
-        msg.last_error = f"{type(exc).__name__}: {exc}"[:2000]
-        if msg.attempts >= MAX_ATTEMPTS:
-            msg.status = "dead"
-        else:
-            msg.next_attempt_at = now + backoff(msg.attempts)
-        log.warning("outbox %s attempt %s failed: %s", msg.id, msg.attempts, msg.last_error)
-        return 0
-    msg.status, msg.sent_at, msg.last_error = "sent", now, None
-    return 1
+        return f"{type(exc).__name__}: {exc}"[:2000]
+    return None
 
 
-@sender("email")
-def log_email(_: Session, msg: OutboxMessage) -> None:
-    """Development sender: emails are logged, not sent (a real sender replaces this)."""
-    log.info("email %s to %s", msg.topic, msg.payload.get("to"))
+def record(factory: sessionmaker[Session], outcomes: list[Outcome], now: datetime) -> int:
+    """Write the outcomes of attempts in one transaction: sent, or retried after a backoff, or
+    ``dead`` after MAX_ATTEMPTS. A crash between an attempt and this leaves the message claimed
+    until its lease ends, then it is attempted again: delivery is at least once, and receivers
+    deduplicate on the message id. Returns how many were sent."""
+    # a sent message keeps only a redacted payload (no spendable code, no address), so a read
+    # of the table after delivery leaks neither
+    sent = [(msg.id, redact(msg.payload)) for msg, error in outcomes if error is None]
+    with transaction(factory) as session:
+        repo = OutboxRepository(session)
+        repo.mark_sent(sent, now)
+        for msg, error in outcomes:
+            if error is not None:
+                _failed(repo, msg, error, now)
+    return len(sent)
+
+
+def _failed(repo: OutboxRepository, msg: OutboxMessage, error: str, now: datetime) -> None:
+    attempts = msg.attempts + 1
+    dead = attempts >= MAX_ATTEMPTS
+    retry_at = msg.next_attempt_at if dead else now + backoff(attempts)
+    repo.mark_failed(msg.id, attempts=attempts, error=error, dead=dead, retry_at=retry_at)
+    log.warning("outbox %s attempt %s failed: %s", msg.id, attempts, error)
+
+
+@contextmanager
+def _reading(factory: sessionmaker[Session]) -> Iterator[Session]:
+    session = factory()
+    try:
+        session.connection(execution_options={READONLY: True})
+        yield session
+    finally:
+        session.rollback()
+        session.close()
+
+
+def purge_finished(session: Session, now: datetime, retention: timedelta) -> int:
+    """Delete sent messages sent, and dead ones created, more than ``retention`` ago; returns
+    how many. Their dedup keys go with them: every producer is idempotent upstream too (a
+    card, lot or coupon is created once), so nothing is queued again after the purge."""
+    return OutboxRepository(session).delete_finished_before(now - retention)

@@ -5,21 +5,23 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from starlette.convertors import StringConvertor, register_url_convertor
 
 from fidele.customers import service as customers
 from fidele.deps import (
     ERRORS,
     AdminCaller,
     NowDep,
+    OneHopRoute,
     ReadCaller,
     SessionDep,
     WriteCaller,
-    in_one_hop,
+    writes,
 )
 from fidele.errors import NotFound
-from fidele.kit.pagination import MAX_LIMIT, Page, decode_cursor, encode_cursor
-from fidele.kit.schemas import Currency, ExternalId
+from fidele.kit.pagination import MAX_LIMIT, Cursor, Page, decode_cursor, encode_cursor
+from fidele.kit.schemas import Currency, ExternalId, Id
 from fidele.orders import service as orders
 from fidele.promotions import coupons, giftcards, referrals, rewards, service, wallet
 from fidele.promotions.config import PromotionConfig
@@ -41,7 +43,7 @@ from fidele.promotions.schemas import (
     WalletOut,
 )
 
-router = APIRouter(responses=ERRORS)
+router = APIRouter(responses=ERRORS, route_class=OneHopRoute)
 
 
 async def get_loyalty(request: Request) -> LoyaltyPort:
@@ -52,10 +54,19 @@ async def get_loyalty(request: Request) -> LoyaltyPort:
 LoyaltyDep = Annotated[LoyaltyPort, Depends(get_loyalty)]
 
 
+class _SessionConvertor(StringConvertor):
+    """A checkout session id (32 hex digits) in a route: GET /v1/checkout/evaluate is then no
+    session lookup but a 405 (only POST is there), as the schema says."""
+
+    regex = "[0-9a-f]{32}"
+
+
+register_url_convertor("session", _SessionConvertor())
+SessionId = Annotated[str, Path(pattern="^[0-9a-f]{32}$", description="as evaluate returned it")]
+
+
 def _out(c: Coupon) -> CouponOut:
-    out = CouponOut.model_validate(c)
-    out.code = c.display_code
-    return out
+    return CouponOut.of(c)
 
 
 @router.post("/v1/coupons", response_model=CouponOut, status_code=201, tags=["coupons"])
@@ -77,7 +88,7 @@ def create_batch(body: BatchIn, caller: WriteCaller, session: SessionDep, now: N
 def list_coupons(
     caller: ReadCaller,
     session: SessionDep,
-    cursor: str | None = None,
+    cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
 ) -> Page[CouponOut]:
     rows = coupons.listing(session, caller, after_id=decode_cursor(cursor), limit=limit)
@@ -100,14 +111,19 @@ def next_order_coupon(order_id: ExternalId, caller: ReadCaller, session: Session
 
 
 @router.get(
-    "/v1/coupons/{coupon_id}", response_model=CouponOut, tags=["coupons"], responses={404: {}}
+    "/v1/coupons/{coupon_id:int}", response_model=CouponOut, tags=["coupons"], responses={404: {}}
 )
-def get_coupon(coupon_id: int, caller: ReadCaller, session: SessionDep) -> CouponOut:
+def get_coupon(coupon_id: Id, caller: ReadCaller, session: SessionDep) -> CouponOut:
     return _out(coupons.get(session, caller, coupon_id))
 
 
-@router.post("/v1/coupons/{coupon_id}/disable", response_model=CouponOut, tags=["coupons"])
-def disable_coupon(coupon_id: int, caller: WriteCaller, session: SessionDep) -> CouponOut:
+@router.post(
+    "/v1/coupons/{coupon_id:int}/disable",
+    response_model=CouponOut,
+    tags=["coupons"],
+    responses={404: {}},
+)
+def disable_coupon(coupon_id: Id, caller: WriteCaller, session: SessionDep) -> CouponOut:
     return _out(coupons.disable(session, caller, coupon_id))
 
 
@@ -152,15 +168,19 @@ def create_gift_card(
 
 
 @router.get(
-    "/v1/gift-cards/{code}", response_model=GiftCardOut, tags=["gift cards"], responses={404: {}}
+    "/v1/gift-cards/{code}",
+    response_model=GiftCardOut,
+    tags=["gift cards"],
+    responses={404: {}, 429: {"description": "Too many failed code lookups this minute"}},
 )
 def get_gift_card(code: str, caller: ReadCaller, session: SessionDep, now: NowDep) -> GiftCardOut:
-    return giftcards.lookup(session, caller.merchant_id, code, now)
+    return giftcards.lookup(session, caller, code, now)
 
 
 @router.get(
     "/v1/wallets/{customer_id}", response_model=WalletOut, tags=["wallet"], responses={404: {}}
 )
+@writes  # the wallet's accounts are made on first sight
 def get_wallet(
     customer_id: ExternalId,
     caller: ReadCaller,
@@ -181,22 +201,24 @@ def get_wallet(
     response_model=CheckoutOut,
     status_code=201,
     tags=["checkout"],
-    responses={429: {"description": "Too many failed code lookups"}},
+    responses={
+        409: {"description": "More points, wallet or card money than available"},
+        429: {"description": "Too many failed code lookups"},
+    },
 )
-async def evaluate(body: CheckoutIn, request: Request) -> CheckoutOut:
-    """Write scope. The hottest endpoint: the whole request runs in one thread-pool hop."""
-    loyalty = await get_loyalty(request)
-    return await in_one_hop(
-        request,
-        "write",
-        lambda session, caller, now: service.view(
-            service.evaluate(session, caller, body, now, loyalty=loyalty)
-        ),
-    )
+def evaluate(
+    body: CheckoutIn, caller: WriteCaller, session: SessionDep, now: NowDep, loyalty: LoyaltyDep
+) -> CheckoutOut:
+    return service.view(service.evaluate(session, caller, body, now, loyalty=loyalty))
 
 
-@router.get("/v1/checkout/{session_id}", response_model=CheckoutOut, tags=["checkout"])
-def get_session(session_id: str, caller: ReadCaller, session: SessionDep) -> CheckoutOut:
+@router.get(
+    "/v1/checkout/{session_id:session}",
+    response_model=CheckoutOut,
+    tags=["checkout"],
+    responses={404: {}},
+)
+def get_session(session_id: SessionId, caller: ReadCaller, session: SessionDep) -> CheckoutOut:
     return service.view(service.get(session, caller, session_id))
 
 
@@ -207,7 +229,7 @@ def get_session(session_id: str, caller: ReadCaller, session: SessionDep) -> Che
     responses={404: {}, 409: {"description": "Closed, confirmed elsewhere, or a code ran out"}},
 )
 def confirm(
-    session_id: str,
+    session_id: SessionId,
     body: ConfirmIn,
     caller: WriteCaller,
     session: SessionDep,
@@ -225,11 +247,19 @@ def confirm(
     tags=["checkout"],
     responses={404: {}, 409: {}},
 )
-def cancel(session_id: str, caller: WriteCaller, session: SessionDep, now: NowDep) -> CheckoutOut:
+def cancel(
+    session_id: SessionId, caller: WriteCaller, session: SessionDep, now: NowDep
+) -> CheckoutOut:
     return service.view(service.cancel(session, caller, session_id, now))
 
 
-@router.get("/v1/referrals/customers/{customer_id}", response_model=ReferralOut, tags=["referral"])
+@router.get(
+    "/v1/referrals/customers/{customer_id}",
+    response_model=ReferralOut,
+    tags=["referral"],
+    responses={404: {}},
+)
+@writes  # the customer's referral code is made on first sight
 def referral(
     customer_id: ExternalId, caller: ReadCaller, session: SessionDep, now: NowDep
 ) -> ReferralOut:
@@ -241,7 +271,12 @@ def referral_stats(caller: ReadCaller, session: SessionDep) -> dict[str, int]:
     return referrals.programme_stats(session, caller)
 
 
-@router.post("/v1/referrals/invitations", status_code=201, tags=["referral"])
+@router.post(
+    "/v1/referrals/invitations",
+    status_code=201,
+    tags=["referral"],
+    responses={200: {"description": "Already recorded"}, 404: {}},
+)
 def invite(
     body: InvitationIn, caller: WriteCaller, session: SessionDep, now: NowDep, response: Response
 ) -> dict[str, bool]:

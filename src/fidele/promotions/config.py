@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from fidele.kit.schemas import Int, StrictJsonModel
 
 
-class NextOrder(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class NextOrder(StrictJsonModel):
     enabled: bool = False
     # [days, basis points]: 15% within 15 days, 10% within 30, 5% within 60, then expired.
-    schedule: list[tuple[int, int]] = Field(
+    schedule: list[tuple[Int, Int]] = Field(
         default_factory=lambda: [(15, 1500), (30, 1000), (60, 500)]
     )
     min_subtotal: int = Field(0, ge=0)
@@ -20,9 +20,7 @@ class NextOrder(BaseModel):
     email: bool = True
 
 
-class ReferralConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ReferralConfig(StrictJsonModel):
     enabled: bool = True
     # Welcome advantage of the referee on its first order.
     welcome_kind: Literal["percent_off", "amount_off"] = "amount_off"
@@ -35,9 +33,7 @@ class ReferralConfig(BaseModel):
     link_template: str = "https://shop.example/?ref={code}"
 
 
-class PromotionConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class PromotionConfig(StrictJsonModel):
     currency: str = "EUR"
     session_ttl_minutes: int = Field(30, ge=1, le=24 * 60)
     return_window_days: int = Field(14, ge=0, le=365)

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from fidele.errors import InvalidInput, NotFound
+from fidele.errors import InvalidInput, NotFound, StateConflict
 from fidele.kit import codes
 from fidele.promotions import domain
 from fidele.promotions.config import PromotionConfig
@@ -87,7 +87,7 @@ def create(session: Session, caller: Caller, data: CouponIn, now: datetime) -> C
     else:
         coupon.code, coupon.display_code = merchant_code(data.code)
     if not insert_or_twin(session, coupon):
-        raise InvalidInput(f"code {coupon.display_code!r} already exists", field="code")
+        raise StateConflict(f"code {coupon.display_code!r} already exists", field="code")
     return coupon
 
 

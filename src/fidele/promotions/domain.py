@@ -333,8 +333,14 @@ def check_code(raw: str) -> tuple[str, str | None]:
 _SPACES = re.compile(r"[\W_]+")
 
 
-def normalise_address(address: str | None) -> str | None:
-    if not address:
+def normalise_address(address: object) -> str | None:
+    """An order's shipping address as comparable text. Attributes are free-form: a shop may
+    send the address as one string or as an object (its scalar fields, in key order)."""
+    if isinstance(address, dict):
+        address = " ".join(
+            str(v) for _, v in sorted(address.items()) if isinstance(v, str | int | float)
+        )
+    if not address or not isinstance(address, str):
         return None
     return _SPACES.sub(" ", address.lower()).strip() or None
 

@@ -12,11 +12,12 @@ from sqlalchemy.orm import Session
 from fidele.errors import NotFound
 from fidele.kit import codes
 from fidele.ledger import service as ledger
-from fidele.promotions import balances, domain, mail
+from fidele.promotions import balances, domain, mail, ratelimit
 from fidele.promotions.coupons import config
 from fidele.promotions.models import GiftCard
 from fidele.promotions.repository import GiftCardRepository, insert_or_twin
 from fidele.promotions.schemas import GiftCardOut
+from fidele.tenancy.service import Caller
 
 KIND = "gift_card"
 
@@ -170,9 +171,15 @@ def refusal(card: GiftCard | None, currency: str, now: datetime) -> str | None:
     return "currency_mismatch" if card.currency != currency else None
 
 
-def lookup(session: Session, merchant_id: int, code: str, now: datetime) -> GiftCardOut:
-    norm, bad = domain.check_code(code)
-    card = None if bad else find(session, merchant_id, [norm]).get(norm)
+def lookup(session: Session, caller: Caller, code: str, now: datetime) -> GiftCardOut:
+    """The card of ``code``; a failed lookup counts against the key's lookup limit (429 once
+    it is used up), as at checkout, so codes cannot be enumerated here either."""
+    rate_keys = ratelimit.keys(caller)
+    limit = config(session, caller.merchant_id).failed_lookups_per_minute
+    with ratelimit.lookups(session, rate_keys, now, 1, limit) as tally:
+        norm, bad = domain.check_code(code)
+        card = None if bad else find(session, caller.merchant_id, [norm]).get(norm)
+        tally.found = int(card is not None)
     if card is None:
         raise NotFound("gift card not found")
     return view(session, card, now)

@@ -22,7 +22,7 @@ class LoyaltyPort(Protocol):
     @property
     def installed(self) -> bool: ...
 
-    def available_points(self, session: Session, customer: Customer) -> int: ...
+    def available_points(self, session: Session, customer: Customer, now: datetime) -> int: ...
 
     def burn_points(
         self,
@@ -57,6 +57,8 @@ class LoyaltyPort(Protocol):
     ) -> int: ...
 
     def find_voucher(self, session: Session, programme_id: int, code: str) -> Any: ...
+
+    def voucher_owner(self, session: Session, voucher: Any) -> int | None: ...
 
     def use_voucher(
         self, session: Session, voucher: Any, *, order_ref: str, now: datetime
@@ -105,8 +107,8 @@ class DefaultLoyalty:
     def installed(self) -> bool:
         return self.mod is not None
 
-    def available_points(self, session: Session, customer: Customer) -> int:
-        return 0 if self.mod is None else int(self.mod.available_points(session, customer))
+    def available_points(self, session: Session, customer: Customer, now: datetime) -> int:
+        return 0 if self.mod is None else int(self.mod.available_points(session, customer, now))
 
     def burn_points(self, session: Session, **kw: Any) -> None:
         if self.mod is None:
@@ -138,6 +140,9 @@ class DefaultLoyalty:
 
     def find_voucher(self, session: Session, programme_id: int, code: str) -> Any:
         return None if self.mod is None else self.mod.find_voucher(session, programme_id, code)
+
+    def voucher_owner(self, session: Session, voucher: Any) -> int | None:
+        return None if self.mod is None else int(self.mod.voucher_owner(session, voucher))
 
     def use_voucher(self, session: Session, voucher: Any, *, order_ref: str, now: datetime) -> None:
         if self.mod is not None:

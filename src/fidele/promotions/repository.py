@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import String, and_, bindparam, cast, func, literal, or_, select, update
+from sqlalchemy import String, and_, bindparam, cast, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -47,36 +47,19 @@ _FAILURES = (
     .scalar_subquery()
 )
 _FAILURES_ONLY = select(_FAILURES)
-_ONE = select(literal(1).label("one")).subquery()
-_CODES_WITH_FAILURES = (
-    select(Coupon, _FAILURES)
-    .select_from(_ONE)
-    .outerjoin(
-        Coupon,
-        and_(
-            Coupon.merchant_id == bindparam("merchant_id"),
-            Coupon.code.in_(bindparam("codes", expanding=True)),
-        ),
-    )
-)
 
 
 class CouponRepository(RepositoryBase[Coupon]):
     model = Coupon
 
-    def by_codes_with_failures(
-        self, merchant_id: int, codes: Sequence[str], keys: Sequence[str], window: datetime
-    ) -> tuple[dict[str, Coupon], int]:
-        """The coupons of ``codes`` and the most failed lookups of any of the rate ``keys`` in
-        ``window``, in one round trip (the failures ride on every row of a LEFT JOIN from a
-        one-row table, so they come back even when no code matches)."""
-        params = {"keys": list(keys), "window": window}
+    def by_codes(self, merchant_id: int, codes: Sequence[str]) -> dict[str, Coupon]:
+        """The coupons of ``codes`` (normalised), by code."""
         if not codes:
-            return {}, int(self.session.execute(_FAILURES_ONLY, params).scalar_one())
-        params |= {"merchant_id": merchant_id, "codes": list(codes)}
-        rows = self.session.execute(_CODES_WITH_FAILURES, params).all()
-        found = {c.code: c for c, _ in rows if c is not None and c.code is not None}
-        return found, int(rows[0][1])
+            return {}
+        rows = self.session.scalars(
+            select(Coupon).where(Coupon.merchant_id == merchant_id, Coupon.code.in_(codes))
+        )
+        return {c.code: c for c in rows if c.code is not None}
 
     def by_source_ref(self, merchant_id: int, ref: str) -> Coupon | None:
         return self.one_or_none(
@@ -365,17 +348,80 @@ class RateRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def bump(self, key: str, window: datetime, n: int) -> None:
-        """One atomic upsert: concurrent failures from several processes all count."""
+    def bump(self, deltas: dict[str, int], window: datetime) -> dict[str, int]:
+        """Add each key's delta (negative to take away) to its counter in ``window``; the
+        counts after it, by key. One atomic statement (upsert with RETURNING) taking the rows
+        in key order: concurrent callers, in any process, each see counts that include
+        everyone counted before them, and two callers never lock in opposite orders."""
         dialect = postgresql if self.session.bind.dialect.name == "postgresql" else sqlite  # type: ignore[union-attr]
-        stmt = dialect.insert(RateCounter).values(key=key, window_start=window, count=n)
+        rows = [{"key": k, "window_start": window, "count": deltas[k]} for k in sorted(deltas)]
+        stmt = dialect.insert(RateCounter).values(rows)
         stmt = stmt.on_conflict_do_update(
-            index_elements=["key", "window_start"], set_={"count": RateCounter.count + n}
-        )
-        self.session.execute(stmt)
+            index_elements=["key", "window_start"],
+            set_={"count": RateCounter.count + stmt.excluded.count},
+        ).returning(RateCounter.key, RateCounter.count)
+        return {str(k): int(c) for k, c in self.session.execute(stmt)}
+
+    def most(self, keys: Sequence[str], window: datetime) -> int:
+        """The largest count of ``keys`` in ``window`` (0 when none counted yet)."""
+        params = {"keys": list(keys), "window": window}
+        return int(self.session.execute(_FAILURES_ONLY, params).scalar_one())
 
     def purge(self, before: datetime) -> int:
         from sqlalchemy import delete
 
         result = self.session.execute(delete(RateCounter).where(RateCounter.window_start < before))
         return _rowcount(result)
+
+
+class PrivacyRepository:
+    """What the promotions domain holds on one person (GDPR export and erasure)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def coupons_of(self, customer_id: int) -> Sequence[Coupon]:
+        stmt = select(Coupon).where(Coupon.customer_id == customer_id).order_by(Coupon.id)
+        return self.session.execute(stmt).scalars().all()
+
+    def gift_cards_of(
+        self, merchant_id: int, customer_id: int, emails: frozenset[str]
+    ) -> Sequence[GiftCard]:
+        """Cards the person bought (on their orders) or was sent (to one of their addresses)."""
+        bought = select(Order.id).where(Order.customer_id == customer_id)
+        stmt = select(GiftCard).where(
+            GiftCard.merchant_id == merchant_id,
+            or_(
+                GiftCard.order_id.in_(bought),
+                func.lower(GiftCard.recipient_email).in_(sorted(emails) or [""]),
+            ),
+        )
+        return self.session.execute(stmt.order_by(GiftCard.id)).scalars().all()
+
+    def referrals_of(self, customer_id: int) -> Sequence[Referral]:
+        stmt = select(Referral).where(
+            or_(Referral.referrer_id == customer_id, Referral.referee_id == customer_id)
+        )
+        return self.session.execute(stmt.order_by(Referral.id)).scalars().all()
+
+    def invitations_of(
+        self, merchant_id: int, customer_id: int, emails: frozenset[str]
+    ) -> Sequence[ReferralInvitation]:
+        """Invitations the person sent, and those sent to one of their addresses."""
+        stmt = select(ReferralInvitation).where(
+            ReferralInvitation.merchant_id == merchant_id,
+            or_(
+                ReferralInvitation.referrer_id == customer_id,
+                ReferralInvitation.email_normalized.in_(sorted(emails) or [""]),
+            ),
+        )
+        return self.session.execute(stmt.order_by(ReferralInvitation.id)).scalars().all()
+
+    def checkout_sessions_of(
+        self, merchant_id: int, customer_id: int, ref: str
+    ) -> Sequence[CheckoutSession]:
+        stmt = select(CheckoutSession).where(
+            CheckoutSession.merchant_id == merchant_id,
+            or_(CheckoutSession.customer_id == customer_id, CheckoutSession.customer_ref == ref),
+        )
+        return self.session.execute(stmt).scalars().all()

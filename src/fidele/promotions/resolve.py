@@ -69,9 +69,9 @@ def shopper(
 def typed_codes(session: Session, cart: Cart, typed: Sequence[str]) -> Resolved:
     """Check, deduplicate and look up every typed code (coupons, referral codes, vouchers).
 
-    Refused with 429 first when the key or the customer used up its failed lookups this
-    minute (also when no code is typed): the coupon lookup and the failure count are one
-    round trip, and nothing that was read is used before the count is checked."""
+    The typed codes are counted against the lookup limit before any is looked up (429 when
+    they could go over it, also when no code is typed and the limit is used up); only the
+    failures stay counted (see :func:`ratelimit.lookups`)."""
     out, pending = Resolved(), {}
     for raw in typed:
         norm, bad = domain.check_code(raw)
@@ -82,21 +82,22 @@ def typed_codes(session: Session, cart: Cart, typed: Sequence[str]) -> Resolved:
             out.failed_lookups += 1
         else:
             pending[norm] = raw
-    found, failures = CouponRepository(session).by_codes_with_failures(
-        cart.caller.merchant_id,
-        list(pending),
-        ratelimit.keys(cart.caller, cart.customer_ref),
-        ratelimit.window_of(cart.now),
-    )
-    ratelimit.refuse_over(failures, cart.cfg.failed_lookups_per_minute, cart.now)
-    uses = out.customer_uses = _uses(session, cart, list(found.values()))
-    out.coupons = {c.id: c for c in found.values()}  # also keeps them in the identity map
-    for norm, raw in pending.items():
-        if norm in found:
-            _coupon(out, cart, found[norm], raw, uses.get(found[norm].id, 0))
-        elif not _referral(session, out, cart, norm, raw) and not _voucher(session, out, cart, raw):
-            out.reject(raw, "unknown", "no such code")
-            out.failed_lookups += 1
+    rate_keys = ratelimit.keys(cart.caller, cart.customer_ref)
+    tries = len(pending) + out.failed_lookups
+    limit = cart.cfg.failed_lookups_per_minute
+    with ratelimit.lookups(session, rate_keys, cart.now, tries, limit) as tally:
+        found = CouponRepository(session).by_codes(cart.caller.merchant_id, list(pending))
+        uses = out.customer_uses = _uses(session, cart, list(found.values()))
+        out.coupons = {c.id: c for c in found.values()}  # also keeps them in the identity map
+        for norm, raw in pending.items():
+            if norm in found:
+                _coupon(out, cart, found[norm], raw, uses.get(found[norm].id, 0))
+            elif not _referral(session, out, cart, norm, raw) and not _voucher(
+                session, out, cart, raw
+            ):
+                out.reject(raw, "unknown", "no such code")
+                out.failed_lookups += 1
+        tally.found = tries - out.failed_lookups
     return out
 
 
@@ -159,6 +160,8 @@ def _voucher(session: Session, out: Resolved, cart: Cart, raw: str) -> bool:
         out.reject(raw, "not_applicable_at_checkout", f"a {voucher.kind} reward is not a discount")
     elif status in VOUCHER_STATUS or status in ("cancelled", "void"):
         out.reject(raw, VOUCHER_STATUS.get(status, "disabled"))
+    elif not _owns(session, cart, voucher):
+        out.reject(raw, "not_your_code", "the reward was bought by another customer")
     else:
         offer = domain.Offer(
             ref=f"reward:{voucher.code}",
@@ -171,6 +174,12 @@ def _voucher(session: Session, out: Resolved, cart: Cart, raw: str) -> bool:
         )
         _offer_if_met(out, cart, offer, raw)
     return True
+
+
+def _owns(session: Session, cart: Cart, voucher: Any) -> bool:
+    """A reward voucher is its buyer's, as a coupon given to one customer is theirs."""
+    owner = cart.loyalty.voucher_owner(session, voucher)
+    return owner is None or (cart.customer is not None and cart.customer.id == owner)
 
 
 def automatic(

@@ -4,7 +4,17 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from fidele.kit.schemas import Currency, ExternalId, InputModel, Minor, OutputModel, UtcDatetime
+from fidele.kit.schemas import (
+    Currency,
+    Email,
+    ExternalId,
+    InputModel,
+    Minor,
+    OutputModel,
+    UtcDatetime,
+    required_in,
+    when,
+)
 from fidele.promotions.domain import Conditions, Kind
 
 
@@ -17,8 +27,14 @@ class _OfferIn(InputModel):
     priority: int = Field(0, ge=-1000, le=1000)
     exclusive: bool = False
     starts_at: UtcDatetime | None = None
-    ends_at: UtcDatetime | None = None
+    ends_at: UtcDatetime | None = Field(None, description="after starts_at (422 otherwise)")
     conditions: Conditions = Field(default_factory=Conditions)
+
+    # ends_at > starts_at cannot be said in JSON Schema; it is in the field descriptions.
+    schema_rules = (
+        when("kind", "percent_off", required_in("value", minimum=1, maximum=10_000)),
+        when("kind", "amount_off", required_in("value", minimum=1)),
+    )
 
     @model_validator(mode="after")
     def _coherent(self) -> _OfferIn:
@@ -35,6 +51,11 @@ class CouponIn(_OfferIn):
     code: str | None = Field(None, min_length=3, max_length=40)
     usage_limit: int | None = Field(None, ge=1)
     per_customer_limit: int | None = Field(None, ge=1)
+
+    schema_rules = (
+        *_OfferIn.schema_rules,
+        when("kind", "free_product", required_in("product_id", type="string", minLength=1)),
+    )
 
     @model_validator(mode="after")
     def _free_product(self) -> CouponIn:
@@ -58,6 +79,29 @@ class PromotionIn(_OfferIn):
     rule: Literal["buy_x_get_y", "cheapest_free"] | None = None
     buy: int = Field(0, ge=0, le=1000)
     get: int = Field(0, ge=0, le=1000)
+
+    schema_rules = (
+        *_OfferIn.schema_rules,
+        {
+            "if": {"properties": {"rule": {"type": "string"}}, "required": ["rule"]},
+            "then": {"properties": {"kind": {"const": "free_product"}}},
+        },
+        when(
+            "rule",
+            "buy_x_get_y",
+            {
+                "properties": {"buy": {"minimum": 1}, "get": {"minimum": 1}},
+                "required": ["buy", "get"],
+            },
+        ),
+        {
+            "if": {
+                "properties": {"kind": {"const": "free_product"}, "rule": {"type": "null"}},
+                "required": ["kind"],
+            },
+            "then": required_in("product_id", type="string", minLength=1),
+        },
+    )
 
     @model_validator(mode="after")
     def _rule(self) -> PromotionIn:
@@ -95,6 +139,13 @@ class CouponOut(OutputModel):
     status: str
     text: str | None = None
 
+    @classmethod
+    def of(cls, coupon: Any) -> CouponOut:
+        """The coupon as the API shows it: its code as it was typed or generated."""
+        out = cls.model_validate(coupon)
+        out.code = coupon.display_code
+        return out
+
 
 class BatchOut(OutputModel):
     batch: str
@@ -105,7 +156,7 @@ class BatchOut(OutputModel):
 class GiftCardIn(InputModel):
     amount: int = Field(gt=0, le=10**12)
     currency: Currency
-    recipient_email: str | None = Field(None, max_length=320)
+    recipient_email: Email | None = None
     message: str | None = Field(None, max_length=1000)
 
 
@@ -182,7 +233,9 @@ class ConfirmIn(InputModel):
 
 class InvitationIn(InputModel):
     customer_id: ExternalId
-    email: str = Field(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
+    email: str = Field(
+        min_length=3, max_length=320, pattern=r"^[^@ \t\n\r\f\v\x00]+@[^@ \t\n\r\f\v\x00]+$"
+    )
 
 
 class ReferralOut(OutputModel):

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from fidele.customers.models import Customer
 from fidele.customers.repository import CustomerRepository
-from fidele.errors import InvalidInput, NotFound
+from fidele.errors import NotFound, StateConflict
 from fidele.promotions import (
     balances,
     cache,
@@ -32,7 +32,7 @@ from fidele.promotions import (
 )
 from fidele.promotions.errors import CouponNotRedeemable, SessionAlreadyConfirmed, SessionClosed
 from fidele.promotions.loyalty_port import LoyaltyPort, NoLoyalty, default_loyalty
-from fidele.promotions.models import CheckoutSession, Redemption
+from fidele.promotions.models import CheckoutSession, GiftCard, Redemption
 from fidele.promotions.repository import CouponRepository, SessionRepository
 from fidele.promotions.schemas import CheckoutIn, CheckoutOut, DiscountOut, RejectedOut
 from fidele.tenancy.service import Caller
@@ -58,7 +58,6 @@ def evaluate(
     found = resolve.typed_codes(session, cart, data.codes)
     offers = resolve.automatic(session, cart, promos.offers_at(now)) + found.offers
     priced = domain.price(lines, data.shipping, offers)
-    ratelimit.record_failures(session, caller, data.customer_id, now, found.failed_lookups)
     row = _new_session(session, caller, customer, data, now, cfg.session_ttl_minutes)
     priced, not_held = holds.hold_applied(
         session, row, lines, data.shipping, offers, priced, found.coupons, found.customer_uses, now
@@ -127,8 +126,8 @@ def _tenders(
     asked: list[tuple[domain.Tender, dict[str, Any]]] = []
     if data.points:
         asked.append(_points(session, cart, data, due))
-    for use in data.gift_cards:
-        asked.extend(_gift_card(session, cart, use.code, use.amount, rejected))
+    if data.gift_cards:
+        asked.extend(_gift_cards(session, cart, data, rejected))
     if data.wallet_amount:
         asked.append(_wallet(session, cart, data.wallet_amount))
     amounts = domain.pay(due, [t for t, _ in asked])
@@ -168,24 +167,47 @@ def _points(
             "this shop has no loyalty programme: points cannot be burned", field="points"
         )
     if cart.customer is None:
-        raise InvalidInput("an unknown customer has no points", field="points")
-    available = cart.loyalty.available_points(session, cart.customer)
+        raise StateConflict("an unknown customer has no points", field="points")
+    available = cart.loyalty.available_points(session, cart.customer, cart.now)
     if data.points > available:
-        raise InvalidInput(
+        raise StateConflict(
             f"only {available} points are available", field="points", available=available
         )
     per_100, currency = cart.loyalty.point_value(session, cart.caller.programme_id)
     if currency != data.currency:
-        raise InvalidInput(f"points are worth {currency}, not {data.currency}", field="points")
+        raise StateConflict(f"points are worth {currency}, not {data.currency}", field="points")
     used, money = domain.points_for(due, data.points, per_100)
     return domain.Tender("points", "points", money, money), {"points": used}
 
 
-def _gift_card(
-    session: Session, cart: resolve.Cart, raw: str, amount: int, rejected: list[dict[str, Any]]
+def _gift_cards(
+    session: Session, cart: resolve.Cart, data: CheckoutIn, rejected: list[dict[str, Any]]
 ) -> list[tuple[domain.Tender, dict[str, Any]]]:
-    norm, bad = domain.check_code(raw)
-    card = None if bad else giftcards.find(session, cart.caller.merchant_id, [norm]).get(norm)
+    """The gift cards typed, looked up at once; counted against the lookup limit like coupon
+    codes (a card code is guessable the same way)."""
+    rate_keys = ratelimit.keys(cart.caller, cart.customer_ref)
+    limit = cart.cfg.failed_lookups_per_minute
+    typed = [(use, *domain.check_code(use.code)) for use in data.gift_cards]
+    with ratelimit.lookups(session, rate_keys, cart.now, len(typed), limit) as tally:
+        norms = [norm for _, norm, bad in typed if not bad]
+        cards = giftcards.find(session, cart.caller.merchant_id, norms)
+        tally.found = sum(1 for _, norm, bad in typed if not bad and norm in cards)
+    asked = []
+    for use, norm, bad in typed:
+        card = None if bad else cards.get(norm)
+        asked.extend(_gift_card(session, cart, use.code, use.amount, card, bad, rejected))
+    return asked
+
+
+def _gift_card(
+    session: Session,
+    cart: resolve.Cart,
+    raw: str,
+    amount: int,
+    card: GiftCard | None,
+    bad: str | None,
+    rejected: list[dict[str, Any]],
+) -> list[tuple[domain.Tender, dict[str, Any]]]:
     reason = bad or giftcards.refusal(card, cart.shopper.currency, cart.now)
     if reason is None and card is not None:
         bal = giftcards.account_of(session, card, cart.now)
@@ -207,7 +229,7 @@ def _wallet(
     session: Session, cart: resolve.Cart, amount: int
 ) -> tuple[domain.Tender, dict[str, Any]]:
     if cart.customer is None:
-        raise InvalidInput("an unknown customer has no wallet", field="wallet_amount")
+        raise StateConflict("an unknown customer has no wallet", field="wallet_amount")
     bal = wallet.account_of(session, cart.customer, cart.shopper.currency, cart.now)
     tender = domain.Tender("wallet", "wallet", amount, bal.main.balance)
     return tender, {"accounts": [bal.main.id, bal.held.id, bal.spent.id]}

@@ -5,11 +5,13 @@ from typing import Any
 from fastapi import APIRouter, Response
 from pydantic import Field, HttpUrl
 
-from fidele.deps import ERRORS, AdminCaller, NowDep, SessionDep
-from fidele.kit.schemas import InputModel, OutputModel, UtcDatetime
+from fidele.deps import ERRORS, AdminCaller, NowDep, OneHopRoute, SessionDep, SettingsDep
+from fidele.kit.schemas import Id, InputModel, OutputModel, UtcDatetime
 from fidele.webhooks import service
 
-router = APIRouter(prefix="/v1/webhooks/endpoints", tags=["webhooks"], responses=ERRORS)
+router = APIRouter(
+    prefix="/v1/webhooks/endpoints", tags=["webhooks"], responses=ERRORS, route_class=OneHopRoute
+)
 TOPICS = (
     "loyalty.points_earned",
     "loyalty.tier_changed",
@@ -33,11 +35,23 @@ class EndpointOut(OutputModel):
 
 
 @router.post("", response_model=EndpointOut, status_code=201)
-def create(body: EndpointIn, caller: AdminCaller, session: SessionDep, now: NowDep) -> Any:
+def create(
+    body: EndpointIn,
+    caller: AdminCaller,
+    session: SessionDep,
+    now: NowDep,
+    settings: SettingsDep,
+) -> Any:
     """Register an endpoint; deliveries are signed with the merchant's webhook secret
-    (``X-Fidele-Signature: sha256=<hex HMAC-SHA256 of the body>``)."""
+    (``X-Fidele-Signature: sha256=<hex HMAC-SHA256 of the body>``). The URL must reach a public
+    address (422 ``unsafe_webhook_url`` otherwise) unless FIDELE_WEBHOOKS_ALLOW_PRIVATE."""
     return service.create(
-        session, merchant_id=caller.merchant_id, url=str(body.url), topics=body.topics, now=now
+        session,
+        merchant_id=caller.merchant_id,
+        url=str(body.url),
+        topics=body.topics,
+        now=now,
+        allow_private=settings.private_webhooks_allowed,
     )
 
 
@@ -47,6 +61,6 @@ def list_endpoints(caller: AdminCaller, session: SessionDep) -> Any:
 
 
 @router.delete("/{endpoint_id}", status_code=204, responses={404: {}})
-def delete(endpoint_id: int, caller: AdminCaller, session: SessionDep) -> Response:
+def delete(endpoint_id: Id, caller: AdminCaller, session: SessionDep) -> Response:
     service.deactivate(session, merchant_id=caller.merchant_id, endpoint_id=endpoint_id)
     return Response(status_code=204)

@@ -21,15 +21,27 @@ from fidele.outbox import service as outbox
 from fidele.outbox.models import OutboxMessage
 from fidele.settings import get_settings
 from fidele.tenancy import service as tenancy
+from fidele.webhooks import domain
 from fidele.webhooks.models import WebhookEndpoint
 
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+# One pooled client per process, shared by the delivery threads.
+_http: dict[str, httpx.Client] = {}
 server_secret = {"value": None}  # tests and apps may pin the server secret here
 
 
 def create(
-    session: Session, *, merchant_id: int, url: str, topics: list[str], now: datetime
+    session: Session,
+    *,
+    merchant_id: int,
+    url: str,
+    topics: list[str],
+    now: datetime,
+    allow_private: bool = False,
 ) -> WebhookEndpoint:
+    """Register an endpoint; a URL that is not public http(s) is refused (422 naming ``url``)
+    unless ``allow_private`` (see :mod:`fidele.webhooks.domain`)."""
+    domain.check_url(url, allow_private=allow_private)
     row = WebhookEndpoint(
         merchant_id=merchant_id, url=url, topics=topics, active=True, created_at=now
     )
@@ -109,8 +121,10 @@ def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-@outbox.sender("webhook")
 def send(session: Session, msg: OutboxMessage) -> None:
+    """POST the message to its endpoint (the ``webhook`` sender, see ``webhooks.senders``).
+    ``X-Fidele-Delivery`` is the outbox row's id: the same on every retry of one message, so a
+    receiver deduplicates on it (delivery is at least once)."""
     ep = session.get(WebhookEndpoint, msg.payload["endpoint_id"])
     if ep is None or not ep.active:
         return  # endpoint removed: nothing to deliver
@@ -125,5 +139,22 @@ def send(session: Session, msg: OutboxMessage) -> None:
         "X-Fidele-Topic": msg.topic,
         "X-Fidele-Delivery": str(msg.id),
     }
-    response = httpx.post(ep.url, content=body, headers=headers, timeout=TIMEOUT)
+    # Checked again now, after DNS resolution, and sent to the address that was checked.
+    target = domain.check_url(ep.url, allow_private=get_settings().private_webhooks_allowed)
+    response = client().post(
+        target.url,
+        content=body,
+        headers={**headers, "Host": target.host},
+        extensions=target.extensions,
+    )
     response.raise_for_status()
+
+
+def client() -> httpx.Client:
+    """The process's HTTP client: keep-alive connections reused across deliveries, at most
+    ``outbox_concurrency`` of them (the delivery pool never needs more)."""
+    if "client" not in _http:
+        size = get_settings().outbox_concurrency
+        limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
+        _http.setdefault("client", httpx.Client(timeout=TIMEOUT, limits=limits))
+    return _http["client"]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from fidele.kit.plugins import domain_modules
+from fidele.kit.plugins import load_everything
 
 JobFn = Callable[[Any, datetime], int | None]
 
@@ -40,5 +40,5 @@ def job(name: str, every: timedelta, *, standalone: bool = False) -> Callable[[J
 
 
 def load_jobs() -> dict[str, Job]:
-    domain_modules("tasks")
+    load_everything()
     return jobs

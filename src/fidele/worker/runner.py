@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import socket
 import threading
 from dataclasses import dataclass
@@ -15,13 +16,20 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fidele.db.session import make_sessionmaker, transaction
 from fidele.kit.clock import Clock
+from fidele.kit.plugins import load_everything
 from fidele.settings import Settings
 from fidele.worker.models import JobLease
 from fidele.worker.registry import Job, load_jobs
 
 log = logging.getLogger("fidele.worker")
-LEASE = timedelta(minutes=10)
+# A job's lease is short and renewed by a heartbeat while the job runs: a worker killed while
+# holding it (kill -9, a lost machine) blocks the job for at most LEASE, then another worker
+# takes it over. (It was 10 minutes without renewal.)
+LEASE = timedelta(seconds=15)
+HEARTBEAT_SECONDS = LEASE.total_seconds() / 3
 OWNER = f"{socket.gethostname()}:{os.getpid()}"
+# Jobs the continuous loops run on their own (DeliveryLoop), not on a schedule.
+CONTINUOUS = frozenset({"outbox.deliver"})
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,38 @@ def _acquire(factory: sessionmaker[Session], job: Job, now: datetime, force: boo
         return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
+def _renew(factory: sessionmaker[Session], job: Job, now: datetime) -> None:
+    with transaction(factory) as session:
+        session.execute(
+            update(JobLease)
+            .where(JobLease.name == job.name, JobLease.owner == OWNER)
+            .values(locked_until=now + LEASE)
+        )
+
+
+class _Heartbeat:
+    """Renews a held lease every HEARTBEAT_SECONDS until the job returns."""
+
+    def __init__(self, factory: sessionmaker[Session], clock: Clock, job: Job) -> None:
+        self.factory, self.clock, self.job = factory, clock, job
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"lease-{job.name}", daemon=True)
+
+    def __enter__(self) -> None:
+        self._thread.start()
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_SECONDS):
+            try:
+                _renew(self.factory, self.job, self.clock.now())
+            except Exception:  # the next beat tries again; the lease outlives two misses
+                log.exception("lease renewal of %s failed", self.job.name)
+
+
 def _release(factory: sessionmaker[Session], job: Job, now: datetime, outcome: str) -> None:
     with transaction(factory) as session:
         session.execute(
@@ -74,10 +114,14 @@ def run_due(
     *,
     force: bool = False,
     only: set[str] | None = None,
+    skip: frozenset[str] = frozenset(),
 ) -> list[JobRun]:
-    """Run each due job once, each in its own transaction; skip jobs another process holds."""
+    """Run each due job once, each in its own transaction; skip jobs another process holds
+    (and those named in ``skip``)."""
     registry = load_jobs()
-    selected = [j for j in registry.values() if only is None or j.name in only]
+    selected = [
+        j for j in registry.values() if (only is None or j.name in only) and j.name not in skip
+    ]
     _ensure_lease_rows(factory, [j.name for j in selected])
     runs = []
     for job in selected:
@@ -86,11 +130,8 @@ def run_due(
             runs.append(JobRun(job.name, ran=False))
             continue
         try:
-            if job.standalone:
-                result = job.fn(factory, now)
-            else:
-                with transaction(factory) as session:
-                    result = job.fn(session, now)
+            with _Heartbeat(factory, clock, job):
+                result = _call(factory, job, now)
         except Exception as exc:  # a failed job is logged and retried next round
             log.exception("job %s failed", job.name)
             _release(factory, job, now, f"error: {exc}")
@@ -101,27 +142,62 @@ def run_due(
     return runs
 
 
-class BackgroundRunner:
-    """The embedded worker of ``fidele serve``: a daemon thread running due jobs."""
+def _call(factory: sessionmaker[Session], job: Job, now: datetime) -> int | None:
+    if job.standalone:
+        return job.fn(factory, now)
+    with transaction(factory) as session:
+        return job.fn(session, now)
 
-    def __init__(self, engine: Engine, clock: Clock, settings: Settings) -> None:
-        self.factory = make_sessionmaker(engine)
+
+class BackgroundRunner:
+    """A worker's two loops, as daemon threads: the outbox's continuous delivery and a round
+    of due jobs every ``worker_interval_seconds``. ``fidele worker`` runs one; ``fidele serve``
+    runs one inside the API process when ``FIDELE_EMBEDDED_WORKER`` is on (the default)."""
+
+    def __init__(
+        self,
+        engine: Engine | None,
+        clock: Clock,
+        settings: Settings,
+        *,
+        factory: sessionmaker[Session] | None = None,
+        interval: float | None = None,
+    ) -> None:
+        from fidele.outbox.delivery import DeliveryLoop
+
+        assert engine is not None or factory is not None
+        self.factory = factory or make_sessionmaker(engine)  # type: ignore[arg-type]
         self.clock = clock
-        self.interval = settings.worker_interval_seconds
+        self.interval = settings.worker_interval_seconds if interval is None else interval
+        self.delivery = DeliveryLoop(
+            self.factory,
+            clock,
+            concurrency=settings.outbox_concurrency,
+            idle_seconds=settings.outbox_idle_seconds,
+        )
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="fidele-worker", daemon=True)
 
     def start(self) -> None:
+        load_everything()
+        self.delivery.start()
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
+        self.delivery.stop()
         self._thread.join(timeout=10)
+
+    def wait(self) -> None:
+        """Block until stopped (the foreground of ``fidele worker``)."""
+        while self._thread.is_alive():
+            self._thread.join(timeout=1)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                run_due(self.factory, self.clock)
+                run_due(self.factory, self.clock, skip=CONTINUOUS)
             except Exception:
                 log.exception("worker round failed")
-            self._stop.wait(self.interval)
+            # +-10%: workers started together drift apart instead of polling in lockstep
+            self._stop.wait(self.interval * random.uniform(0.9, 1.1))

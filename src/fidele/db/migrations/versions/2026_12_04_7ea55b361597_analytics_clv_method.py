@@ -1,7 +1,7 @@
 """analytics clv_method
 
 Revision ID: 7ea55b361597
-Revises: 5e1d0c7a9b21
+Revises: 6e8b504fea28
 Create Date: 2026-12-04 21:42:30.938221
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "7ea55b361597"
-down_revision: str | None = "5e1d0c7a9b21"
+down_revision: str | None = "6e8b504fea28"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

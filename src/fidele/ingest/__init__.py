@@ -1,0 +1,1 @@
+"""Shop ingestion: connectors (webhooks and sync), bulk importers and their conversions."""

@@ -1,0 +1,176 @@
+"""Apply verified shop webhooks through the same customer and order services as the API."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from sqlalchemy.orm import Session
+
+from fidele.customers import service as customers
+from fidele.errors import Conflict, IdempotencyConflict, InvalidInput
+from fidele.ingest.connectors import shopify, woocommerce
+from fidele.ingest.connectors.shop import ShopOrder
+from fidele.kit.schemas import ExternalId
+from fidele.orders import service as orders
+from fidele.orders.models import Order
+from fidele.orders.schemas import OrderIn, RefundIn, StatusIn
+from fidele.tenancy.models import Merchant
+from fidele.tenancy.service import Caller
+
+T = TypeVar("T")
+
+
+class WebhookResult(BaseModel):
+    status: str  # processed | ignored | ping
+    topic: str | None = None
+    object_id: str | None = None
+    created: bool = False
+
+
+def caller_for(merchant: Merchant) -> Caller:
+    """A webhook acts for the merchant whose secret signed it, with write rights only."""
+    return Caller(merchant.id, merchant.programme_id, None, frozenset({"write"}))
+
+
+def mapped(fn: Callable[..., T], *args: Any) -> T:
+    """Run a payload mapping; a payload that does not fit is a 422 naming the field."""
+    try:
+        return fn(*args)
+    except ValidationError as exc:
+        fields = [
+            {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()
+        ]
+        raise InvalidInput("the payload does not map onto a valid input", fields=fields) from exc
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise InvalidInput(f"the payload is not shaped as expected: {exc!r}"[:300]) from exc
+
+
+_EXTERNAL_ID: TypeAdapter[str] = TypeAdapter(ExternalId)
+
+
+def external_id(payload: dict[str, Any], key: str = "id") -> str:
+    """A payload's id, held to the API's rules for ids (1-255 characters, no slash)."""
+    return _EXTERNAL_ID.validate_python(str(payload[key]))
+
+
+def ensure_order(
+    session: Session, caller: Caller, data: OrderIn, now: datetime, source: str
+) -> tuple[Order, bool]:
+    """Create the order unless it is known; a later webhook of the same order (paid, updated)
+    carries a different body, which is not a conflict here: the first version stands."""
+    try:
+        return orders.create(session, caller, data, now, source=source)
+    except IdempotencyConflict:
+        return orders.get(session, caller, data.id), False
+
+
+def move_status(
+    session: Session, caller: Caller, order_id: str, data: StatusIn, now: datetime, source: str
+) -> None:
+    """Apply a status the shop reports, unless fidele refuses the transition (e.g. completed
+    after a cancellation): the history stands as first recorded."""
+    try:
+        orders.set_status(session, caller, order_id, data, now, source=source)
+    except Conflict:
+        pass
+
+
+def refund_once(
+    session: Session, caller: Caller, order_id: str, data: RefundIn, now: datetime, source: str
+) -> bool:
+    try:
+        return orders.refund(session, caller, order_id, data, now, source=source)[1]
+    except IdempotencyConflict:
+        return False  # this refund id was recorded from an earlier delivery
+    except Conflict:
+        # The order was cancelled first: its points are all taken back, and the shop would
+        # retry (then disable the webhook) on an error.
+        return False
+
+
+def apply_order(
+    session: Session, caller: Caller, shop: ShopOrder, now: datetime, source: str
+) -> tuple[Order, bool]:
+    """Record an order and the state the shop reports for it: payment, cancellation,
+    fulfilment, refunds. Every step is idempotent, so any delivery of any topic, in any
+    order, leads to the same order."""
+    data = shop.data
+    if data.payment_status == "paid" and data.paid_at is None and shop.paid_at is not None:
+        data = data.model_copy(update={"paid_at": shop.paid_at})
+    if shop.customer is not None and customers.find(session, caller, data.customer_id) is None:
+        # Created from the order's customer record (names, its own email), not the contact email.
+        customers.upsert(session, caller, data.customer_id, shop.customer, now, source=source)
+    order, created = ensure_order(session, caller, data, now, source)
+    if shop.paid_at is not None and order.payment_status != "paid":
+        move_status(
+            session, caller, data.id, StatusIn(status="paid", occurred_at=shop.paid_at), now, source
+        )
+    if shop.fulfilled is not None:
+        status, at = shop.fulfilled
+        move_status(session, caller, data.id, StatusIn(status=status, occurred_at=at), now, source)
+    for refund in shop.refunds:
+        refund_once(session, caller, data.id, refund, now, source)
+    if shop.cancelled_at is not None:
+        cancel = StatusIn(status="cancelled", occurred_at=shop.cancelled_at)
+        move_status(session, caller, data.id, cancel, now, source)
+    return order, created
+
+
+def shopify_webhook(
+    session: Session, merchant: Merchant, topic: str, payload: dict[str, Any], now: datetime
+) -> WebhookResult:
+    caller = caller_for(merchant)
+    if topic in shopify.ORDER_TOPICS:
+        shop = mapped(shopify.shop_order, payload)
+        created = apply_order(session, caller, shop, now, "shopify")[1]
+        return WebhookResult(
+            status="processed", topic=topic, object_id=shop.data.id, created=created
+        )
+    if topic == shopify.REFUND_TOPIC:
+        return _shopify_refund(session, caller, topic, payload, now)
+    if topic == shopify.CUSTOMER_TOPIC:
+        ext = mapped(external_id, payload)
+        data = mapped(shopify.customer_in, payload)
+        created = customers.upsert(session, caller, ext, data, now, source="shopify")[1]
+        return WebhookResult(status="processed", topic=topic, object_id=ext, created=created)
+    return WebhookResult(status="ignored", topic=topic)
+
+
+def _shopify_refund(
+    session: Session, caller: Caller, topic: str, payload: dict[str, Any], now: datetime
+) -> WebhookResult:
+    order_id = mapped(external_id, payload, "order_id")
+    currency = orders.get(session, caller, order_id).currency
+    object_id = str(payload.get("id"))
+    if mapped(shopify.is_void, payload):
+        at = mapped(shopify.refund_time, payload)
+        cancel = StatusIn(status="cancelled", occurred_at=at)
+        move_status(session, caller, order_id, cancel, now, "shopify")
+        return WebhookResult(status="processed", topic=topic, object_id=object_id)
+    refund = mapped(shopify.refund_in, payload, currency)
+    if refund is None:  # no money went back (restock only): nothing to book
+        return WebhookResult(status="ignored", topic=topic, object_id=object_id)
+    created = refund_once(session, caller, order_id, refund, now, "shopify")
+    return WebhookResult(status="processed", topic=topic, object_id=refund.id, created=created)
+
+
+def woocommerce_webhook(
+    session: Session, merchant: Merchant, topic: str, payload: dict[str, Any], now: datetime
+) -> WebhookResult:
+    caller = caller_for(merchant)
+    if topic in woocommerce.ORDER_TOPICS:
+        shop = mapped(woocommerce.shop_order, payload)
+        created = apply_order(session, caller, shop, now, "woocommerce")[1]
+        return WebhookResult(
+            status="processed", topic=topic, object_id=shop.data.id, created=created
+        )
+    if topic in woocommerce.CUSTOMER_TOPICS:
+        body = payload["customer"] if isinstance(payload.get("customer"), dict) else payload
+        ext = mapped(external_id, body)
+        data = mapped(woocommerce.customer_in, body)
+        created = customers.upsert(session, caller, ext, data, now, source="woocommerce")[1]
+        return WebhookResult(status="processed", topic=topic, object_id=ext, created=created)
+    return WebhookResult(status="ignored", topic=topic)

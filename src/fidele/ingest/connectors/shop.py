@@ -1,0 +1,34 @@
+"""What every connector maps a shop's order onto: the order as placed, and the payment,
+cancellation, fulfilment and refunds the shop reports for it."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from fidele.customers.schemas import CustomerIn
+from fidele.orders.schemas import OrderIn, RefundIn
+
+
+@dataclass(frozen=True)
+class ShopOrder:
+    """``data`` is the order as first recorded (``payment_status`` pending unless paid);
+    ``paid_at`` set once the shop has the money; ``cancelled_at`` once it cancelled the order
+    (before or after payment); ``fulfilled`` a later status (shipped, delivered) and its time;
+    ``customer`` the order's customer record (names), used when the customer is unknown."""
+
+    data: OrderIn
+    paid_at: datetime | None = None
+    cancelled_at: datetime | None = None
+    fulfilled: tuple[Literal["shipped", "delivered"], datetime | None] | None = None
+    customer: CustomerIn | None = None
+    refunds: list[RefundIn] = field(default_factory=list)
+
+
+def line_name(value: object) -> str | None:
+    """A line's name as shown to people: HTML entities decoded (WooCommerce sends ``&ndash;``)."""
+    if value is None or value == "":
+        return None
+    return html.unescape(str(value)).strip()[:500] or None

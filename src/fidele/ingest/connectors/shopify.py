@@ -1,0 +1,196 @@
+"""Shopify webhook payloads (REST Admin API shapes) mapped onto fidele's input models.
+
+Pure functions of the payload: no I/O. Money arrives as decimal strings in the order's
+``currency`` and becomes integer minor units exactly. With ``taxes_included`` the tax is inside
+the prices: the order is stored with ``prices_include_tax`` and its tax (total and per line),
+so points are earned on the same tax-free base as for a tax-exclusive shop."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fidele.customers.schemas import ConsentIn, CustomerIn
+from fidele.errors import InvalidInput
+from fidele.ingest.amounts import order_amounts, parse_time, to_minor
+from fidele.ingest.connectors.shop import ShopOrder, line_name
+from fidele.orders.schemas import LineIn, OrderIn, RefundIn
+
+ORDER_TOPICS = (
+    "orders/create",
+    "orders/updated",
+    "orders/paid",
+    "orders/cancelled",
+    "orders/fulfilled",
+)
+REFUND_TOPIC = "refunds/create"
+CUSTOMER_TOPIC = "customers/create"
+# ``financial_status``: captured money; pending, authorized (not captured), partially_paid
+# and unpaid earn nothing yet; voided and expired were never paid (the order is cancelled).
+PAID = frozenset({"paid", "partially_refunded", "refunded"})
+NEVER_PAID = frozenset({"voided", "expired"})
+
+
+def customer_id(order: dict[str, Any]) -> str:
+    """The shop's customer id, or a guest id derived from the order for guest checkouts."""
+    customer = order.get("customer") or {}
+    if customer.get("id") is not None:
+        return str(customer["id"])
+    return f"guest-{order['id']}"
+
+
+def _tax_of(obj: dict[str, Any], currency: str, field: str) -> int:
+    return sum(to_minor(t.get("price"), currency, field=field) for t in obj.get("tax_lines") or [])
+
+
+def _line(item: dict[str, Any], currency: str, per_line_tax: bool) -> LineIn:
+    product = item.get("product_id") or item.get("variant_id") or item.get("sku") or item["id"]
+    variant = item.get("variant_id")
+    return LineIn(
+        product_id=str(product),
+        line_id=str(item["id"]),
+        variant_id=str(variant) if variant is not None else None,
+        name=line_name(item.get("name") or item.get("title")),
+        category=item.get("product_type") or None,
+        quantity=int(item["quantity"]),
+        unit_price=to_minor(item.get("price"), currency, field="line_items.price"),
+        # without tax lines on any line, the split of the order's tax is not known
+        tax=_tax_of(item, currency, "line_items.tax_lines") if per_line_tax else None,
+    )
+
+
+def _shipping(order: dict[str, Any], currency: str) -> int:
+    lines = order.get("shipping_lines") or []
+    if lines:
+        return sum(to_minor(s.get("price"), currency, field="shipping_lines.price") for s in lines)
+    shop_money = (order.get("total_shipping_price_set") or {}).get("shop_money") or {}
+    return to_minor(shop_money.get("amount"), currency, field="total_shipping_price_set")
+
+
+def order_in(order: dict[str, Any]) -> OrderIn:
+    """An order payload (``orders/*`` topics) as an :class:`OrderIn`."""
+    currency = str(order.get("currency") or "").upper()
+    items = [i for i in order.get("line_items") or [] if int(i["quantity"]) > 0]
+    per_line_tax = any(i.get("tax_lines") for i in items)
+    lines = [_line(i, currency, per_line_tax) for i in items]
+    if not lines:
+        raise InvalidInput("the order has no line items", field="line_items")
+    included = bool(order.get("taxes_included"))
+    amounts = order_amounts(
+        sum(ln.quantity * ln.unit_price for ln in lines),
+        discounts=to_minor(order.get("total_discounts"), currency, field="total_discounts"),
+        shipping=_shipping(order, currency),
+        tax=to_minor(order.get("total_tax"), currency, field="total_tax"),
+        total=to_minor(order.get("total_price"), currency, field="total_price"),
+        prices_include_tax=included,
+    )
+    customer = order.get("customer") or {}
+    contact = order.get("contact_email") or order.get("email") or None
+    email = customer.get("email") or contact
+    attributes = {"shopify_name": order.get("name"), "order_number": order.get("order_number")}
+    if contact and contact != email:
+        attributes["contact_email"] = contact
+    return OrderIn(
+        id=str(order["id"]),
+        customer_id=customer_id(order),
+        placed_at=parse_time(order.get("created_at") or order.get("processed_at")),
+        currency=currency,
+        lines=lines,
+        **amounts,
+        prices_include_tax=included,
+        payment_status="paid" if order.get("financial_status") in PAID else "pending",
+        channel=order.get("source_name") or "shopify",
+        email=email,
+        codes=[d["code"] for d in order.get("discount_codes") or [] if d.get("code")],
+        attributes=attributes,
+    )
+
+
+def shop_order(order: dict[str, Any]) -> ShopOrder:
+    """The order with its payment and cancellation as Shopify reports them."""
+    data = order_in(order)
+    updated = _when(order, "updated_at") or data.placed_at
+    cancelled = order.get("cancelled_at") or order.get("financial_status") in NEVER_PAID
+    customer = order.get("customer") or {}
+    return ShopOrder(
+        data=data,
+        # no payment time in the payload: the order changed when it was paid
+        paid_at=updated if data.payment_status == "paid" else None,
+        cancelled_at=(_when(order, "cancelled_at") or updated) if cancelled else None,
+        fulfilled=("shipped", updated) if order.get("fulfillment_status") == "fulfilled" else None,
+        customer=customer_in(customer) if customer.get("id") is not None else None,
+    )
+
+
+def _when(obj: dict[str, Any], key: str) -> datetime | None:
+    return parse_time(obj[key], field=key) if obj.get(key) else None
+
+
+def refund_in(refund: dict[str, Any], currency: str) -> RefundIn | None:
+    """A ``refunds/create`` payload: the money actually paid back, from its successful
+    ``refund`` transactions. ``None`` when no money went back (a ``void`` of an uncaptured
+    payment, or a restock without refund): fidele never books money that was not returned."""
+    paid_back = [
+        t
+        for t in refund.get("transactions") or []
+        if t.get("kind") == "refund" and t.get("status", "success") == "success"
+    ]
+    amount = sum(
+        to_minor(t.get("amount"), t.get("currency") or currency, field="transactions.amount")
+        for t in paid_back
+    )
+    if not amount:
+        return None
+    return RefundIn(
+        id=str(refund["id"]),
+        amount=amount,
+        reason=(refund.get("note") or None),
+        occurred_at=refund_time(refund),
+    )
+
+
+def refund_time(refund: dict[str, Any]) -> datetime:
+    return parse_time(refund.get("created_at") or refund.get("processed_at"), field="created_at")
+
+
+def is_void(refund: dict[str, Any]) -> bool:
+    """A refund whose transactions are only successful voids: the payment was never captured,
+    so the order is cancelled rather than refunded."""
+    kinds = {
+        t.get("kind")
+        for t in refund.get("transactions") or []
+        if t.get("status", "success") == "success"
+    }
+    return kinds == {"void"}
+
+
+def customer_in(customer: dict[str, Any]) -> CustomerIn:
+    """A ``customers/create`` payload (or an order's ``customer``); consent from
+    ``email_marketing_consent`` (current API) or ``accepts_marketing`` (older versions)."""
+    address = customer.get("default_address") or {}
+    data: dict[str, Any] = {
+        "email": customer.get("email") or None,
+        "first_name": customer.get("first_name") or None,
+        "last_name": customer.get("last_name") or None,
+        "country": address.get("country_code") or None,
+    }
+    if customer.get("locale"):
+        data["locale"] = customer["locale"]
+    consent = _consent(customer)
+    if consent is not None:
+        data["consent"] = consent
+    return CustomerIn(**{k: v for k, v in data.items() if v is not None})
+
+
+def _consent(customer: dict[str, Any]) -> ConsentIn | None:
+    emc = customer.get("email_marketing_consent")
+    if isinstance(emc, dict) and emc.get("state"):
+        at = emc.get("consent_updated_at")
+        return ConsentIn(
+            email_marketing=emc["state"] == "subscribed",
+            at=parse_time(at, field="consent_updated_at") if at else None,
+            source="shopify",
+        )
+    if "accepts_marketing" in customer:
+        return ConsentIn(email_marketing=bool(customer["accepts_marketing"]), source="shopify")
+    return None
