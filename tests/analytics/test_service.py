@@ -1,14 +1,23 @@
-from datetime import timedelta
+import json
+import os
+import subprocess
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
 
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
-from sqlalchemy import select
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from fidele.analytics import service
+from fidele.analytics.cohorts import cohorts
+from fidele.analytics.kpis import monthly_kpis, shop_kpis
 from fidele.analytics.models import AnalyticsReport, CustomerInsight
+from fidele.analytics.pipeline import customer_insights
 from fidele.analytics.repository import AnalyticsRepository
+from fidele.analytics.rfm import rfm, segment_summary
 from fidele.analytics.summary import summary
 from fidele.analytics.tasks import refresh as refresh_job
 from fidele.customers.models import Customer
@@ -19,6 +28,8 @@ from fidele.tenancy.models import Programme
 from tests.fixtures.factories import make_tenant
 
 from .db import NOW, load_shop, shop_orders
+
+FIDELE = str(Path(sys.executable).parent / "fidele")
 
 
 @pytest.fixture
@@ -64,6 +75,123 @@ def test_sql_summary_matches_polars(session, tenant, shop):
             interpurchase=False,
         )
         assert_frame_equal(in_db, local, check_dtypes=False)
+
+
+def _from_every_order(session, merchant_id, now):
+    """What the refresh stored when it read every order into polars: the insights and the
+    reports of the polars functions on the orders."""
+    orders = AnalyticsRepository(session).orders(merchant_id, until=now)
+    end = now.date()
+    report, insights = customer_insights(orders, observation_end=end)
+    data = summary(orders, observation_end=end, interpurchase=False)
+    monthly = monthly_kpis(orders, observation_end=end)
+    reports = {
+        "kpis": {"kpis": shop_kpis(data, monthly), "monthly": monthly.to_dicts()},
+        "cohorts": {"cohorts": cohorts(orders, observation_end=end).to_dicts()},
+        "rfm": {"segments": segment_summary(rfm(data, observation_end=end)).to_dicts()},
+        "clv": {"models": report},
+    }
+    return orders.height, insights, reports
+
+
+def _comparable(payload):
+    """A report as stored (JSON), the fit's timings left out (they differ run to run)."""
+    payload = json.loads(json.dumps(service._finite(payload), default=str))
+    models = payload.get("models") or {}
+    models.pop("timings", None)
+    if models.get("models"):
+        models["models"].pop("timings", None)
+    return payload
+
+
+_INSIGHT = {
+    "r_score": "r_score",
+    "f_score": "f_score",
+    "m_score": "m_score",
+    "segment": "segment",
+    "p_alive": "p_alive",
+    "expected_purchases": "expected_purchases_90d",
+    "expected_spend": "expected_spend",
+    "clv": "clv",
+    "clv_method": "clv_method",
+    "next_expected_order": "next_expected_order",
+    "expected_gap": "expected_gap_days",
+    "overdue_ratio": "overdue_ratio",
+}
+
+
+def _assert_stored(session, merchant_id, insights, reports):
+    """The stored insights and reports are exactly those of the polars path."""
+    stored = {
+        r.customer_id: r
+        for r in session.execute(
+            select(CustomerInsight).where(CustomerInsight.merchant_id == merchant_id)
+        ).scalars()
+    }
+    assert set(stored) == set(insights["customer_id"])
+    for want in insights.iter_rows(named=True):
+        row = stored[want["customer_id"]]
+        for col, field in _INSIGHT.items():
+            value = want[col]
+            if field in ("expected_spend", "clv"):
+                value = round(value)
+            assert getattr(row, field) == value, (want["customer_id"], field)
+    for kind, payload in reports.items():
+        got = session.get(AnalyticsReport, (merchant_id, kind)).payload
+        assert _comparable(got) == _comparable(payload), kind
+
+
+@pytest.mark.parametrize(("n", "seed"), [(120, 5), (6, 1)])
+def test_refresh_from_database_rows_equals_the_polars_path(session, tenant, monkeypatch, n, seed):
+    """The refresh works from one row per customer computed by the database; it stores exactly
+    what the polars functions give on every order (models fitted at 120 customers, the cadence
+    fallback at 6), refunds, cancellations, same-day orders and orders after ``now`` included."""
+    load_shop(session, tenant.caller, shop_orders(n, seed=seed))
+    _order(session, tenant, "o0").status = "cancelled"
+    _order(session, tenant, "o1").refunded_total = 70
+    later = _order(session, tenant, "o2")  # today, but after now: not counted
+    later.placed_at = NOW + timedelta(hours=3)
+    twin, first = _order(session, tenant, "o4"), _order(session, tenant, "o3")
+    twin.customer_id, twin.placed_at = first.customer_id, first.placed_at + timedelta(minutes=5)
+    session.flush()
+    n_orders, insights, reports = _from_every_order(session, tenant.merchant_id, NOW)
+
+    def every_order(*args, **kwargs):
+        raise AssertionError("the refresh must not read every order")
+
+    monkeypatch.setattr(AnalyticsRepository, "orders", every_order)
+    result = service.refresh(session, tenant.merchant_id, NOW)
+    assert (result.customers, result.orders) == (insights.height, n_orders)
+    assert result.clv_method == ("model" if n > 20 else "cadence_average")
+    _assert_stored(session, tenant.merchant_id, insights, reports)
+    for kind in service.REPORT_KINDS:  # nothing stored: computed now from the same rows
+        session.execute(delete(AnalyticsReport).where(AnalyticsReport.kind == kind))
+        computed = service.report(session, tenant.caller, kind, NOW).payload
+        if kind != "clv":
+            assert _comparable(computed) == _comparable(reports[kind])
+
+
+def test_installed_cli_refreshes_from_the_database(committed_engine):
+    """`fidele analytics refresh` as a user runs it, on a committed database: it stores what
+    the polars path computes on every order as of its own clock."""
+    with Session(committed_engine) as setup:
+        shop = make_tenant(setup, NOW, name="CLI shop")
+        load_shop(setup, shop.caller, shop_orders(40, seed=3))
+        setup.commit()
+    env = {
+        **os.environ,
+        "FIDELE_DATABASE_URL": committed_engine.url.render_as_string(hide_password=False),
+        "FIDELE_EMBEDDED_WORKER": "false",
+    }
+    cmd = [FIDELE, "analytics", "refresh", "--merchant", str(shop.merchant_id), "--json"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    [result] = json.loads(done.stdout)
+    now = datetime.fromisoformat(result["computed_at"])
+    with Session(committed_engine) as check:
+        n_orders, insights, reports = _from_every_order(check, shop.merchant_id, now)
+        assert (result["customers"], result["orders"]) == (40, n_orders)
+        _assert_stored(check, shop.merchant_id, insights, reports)
 
 
 def test_refresh_stores_insights_and_reports(session, tenant, shop):

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
+import numpy as np
 import polars as pl
 
 from fidele.analytics.summary import as_day, daily_purchases, purchase_gaps
 
-__all__ = ["cadence"]
+__all__ = ["cadence", "cadence_from_gaps", "median_of_counts"]
 
 
 def cadence(
@@ -44,12 +45,36 @@ def cadence(
         observation_end=end,
     )
     gaps = _gaps(days, customer_col).collect()
-    typical = shop_gap if shop_gap is not None else _typical(gaps)
-    gaps = gaps.drop("__gaps")
+    if shop_gap is None:
+        shop_gap = median_of_counts(gaps.get_column("__gaps").explode().drop_nulls().value_counts())
+    return cadence_from_gaps(
+        gaps.drop("__gaps"),
+        observation_end=end,
+        shop_gap=shop_gap,
+        customer_col=customer_col,
+        prior_weight=prior_weight,
+    )
+
+
+def cadence_from_gaps(
+    gaps: pl.DataFrame,
+    *,
+    observation_end: date | datetime,
+    shop_gap: float,
+    customer_col: str = "customer_id",
+    prior_weight: float = 2.0,
+) -> pl.DataFrame:
+    """The cadence of :func:`cadence` from per-customer gap statistics (``customer_col``,
+    ``last_purchase``, ``n_gaps``, ``median_gap`` in days), however they were computed (polars
+    or the database), and the shop's typical gap. Same columns as :func:`cadence`."""
+    end = as_day(observation_end)
     n = pl.col("n_gaps")
-    expected = (n * pl.col("median_gap").fill_null(0) + prior_weight * typical) / (n + prior_weight)
+    expected = (n * pl.col("median_gap").fill_null(0) + prior_weight * shop_gap) / (
+        n + prior_weight
+    )
     return (
-        gaps.with_columns(expected.alias("expected_gap"))
+        gaps.select(customer_col, "last_purchase", "n_gaps", "median_gap")
+        .with_columns(expected.alias("expected_gap"))
         .with_columns(
             (pl.col("last_purchase") + pl.duration(days=pl.col("expected_gap").round(0))).alias(
                 "next_expected_order"
@@ -59,6 +84,23 @@ def cadence(
         .with_columns((pl.col("days_since_last") / pl.col("expected_gap")).alias("overdue_ratio"))
         .sort(customer_col)
     )
+
+
+def median_of_counts(counts: pl.DataFrame) -> float:
+    """The median of the values (first column) each repeated as often as the second column
+    says (the two middle ones averaged), or 30 days when there is none (nobody bought twice):
+    the shop's typical gap from a histogram of the gaps (a few hundred rows from the
+    database). The polars path calls it too, so both take the same median."""
+    value, count = counts.columns[:2]
+    ordered = counts.filter(pl.col(count) > 0).sort(value)
+    total = int(ordered.get_column(count).sum() or 0)
+    if total == 0:
+        return 30.0
+    values = ordered.get_column(value).cast(pl.Float64).to_numpy()
+    upto = np.cumsum(ordered.get_column(count).to_numpy())
+    middle = ((total - 1) // 2, total // 2)
+    low, high = (values[np.searchsorted(upto, k, side="right")] for k in middle)
+    return float((low + high) / 2)
 
 
 def _gaps(days: pl.LazyFrame, customer_col: str) -> pl.LazyFrame:
@@ -72,8 +114,3 @@ def _gaps(days: pl.LazyFrame, customer_col: str) -> pl.LazyFrame:
             pl.col("gap").drop_nulls().alias("__gaps"),
         )
     )
-
-
-def _typical(gaps: pl.DataFrame) -> float:
-    pooled = gaps.get_column("__gaps").explode().drop_nulls()
-    return float(pooled.median()) if pooled.len() else 30.0  # type: ignore[arg-type]

@@ -8,7 +8,7 @@ import polars as pl
 
 from fidele.analytics.summary import daily_purchases
 
-__all__ = ["cohort_matrix", "cohorts", "customer_months"]
+__all__ = ["cohort_matrix", "cohort_table", "cohorts", "customer_months", "months_between"]
 
 
 def customer_months(
@@ -44,11 +44,12 @@ def customer_months(
             pl.col("amount").sum().alias("revenue"),
             pl.col("__first").sum().alias("first_day_revenue"),
         )
-        .with_columns(_months_between("cohort", "month").alias("period"))
+        .with_columns(months_between("cohort", "month").alias("period"))
     )
 
 
-def _months_between(start: str, end: str) -> pl.Expr:
+def months_between(start: str, end: str) -> pl.Expr:
+    """Calendar months from the ``start`` column's month to the ``end`` column's (Int32)."""
     years = pl.col(end).dt.year() - pl.col(start).dt.year()
     return (years * 12 + pl.col(end).dt.month() - pl.col(start).dt.month()).cast(pl.Int32)
 
@@ -78,12 +79,20 @@ def cohorts(
         datetime_col=datetime_col,
         monetary_col=monetary_col,
     )
-    table = months.group_by("cohort", "period").agg(
+    counts = months.group_by("cohort", "period").agg(
         pl.len().cast(pl.Int64).alias("customers"), pl.col("revenue").sum()
     )
+    return cohort_table(counts)
+
+
+def cohort_table(counts: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+    """The :func:`cohorts` table from its counts, ``cohort``, ``period``, ``customers`` (active)
+    and ``revenue`` per cohort and period, however they were counted (polars or the database).
+    """
     size = pl.col("customers").filter(pl.col("period") == 0).first().over("cohort")
     return (
-        table.with_columns(size.alias("cohort_size"))
+        counts.lazy()
+        .with_columns(size.alias("cohort_size"))
         .with_columns(
             (pl.col("customers") / pl.col("cohort_size")).alias("retention"),
             (pl.col("revenue") / pl.col("cohort_size")).alias("revenue_per_customer"),

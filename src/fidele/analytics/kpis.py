@@ -10,7 +10,7 @@ import polars as pl
 
 from fidele.analytics.cohorts import customer_months
 
-__all__ = ["clv_distribution", "monthly_kpis", "shop_kpis", "shop_stage"]
+__all__ = ["clv_distribution", "monthly_kpis", "monthly_rates", "shop_kpis", "shop_stage"]
 
 
 def monthly_kpis(
@@ -41,29 +41,33 @@ def monthly_kpis(
     ).collect()
     previous = months.select(customer_col, pl.col("month").dt.offset_by("1mo"))
     retained = months.join(previous, on=[customer_col, "month"], how="semi")
-    kept = retained.group_by("month").agg(pl.len().alias("__retained"))
+    kept = retained.group_by("month").agg(pl.len().alias("retained"))
     table = months.group_by("month").agg(
         pl.len().cast(pl.Int64).alias("customers"),
         (pl.col("period") == 0).sum().cast(pl.Int64).alias("new_customers"),
         pl.col("orders").sum(),
         pl.col("revenue").sum(),
-        pl.col("first_day_revenue").sum().alias("__first"),
+        pl.col("first_day_revenue").sum(),
     )
-    return _monthly_rates(table.sort("month"), kept)
+    return monthly_rates(table.join(kept, on="month", how="left"))
 
 
-def _monthly_rates(table: pl.DataFrame, kept: pl.DataFrame) -> pl.DataFrame:
+def monthly_rates(table: pl.DataFrame) -> pl.DataFrame:
+    """The :func:`monthly_kpis` table from its counts per month, however they were counted
+    (polars or the database): ``month``, ``customers`` (active), ``new_customers``,
+    ``orders``, ``revenue``, ``first_day_revenue`` and ``retained`` (customers also active
+    the month before; null or 0 if none)."""
     prev_active = pl.col("customers").shift(1)
     consecutive = pl.col("month").shift(1).dt.offset_by("1mo") == pl.col("month")
-    retention = pl.when(consecutive).then(pl.col("__retained").fill_null(0) / prev_active)
+    retention = pl.when(consecutive).then(pl.col("retained").fill_null(0) / prev_active)
     return (
-        table.join(kept, on="month", how="left")
+        table.sort("month")
         .with_columns(
             (pl.col("customers") - pl.col("new_customers")).alias("returning_customers"),
             (pl.col("revenue") / pl.col("orders")).alias("aov"),
             (pl.col("orders") / pl.col("customers")).alias("purchase_frequency"),
             retention.alias("retention_rate"),
-            ((pl.col("revenue") - pl.col("__first")) / pl.col("revenue"))
+            ((pl.col("revenue") - pl.col("first_day_revenue")) / pl.col("revenue"))
             .fill_nan(0.0)
             .alias("returning_revenue_share"),
         )

@@ -19,7 +19,14 @@ if TYPE_CHECKING:
     from fidele.analytics.bgnbd import BGNBDFit
     from fidele.analytics.gammagamma import GammaGammaFit
 
-__all__ = ["ClvOptions", "cadence_scores", "clv_report", "customer_insights"]
+__all__ = [
+    "ClvOptions",
+    "cadence_scores",
+    "clv_from_summary",
+    "clv_report",
+    "customer_insights",
+    "insights_from_summary",
+]
 
 # The model modules (scipy.special, scipy.optimize: ~0.4 s to import) are imported inside the
 # functions that fit, so the summary, RFM and cohorts paths never pay for them. Importing them
@@ -78,8 +85,45 @@ def clv_report(
             time_unit=o.time_unit,
             interpurchase=False,
         )
+    bg, report, scores = _fit_and_score(data, fit_end, o, progress, t)
+    if calibration_end is not None:
+        split = calibration_and_holdout(
+            transactions,
+            **names,
+            monetary_col=o.monetary_col,
+            calibration_end=calibration_end,
+            observation_end=observation_end,
+            time_unit=o.time_unit,
+        )
+        from fidele.analytics.clv import calibration_vs_holdout
+
+        report["calibration_vs_holdout"] = calibration_vs_holdout(split, bg.params).to_dicts()
+    report["timings"] = t
+    return report, scores
+
+
+def clv_from_summary(
+    data: pl.DataFrame,
+    *,
+    observation_end: date,
+    options: ClvOptions = ClvOptions(),
+    progress: Progress | None = None,
+    timings: dict[str, float] | None = None,
+) -> tuple[dict[str, object], pl.DataFrame]:
+    """Fit BG/NBD and Gamma-Gamma on a per-customer summary (in ``options.time_unit``, up to
+    ``observation_end``: polars' :func:`summary` or the database's) and score every customer:
+    the report and scores of :func:`clv_report`, without its calibration check."""
+    _, report, scores = _fit_and_score(
+        data, observation_end, options, progress, {} if timings is None else timings
+    )
+    return report, scores
+
+
+def _fit_and_score(
+    data: pl.DataFrame, end: date, o: ClvOptions, progress: Progress | None, t: dict[str, float]
+) -> tuple[BGNBDFit, dict[str, object], pl.DataFrame]:
     from fidele.analytics.bgnbd import fit_bgnbd
-    from fidele.analytics.clv import calibration_vs_holdout, score
+    from fidele.analytics.clv import score
     from fidele.analytics.gammagamma import fit_gamma_gamma
 
     with _step("bgnbd_fit", progress, t):
@@ -103,24 +147,13 @@ def clv_report(
         "bgnbd": bg.as_dict(),
         "gamma_gamma": gg.as_dict(),
         "time_unit": o.time_unit,
-        "observation_end": fit_end.isoformat(),
+        "observation_end": end.isoformat(),
         "customers": data.height,
         "horizon_days": o.horizon_days,
         "clv_months": o.clv_months,
         "discount_rate": o.discount_rate,
     }
-    if calibration_end is not None:
-        split = calibration_and_holdout(
-            transactions,
-            **names,
-            monetary_col=o.monetary_col,
-            calibration_end=calibration_end,
-            observation_end=observation_end,
-            time_unit=o.time_unit,
-        )
-        report["calibration_vs_holdout"] = calibration_vs_holdout(split, bg.params).to_dicts()
-    report["timings"] = t
-    return report, scores
+    return bg, report, scores
 
 
 def _method(bg: BGNBDFit, gg: GammaGammaFit) -> str:
@@ -168,7 +201,6 @@ def customer_insights(
         ``next_expected_order``, ``expected_gap`` and ``overdue_ratio``.
     """
     from fidele.analytics.cadence import cadence
-    from fidele.analytics.rfm import rfm
 
     o = options
     names = dict(customer_col=o.customer_col, datetime_col=o.datetime_col)
@@ -180,13 +212,29 @@ def customer_insights(
         time_unit=o.time_unit,
         interpurchase=False,
     )
+    beat = cadence(transactions, **names, observation_end=observation_end)
+    return insights_from_summary(data, beat, observation_end=observation_end, options=o)
+
+
+def insights_from_summary(
+    data: pl.DataFrame,
+    beat: pl.DataFrame,
+    *,
+    observation_end: date,
+    options: ClvOptions = ClvOptions(),
+) -> tuple[dict[str, object], pl.DataFrame]:
+    """:func:`customer_insights` from a per-customer summary (in ``options.time_unit``) and
+    its :func:`fidele.analytics.cadence.cadence`, however they were computed: the daily
+    refresh gets both from the database, one row per customer, instead of every order."""
+    from fidele.analytics.rfm import rfm
+
+    o = options
     scored = rfm(data, observation_end=observation_end, customer_col=o.customer_col)
     out = scored.select(o.customer_col, "r_score", "f_score", "m_score", "rfm", "segment")
-    beat = cadence(transactions, **names, observation_end=observation_end)
-    report, clv = _try_clv(transactions, observation_end, o)
+    report, clv = _try_clv(data, observation_end, o)
     if report is None or report["method"] not in USABLE:
         report = _fallback_report(report, o)
-        clv = cadence_scores(transactions, beat, o)
+        clv = cadence_scores(data, beat, o)
     out = out.join(clv, on=o.customer_col, how="left")
     beat = beat.select(o.customer_col, "next_expected_order", "expected_gap", "overdue_ratio")
     return report, out.join(beat, on=o.customer_col, how="left")
@@ -195,25 +243,21 @@ def customer_insights(
 USABLE = ("model", "penalised_model")
 
 
-def _repeaters(transactions: pl.DataFrame | pl.LazyFrame, o: ClvOptions) -> int:
-    day = pl.col(o.datetime_col).dt.date()
-    per = transactions.lazy().group_by(o.customer_col).agg(day.n_unique().alias("days"))
-    return int(per.filter(pl.col("days") > 1).select(pl.len()).collect().item())
-
-
 def _try_clv(
-    transactions: pl.DataFrame | pl.LazyFrame, end: date, o: ClvOptions
+    data: pl.DataFrame, end: date, o: ClvOptions
 ) -> tuple[dict[str, object] | None, pl.DataFrame]:
     """The models' report and scores (with ``clv_method``), or (None, empty) when the shop has
     too few repeat customers or a fit fails outright."""
     from numpy.linalg import LinAlgError
 
-    if _repeaters(transactions, o) < MIN_REPEAT_CUSTOMERS:
+    if int((data.get_column("frequency") > 0).sum()) < MIN_REPEAT_CUSTOMERS:
         return None, pl.DataFrame()
+    timings: dict[str, float] = {}
     try:
-        report, scores = clv_report(transactions, observation_end=end, options=o)
+        report, scores = clv_from_summary(data, observation_end=end, options=o, timings=timings)
     except (ValueError, ArithmeticError, LinAlgError):
         return None, pl.DataFrame()
+    report["timings"] = timings
     cols = ["p_alive", "expected_purchases", "expected_spend", "clv"]
     return report, scores.select(
         o.customer_col, *cols, pl.lit(report["method"]).alias("clv_method")
@@ -241,9 +285,7 @@ def _fallback_report(fitted: dict[str, object] | None, o: ClvOptions) -> dict[st
     }
 
 
-def cadence_scores(
-    transactions: pl.DataFrame | pl.LazyFrame, beat: pl.DataFrame, o: ClvOptions
-) -> pl.DataFrame:
+def cadence_scores(data: pl.DataFrame, beat: pl.DataFrame, o: ClvOptions) -> pl.DataFrame:
     """The explicit fallback when the models cannot be used: each customer keeps buying at
     their own cadence (``expected_gap`` of :func:`fidele.analytics.cadence.cadence`, already
     shrunk toward the shop's typical gap), slowed by the square of how overdue they are (a
@@ -253,29 +295,22 @@ def cadence_scores(
     shops where the models are identified, its mean expected purchases came within ~25% of
     the BG/NBD's, correlating at ~0.87 per customer: rough, hence labelled.
 
+    ``data`` is the per-customer summary (day-merged: ``total_spend`` over ``frequency + 1``
+    purchase days) up to the cadence's observation end.
+
     Returns
     -------
     polars.DataFrame
         ``customer_col``, ``p_alive`` (null), ``expected_purchases`` (next ``horizon_days``),
         ``expected_spend``, ``clv`` and ``clv_method`` (``cadence_average``).
     """
-    from fidele.analytics.summary import daily_purchases
-
     key = o.customer_col
-    end = beat.get_column("last_purchase").max()
-    days = daily_purchases(
-        transactions,
-        customer_col=key,
-        datetime_col=o.datetime_col,
-        monetary_col=o.monetary_col,
-        observation_end=end,  # type: ignore[arg-type]
+    spend = data.select(
+        key,
+        pl.col("total_spend").cast(pl.Float64).alias("__total"),
+        (pl.col("frequency") + 1).alias("__n"),
     )
-    spend = (
-        days.group_by(key)
-        .agg(pl.col("amount").sum().cast(pl.Float64).alias("__total"), pl.len().alias("__n"))
-        .collect()
-    )
-    shop_mean = float(spend["__total"].sum()) / max(int(spend["__n"].sum()), 1)
+    shop_mean = float(data.get_column("total_spend").sum()) / max(int(spend["__n"].sum()), 1)
     months = np.arange(1, o.clv_months + 1, dtype=np.float64)
     annuity = float((30.0 / (1.0 + o.discount_rate) ** months).sum())
     gap = pl.col("expected_gap")

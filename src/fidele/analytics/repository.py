@@ -3,14 +3,16 @@ summary computed where the data lives (SQL), events for engagement, and the stor
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import date, datetime
+import io
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import polars as pl
-from sqlalchemy import delete, insert, select, text
+from sqlalchemy import bindparam, delete, insert, select, text
 from sqlalchemy.orm import Session
 
+from fidele.analytics.cohorts import months_between
 from fidele.analytics.models import AnalyticsReport, CustomerInsight
 from fidele.customers.models import Customer
 from fidele.events.models import Event
@@ -62,26 +64,104 @@ class AnalyticsRepository:
             orient="row",
         )
 
+    def shop_tables(
+        self, merchant_id: int, until: datetime, observation_end: date, unit_days: float
+    ) -> ShopTables:
+        """Everything the refresh needs, computed by the database (PostgreSQL or SQLite, the
+        same SQL): one row per customer, the histogram of the gaps, and the cohort and monthly
+        counts; orders placed before ``until`` on days up to ``observation_end``, net of
+        refunds and cancellations, as :meth:`orders`."""
+        self._purchase_days(merchant_id, until, observation_end)
+        tables = ShopTables(
+            customers=self._customers(observation_end, unit_days),
+            gaps=self._frame(_GAPS_SQL, {}, {"gap": pl.Int64, "count": pl.Int64}),
+            cohort_months=self._frame(
+                _sql(_COHORT_MONTHS_SQL, self._dialect()), {}, _COHORT_MONTHS
+            ),
+        )
+        # not in a finally: after an error PostgreSQL refuses every statement until rollback,
+        # which removes the table anyway (the next build drops any leftover first)
+        self.session.execute(text(f"DROP TABLE {_DAYS}"))
+        return tables
+
     def summary_sql(
         self, merchant_id: int, observation_end: date, unit_days: float
     ) -> pl.DataFrame:
         """The per-customer summary computed by the database (PostgreSQL or SQLite), the same
         conventions and columns as :func:`fidele.analytics.summary.summary` without the
         interpurchase columns; for shops whose orders are too many to pull out."""
-        dialect = self.session.get_bind().dialect.name
-        sql = _summary_sql(dialect)
-        params = {"merchant_id": merchant_id, "end": observation_end, "unit": unit_days}
-        if dialect == "sqlite":
-            params["end"] = observation_end.isoformat()
-        rows = self.session.execute(text(sql), params).mappings().all()
-        return _summary_frame(rows)
+        until = datetime.combine(observation_end + timedelta(days=1), time(), UTC)
+        self._purchase_days(merchant_id, until, observation_end)
+        found = self._customers(observation_end, unit_days)
+        self.session.execute(text(f"DROP TABLE {_DAYS}"))
+        return found.drop("n_gaps", "median_gap")
 
-    def replace_insights(self, merchant_id: int, rows: Sequence[dict[str, Any]]) -> None:
+    def _dialect(self) -> str:
+        return self.session.get_bind().dialect.name
+
+    def _purchase_days(self, merchant_id: int, until: datetime, end: date) -> None:
+        """Stage one into a temporary table (this connection's only; dropped by the caller):
+        one row per customer and purchase day, its first day and the gap since the previous
+        one, read by every later query instead of the orders."""
+        dialect = self._dialect()
+        self.session.execute(text(f"DROP TABLE IF EXISTS {_DAYS}"))
+        stmt = text(_sql(_DAYS_SQL, dialect)).bindparams(
+            bindparam("until", type_=Order.__table__.c.placed_at.type)
+        )
+        params = {"merchant_id": merchant_id, "until": until, "end": _day_param(end, dialect)}
+        self.session.execute(stmt, params)
+
+    def _customers(self, end: date, unit_days: float) -> pl.DataFrame:
+        params = {"end": _day_param(end, self._dialect()), "unit": unit_days}
+        return self._frame(_sql(_CUSTOMERS_SQL, self._dialect()), params, _CUSTOMERS)
+
+    def _frame(self, sql: str, params: dict[str, Any], schema: dict[str, Any]) -> pl.DataFrame:
+        """The rows of a query as a frame: on PostgreSQL streamed as CSV by COPY (a million
+        customers would otherwise be a million Python tuples), elsewhere fetched. Dates come
+        as ISO text either way and are parsed by polars."""
+        raw = {k: (pl.Utf8 if v == pl.Date else v) for k, v in schema.items()}
+        if self._dialect() == "postgresql":
+            stmt = (
+                text(sql)
+                .bindparams(**params)
+                .compile(
+                    dialect=self.session.get_bind().dialect, compile_kwargs={"literal_binds": True}
+                )
+            )
+            buffer = io.BytesIO()
+            conn = self.session.connection().connection.driver_connection
+            with conn.cursor() as cur, cur.copy(f"COPY ({stmt}) TO STDOUT (FORMAT CSV)") as copy:
+                for block in copy:
+                    buffer.write(block)
+            frame = (
+                pl.read_csv(buffer.getvalue(), has_header=False, schema=raw)
+                if buffer.tell()
+                else pl.DataFrame(schema=raw)
+            )
+        else:
+            rows = self.session.execute(text(sql), params).all()
+            frame = pl.DataFrame(rows, schema=raw, orient="row")
+        return frame.with_columns(
+            pl.col(k).str.to_date("%Y-%m-%d") for k, v in schema.items() if v == pl.Date
+        )
+
+    def replace_insights(self, merchant_id: int, rows: pl.DataFrame) -> None:
+        """Replace the merchant's insights by ``rows`` (the table's columns): by COPY on
+        PostgreSQL (a million rows in seconds, not the minute of batched INSERTs),
+        elsewhere in batches of 5,000."""
         self.session.execute(
             delete(CustomerInsight).where(CustomerInsight.merchant_id == merchant_id)
         )
-        for start in range(0, len(rows), 5000):
-            self.session.execute(insert(CustomerInsight), list(rows[start : start + 5000]))
+        if self._dialect() == "postgresql":
+            columns = ", ".join(rows.columns)
+            conn = self.session.connection().connection.driver_connection
+            statement = f"COPY customer_insights ({columns}) FROM STDIN (FORMAT CSV)"
+            with conn.cursor() as cur, cur.copy(statement) as copy:
+                for start in range(0, rows.height, 50_000):
+                    copy.write(rows.slice(start, 50_000).write_csv(include_header=False))
+            return
+        for start in range(0, rows.height, 5000):
+            self.session.execute(insert(CustomerInsight), rows.slice(start, 5000).to_dicts())
 
     def insight(self, customer_id: int) -> CustomerInsight | None:
         return self.session.get(CustomerInsight, customer_id)
@@ -107,81 +187,167 @@ class AnalyticsRepository:
         return dict(self.session.execute(stmt).tuples().all())
 
 
-# Stage one groups by (customer, UTC day) and stage two by customer, as the polars summary.
-_SUMMARY_SQL = """
+@dataclass(frozen=True)
+class ShopTables:
+    """What the refresh reads from the database instead of the orders: ``customers`` (the
+    summary of :func:`fidele.analytics.summary.summary` plus ``n_gaps`` and ``median_gap``,
+    days), ``gaps`` (``gap`` in days, ``count``: every customer's gaps pooled) and
+    ``cohort_months`` (per cohort and active month: ``customers``, ``new_customers``,
+    ``orders``, ``revenue``, ``first_day_revenue`` and ``retained``, those also active the
+    month before), from which :meth:`cohorts` and :meth:`months` sum their counts."""
+
+    customers: pl.DataFrame
+    gaps: pl.DataFrame
+    cohort_months: pl.DataFrame
+
+    def cohorts(self) -> pl.DataFrame:
+        """``cohort``, ``period``, ``customers``, ``revenue``: the counts of
+        :func:`fidele.analytics.cohorts.cohort_table`."""
+        period = months_between("cohort", "month").alias("period")
+        return self.cohort_months.select("cohort", period, "customers", "revenue")
+
+    def months(self) -> pl.DataFrame:
+        """The counts of :func:`fidele.analytics.kpis.monthly_rates`, one row per month."""
+        counts = ("customers", "new_customers", "orders", "revenue", "first_day_revenue")
+        return self.cohort_months.group_by("month").agg(
+            *[pl.col(c).sum() for c in counts], pl.col("retained").sum()
+        )
+
+
+_DAYS = "analytics_purchase_days"
+
+# Stage one, by (customer, UTC day) as the polars summary, into the temporary table.
+_DAYS_SQL = f"""
+CREATE TEMPORARY TABLE {_DAYS} AS
 WITH days AS (
-  SELECT customer_id, {day} AS day, SUM(total - refunded_total) AS amount, COUNT(*) AS orders
+  SELECT customer_id, {{day}} AS day, SUM(total - refunded_total) AS amount, COUNT(*) AS orders
   FROM orders
   WHERE merchant_id = :merchant_id AND status <> 'cancelled' AND cancelled_at IS NULL
-    AND total > refunded_total AND {day} <= {end}
-  GROUP BY customer_id, {day}
-), ranked AS (
-  SELECT customer_id, day, amount, orders,
-         MIN(day) OVER (PARTITION BY customer_id) AS first_day
-  FROM days
+    AND total > refunded_total AND placed_at < :until AND {{day}} <= {{end}}
+  GROUP BY customer_id, {{day}}
+)
+SELECT customer_id, day, amount, orders,
+       MIN(day) OVER (PARTITION BY customer_id) AS first_day,
+       {{gap}} AS gap
+FROM days
+"""
+
+# One row per customer. The median gap without percentile_cont (SQLite has none): the gaps
+# ranked within the customer, the middle one or the mean of the middle two.
+_CUSTOMERS_SQL = f"""
+WITH ranked AS (
+  SELECT customer_id, day, amount, orders, first_day, gap,
+         ROW_NUMBER() OVER (PARTITION BY customer_id, gap IS NULL ORDER BY gap) AS gap_rank,
+         COUNT(gap) OVER (PARTITION BY customer_id) AS n_gaps
+  FROM {_DAYS}
 )
 SELECT customer_id,
        MIN(day) AS first_purchase,
        MAX(day) AS last_purchase,
        CAST(SUM(orders) AS BIGINT) AS n_orders,
        COUNT(*) - 1 AS frequency,
-       {span_recency} / :unit AS recency,
-       {span_age} / :unit AS t,
-       CAST(CASE WHEN COUNT(*) > 1
-            THEN (SUM(amount) - SUM(CASE WHEN day = first_day THEN amount ELSE 0 END))
-                 * 1.0 / (COUNT(*) - 1)
-            ELSE 0 END AS DOUBLE PRECISION) AS monetary_value,
-       CAST(SUM(amount) AS BIGINT) AS total_spend
+       {{span_recency}} / CAST(:unit AS DOUBLE PRECISION) AS recency,
+       {{span_age}} / CAST(:unit AS DOUBLE PRECISION) AS t,
+       CASE WHEN COUNT(*) > 1
+            THEN CAST(SUM(amount) - SUM(CASE WHEN day = first_day THEN amount ELSE 0 END)
+                      AS DOUBLE PRECISION)
+                 / CAST(COUNT(*) - 1 AS DOUBLE PRECISION)
+            ELSE 0.0 END AS monetary_value,
+       CAST(SUM(amount) AS BIGINT) AS total_spend,
+       COUNT(gap) AS n_gaps,
+       CAST(AVG(CASE WHEN gap IS NOT NULL
+                      AND gap_rank IN ((n_gaps + 1) / 2, (n_gaps + 2) / 2)
+                     THEN gap END) AS DOUBLE PRECISION) AS median_gap
 FROM ranked
 GROUP BY customer_id
 ORDER BY customer_id
 """
 
+_GAPS_SQL = f"""
+SELECT gap, COUNT(*) AS count FROM {_DAYS} WHERE gap IS NOT NULL GROUP BY gap ORDER BY gap
+"""
 
-def _summary_sql(dialect: str) -> str:
-    if dialect == "postgresql":
-        return _SUMMARY_SQL.format(
-            day="CAST(placed_at AT TIME ZONE 'UTC' AS DATE)",
-            end="CAST(:end AS DATE)",
-            span_recency="CAST(MAX(day) - MIN(day) AS DOUBLE PRECISION)",
-            span_age="CAST(CAST(:end AS DATE) - MIN(day) AS DOUBLE PRECISION)",
-        )
-    return _SUMMARY_SQL.format(  # SQLite stores UTC as naive text
-        day="date(placed_at)",
-        end=":end",
-        span_recency="(julianday(MAX(day)) - julianday(MIN(day)))",
-        span_age="(julianday(:end) - julianday(MIN(day)))",
-    )
+# One row per customer and active month, as fidele.analytics.cohorts.customer_months.
+_CUSTOMER_MONTHS = f"""
+customer_months AS (
+  SELECT customer_id, {{month_of_day}} AS month, {{month_of_first}} AS cohort,
+         SUM(orders) AS orders, SUM(amount) AS revenue,
+         SUM(CASE WHEN day = first_day THEN amount ELSE 0 END) AS first_day_revenue
+  FROM {_DAYS}
+  GROUP BY customer_id, {{month_of_day}}, {{month_of_first}}
+)"""
+
+# Counts per cohort and active month: both the cohort table (cohort x period) and the monthly
+# KPIs (summed per month) come from these few hundred rows, one pass over the purchase days.
+_COHORT_MONTHS_SQL = f"""
+WITH {_CUSTOMER_MONTHS}, flagged AS (
+  SELECT month, cohort, orders, revenue, first_day_revenue,
+         CASE WHEN LAG(month) OVER (PARTITION BY customer_id ORDER BY month) = {{previous}}
+              THEN 1 ELSE 0 END AS retained
+  FROM customer_months
+)
+SELECT cohort, month, COUNT(*) AS customers,
+       SUM(CASE WHEN month = cohort THEN 1 ELSE 0 END) AS new_customers,
+       SUM(orders) AS orders, SUM(revenue) AS revenue,
+       SUM(first_day_revenue) AS first_day_revenue, SUM(retained) AS retained
+FROM flagged
+GROUP BY cohort, month
+ORDER BY cohort, month
+"""
+
+_DIALECT = {
+    "postgresql": {
+        "day": "CAST(placed_at AT TIME ZONE 'UTC' AS DATE)",
+        "end": "CAST(:end AS DATE)",
+        "gap": "day - LAG(day) OVER (PARTITION BY customer_id ORDER BY day)",
+        "span_recency": "CAST(MAX(day) - MIN(day) AS DOUBLE PRECISION)",
+        "span_age": "CAST(CAST(:end AS DATE) - MIN(day) AS DOUBLE PRECISION)",
+        "month_of_day": "CAST(date_trunc('month', day) AS DATE)",
+        "month_of_first": "CAST(date_trunc('month', first_day) AS DATE)",
+        "previous": "CAST(month - INTERVAL '1 month' AS DATE)",
+    },
+    "sqlite": {  # SQLite stores UTC as naive text and dates as ISO text
+        "day": "date(placed_at)",
+        "end": ":end",
+        "gap": "CAST(julianday(day) - julianday(LAG(day) OVER"
+        " (PARTITION BY customer_id ORDER BY day)) AS INTEGER)",
+        "span_recency": "(julianday(MAX(day)) - julianday(MIN(day)))",
+        "span_age": "(julianday(:end) - julianday(MIN(day)))",
+        "month_of_day": "date(day, 'start of month')",
+        "month_of_first": "date(first_day, 'start of month')",
+        "previous": "date(month, '-1 month')",
+    },
+}
 
 
-def _summary_frame(rows: Sequence[Any]) -> pl.DataFrame:
-    schema = {
-        "customer_id": pl.Int64,
-        "first_purchase": pl.Date,
-        "last_purchase": pl.Date,
-        "n_orders": pl.Int64,
-        "frequency": pl.Int64,
-        "recency": pl.Float64,
-        "T": pl.Float64,
-        "monetary_value": pl.Float64,
-        "total_spend": pl.Int64,
-    }
-    data = [
-        (
-            r["customer_id"],
-            _as_date(r["first_purchase"]),
-            _as_date(r["last_purchase"]),
-            r["n_orders"],
-            r["frequency"],
-            r["recency"],
-            r["t"],
-            r["monetary_value"],
-            r["total_spend"],
-        )
-        for r in rows
-    ]
-    return pl.DataFrame(data, schema=schema, orient="row")
+def _sql(template: str, dialect: str) -> str:
+    return template.format(**_DIALECT["postgresql" if dialect == "postgresql" else "sqlite"])
 
 
-def _as_date(value: date | str) -> date:
-    return date.fromisoformat(value) if isinstance(value, str) else value
+def _day_param(day: date, dialect: str) -> date | str:
+    return day if dialect == "postgresql" else day.isoformat()
+
+
+_CUSTOMERS = {
+    "customer_id": pl.Int64,
+    "first_purchase": pl.Date,
+    "last_purchase": pl.Date,
+    "n_orders": pl.Int64,
+    "frequency": pl.Int64,
+    "recency": pl.Float64,
+    "T": pl.Float64,
+    "monetary_value": pl.Float64,
+    "total_spend": pl.Int64,
+    "n_gaps": pl.Int64,
+    "median_gap": pl.Float64,
+}
+_COHORT_MONTHS = {
+    "cohort": pl.Date,
+    "month": pl.Date,
+    "customers": pl.Int64,
+    "new_customers": pl.Int64,
+    "orders": pl.Int64,
+    "revenue": pl.Int64,
+    "first_day_revenue": pl.Int64,
+    "retained": pl.Int64,
+}

@@ -12,14 +12,15 @@ import polars as pl
 from sqlalchemy.orm import Session
 
 from fidele.analytics import engagement as eng
-from fidele.analytics.cohorts import cohorts
-from fidele.analytics.kpis import monthly_kpis, shop_kpis
+from fidele.analytics.cadence import cadence_from_gaps, median_of_counts
+from fidele.analytics.cohorts import cohort_table
+from fidele.analytics.kpis import monthly_rates, shop_kpis
 from fidele.analytics.models import AnalyticsReport, CustomerInsight
-from fidele.analytics.pipeline import USABLE, ClvOptions, customer_insights
-from fidele.analytics.repository import AnalyticsRepository
+from fidele.analytics.pipeline import USABLE, ClvOptions, insights_from_summary
+from fidele.analytics.repository import AnalyticsRepository, ShopTables
 from fidele.analytics.rfm import rfm, segment_summary
 from fidele.analytics.schemas import EngagementConfig
-from fidele.analytics.summary import summary
+from fidele.analytics.summary import unit_days
 from fidele.customers import service as customers
 from fidele.errors import NotFound
 from fidele.tenancy.models import Merchant, Programme
@@ -39,6 +40,7 @@ __all__ = [
 ]
 
 REPORT_KINDS = ("kpis", "cohorts", "rfm", "clv")
+OPTIONS = ClvOptions()
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,7 @@ class Computed:
     """A merchant's insights and reports, computed and not yet stored."""
 
     merchant_id: int
-    rows: list[dict[str, Any]]
+    rows: pl.DataFrame
     reports: dict[str, Any]
     orders: int
     models_fitted: bool
@@ -90,7 +92,10 @@ class Computed:
 
 
 def refresh(session: Session, merchant_id: int, now: datetime) -> RefreshResult:
-    """Recompute the merchant's per-customer insights and shop reports as of ``now``."""
+    """Recompute the merchant's per-customer insights and shop reports as of ``now``.
+
+    The database computes one row per customer (the summary and the gap statistics) and the
+    cohort and monthly counts: the orders themselves never leave it."""
     return store(session, compute(session, merchant_id, now))
 
 
@@ -98,14 +103,15 @@ def compute(session: Session, merchant_id: int, now: datetime) -> Computed:
     """The reading and computing half of :func:`refresh` (a job runs it in a read-only
     transaction: on SQLite the write lock is then held only by :func:`store`)."""
     repo = AnalyticsRepository(session)
-    orders = repo.orders(merchant_id, until=now)
+    tables = _shop_tables(repo, merchant_id, now)
     end = now.date()
-    report, insights = _insights(orders, end)
+    report, insights = _insights(tables, end)
     scores, idle = _engagement(session, repo, merchant_id, now)
-    rows = _rows(insights, scores, idle, merchant_id, now)
-    reports = {kind: _finite(p) for kind, p in _reports(orders, end, report).items()}
+    rows = _rows(_merged(insights, scores, idle), merchant_id, now)
+    reports = {kind: _finite(p) for kind, p in _reports(tables, end, report).items()}
     method = str(report["method"]) if report else None
-    return Computed(merchant_id, rows, reports, orders.height, method in USABLE, method, now)
+    orders = int(tables.customers.get_column("n_orders").sum())
+    return Computed(merchant_id, rows, reports, orders, method in USABLE, method, now)
 
 
 def store(session: Session, computed: Computed) -> RefreshResult:
@@ -116,7 +122,7 @@ def store(session: Session, computed: Computed) -> RefreshResult:
         repo.replace_report(computed.merchant_id, kind, payload, computed.computed_at)
     return RefreshResult(
         computed.merchant_id,
-        len(computed.rows),
+        computed.rows.height,
         computed.orders,
         computed.models_fitted,
         computed.clv_method,
@@ -136,10 +142,16 @@ def refresh_all(
     return [refresh(session, m.id, now) for m in merchants]
 
 
-def _insights(orders: pl.DataFrame, end: date) -> tuple[dict[str, object] | None, pl.DataFrame]:
-    if orders.height == 0:
+def _shop_tables(repo: AnalyticsRepository, merchant_id: int, now: datetime) -> ShopTables:
+    return repo.shop_tables(merchant_id, now, now.date(), unit_days(OPTIONS.time_unit))
+
+
+def _insights(tables: ShopTables, end: date) -> tuple[dict[str, object] | None, pl.DataFrame]:
+    data = tables.customers
+    if data.height == 0:
         return None, pl.DataFrame(schema={"customer_id": pl.Int64})
-    return customer_insights(orders, observation_end=end, options=ClvOptions())
+    beat = cadence_from_gaps(data, observation_end=end, shop_gap=median_of_counts(tables.gaps))
+    return insights_from_summary(data, beat, observation_end=end, options=OPTIONS)
 
 
 def _engagement(
@@ -161,64 +173,91 @@ def _engagement(
     return scored, idle
 
 
-def _rows(
-    insights: pl.DataFrame, scores: pl.DataFrame, idle: pl.Expr, merchant_id: int, now: datetime
-) -> list[dict[str, Any]]:
-    merged = insights.join(
+def _merged(insights: pl.DataFrame, scores: pl.DataFrame, idle: pl.Expr) -> pl.DataFrame:
+    return insights.join(
         scores.drop("actions"), on="customer_id", how="full", coalesce=True
     ).with_columns(
         pl.col("engagement_score").fill_null(0),
         pl.col("engagement_status").fill_null(idle),
     )
-    return [_row(r, merchant_id, now) for r in merged.iter_rows(named=True)]
 
 
-def _row(r: dict[str, Any], merchant_id: int, now: datetime) -> dict[str, Any]:
-    return {
-        "customer_id": r["customer_id"],
-        "merchant_id": merchant_id,
-        "r_score": r.get("r_score"),
-        "f_score": r.get("f_score"),
-        "m_score": r.get("m_score"),
-        "segment": r.get("segment"),
-        "p_alive": _num(r.get("p_alive")),
-        "expected_purchases_90d": _num(r.get("expected_purchases")),
-        "expected_spend": _money(r.get("expected_spend")),
-        "clv": _money(r.get("clv")),
-        "clv_method": r.get("clv_method"),
-        "next_expected_order": r.get("next_expected_order"),
-        "expected_gap_days": _num(r.get("expected_gap")),
-        "overdue_ratio": _num(r.get("overdue_ratio")),
-        "engagement_score": int(r["engagement_score"]),
-        "engagement_status": r["engagement_status"],
-        "computed_at": now,
+_FLOATS = {
+    "p_alive": "p_alive",
+    "expected_purchases": "expected_purchases_90d",
+    "expected_gap": "expected_gap_days",
+    "overdue_ratio": "overdue_ratio",
+}
+_MONEY = {"expected_spend": "expected_spend", "clv": "clv"}
+_KEPT = {
+    "r_score": pl.Int16,
+    "f_score": pl.Int16,
+    "m_score": pl.Int16,
+    "segment": pl.Utf8,
+    "clv_method": pl.Utf8,
+    "next_expected_order": pl.Date,
+}
+
+
+def _rows(merged: pl.DataFrame, merchant_id: int, now: datetime) -> pl.DataFrame:
+    """The ``customer_insights`` rows: not-finite numbers become null (money rounded half to
+    even, as Python's round), columns a shop without orders lacks are null."""
+
+    def col(name: str, dtype: type[pl.DataType]) -> pl.Expr:
+        return pl.col(name).cast(dtype) if name in merged.columns else pl.lit(None, dtype)
+
+    def finite(name: str) -> pl.Expr:
+        value = col(name, pl.Float64)
+        return pl.when(value.is_finite()).then(value)
+
+    money = {
+        out: finite(name).round(0, mode="half_to_even").cast(pl.Int64).alias(out)
+        for name, out in _MONEY.items()
     }
+    floats = {out: finite(name).alias(out) for name, out in _FLOATS.items()}
+    kept = {name: col(name, dtype).alias(name) for name, dtype in _KEPT.items()}
+    columns = {**kept, **floats, **money}
+    return merged.select(
+        pl.col("customer_id"),
+        pl.lit(merchant_id, pl.Int64).alias("merchant_id"),
+        *(columns[c] for c in _INSIGHT_COLUMNS),
+        pl.col("engagement_score").cast(pl.Int64),
+        pl.col("engagement_status"),
+        pl.lit(now).alias("computed_at"),
+    )
 
 
-def _num(value: float | None) -> float | None:
-    return None if value is None or not math.isfinite(value) else float(value)
-
-
-def _money(value: float | None) -> int | None:
-    number = _num(value)
-    return None if number is None else int(round(number))
+_INSIGHT_COLUMNS = (
+    "r_score",
+    "f_score",
+    "m_score",
+    "segment",
+    "p_alive",
+    "expected_purchases_90d",
+    "expected_spend",
+    "clv",
+    "clv_method",
+    "next_expected_order",
+    "expected_gap_days",
+    "overdue_ratio",
+)
 
 
 def _reports(
-    orders: pl.DataFrame, end: date, clv: dict[str, object] | None
+    tables: ShopTables, end: date, clv: dict[str, object] | None
 ) -> dict[str, dict[str, Any]]:
-    if orders.height == 0:
+    data = tables.customers
+    if data.height == 0:
         return {
             "kpis": {"kpis": {}, "monthly": []},
             "cohorts": {"cohorts": []},
             "rfm": {"segments": []},
             "clv": {"models": None},
         }
-    monthly = monthly_kpis(orders, observation_end=end)
-    data = summary(orders, observation_end=end, interpurchase=False)
+    monthly = monthly_rates(tables.months())
     return {
         "kpis": {"kpis": shop_kpis(data, monthly), "monthly": _json_rows(monthly)},
-        "cohorts": {"cohorts": _json_rows(cohorts(orders, observation_end=end))},
+        "cohorts": {"cohorts": _json_rows(cohort_table(tables.cohorts()))},
         "rfm": {"segments": _json_rows(segment_summary(rfm(data, observation_end=end)))},
         "clv": {"models": clv},
     }
@@ -257,8 +296,8 @@ def report(session: Session, caller: Caller, kind: str, now: datetime) -> Analyt
     found = repo.report(caller.merchant_id, kind)
     if found is not None:
         return found
-    orders = repo.orders(caller.merchant_id, until=now)
-    payload = _finite(_reports(orders, now.date(), None)[kind])
+    tables = _shop_tables(repo, caller.merchant_id, now)
+    payload = _finite(_reports(tables, now.date(), None)[kind])
     return AnalyticsReport(
         merchant_id=caller.merchant_id, kind=kind, payload=payload, computed_at=now
     )
