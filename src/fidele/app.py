@@ -197,6 +197,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         )
 
     _install_http_error_handler(app)
+
     @app.exception_handler(DBAPIError)
     @app.exception_handler(PoolTimeout)
     async def _database(_: Request, exc: Exception) -> JSONResponse:

@@ -179,9 +179,15 @@ def test_erase_leaves_nothing_of_the_person_in_any_table(
     session.commit()
     clock.advance(days=1)
     # One message leaves (redacted as it is sent), the others wait in the outbox.
-    first = session.execute(
-        select(OutboxMessage).where(OutboxMessage.status == "pending").order_by(OutboxMessage.id)
-    ).scalars().first()
+    first = (
+        session.execute(
+            select(OutboxMessage)
+            .where(OutboxMessage.status == "pending")
+            .order_by(OutboxMessage.id)
+        )
+        .scalars()
+        .first()
+    )
     assert first is not None
     outbox.record(factory, [(first, None)], clock.now())
     session.expire_all()

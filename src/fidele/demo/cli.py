@@ -80,7 +80,7 @@ def _announce(info: dict[str, Any], as_json: bool, *, serving: bool) -> None:
         f"try:      {try_command(url, info['api_key'])}",
     ]
     if serving:
-        lines.append("ready: the API answers (Ctrl-C to stop; then README.md, \"First steps\")")
+        lines.append('ready: the API answers (Ctrl-C to stop; then README.md, "First steps")')
     sys.stdout.write("\n".join(lines) + "\n")
     sys.stdout.flush()
 

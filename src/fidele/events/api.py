@@ -9,9 +9,7 @@ from fidele.deps import ERRORS, NowDep, OneHopRoute, SessionDep, WriteCaller
 from fidele.events import service
 from fidele.events.schemas import EventIn, EventOut
 
-router = APIRouter(
-    prefix="/v1/events", tags=["events"], responses=ERRORS, route_class=OneHopRoute
-)
+router = APIRouter(prefix="/v1/events", tags=["events"], responses=ERRORS, route_class=OneHopRoute)
 # Stored with this prefix in a 255-character column: the schema allows what fits, so a key of
 # 252-255 characters is a 422 naming the header on every database, not a PostgreSQL error.
 KEY_PREFIX = "api:"

@@ -328,6 +328,7 @@ class LoyaltyRepository(RepositoryBase[Member]):
             .order_by(Redemption.id)
         )
         return [(r, v) for r, v in self.session.execute(stmt).all()]
+
     def voucher_owner(self, voucher: Voucher) -> int:
         """The id of the customer whose redemption issued ``voucher``."""
         stmt = select(Redemption.customer_id).where(Redemption.id == voucher.redemption_id)
