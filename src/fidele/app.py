@@ -87,7 +87,8 @@ class BodyLimit:
 class _BodyTooLarge(HTTPException):
     """Raised while the app reads a streamed (chunked) body past the limit. An HTTPException,
     because FastAPI turns any other error of a body read into a 400 "error parsing the body"
-    and passes HTTPExceptions through: the app's handler answers the 413 (``_http_error``)."""
+    and passes HTTPExceptions through: the app's handler answers the 413
+    (``_install_http_error_handler``)."""
 
     def __init__(self) -> None:
         super().__init__(status_code=413)

@@ -70,8 +70,6 @@ bearer_scheme = HTTPBearer(
     description="An API key, from `fidele apikey create`: `Authorization: Bearer fdl_...`",
     auto_error=False,
 )
-# For endpoints that authenticate inside `in_one_hop` rather than through a dependency.
-BEARER_SECURITY = {"security": [{BEARER: []}]}
 
 
 def _bearer(request: Request) -> str:

@@ -144,17 +144,21 @@ def _serve(host: str, port: int, api_key: str, ready: Callable[[], None]) -> Non
     server.run()
 
 
+def _answers(probe: urllib.request.Request) -> bool:
+    """Whether the served API answered ``probe`` with a 200 (not yet listening: False)."""
+    try:
+        with urllib.request.urlopen(probe, timeout=5) as resp:  # noqa: S310 (loopback)
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
 def _when_answering(server: Any, probe: urllib.request.Request, ready: Callable[[], None]) -> None:
     deadline = time.monotonic() + READY_WITHIN
     while time.monotonic() < deadline and not server.should_exit:
-        if server.started:
-            try:
-                with urllib.request.urlopen(probe, timeout=5) as resp:  # noqa: S310 (loopback)
-                    if resp.status == 200:
-                        ready()
-                        return
-            except OSError:
-                pass
+        if server.started and _answers(probe):
+            ready()
+            return
         time.sleep(0.05)
     k.console.print("[red]the server did not answer[/red]")
 

@@ -119,15 +119,20 @@ def apply_order(
     return order, created
 
 
+def _order_webhook(
+    session: Session, caller: Caller, topic: str, shop: ShopOrder, now: datetime, source: str
+) -> WebhookResult:
+    created = apply_order(session, caller, shop, now, source)[1]
+    return WebhookResult(status="processed", topic=topic, object_id=shop.data.id, created=created)
+
+
 def shopify_webhook(
     session: Session, merchant: Merchant, topic: str, payload: dict[str, Any], now: datetime
 ) -> WebhookResult:
     caller = caller_for(merchant)
     if topic in shopify.ORDER_TOPICS:
-        shop = mapped(shopify.shop_order, payload)
-        created = apply_order(session, caller, shop, now, "shopify")[1]
-        return WebhookResult(
-            status="processed", topic=topic, object_id=shop.data.id, created=created
+        return _order_webhook(
+            session, caller, topic, mapped(shopify.shop_order, payload), now, "shopify"
         )
     if topic == shopify.REFUND_TOPIC:
         return _shopify_refund(session, caller, topic, payload, now)
@@ -162,10 +167,8 @@ def woocommerce_webhook(
 ) -> WebhookResult:
     caller = caller_for(merchant)
     if topic in woocommerce.ORDER_TOPICS:
-        shop = mapped(woocommerce.shop_order, payload)
-        created = apply_order(session, caller, shop, now, "woocommerce")[1]
-        return WebhookResult(
-            status="processed", topic=topic, object_id=shop.data.id, created=created
+        return _order_webhook(
+            session, caller, topic, mapped(woocommerce.shop_order, payload), now, "woocommerce"
         )
     if topic in woocommerce.CUSTOMER_TOPICS:
         body = payload["customer"] if isinstance(payload.get("customer"), dict) else payload
