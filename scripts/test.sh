@@ -13,7 +13,10 @@ if [ -z "${FIDELE_TEST_POSTGRES_URL:-}" ]; then
     for _ in $(seq 1 20); do pg_ready && break; sleep 0.5; done
   fi
   if pg_ready; then
-    db="fidele_test_$$"
+    # A name no earlier run can have left behind (a killed run keeps its database, and PIDs
+    # repeat across machines and restarts); dropped again on exit.
+    db="fidele_test_$(date +%s)_$$_${RANDOM}"
+    psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true
     psql -q -h 127.0.0.1 -U postgres -c "CREATE DATABASE $db" >/dev/null
     trap 'psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true' EXIT
     export FIDELE_TEST_POSTGRES_URL="postgresql+psycopg://postgres@127.0.0.1:5432/$db"
