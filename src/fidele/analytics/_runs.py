@@ -108,17 +108,19 @@ def _grouped(frame: pl.DataFrame, customer_col: str) -> _Grouped:
     customers, day = frame.get_column(customer_col), frame.get_column("day")
     packed = None
     if not customers.null_count() and not day.null_count() and day.len():
-        packed = _pack(customers.rechunk(), day)
+        customers = customers.rechunk()
+        packed = _pack(customers, day)
     if packed is None:
         return _grouped_rows(frame, customer_col)
     key, bits, exact = packed
     key = pl.Series(key).sort().to_numpy()  # distinct values: the order is exact
-    order = (key & np.uint64((1 << bits.row) - 1)).astype(np.int64)
-    runs = _runs_of(customers.rechunk(), key, order, bits, exact)
+    # the row numbers are below 2^63: the same bits read as int64, without a copy
+    order = (key & np.uint64((1 << bits.row) - 1)).view(np.int64)
+    day = bits.day_of(key)
+    runs = _runs_of(customers, bits.ident_of(key), order, day, exact, bits)
     if runs is None:
         return _grouped_rows(frame, customer_col)
-    firsts, key, order, new_c, permutation = runs
-    day = (bits.day_of(key) + bits.first_day).astype(np.int32)
+    firsts, new_c, permutation = runs
     amount = frame.get_column("amount").to_numpy()[order]
     return firsts, day, amount, new_c, permutation
 
@@ -133,7 +135,10 @@ class _Bits:
     ident: int  # the customer's part: the rest of the 64 bits (at most _HASH_BITS of a hash)
 
     def day_of(self, key: np.ndarray) -> np.ndarray:
-        return ((key >> np.uint64(self.row)) & np.uint64((1 << self.day) - 1)).astype(np.int64)
+        """The day numbers (Int32, as the frame's) of the keys."""
+        day = ((key >> np.uint64(self.row)) & np.uint64((1 << self.day) - 1)).astype(np.int32)
+        day += np.int32(self.first_day)
+        return day
 
     def ident_of(self, key: np.ndarray) -> np.ndarray:
         return key >> np.uint64(self.day + self.row)
@@ -166,43 +171,47 @@ def _pack(customers: pl.Series, day: pl.Series) -> tuple[np.ndarray, _Bits, bool
 
 
 def _runs_of(
-    customers: pl.Series, key: np.ndarray, order: np.ndarray, bits: _Bits, exact: bool
-) -> tuple[pl.Series, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None] | None:
-    """The customers in order, the rows' keys and order (both possibly untangled), where
-    each customer starts, and, for hashed ids, where each customer's figures are (the runs
-    follow the hashes); None if the check fails."""
-    n = key.size
-    new_c = _changes(bits.ident_of(key))
+    customers: pl.Series,
+    ident: np.ndarray,
+    order: np.ndarray,
+    day: np.ndarray,
+    exact: bool,
+    bits: _Bits,
+) -> tuple[pl.Series, np.ndarray, np.ndarray | None] | None:
+    """The customers in order, where each starts in the rows, and, for hashed ids, where
+    each customer's figures are (the runs follow the hashes); None if the check fails.
+    ``order`` and ``day`` are untangled in place."""
+    n = ident.size
+    new_c = _changes(ident)
     if exact:
-        return customers.gather(order[new_c[:n]]), key, order, new_c, None
+        return customers.gather(order[new_c[:n]]), new_c, None
     rows = customers.gather(order)
     changed = rows.slice(1).ne_missing(rows.slice(0, n - 1)).to_numpy()
     tangled = changed & ~new_c[1:n]  # an id changes within one hash
     if tangled.any():
-        key, order, rows = _untangle(key, order, rows, new_c, tangled)
+        rows = _untangle(order, day, rows, new_c, np.flatnonzero(tangled) + 1)
         changed = rows.slice(1).ne_missing(rows.slice(0, n - 1)).to_numpy()
     new_c[1:n] = changed
     ordered, permutation = _in_order(rows.filter(pl.Series(new_c[:n])), bits)
     if permutation is None:
         return None
-    return ordered, key, order, new_c, permutation
+    return ordered, new_c, permutation
 
 
 def _untangle(
-    key: np.ndarray, order: np.ndarray, rows: pl.Series, new_c: np.ndarray, tangled: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, pl.Series]:
-    """Sort the rows of the hashes shared by several ids by id, keeping their order (day,
-    row number) within an id: each customer's rows are then contiguous."""
-    run = np.cumsum(new_c[: order.size]) - 1
-    shared = np.zeros(run[-1] + 1, dtype=bool)
-    shared[run[1:][tangled]] = True
-    at = np.flatnonzero(shared[run])
-    sub = pl.DataFrame({"run": run[at], "c": rows.gather(at), "at": at})
-    sub = sub.sort("run", "c", maintain_order=True)
-    moved = sub.get_column("at").to_numpy()
-    key, order = key.copy(), order.copy()
-    key[at], order[at] = key[moved], order[moved]
-    return key, order, rows.scatter(at, sub.get_column("c"))
+    order: np.ndarray, day: np.ndarray, rows: pl.Series, new_c: np.ndarray, inside: np.ndarray
+) -> pl.Series:
+    """Sort the rows of the hashes shared by several ids (``inside``: rows where the id
+    changes within a hash) by id, keeping their order (day, row number) within an id: each
+    customer's rows are then contiguous. ``order`` and ``day`` are permuted in place."""
+    starts = np.flatnonzero(new_c)  # the hashes' runs, and the end
+    run = np.unique(np.searchsorted(starts, inside, side="right") - 1)
+    lengths = starts[run + 1] - starts[run]
+    at = np.repeat(starts[run] - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
+    sub = pl.DataFrame({"run": np.repeat(run, lengths), "c": rows.gather(at), "at": at})
+    moved = sub.sort("run", "c", maintain_order=True).get_column("at").to_numpy()
+    order[at], day[at] = order[moved], day[moved]
+    return rows.scatter(at, rows.gather(moved))
 
 
 def _changes(ident: np.ndarray) -> np.ndarray:
