@@ -117,10 +117,12 @@ def _grouped(frame: pl.DataFrame, customer_col: str) -> _Grouped:
     # the row numbers are below 2^63: the same bits read as int64, without a copy
     order = (key & np.uint64((1 << bits.row) - 1)).view(np.int64)
     day = bits.day_of(key)
-    runs = _runs_of(customers, bits.ident_of(key), order, day, exact, bits)
+    new_c = _changes(bits.ident_of(key))
+    del key  # 50 MB less at the peak, as every row-length temporary
+    runs = _runs_of(customers, new_c, order, day, bits, exact)
     if runs is None:
         return _grouped_rows(frame, customer_col)
-    firsts, new_c, permutation = runs
+    firsts, permutation = runs
     amount = frame.get_column("amount").to_numpy()[order]
     return firsts, day, amount, new_c, permutation
 
@@ -164,27 +166,31 @@ def _pack(customers: pl.Series, day: pl.Series) -> tuple[np.ndarray, _Bits, bool
     else:
         bits = _Bits(lo, day_bits, row_bits, min(bits.ident, _HASH_BITS))
         ident, exact = bits.hashed(customers), False
-    key = ident << np.uint64(bits.day + bits.row)
-    key |= (day.to_numpy() - lo).astype(np.uint64) << np.uint64(bits.row)
+    key = np.left_shift(ident, np.uint64(bits.day + bits.row))
+    del ident
+    offsets = (day.to_numpy() - lo).astype(np.uint64)
+    offsets <<= np.uint64(bits.row)
+    key |= offsets
+    del offsets
     key |= np.arange(n, dtype=np.uint64)
     return key, bits, exact
 
 
 def _runs_of(
     customers: pl.Series,
-    ident: np.ndarray,
+    new_c: np.ndarray,
     order: np.ndarray,
     day: np.ndarray,
-    exact: bool,
     bits: _Bits,
-) -> tuple[pl.Series, np.ndarray, np.ndarray | None] | None:
-    """The customers in order, where each starts in the rows, and, for hashed ids, where
-    each customer's figures are (the runs follow the hashes); None if the check fails.
-    ``order`` and ``day`` are untangled in place."""
-    n = ident.size
-    new_c = _changes(ident)
+    exact: bool,
+) -> tuple[pl.Series, np.ndarray | None] | None:
+    """The customers in order and, for hashed ids, where each customer's figures are (the
+    runs follow the hashes); None if the check fails. For hashed ids, ``new_c`` (where each
+    hash starts) becomes where each customer starts, and ``order`` and ``day`` are
+    untangled, in place."""
+    n = order.size
     if exact:
-        return customers.gather(order[new_c[:n]]), new_c, None
+        return customers.gather(order[new_c[:n]]), None
     rows = customers.gather(order)
     changed = rows.slice(1).ne_missing(rows.slice(0, n - 1)).to_numpy()
     tangled = changed & ~new_c[1:n]  # an id changes within one hash
@@ -195,7 +201,7 @@ def _runs_of(
     ordered, permutation = _in_order(rows.filter(pl.Series(new_c[:n])), bits)
     if permutation is None:
         return None
-    return ordered, new_c, permutation
+    return ordered, permutation
 
 
 def _untangle(
