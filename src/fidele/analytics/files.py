@@ -60,7 +60,9 @@ def _parse_dates(frame: pl.DataFrame, col: str) -> pl.DataFrame:
         return frame.with_columns(pl.col(col).str.to_datetime(time_zone="UTC"))
     except pl.exceptions.PolarsError as exc:
         reason = str(exc).splitlines()[0]
-        raise InvalidInput(f"column {col!r} is not ISO 8601 dates: {reason}", field=col) from exc
+        raise InvalidInput(
+            f"column {col!r} holds values that are not dates: {reason}", field=col
+        ) from exc
 
 
 def _utc_days(values: pl.Series) -> pl.Series | None:
