@@ -534,3 +534,44 @@ class MessagingLoop:
             log.exception("messaging delivery step failed")
             self._stop.wait(self.idle_seconds)
             return default
+
+
+# --- preview ---------------------------------------------------------------------------
+
+
+def preview(
+    session: Session,
+    *,
+    merchant_id: int,
+    template: str,
+    customer: Any,
+    context: dict[str, Any],
+    now: datetime,
+    settings: Settings | None = None,
+) -> Outgoing:
+    """The message ``template`` would be for ``customer`` now, rendered exactly as the
+    delivery renders it (headers, inlined CSS, unsubscribe link), without sending it nor
+    writing anything."""
+    from fidele.errors import NotFound
+    from fidele.messaging.repository import TemplateRepository
+    from fidele.messaging.service import get_policy
+
+    tpl = TemplateRepository(session).by_name(merchant_id, template)
+    if tpl is None:
+        raise NotFound(f"template {template!r} not found")
+    row = MessageSend(
+        id=0,
+        merchant_id=merchant_id,
+        customer_id=customer.id,
+        key="preview",
+        template_id=tpl.id,
+        topic=tpl.topic,
+        channel="email",
+        context=context,
+    )
+    policy = get_policy(session, merchant_id)
+    names = BatchRepository(session).merchant_names({merchant_id})
+    address = customer.email or ""
+    return _render(
+        session, row, customer, tpl, policy, names, address, now, settings or get_settings()
+    )
