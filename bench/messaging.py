@@ -43,7 +43,10 @@ HERE = Path(__file__).parent
 SECRET = "bench-secret-key"
 FIRST = ["Alice", "Bruno", "Chloé", "David", "Emma", "Farid", "Gaëlle", "Hugo", "Inès", "Jules"]
 LAST = ["Martin", "Bernard", "Dubois", "Thomas", "Robert", "Richard", "Petit", "Durand"]
-STYLE = "<style>body{font-family:Arial,sans-serif} .cta{background:#0a7;color:#fff;padding:10px} p{line-height:1.4}</style>"
+STYLE = (
+    "<style>body{font-family:Arial,sans-serif} .cta{background:#0a7;color:#fff;padding:10px} "
+    "p{line-height:1.4}</style>"
+)
 VARIANTS = {
     "en": {
         "subject": "{{ customer.first_name }}, your {{ coupon_value }} coupon at {{ shop.name }}",
@@ -57,7 +60,8 @@ VARIANTS = {
         "{{ coupon_code }}.\n\nUnsubscribe: {{ links.unsubscribe }}\n",
     },
     "fr": {
-        "subject": "{{ customer.first_name }}, votre bon de {{ coupon_value }} chez {{ shop.name }}",
+        "subject": "{{ customer.first_name }}, votre bon de {{ coupon_value }} "
+        "chez {{ shop.name }}",
         "html": f"<html><head>{STYLE}</head><body>"
         "<p>Bonjour {{ customer.first_name }} {{ customer.last_name }},</p>"
         "<p>Merci d'être client de {{ shop.name }}. Voici {{ coupon_value }} de remise sur votre "
@@ -210,7 +214,8 @@ def workers_round(
         conn.execute(
             text(
                 "UPDATE message_sends SET status = 'queued', attempts = 0, sent_at = NULL, "
-                "claimed_until = NULL, next_attempt_at = now() - interval '1 second', message_id = NULL"
+                "claimed_until = NULL, message_id = NULL, "
+                "next_attempt_at = now() - interval '1 second'"
             )
         )
     engine.dispose()
@@ -273,10 +278,8 @@ def main() -> None:
     try:
         t = time.perf_counter()
         seed(url, args.messages)
-        print(
-            f"seeded {args.messages} customers and queued messages in {time.perf_counter() - t:.0f} s",
-            flush=True,
-        )
+        took = time.perf_counter() - t
+        print(f"seeded {args.messages} customers and queued messages in {took:.0f} s", flush=True)
         pre = prerender(url, min(args.bare, args.messages))
         before = bare_loop(pre, smtp_port, stats_port)
         print(f"bare loop: {before:.0f} msgs/s", flush=True)
@@ -290,9 +293,8 @@ def main() -> None:
     print(f"{'run':40} {'msgs/s':>8} {'vs bare':>8} {'wall s':>7} {'dup':>4}")
     print(f"{'bare smtplib loop, pre-rendered (before)':40} {before:8.0f} {before / bare:8.0%}")
     label = f"{args.workers} x fidele worker (render + send)"
-    print(
-        f"{label:40} {r['per_s']:8.0f} {r['per_s'] / bare:8.0%} {r['wall_s']:7.1f} {int(r['duplicated']):4d}"
-    )
+    rate, dup = r["per_s"], int(r["duplicated"])
+    print(f"{label:40} {rate:8.0f} {rate / bare:8.0%} {r['wall_s']:7.1f} {dup:4d}")
     print(f"{'bare smtplib loop, pre-rendered (after)':40} {after:8.0f} {after / bare:8.0%}")
     print(f"ledger after the run: {r['statuses']}")
 
