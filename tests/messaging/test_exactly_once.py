@@ -159,3 +159,42 @@ def test_caps_hold_under_four_concurrent_workers(committed_engine, backend):
     assert Counter(outcomes) == Counter(
         {"queued": 2 * customers, "deferred": 4 * 6 * customers - 2 * customers}
     )
+
+
+def test_worker_once_delivers_to_the_file_channel(empty_database_url, tmp_path):
+    """The development default: no SMTP URL, ``fidele worker --once`` writes .eml files."""
+    from tests.fixtures.console import fidele
+
+    engine = make_engine(empty_database_url, pool_size=2)
+    upgrade(engine)
+    factory = make_sessionmaker(engine)
+    with transaction(factory) as session:
+        tenant = make_tenant(session, T0, name="Shop")
+        make_template(session, tenant)
+        c = make_customer(session, tenant)
+        out = service.send(
+            session,
+            merchant_id=tenant.merchant_id,
+            customer_id=c.id,
+            template="hello",
+            topic="transactional",
+            key="receipt-1",
+            now=T0,
+        )
+    mail = tmp_path / "mail"
+    done = fidele(
+        "worker",
+        "--once",
+        "--json",
+        env=user_env(empty_database_url, FIDELE_SECRET_KEY=SECRET, FIDELE_MESSAGES_DIR=str(mail)),
+    )
+    assert done.returncode == 0, done.stderr
+    assert (
+        '"job": "messaging.deliver"' in done.stdout.replace('":"', '": "')
+        or "messaging.deliver" in done.stdout
+    )
+    eml = mail / str(tenant.merchant_id) / f"{out.send_id}.eml"
+    msg = message_from_bytes(eml.read_bytes(), policy=default)
+    assert msg["Subject"] == "Hello C1" and msg["List-Unsubscribe"] is None  # transactional
+    assert _statuses(factory) == Counter({"sent": 1})
+    engine.dispose()

@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import bindparam, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from fidele.db.session import transaction
+from fidele.db.session import read_only, transaction
 from fidele.kit.clock import Clock
 from fidele.messaging import context as contexts
 from fidele.messaging import domain, templates
@@ -522,8 +522,12 @@ class MessagingLoop:
         self._expired_at = time.monotonic()
 
         def run() -> int:
+            now = self.clock.now()
+            with transaction(read_only(self.factory)) as session:
+                if not SendRepository(session).expired_claims(now):
+                    return 0
             with transaction(self.factory) as session:
-                return expire_claims(session, self.clock.now())
+                return expire_claims(session, now)
 
         self._safe(run, 0)
 

@@ -225,6 +225,18 @@ class SendRepository(RepositoryBase[MessageSend]):
             ).scalars()
         )
 
+    def any_due(self, now: datetime) -> bool:
+        found = self.session.execute(
+            select(MessageSend.id)
+            .where(
+                MessageSend.status == "queued",
+                MessageSend.next_attempt_at <= now,
+                or_(MessageSend.claimed_until.is_(None), MessageSend.claimed_until < now),
+            )
+            .limit(1)
+        )
+        return found.first() is not None
+
     def due(self, now: datetime, limit: int) -> list[MessageSend]:
         """Queued rows due now that no live claim holds, locked with ``FOR UPDATE SKIP
         LOCKED`` (PostgreSQL): several workers claim disjoint batches at the same moment
