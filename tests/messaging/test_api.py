@@ -190,3 +190,41 @@ def test_delivery_events_suppress(api, session, tenant):
         channel="email",
     )
     assert customer_of(session, tenant.merchant_id, c1.id).id == c1.id
+
+
+def test_preview_context_has_orders_loyalty_and_caller_context(api, session, tenant):
+    from fidele.customers.repository import CustomerRepository
+    from fidele.loyalty import service as loyalty
+    from tests.conftest import T0
+    from tests.fixtures.factories import order_body
+
+    _customer(api, "c1")
+    lines = [
+        {
+            "product_id": "p9",
+            "name": "Teapot",
+            "category": "kitchen",
+            "quantity": 1,
+            "unit_price": 4200,
+        }
+    ]
+    assert api.post("/v1/orders", json=order_body("o-1", "c1", lines=lines)).status_code in (
+        200,
+        201,
+    )
+    text = (
+        "{{ orders[0].lines[0].name }}/{{ orders[0].categories[0] }}/{{ orders[0].total }}|"
+        "{{ loyalty.available }}|{{ coupon_code }}|{{ insights }}"
+    )
+    variants = {"en": {"subject": "s", "text": text}}
+    assert (
+        _template(api, name="ctx", variants=variants, variables=["coupon_code"]).status_code == 201
+    )
+    r = api.post(
+        "/v1/messages/preview",
+        json={"template": "ctx", "customer_id": "c1", "context": {"coupon_code": "C-1"}},
+    )
+    assert r.status_code == 200, r.text
+    c = CustomerRepository(session).by_external_id(tenant.merchant_id, "c1")
+    points = loyalty.summary(session, c, T0)["available"]
+    assert r.json()["text"].startswith(f"Teapot/kitchen/4200|{points}|C-1|None")

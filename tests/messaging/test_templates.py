@@ -123,3 +123,33 @@ def test_tokens_bind_merchant_customer_topic():
     assert domain.read_token("s3cret", f"{m}.43.{topic}.{sig}") is None
     assert domain.read_token("s3cret", f"2.{c}.{topic}.{sig}") is None
     assert domain.read_token("s3cret", "garbage") is None
+
+
+def test_mime_round_trips_non_ascii_and_keeps_lines_short():
+    from email import message_from_bytes
+    from email.policy import default
+
+    from fidele.messaging.transports import Outgoing
+
+    subject = "Chloé, votre bon de 10 € chez Maison Dupont " + "é" * 80
+    out = Outgoing(
+        send_id=7,
+        merchant_id=1,
+        channel="email",
+        topic="lifecycle",
+        to="c@example.com",
+        sender="Maison Dupönt <shop@example.com>",
+        subject=subject,
+        html="<p>Bonjour Chloé</p>" + "x" * 3000,
+        text="Bonjour Chloé\nligne 2",
+        message_id="<m@h>",
+        headers={"List-Unsubscribe": "<https://h/u/1>", "X-Evil": "a\r\nBcc: x@y.z"},
+    )
+    raw = out.mime(datetime(2026, 6, 1, tzinfo=UTC))
+    assert b"\n" not in raw.replace(b"\r\n", b"") and max(map(len, raw.split(b"\r\n"))) <= 998
+    msg = message_from_bytes(raw, policy=default)
+    assert msg["Subject"] == subject and str(msg["From"]) == "Maison Dupönt <shop@example.com>"
+    assert msg["Bcc"] is None and msg["X-Evil"] == "a Bcc: x@y.z"  # no header injection
+    text = msg.get_body(("plain",)).get_content()
+    assert text.replace("\r\n", "\n").rstrip("\n") == "Bonjour Chloé\nligne 2"
+    assert msg.get_body(("html",)).get_content().startswith("<p>Bonjour Chloé</p>xxx")
