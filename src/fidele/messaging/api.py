@@ -198,7 +198,7 @@ def put_policy(body: PolicyIn, caller: WriteCaller, session: SessionDep, now: No
     return PolicyOut(**domain.policy_document(policy))
 
 
-@router.get("/v1/messages/sends", response_model=Page[SendOut])
+@router.get("/v1/messages/sends", response_model=Page[SendOut], responses={404: {}})
 def list_sends(
     caller: ReadCaller,
     session: SessionDep,

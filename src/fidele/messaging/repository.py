@@ -92,7 +92,7 @@ class SuppressionRepository(RepositoryBase[Suppression]):
             )
             .on_conflict_do_nothing(index_elements=["merchant_id", "channel", "address"])
         )
-        row = self.session.execute(
+        return self.session.execute(
             select(Suppression)
             .where(
                 Suppression.merchant_id == merchant_id,
@@ -100,9 +100,8 @@ class SuppressionRepository(RepositoryBase[Suppression]):
                 Suppression.address == address,
             )
             .with_for_update()
+            .execution_options(populate_existing=True)
         ).scalar_one()
-        self.session.refresh(row)
-        return row
 
     def of_merchant(self, merchant_id: int, *, after_id: int, limit: int) -> Sequence[Suppression]:
         return self.all(

@@ -150,7 +150,7 @@ class DeliveryEventIn(InputModel):
 
 
 class DeliveryEventsIn(InputModel):
-    events: list[DeliveryEventIn] = Field(min_length=1, max_length=1000)
+    events: list[DeliveryEventIn] = Field(min_length=1, max_length=500)
 
 
 class DeliveryEventsOut(OutputModel):

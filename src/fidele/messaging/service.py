@@ -413,6 +413,7 @@ def record_delivery_events(
     policy = get_policy(session, merchant_id)
     sends = SendRepository(session)
     suppressed: list[str] = []
+    state: dict[tuple[str, str], bool] = {}  # suppressed before the event, per address
     for ev in events:
         at = ev.get("at") or now
         row = sends.by_message_id(merchant_id, ev["message_id"]) if ev.get("message_id") else None
@@ -425,20 +426,22 @@ def record_delivery_events(
                 setattr(row, column, at)
         if kind == "delivered":
             continue
+        channel = ev.get("channel", "email")
         address = normalise_email(ev["email"]) or ev["email"]
-        before = SuppressionRepository(session).suppressed(
-            merchant_id, ev.get("channel", "email"), address
-        )
+        if (channel, address) not in state:
+            found = SuppressionRepository(session).suppressed(merchant_id, channel, address)
+            state[(channel, address)] = found is not None
         after = record_bounce(
             session,
             merchant_id=merchant_id,
-            channel=ev.get("channel", "email"),
+            channel=channel,
             address=address,
             kind=kind,
             threshold=policy.soft_bounce_threshold,
             now=at,
         )
-        if before is None and after.suppressed_at is not None:
+        if not state[(channel, address)] and after.suppressed_at is not None:
             suppressed.append(address)
+        state[(channel, address)] = after.suppressed_at is not None
     session.flush()
     return len(events), suppressed
