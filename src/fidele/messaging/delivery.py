@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fidele.db.session import read_only, transaction
 from fidele.kit.clock import Clock
+from fidele.kit.types import UTCDateTime
 from fidele.messaging import context as contexts
 from fidele.messaging import domain, templates
 from fidele.messaging.consent import address_of
@@ -289,22 +290,23 @@ def _visible_unsubscribe(
 # --- 3. sending, 4. record --------------------------------------------------------------
 
 
+_MARK_SENDING = text(
+    "UPDATE message_sends SET status = 'sending', message_id = :mid, claimed_until = :until "
+    "WHERE id = :id AND status = 'queued'"
+).bindparams(bindparam("until", type_=UTCDateTime()))
+
+
 def mark_sending(
     factory: sessionmaker[Session], send_id: int, message_id: str, lease_until: datetime
 ) -> bool:
     """Committed before the transport is called: a crash from here on leaves the row
-    ``sending`` (then ``unknown``), never ``queued``."""
+    ``sending`` (then ``unknown``), never ``queued``. (A prebuilt statement: this runs once
+    per message.)"""
     with transaction(factory) as session:
-        return (
-            SendRepository(session).set_status(
-                [send_id],
-                "queued",
-                status="sending",
-                message_id=message_id,
-                claimed_until=lease_until,
-            )
-            == 1
+        result = session.connection().execute(
+            _MARK_SENDING, {"mid": message_id, "until": lease_until, "id": send_id}
         )
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
 def transmit(
