@@ -29,7 +29,7 @@ LEASE = timedelta(seconds=15)
 HEARTBEAT_SECONDS = LEASE.total_seconds() / 3
 OWNER = f"{socket.gethostname()}:{os.getpid()}"
 # Jobs the continuous loops run on their own (DeliveryLoop), not on a schedule.
-CONTINUOUS = frozenset({"outbox.deliver"})
+CONTINUOUS = frozenset({"outbox.deliver", "segments.update_members"})
 
 
 @dataclass(frozen=True)
@@ -175,17 +175,22 @@ class BackgroundRunner:
             concurrency=settings.outbox_concurrency,
             idle_seconds=settings.outbox_idle_seconds,
         )
+        from fidele.segments.membership import MembershipLoop
+
+        self.segments = MembershipLoop(self.factory, clock)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="fidele-worker", daemon=True)
 
     def start(self) -> None:
         load_everything()
         self.delivery.start()
+        self.segments.start()
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
         self.delivery.stop()
+        self.segments.stop()
         self._thread.join(timeout=10)
 
     def wait(self) -> None:
