@@ -38,20 +38,16 @@ from sqlalchemy.sql.elements import ColumnElement as Col
 from fidele.analytics.models import CustomerInsight
 from fidele.customers.models import Customer
 from fidele.events.models import Event
-from fidele.kit.plugins import optional_import
 from fidele.ledger.models import Account
 from fidele.loyalty.models import CustomerLink, Lot, Member
+from fidele.messaging.domain import TRANSACTIONAL
+from fidele.messaging.models import Consent
 from fidele.orders.models import Order, OrderLine
 from fidele.segments.domain import All, AnyOf, Condition, Not, Rule, RuleError
 
 C = Customer.__table__.c
 ORDER_COUNTED = Order.status != "cancelled"  # cancelled orders count for nothing
 DAYS_CLAMP = 100_000  # beyond ~270 years every stored instant is on the same side
-
-
-def _consent_model() -> Any:
-    module = optional_import("fidele.messaging.models")
-    return getattr(module, "Consent", None) if module is not None else None
 
 
 class Compiler:
@@ -126,22 +122,18 @@ class Compiler:
         return attribute(C.attributes, cond.field.attr, cond.op, cond.value, self.dialect)
 
     def _consent(self, cond: Condition) -> ColumnElement[bool]:
+        """A recorded yes (messaging's ``consents`` row granted); the transactional topic needs
+        none. Suppressed addresses are messaging's to skip at send time."""
         topic, channel = cond.field.attr, cond.field.channel
-        model = _consent_model()
-        if model is not None:
-            t = model.__table__
-            granted = exists().where(
-                t.c.customer_id == C.id,
-                t.c.topic == topic,
-                t.c.channel == channel,
-                t.c.granted.is_(True),
-            )
-        elif channel == "email" and topic in ("newsletter", "lifecycle"):
-            granted = C.email_marketing.is_(True)
-        elif channel == "sms" and topic in ("newsletter", "lifecycle"):
-            granted = C.sms_marketing.is_(True)
-        else:
-            granted = false()
+        if topic == TRANSACTIONAL:
+            return bool_compare(true(), cond.op, cond.value)
+        t = Consent.__table__
+        granted = exists().where(
+            t.c.customer_id == C.id,
+            t.c.topic == topic,
+            t.c.channel == channel,
+            t.c.granted.is_(True),
+        )
         return bool_compare(granted, cond.op, cond.value)
 
     def _orders(self, cond: Condition) -> ColumnElement[bool]:

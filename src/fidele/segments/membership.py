@@ -70,6 +70,14 @@ def _emit(
         )
 
 
+def mark_changed(
+    session: Session, *, merchant_id: int, customer_id: int, kinds: set[str], now: datetime
+) -> None:
+    """Have the customer's segments re-evaluated within seconds after a change that is not an
+    event of the log (a consent given or withdrawn): ``kinds`` among ``KIND_BITS``."""
+    DirtyRepository(session).mark(merchant_id, customer_id, kinds_mask(kinds), now)
+
+
 def apply(
     session: Session,
     segment: Segment,
@@ -159,7 +167,9 @@ def refresh(session: Session, now: datetime) -> int:
             or (latest.get(segment.merchant_id) or segment.computed_at) > segment.computed_at
         )
         stale = segment.computed_at is None or segment.computed_at <= now - FULL_EVERY
-        if "clock" in kinds or stale_insights or stale:
+        # consents change without an event of the log (messaging's set_consent): recomputed
+        # here unless the caller marks the customer (``mark_changed``)
+        if kinds & {"clock", "consent"} or stale_insights or stale:
             recompute(session, segment, now)
             done += 1
     return done

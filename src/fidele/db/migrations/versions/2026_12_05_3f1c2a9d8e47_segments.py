@@ -2,7 +2,7 @@
 existing merchant (members computed by the first ``segments.refresh``)
 
 Revision ID: 3f1c2a9d8e47
-Revises: 7ea55b361597
+Revises: 211ebe53a440
 Create Date: 2026-12-05 00:20:00
 """
 
@@ -16,7 +16,7 @@ from sqlalchemy.dialects import postgresql
 from fidele.kit.types import UTCDateTime
 
 revision: str = "3f1c2a9d8e47"
-down_revision: str | None = "7ea55b361597"
+down_revision: str | None = "211ebe53a440"  # messaging (merged); main was 7ea55b361597
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
