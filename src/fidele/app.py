@@ -50,7 +50,11 @@ ROUTERS = (
     "fidele.loyalty.api",
     "fidele.promotions.api",
     "fidele.analytics.api",
+<<<<<<< HEAD
     "fidele.campaigns.api",
+=======
+    "fidele.messaging.api",
+>>>>>>> segments
 )
 
 

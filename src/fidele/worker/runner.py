@@ -29,7 +29,7 @@ LEASE = timedelta(seconds=15)
 HEARTBEAT_SECONDS = LEASE.total_seconds() / 3
 OWNER = f"{socket.gethostname()}:{os.getpid()}"
 # Jobs the continuous loops run on their own (DeliveryLoop), not on a schedule.
-CONTINUOUS = frozenset({"outbox.deliver"})
+CONTINUOUS = frozenset({"outbox.deliver", "segments.update_members"})
 
 
 @dataclass(frozen=True)
@@ -221,6 +221,9 @@ class BackgroundRunner:
             _Loop(name, fn, self.factory, clock, settings.outbox_idle_seconds)
             for name, fn in load_loops().items()
         ]
+        from fidele.segments.membership import MembershipLoop
+
+        self.segments = MembershipLoop(self.factory, clock)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="fidele-worker", daemon=True)
 
@@ -229,6 +232,7 @@ class BackgroundRunner:
         self.delivery.start()
         for loop in self.loops:
             loop.start()
+        self.segments.start()
         self._thread.start()
 
     def stop(self) -> None:
@@ -236,6 +240,7 @@ class BackgroundRunner:
         self.delivery.stop()
         for loop in self.loops:
             loop.stop()
+        self.segments.stop()
         self._thread.join(timeout=10)
 
     def wait(self) -> None:

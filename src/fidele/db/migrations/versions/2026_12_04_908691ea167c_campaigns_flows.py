@@ -1,7 +1,7 @@
 """campaigns flows
 
 Revision ID: 908691ea167c
-Revises: 7ea55b361597
+Revises: 3f1c2a9d8e47
 Create Date: 2026-12-04 23:50:48.843502
 """
 
@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql
 import fidele.kit.types
 
 revision: str = "908691ea167c"
-down_revision: str | None = "7ea55b361597"
+down_revision: str | None = "3f1c2a9d8e47"  # segments (merged); main was 7ea55b361597
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
