@@ -50,11 +50,8 @@ ROUTERS = (
     "fidele.loyalty.api",
     "fidele.promotions.api",
     "fidele.analytics.api",
-<<<<<<< HEAD
-    "fidele.campaigns.api",
-=======
     "fidele.messaging.api",
->>>>>>> segments
+    "fidele.campaigns.api",
 )
 
 

@@ -340,10 +340,8 @@ def parse_yaml(text: str) -> FlowDefinition:
 def _check_rules(definition: FlowDefinition) -> None:
     """Segment rules (trigger.rule, condition steps) validated by the segments domain, each
     error located by its path in the flow."""
-    try:
-        from fidele.segments.domain import RuleError, parse_rule
-    except ImportError:  # segments not merged yet
-        return
+    from fidele.segments.domain import RuleError, parse_rule
+
     found: list[tuple[str, Any]] = []
     if definition.trigger.rule is not None:
         found.append(("trigger.rule", definition.trigger.rule))
@@ -355,7 +353,7 @@ def _check_rules(definition: FlowDefinition) -> None:
         try:
             parse_rule(rule, path=path)
         except RuleError as exc:
-            errors.append((None, str(getattr(exc, "field", None) or path), exc.detail))
+            errors.append((None, exc.field, exc.reason))
     if errors:
         raise FlowDefinitionError(errors)
 
