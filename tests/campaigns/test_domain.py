@@ -87,8 +87,10 @@ def test_transitions_follow_order_branches_and_jumps() -> None:
     d = domain.parse(
         _flow(
             steps=[
-                {"id": "w", "wait": {"event": "order.placed", "timeout": {"days": 3}},
-                 "on_event": "thanks"},
+                {
+                    "id": "w",
+                    "wait": {"event": "order.placed", "timeout": {"days": 3}, "on_event": "thanks"},
+                },
                 {"id": "c", "condition": {"rule": {"all": []}}, "yes": "thanks", "no": "exit"},
                 {"id": "remind", "send": {"template": "r"}, "next": "exit"},
                 {"id": "thanks", "send": {"template": "t"}},
@@ -138,9 +140,7 @@ def test_next_local_time_in_the_customers_zone() -> None:
     st.sampled_from(["00:00", "09:30", "23:59", "02:30"]),
     st.sampled_from(["Europe/Paris", "America/New_York", "Asia/Tokyo", "UTC"]),
 )
-def test_next_local_time_is_the_first_such_instant(
-    naive: datetime, at: str, tz_name: str
-) -> None:
+def test_next_local_time_is_the_first_such_instant(naive: datetime, at: str, tz_name: str) -> None:
     after = naive.replace(tzinfo=UTC)
     tz = domain.zone(tz_name)
     got = domain.next_local_time(after, at, tz)
@@ -182,7 +182,9 @@ def test_date_occurrences_in_the_customers_year_and_zone() -> None:
     year_end = domain.Trigger(date="12-31", at="10:00")
     at = datetime(2026, 12, 31, 9, 0, tzinfo=UTC)
     assert domain.date_due(year_end, None, at, PARIS, timedelta(days=1)) == "2026"
-    assert domain.date_due(year_end, None, at, domain.zone("America/New_York"), timedelta(1)) is None
+    assert (
+        domain.date_due(year_end, None, at, domain.zone("America/New_York"), timedelta(1)) is None
+    )
 
 
 def test_the_first_order_is_not_its_own_anniversary() -> None:
