@@ -230,3 +230,36 @@ def message_id(send_id: int, merchant_id: int, domain: str) -> str:
     """The RFC 5322 Message-ID of a ledger row: the same on every attempt of the row, so a
     receiving system can tell a resend from a new message."""
     return f"<fidele.{merchant_id}.{send_id}@{domain}>"
+
+
+# --- eligibility ------------------------------------------------------------------------
+
+
+def ineligible_reason(
+    *,
+    topic: str,
+    erased: bool,
+    has_address: bool,
+    channel_ready: bool,
+    suppression: str | None,
+    consented: bool,
+    complaint_open: bool,
+) -> str | None:
+    """Why a message may not go (None: it may). The one rule, applied when ``send`` decides a
+    message and again by the delivery loop just before it goes: transactional messages need
+    no consent and ignore complaints, but never go to an address that hard-bounced."""
+    if erased:
+        return "erased"
+    if not has_address:
+        return "no_address"
+    if not channel_ready:
+        return "no_webhook_url"
+    if topic == TRANSACTIONAL:
+        return "suppressed" if suppression == "hard_bounce" else None
+    if suppression is not None:
+        return "suppressed"
+    if not consented:
+        return "no_consent"
+    if complaint_open:
+        return "complaint_open"
+    return None

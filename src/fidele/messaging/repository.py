@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
 
 from fidele.kit.repository import RepositoryBase, dialect_insert
 from fidele.messaging.models import (
@@ -224,12 +225,17 @@ class SendRepository(RepositoryBase[MessageSend]):
             ).scalars()
         )
 
-    def due_ids(self, now: datetime, limit: int) -> list[MessageSend]:
-        """Queued rows due now, locked with ``FOR UPDATE SKIP LOCKED`` (PostgreSQL): several
-        workers claim disjoint batches at the same moment."""
+    def due(self, now: datetime, limit: int) -> list[MessageSend]:
+        """Queued rows due now that no live claim holds, locked with ``FOR UPDATE SKIP
+        LOCKED`` (PostgreSQL): several workers claim disjoint batches at the same moment
+        (SQLite has one writer at a time, so the claim is atomic there as it is)."""
         stmt = (
             select(MessageSend)
-            .where(MessageSend.status == "queued", MessageSend.next_attempt_at <= now)
+            .where(
+                MessageSend.status == "queued",
+                MessageSend.next_attempt_at <= now,
+                or_(MessageSend.claimed_until.is_(None), MessageSend.claimed_until < now),
+            )
             .order_by(MessageSend.next_attempt_at, MessageSend.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
@@ -296,3 +302,77 @@ class SendRepository(RepositoryBase[MessageSend]):
             .where(MessageSend.customer_id == customer_id)
             .order_by(MessageSend.id)
         )
+
+
+class BatchRepository:
+    """The facts the delivery loop checks for a batch of claimed messages, a query each
+    (not a query per message)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def sends(self, ids: Sequence[int]) -> list[MessageSend]:
+        return list(
+            self.session.execute(select(MessageSend).where(MessageSend.id.in_(ids))).scalars()
+        )
+
+    def customers(self, ids: set[int]) -> dict[int, Any]:
+        from fidele.customers.models import Customer
+
+        rows = self.session.execute(select(Customer).where(Customer.id.in_(ids))).scalars()
+        return {c.id: c for c in rows}
+
+    def templates(self, ids: set[int]) -> dict[int, MessageTemplate]:
+        rows = self.session.execute(select(MessageTemplate).where(MessageTemplate.id.in_(ids)))
+        return {t.id: t for t in rows.scalars()}
+
+    def consents(self, customer_ids: set[int]) -> set[tuple[int, str, str]]:
+        """(customer, topic, channel) of the granted consents."""
+        rows = self.session.execute(
+            select(Consent.customer_id, Consent.topic, Consent.channel).where(
+                Consent.customer_id.in_(customer_ids), Consent.granted.is_(True)
+            )
+        )
+        return {(c, t, ch) for c, t, ch in rows}
+
+    def suppressions(
+        self, merchant_ids: set[int], addresses: set[str]
+    ) -> dict[tuple[int, str, str], str]:
+        if not addresses:
+            return {}
+        rows = self.session.execute(
+            select(
+                Suppression.merchant_id,
+                Suppression.channel,
+                Suppression.address,
+                Suppression.reason,
+            ).where(
+                Suppression.merchant_id.in_(merchant_ids),
+                Suppression.address.in_(addresses),
+                Suppression.suppressed_at.is_not(None),
+            )
+        )
+        return {(m, ch, a): r for m, ch, a, r in rows}
+
+    def complaints(self, customer_ids: set[int]) -> set[int]:
+        rows = self.session.execute(
+            select(MessagingProfile.customer_id).where(
+                MessagingProfile.customer_id.in_(customer_ids),
+                MessagingProfile.complaint_open.is_(True),
+            )
+        )
+        return set(rows.scalars())
+
+    def policies(self, merchant_ids: set[int]) -> dict[int, MessagingPolicy]:
+        rows = self.session.execute(
+            select(MessagingPolicy).where(MessagingPolicy.merchant_id.in_(merchant_ids))
+        )
+        return {p.merchant_id: p for p in rows.scalars()}
+
+    def merchant_names(self, merchant_ids: set[int]) -> dict[int, str]:
+        from fidele.tenancy.models import Merchant
+
+        rows = self.session.execute(
+            select(Merchant.id, Merchant.name).where(Merchant.id.in_(merchant_ids))
+        )
+        return {i: n for i, n in rows}

@@ -29,7 +29,7 @@ LEASE = timedelta(seconds=15)
 HEARTBEAT_SECONDS = LEASE.total_seconds() / 3
 OWNER = f"{socket.gethostname()}:{os.getpid()}"
 # Jobs the continuous loops run on their own (DeliveryLoop), not on a schedule.
-CONTINUOUS = frozenset({"outbox.deliver", "segments.update_members"})
+CONTINUOUS = frozenset({"outbox.deliver", "segments.update_members", "messaging.deliver"})
 
 
 @dataclass(frozen=True)
@@ -205,6 +205,7 @@ class BackgroundRunner:
         factory: sessionmaker[Session] | None = None,
         interval: float | None = None,
     ) -> None:
+        from fidele.messaging.delivery import MessagingLoop
         from fidele.outbox.delivery import DeliveryLoop
 
         assert engine is not None or factory is not None
@@ -224,6 +225,13 @@ class BackgroundRunner:
         from fidele.segments.membership import MembershipLoop
 
         self.segments = MembershipLoop(self.factory, clock)
+        self.messaging = MessagingLoop(
+            self.factory,
+            clock,
+            concurrency=settings.messaging_concurrency,
+            idle_seconds=settings.outbox_idle_seconds,
+            settings=settings,
+        )
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="fidele-worker", daemon=True)
 
@@ -233,6 +241,7 @@ class BackgroundRunner:
         for loop in self.loops:
             loop.start()
         self.segments.start()
+        self.messaging.start()
         self._thread.start()
 
     def stop(self) -> None:
@@ -241,6 +250,7 @@ class BackgroundRunner:
         for loop in self.loops:
             loop.stop()
         self.segments.stop()
+        self.messaging.stop()
         self._thread.join(timeout=10)
 
     def wait(self) -> None:
