@@ -231,8 +231,13 @@ def _execute(
     if kind == "condition":
         assert step.condition is not None
         yes = _matches(session, enr.merchant_id, enr.customer_id, step.condition.rule, now)
-        _log(session, enr, now, "condition", "yes" if yes else "no")
-        return domain.next_after(definition, enr.step, "yes" if yes else "no")
+        branch = "yes" if yes else "no"
+        _log(session, enr, now, "condition", branch)
+        target = domain.next_after(definition, enr.step, branch)
+        if target == EXIT and (step.yes == EXIT or step.no == EXIT):
+            _finish(session, enr, now, "exited", f"condition {enr.step}: {branch}", log_it=False)
+            return None
+        return target
     if kind == "send":
         return _send(session, enr, definition, step, now)
     if kind == "reward":

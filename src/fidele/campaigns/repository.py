@@ -253,3 +253,12 @@ class FlowRepository:
             select(Customer.id, Customer.external_id).where(Customer.id.in_(customer_ids))
         ).all()
         return {i: e for i, e in rows}
+
+    def customer_of_member(self, member_id: int) -> int | None:
+        """The customer a loyalty member's news goes to: a member may hold several customer
+        records (one person, same address); the latest one, so the person hears once."""
+        from fidele.loyalty.models import CustomerLink
+
+        return self.session.execute(
+            select(func.max(CustomerLink.customer_id)).where(CustomerLink.member_id == member_id)
+        ).scalar_one_or_none()

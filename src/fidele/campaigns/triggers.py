@@ -8,7 +8,6 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import polars as pl
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fidele.campaigns import domain, engine
@@ -34,11 +33,7 @@ def customer_of(session: Session, event: Event) -> int | None:
         return event.customer_id
     member_id = (event.payload or {}).get("member_id")
     if event.type.startswith("loyalty.") and isinstance(member_id, int):
-        from fidele.loyalty.models import Member
-
-        return session.execute(
-            select(Member.customer_id).where(Member.id == member_id)
-        ).scalar_one_or_none()
+        return FlowRepository(session).customer_of_member(member_id)
     return None
 
 
