@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import OrderedDict
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -171,19 +172,36 @@ def advance_due(factory: sessionmaker[Session], now: datetime, *, batch: int = B
     while True:
         with transaction(factory) as session:
             claimed = FlowRepository(session).claim_due(now, batch)
-            for enr in claimed:
-                advance(session, enr, now)
+            advance_batch(session, claimed, now)
         total += len(claimed)
         if len(claimed) < batch:
             return total
 
 
-def advance(session: Session, enr: Enrollment, now: datetime) -> None:
+def advance_batch(session: Session, claimed: Sequence[Enrollment], now: datetime) -> None:
+    """Advance claimed enrollments in one savepoint; if one fails, again one savepoint each,
+    so the failure is retried later alone and the others go on."""
+    definitions: dict[tuple[int, int], FlowDefinition] = {}
+    try:
+        with session.begin_nested():
+            for enr in claimed:
+                _run(session, enr, now, definitions)
+    except Exception:
+        for enr in claimed:
+            advance(session, enr, now, definitions)
+
+
+def advance(
+    session: Session,
+    enr: Enrollment,
+    now: datetime,
+    definitions: dict[tuple[int, int], FlowDefinition] | None = None,
+) -> None:
     """Run ``enr``'s due steps until it waits, defers or ends; a failure is retried later
     (its work rolled back), and after MAX_ATTEMPTS the enrollment fails."""
     try:
         with session.begin_nested():
-            _run(session, enr, now)
+            _run(session, enr, now, {} if definitions is None else definitions)
     except Exception as exc:  # a step's failure must not stop the other enrollments
         log.exception("enrollment %s failed at step %s", enr.id, enr.step)
         session.refresh(enr)
@@ -196,8 +214,16 @@ def advance(session: Session, enr: Enrollment, now: datetime) -> None:
             _log(session, enr, now, "error", "retry", reason)
 
 
-def _run(session: Session, enr: Enrollment, now: datetime) -> None:
-    definition = version_definition(session, enr.flow_id, enr.version)
+def _run(
+    session: Session,
+    enr: Enrollment,
+    now: datetime,
+    definitions: dict[tuple[int, int], FlowDefinition],
+) -> None:
+    key = (enr.flow_id, enr.version)
+    if key not in definitions:
+        definitions[key] = version_definition(session, *key)
+    definition = definitions[key]
     for _ in range(MAX_STEPS_PER_PASS):
         if enr.status != "active" or enr.due_at is None or enr.due_at > now:
             return
