@@ -194,3 +194,10 @@ def test_the_first_order_is_not_its_own_anniversary() -> None:
     assert domain.date_due(trigger, first, on_the_day, domain.zone(None), timedelta(1)) is None
     a_year_on = datetime(2027, 4, 2, 12, tzinfo=UTC)
     assert domain.date_due(trigger, first, a_year_on, domain.zone(None), timedelta(1)) == "2027"
+
+
+def test_holdout_is_stable_and_near_its_share() -> None:
+    held = [domain.held_out(7, c, 10) for c in range(5000)]
+    assert 0.08 < sum(held) / len(held) < 0.12
+    assert held == [domain.held_out(7, c, 10) for c in range(5000)]
+    assert not any(domain.held_out(7, c, 0) for c in range(100))

@@ -323,3 +323,26 @@ def test_win_back_timed_on_each_customers_cadence(
             )
     assert [t for t, _ in by["back"]][:1] == ["flow_winback_1"]
     assert _state(api, "back")[0] == ("exited", "goal reached: order.placed")
+
+
+def test_a_holdout_group_is_recorded_not_sent(api, install, session, factory, clock) -> None:  # type: ignore[no-untyped-def]
+    install("welcome")
+    api.post("/v1/flows/templates/welcome/install")  # its template, reused below
+    flow = {
+        "name": "measured",
+        "trigger": {"event": "cart.abandoned"},
+        "holdout": 50,
+        "steps": [{"send": {"template": "flow_welcome"}}],
+    }
+    assert api.post("/v1/flows", json={"definition": flow}).status_code == 201
+    fid = next(f["id"] for f in api.get("/v1/flows").json()["items"] if f["name"] == "measured")
+    api.post(f"/v1/flows/{fid}/activate")
+    for i in range(20):
+        consenting(api, f"c{i}")
+        event(api, f"c{i}", "cart.abandoned", clock.now())
+    run(factory, clock)
+    # the welcome flow's own messages go ten minutes later: these are the measured flow's
+    statuses = [s for _, t, s, _ in sends(session) if t == "flow_welcome"]
+    assert len(statuses) == 20
+    assert 0 < statuses.count("held_out") < 20
+    assert statuses.count("held_out") + statuses.count("queued") == 20

@@ -23,6 +23,7 @@ and ``next`` jump to a step id or to ``exit``."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -284,6 +285,9 @@ class FlowDefinition(_Doc):
     trigger: Trigger
     goals: list[EventType] = Field(default_factory=list)
     reentry: Literal["never", "always"] | Reentry = "never"
+    # percent of customers whose messages are held out (recorded, not sent), the same
+    # customers for the whole flow, to measure what the flow brings
+    holdout: int = Field(0, ge=0, le=50)
     steps: list[Step] = Field(min_length=1, max_length=100)
 
     @model_validator(mode="after")
@@ -379,6 +383,14 @@ def next_after(definition: FlowDefinition, step_id: str, branch: str | None = No
     if step.kind == "exit":
         return EXIT
     return target or definition.after(step_id)
+
+
+def held_out(flow_id: int, customer_id: int, percent: int) -> bool:
+    """Whether the customer is in the flow's holdout group (stable across enrollments)."""
+    if percent <= 0:
+        return False
+    digest = hashlib.sha256(f"holdout:{flow_id}:{customer_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") % 100 < percent
 
 
 def reentry_allowed(

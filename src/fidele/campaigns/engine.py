@@ -307,6 +307,7 @@ def _send(
             "enrollment_id": enr.id,
             "flow": definition.name,
         },
+        hold_out=domain.held_out(enr.flow_id, enr.customer_id, definition.holdout),
     )
     detail = {"template": step.send.template, "send_id": outcome.send_id}
     if outcome.status == "deferred":
