@@ -273,3 +273,17 @@ def test_a_failing_step_is_retried_then_fails(api, session, factory, clock, monk
     assert [o for o in outcomes(j) if o[0] == "error"] == [("error", "retry")] * (
         engine.MAX_ATTEMPTS - 1
     )
+
+
+def test_past_events_arriving_now_enroll_nobody(api, session, factory, clock) -> None:  # type: ignore[no-untyped-def]
+    first = {
+        "name": "first",
+        "trigger": {"event": "order.placed", "first_order": True},
+        "steps": [{"update": {"tag": "thanked"}}],
+    }
+    save(api, first)
+    customer(api, "ann")
+    order(api, "ann", "o-old", clock.now() - timedelta(days=300))  # an import of history
+    run(factory, clock)
+    assert journeys(api, "ann") == []
+    assert _tags(session, "ann") == []

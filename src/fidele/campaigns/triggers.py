@@ -17,6 +17,9 @@ from fidele.events.models import Event
 # A date trigger's occurrence is caught up to this long after it fell (a worker down for a
 # few hours still sends the birthday wishes, not a week late).
 DATE_WINDOW = timedelta(days=1)
+# An event older than this when it arrives (an import of past orders, a late sync) enrolls
+# nobody: no thank-you for an order of last year. It still ends waits and reaches goals.
+STALE_EVENT = timedelta(days=2)
 
 
 def event_types(event: Event) -> list[str]:
@@ -50,6 +53,8 @@ def on_event(session: Session, event: Event, now: datetime) -> None:
             engine.exit_enrollment(session, enr, now, f"goal reached: {goal}")
         elif enr.waiting_for in types:
             engine.event_happened(session, enr, event.id, now)
+    if event.occurred_at < now - STALE_EVENT:
+        return
     for flow, raw in repo.active_with_definitions(merchant_id=event.merchant_id, kind="event"):
         definition = engine.definition_of(raw)
         trigger = definition.trigger
