@@ -20,6 +20,27 @@ from fidele.messaging.repository import (
 )
 
 SUPPRESSING = ("hard_bounce", "complaint", "soft_bounce")
+# The topics the profile's ``email_marketing`` flag stands for (email channel).
+FLAG_TOPICS = ("newsletter", "lifecycle")
+
+
+def flag_rows(
+    merchant_id: int, customer_id: int, granted: bool, at: datetime, source: str
+) -> list[dict[str, object]]:
+    """The consent rows the ``email_marketing`` flag stands for, for a bulk writer that
+    dispatches no ``customer.upserted`` (the demo's build); the online path is the handler."""
+    return [
+        {
+            "merchant_id": merchant_id,
+            "customer_id": customer_id,
+            "topic": topic,
+            "channel": "email",
+            "granted": granted,
+            "at": at,
+            "source": source[:100],
+        }
+        for topic in FLAG_TOPICS
+    ]
 
 
 def customer_of(session: Session, merchant_id: int, customer_id: int) -> Customer:

@@ -12,9 +12,7 @@ from sqlalchemy.orm import Session
 from fidele.events import domain as ev
 from fidele.events.bus import on_event
 from fidele.events.models import Event
-from fidele.messaging.consent import set_consent
-
-FLAG_TOPICS = ("newsletter", "lifecycle")
+from fidele.messaging.consent import FLAG_TOPICS, set_consent
 
 
 @on_event(ev.CUSTOMER_UPSERTED)
