@@ -53,7 +53,11 @@ class Formats:
     def percent(self, ratio: float | None, digits: int = 1) -> str:
         if ratio is None:
             return "–"
-        pattern = f"#,##0.{'0' * digits}%" if digits else "#,##0%"
+        # the locale's own pattern ("#,##0 %" in French), with ``digits`` decimals
+        pattern = self.locale.percent_formats[None].pattern.split(";")[0]
+        head, zero, tail = pattern.rpartition("0")
+        if digits and zero:
+            pattern = f"{head}0.{'0' * digits}{tail}"
         return format_percent(ratio, format=pattern, locale=self.locale)
 
     def date(self, value: date | datetime | str | None) -> str:
