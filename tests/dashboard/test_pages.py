@@ -407,3 +407,10 @@ def test_assets_are_served_by_the_app(client: TestClient) -> None:
     for url in re.findall(r"""(?:src|href)=["']([^"'#][^"']*)""", page):
         assert url.startswith("/"), url
         assert client.get(url).status_code == 200, url
+
+
+def test_an_unknown_customer_is_a_404_page(admin: TestClient) -> None:
+    answer = admin.get("/customers/999999")
+    assert answer.status_code == 404 and "text/html" in answer.headers["content-type"]
+    assert "Page not found." in answer.text
+    assert answer.headers["content-security-policy"].startswith("default-src 'none'")

@@ -23,7 +23,7 @@ from fidele import __version__
 from fidele.dashboard import domain, i18n, service
 from fidele.dashboard.models import DashboardUser
 from fidele.db.session import transaction
-from fidele.errors import FideleError
+from fidele.errors import FideleError, NotFound
 from fidele.tenancy.models import Merchant, Programme
 from fidele.tenancy.repository import MerchantRepository, ProgrammeRepository
 from fidele.tenancy.service import Caller
@@ -215,6 +215,13 @@ async def run(
     def hop() -> Response:
         try:
             return attempt()
+        except NotFound as exc:
+            if back is not None:
+                return redirect(request, back, ("error", str(exc.detail)))
+            fmt = formats_for(language_of(request), None)
+            return render(
+                request, "error.html", {"message": fmt.t("Page not found.")}, fmt=fmt, status=404
+            )
         except FideleError as exc:
             if back is None:
                 raise

@@ -59,9 +59,7 @@ def liability(session: Session, programme_id: int, now: datetime) -> dict[str, A
     s = members.scale_at(session, programme_id).settings
     by_age: dict[str, int] = defaultdict(int)
     by_merchant: dict[int, int] = defaultdict(int)
-    for lot in LoyaltyRepository(session).live_lots():
-        if lot.programme_id != programme_id:
-            continue
+    for lot in LoyaltyRepository(session).live_lots(programme_id):
         by_age[domain.age_bucket(lot.earned_at, now)] += lot.remaining
         by_merchant[lot.merchant_id] += lot.remaining
     total = sum(by_age.values())
