@@ -51,11 +51,45 @@ def _times(client: TestClient, path: str, repeat: int, **kw: object) -> tuple[fl
     return statistics.median(seen) * 1000, seen[int(len(seen) * 0.9) - 1] * 1000
 
 
+def _parts(engine: object, shop: demo.DemoShop, clock: SystemClock) -> None:
+    """The overview's parts, timed one by one (median of 5, ms)."""
+    from fidele.analytics import service as analytics
+    from fidele.dashboard import views
+    from fidele.dashboard.i18n import formats
+    from fidele.dashboard.repository import CustomerSearch
+    from fidele.dashboard.web import Ctx
+    from fidele.loyalty import reports
+    from fidele.tenancy.models import Merchant, Programme
+    from fidele.tenancy.service import Caller
+
+    now = clock.now()
+    caller = Caller(shop.merchant_id, shop.programme_id, None, frozenset({"read"}))
+    with make_sessionmaker(engine)() as session:  # type: ignore[arg-type]
+        merchant = session.get(Merchant, shop.merchant_id)
+        programme = session.get(Programme, shop.programme_id)
+        fmt = formats("en", None, "EUR", None)
+        ctx = Ctx(None, session, now, None, merchant, programme, caller, fmt, "")  # type: ignore[arg-type]
+        parts = {
+            "kpis report (stored)": lambda: analytics.report(session, caller, "kpis", now),
+            "points liability": lambda: reports.liability(session, shop.programme_id, now),
+            "average CLV": lambda: CustomerSearch(session).average_clv(shop.merchant_id),
+            "overview data + charts": lambda: views.overview(ctx),
+        }
+        for name, fn in parts.items():
+            seen = []
+            for _ in range(5):
+                start = time.perf_counter()
+                fn()
+                seen.append((time.perf_counter() - start) * 1000)
+            print(f"  part: {name:40} {statistics.median(seen):8.1f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--customers", type=int, default=5000)
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--database-url", default=None, help="an empty database (default: SQLite)")
+    parser.add_argument("--parts", action="store_true", help="also time the overview's parts")
     args = parser.parse_args()
     clock = SystemClock()
     with tempfile.TemporaryDirectory() as tmp:
@@ -118,6 +152,8 @@ def main() -> None:
             for label, path, kw in rows:
                 median, p90 = _times(client, path, args.repeat, **kw)
                 print(f"{label:48} {median:10.1f} {p90:8.1f}")
+        if args.parts:
+            _parts(engine, shop, clock)
         print(f"load after: {_load()}")
         engine.dispose()
 
