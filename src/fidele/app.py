@@ -368,7 +368,14 @@ def create_app(
     bus.load_handlers()
     load_everything()  # the senders and jobs too: the same set as every `fidele worker`
 
-    @app.get("/", tags=["health"], summary="The service, its version and links")
+    # response_model: the document keeps describing the JSON; a browser's page is a Response,
+    # returned as it is
+    @app.get(
+        "/",
+        tags=["health"],
+        summary="The service, its version and links",
+        response_model=dict[str, Any],
+    )
     async def index(request: Request) -> Any:
         """The service's name, version and where to go next. A browser (``Accept:
         text/html``) gets the dashboard's overview instead."""
