@@ -127,9 +127,15 @@ class Pages:
         return self.driver.find_element(By.CSS_SELECTOR, css)
 
     def wait_for(self, condition: Any, seconds: float = 15) -> Any:
+        from selenium.common.exceptions import (
+            NoSuchElementException,
+            StaleElementReferenceException,
+        )
         from selenium.webdriver.support.ui import WebDriverWait
 
-        return WebDriverWait(self.driver, seconds).until(condition)
+        # a page being replaced (a form's answer loading) makes the old elements stale
+        ignored = (StaleElementReferenceException, NoSuchElementException)
+        return WebDriverWait(self.driver, seconds, ignored_exceptions=ignored).until(condition)
 
     def shot(self, name: str) -> None:
         self.n += 1
