@@ -3,7 +3,6 @@ locale (Babel's CLDR data: the same rules the shop's customers read)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -114,6 +113,3 @@ def formats(
     except (ValueError, KeyError):
         zone = ZoneInfo("UTC")
     return Formats(language, locale, currency, zone)
-
-
-Translate = Callable[..., str]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 from typing import Any
-from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
@@ -393,7 +392,3 @@ async def change_password(request: Request) -> Response:
         return response
 
     return await web.run(request, work, write=True, form=form, back="/settings")
-
-
-def login_url(path: str) -> str:
-    return f"/login?next={quote(path, safe='')}"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import date
 from typing import Any
 
 import polars as pl
@@ -229,7 +228,3 @@ def kpis_csv(ctx: Ctx) -> str:
     for row in report.payload.get("monthly") or []:
         writer.writerow(["" if row.get(k) is None else row.get(k) for k in KPI_COLUMNS])
     return out.getvalue()
-
-
-def today(ctx: Ctx) -> date:
-    return ctx.now.astimezone(ctx.fmt.timezone).date()
