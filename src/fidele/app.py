@@ -51,6 +51,8 @@ ROUTERS = (
     "fidele.promotions.api",
     "fidele.analytics.api",
     "fidele.dashboard.routes",  # the back office's pages (HTML, not in the OpenAPI document)
+    "fidele.messaging.api",
+    "fidele.campaigns.api",
 )
 
 

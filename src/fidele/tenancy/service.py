@@ -77,6 +77,9 @@ def create_merchant(
         programme_id=programme.id, name=name, webhook_salt=secrets.token_hex(16), created_at=now
     )
     MerchantRepository(session).add(merchant)
+    from fidele.events import bus  # late: bus handlers of other domains may import tenancy
+
+    bus.merchant_created(session, merchant, now)
     return CreatedMerchant(
         programme.id, merchant.id, merchant_webhook_secret(merchant, server_secret)
     )
@@ -84,6 +87,17 @@ def create_merchant(
 
 def merchant_webhook_secret(merchant: Merchant, server_secret: str) -> str:
     return domain.webhook_secret(server_secret, merchant.id, merchant.webhook_salt)
+
+
+def webhook_secrets(
+    session: Session, merchant_ids: Sequence[int], server_secret: str
+) -> dict[int, str]:
+    """The webhook secrets of several merchants in one query (the outbox signs a batch of
+    deliveries at a time); merchants that do not exist are absent."""
+    return {
+        m.id: merchant_webhook_secret(m, server_secret)
+        for m in MerchantRepository(session).by_ids(merchant_ids)
+    }
 
 
 def get_merchant(session: Session, merchant_id: int) -> Merchant:

@@ -1,7 +1,7 @@
 """dashboard users and activity
 
 Revision ID: d45b0a4d1e17
-Revises: 7ea55b361597
+Revises: 908691ea167c
 Create Date: 2026-12-05 00:01:23.433769
 """
 
@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql
 import fidele.kit.types
 
 revision: str = "d45b0a4d1e17"
-down_revision: str | None = "7ea55b361597"
+down_revision: str | None = "908691ea167c"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
