@@ -30,6 +30,7 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "checkout": ("fidele.promotions.cli",),
     "import": ("fidele.ingest.cli",),
     "sync": ("fidele.ingest.cli",),
+    "user": ("fidele.dashboard.cli",),
     "flows": ("fidele.campaigns.cli",),
     "db": (CORE,),
     "serve": (CORE,),
