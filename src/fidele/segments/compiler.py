@@ -348,10 +348,11 @@ def days_since(ts: Any, op: str, value: Any, now: datetime) -> ColumnElement[boo
 def _json_parts(column: Any, key: str, dialect: str) -> Mapping[str, Any]:
     """A JSON attribute's type tests and typed values, per database."""
     if dialect == "postgresql":
-        kind = func.jsonb_typeof(column.op("->")(key))
+        # coalesced: a missing key gives a false test, never NULL (``not`` must negate it)
+        kind = func.coalesce(func.jsonb_typeof(column.op("->")(key)), "missing")
         text = column.op("->>")(key)
         return {
-            "present": and_(kind.is_not(None), kind != "null"),
+            "present": kind.not_in(("missing", "null")),
             "str": kind == "string",
             "num": kind == "number",
             "bool": kind == "boolean",
@@ -360,10 +361,10 @@ def _json_parts(column: Any, key: str, dialect: str) -> Mapping[str, Any]:
             "bool_value": text == "true",
         }
     path = f'$."{key}"'
-    kind = func.json_type(column, path)
+    kind = func.coalesce(func.json_type(column, path), "missing")
     raw = func.json_extract(column, path)
     return {
-        "present": and_(kind.is_not(None), kind != "null"),
+        "present": kind.not_in(("missing", "null")),
         "str": kind == "text",
         "num": kind.in_(("integer", "real")),
         "bool": kind.in_(("true", "false")),
