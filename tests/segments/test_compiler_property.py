@@ -43,7 +43,9 @@ def test_sql_equals_python(
         ids = world.insert(session, tenant.merchant_id, tenant.programme_id, now, people)
         for rule in rules:
             domain.parse_rule(rule)  # every generated rule is valid
-            expected = sorted(i for i, p in zip(ids, people) if world.evaluate(rule, p, now))
+            expected = sorted(
+                i for i, p in zip(ids, people, strict=True) if world.evaluate(rule, p, now)
+            )
             m = tenant.merchant_id
             got = service.customer_ids(session, merchant_id=m, rule=rule, now=now)
             assert got == expected, rule
