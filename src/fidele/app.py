@@ -51,6 +51,7 @@ ROUTERS = (
     "fidele.promotions.api",
     "fidele.analytics.api",
     "fidele.messaging.api",
+    "fidele.segments.api",
 )
 
 

@@ -205,3 +205,11 @@ def ensure_builtins(session: Session, merchant_id: int, now: datetime) -> int:
             create(session, merchant_id, name=name, rule=rule, now=now, builtin=True)
             made += 1
     return made
+
+
+def members(
+    session: Session, merchant_id: int, segment_id: int, *, after_id: int, limit: int
+) -> Sequence[Any]:
+    """The segment's members (customers), ``limit`` after customer id ``after_id``."""
+    segment = get(session, merchant_id, segment_id)
+    return SegmentRepository(session).members_page(segment.id, after_id, limit)
