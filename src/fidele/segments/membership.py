@@ -23,14 +23,15 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session, sessionmaker
 
 from fidele.db.session import transaction
+from fidele.events import domain as ev
 from fidele.kit.clock import Clock
 from fidele.segments import domain, service
 from fidele.segments.models import Segment
 from fidele.segments.repository import DirtyRepository, SegmentRepository
 
 log = logging.getLogger("fidele.segments")
-SEGMENT_ENTERED = "segment.entered"
-SEGMENT_LEFT = "segment.left"
+SEGMENT_ENTERED = ev.SEGMENT_ENTERED
+SEGMENT_LEFT = ev.SEGMENT_LEFT
 KIND_BITS = {"customer": 1, "order": 2, "loyalty": 4, "insights": 8, "event": 16, "consent": 32}
 ALL_KINDS = sum(KIND_BITS.values())
 BATCH = 500
@@ -48,17 +49,22 @@ def depends_mask(segment: Segment) -> int:
 def _emit(
     session: Session, segment: Segment, customer_ids: Sequence[int], kind: str, now: datetime
 ) -> None:
+    """Append ``kind`` for each customer to the event log (dispatched to subscribers: flows)
+    and queue the merchant's webhooks (``data``: the payload plus the customer's own id)."""
     from fidele.events import service as events
     from fidele.tenancy.service import Caller
+    from fidele.webhooks import service as webhooks
 
     if not customer_ids:
         return
-    programme_id = SegmentRepository(session).programme_of(segment.merchant_id)
+    repo = SegmentRepository(session)
+    programme_id = repo.programme_of(segment.merchant_id)
     assert programme_id is not None
     caller = Caller(segment.merchant_id, programme_id, None, frozenset())
     payload = {"segment_id": segment.id, "segment_name": segment.name}
+    external = repo.external_ids(customer_ids)
     for customer_id in customer_ids:
-        events.record(
+        event, _ = events.record(
             session,
             caller,
             type=kind,
@@ -67,6 +73,15 @@ def _emit(
             source="segments",
             payload=payload,
             customer_id=customer_id,
+        )
+        webhooks.publish(
+            session,
+            programme_id=programme_id,
+            merchant_id=segment.merchant_id,
+            topic=kind,
+            payload={**payload, "customer_id": external.get(customer_id)},
+            dedup_key=f"{kind}:{event.id}",
+            now=now,
         )
 
 
