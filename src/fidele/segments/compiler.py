@@ -142,9 +142,9 @@ class Compiler:
             return self._bought(cond)
         agg = self._order_aggregate(cond.within_days)
         if attr == "count":
-            return compare(func.coalesce(agg.c.n, 0), cond.op, cond.value, self)
+            return counted(agg.c.n, cond.op, cond.value, self)
         if attr == "spent":
-            return compare(func.coalesce(agg.c.spent, 0), cond.op, cond.value, self)
+            return counted(agg.c.spent, cond.op, cond.value, self)
         if attr == "avg_value":
             avg = case((agg.c.n > 0, agg.c.spent / agg.c.n), else_=None)
             return compare(avg, cond.op, cond.value, self)
@@ -265,7 +265,7 @@ class Compiler:
             self._derived[key] = sub
             self._joins.append((sub, sub.c.customer_id == C.id))
         sub = self._derived[key]
-        return compare(func.coalesce(sub.c.n, 0), cond.op, cond.value, self)
+        return counted(sub.c.n, cond.op, cond.value, self)
 
 
 # -- comparisons -----------------------------------------------------------------------------
@@ -298,6 +298,33 @@ def compare(column: Any, op: str, value: Any, comp: Compiler) -> ColumnElement[b
     else:  # pragma: no cover - parse_rule refuses other ops
         raise ValueError(op)
     return and_(column.is_not(None), test)
+
+
+def holds(v: Any, op: str, value: Any) -> bool:
+    """``v OP value`` for a present number (the reference of :func:`compare`)."""
+    if op in ("ne", "not_in"):
+        return not holds(v, "eq" if op == "ne" else "in", value)
+    return {
+        "eq": lambda: v == value,
+        "lt": lambda: v < value,
+        "lte": lambda: v <= value,
+        "gt": lambda: v > value,
+        "gte": lambda: v >= value,
+        "in": lambda: v in value,
+        "between": lambda: value[0] <= v <= value[1],
+        "exists": lambda: bool(value),
+    }[op]()
+
+
+def counted(column: Any, op: str, value: Any, comp: Compiler) -> ColumnElement[bool]:
+    """A count or sum from a LEFT JOINed aggregate (NULL: no row, i.e. 0). When 0 does not
+    satisfy the test (``>= 2``) the NULL-rejecting form lets PostgreSQL turn the LEFT JOIN
+    into an inner join (start from the few customers with orders); otherwise coalesce."""
+    if op == "exists":
+        return true() if value else false()
+    if holds(0, op, value):
+        return compare(func.coalesce(column, 0), op, value, comp)
+    return compare(column, op, value, comp)
 
 
 def substring(column: Any, value: str, dialect: str) -> ColumnElement[bool]:
