@@ -324,7 +324,7 @@ def counted(column: Any, op: str, value: Any, comp: Compiler) -> ColumnElement[b
         return true() if value else false()
     if holds(0, op, value):
         return compare(func.coalesce(column, 0), op, value, comp)
-    return compare(column, op, value, comp)
+    return and_(column.is_not(None), compare(column, op, value, comp))
 
 
 def substring(column: Any, value: str, dialect: str) -> ColumnElement[bool]:
