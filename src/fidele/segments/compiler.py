@@ -46,7 +46,7 @@ from fidele.orders.models import Order, OrderLine
 from fidele.segments.domain import All, AnyOf, Condition, Not, Rule, RuleError
 
 C = Customer.__table__.c
-ORDER_COUNTED = Order.status != "cancelled"  # cancelled orders count for nothing
+ORDER_COUNTED_C = Order.__table__.c.status != "cancelled"  # cancelled orders count for nothing
 DAYS_CLAMP = 100_000  # beyond ~270 years every stored instant is on the same side
 
 
@@ -72,11 +72,20 @@ class Compiler:
         self._joins: list[tuple[Any, ColumnElement[bool]]] = []
         self._use_loyalty = False
         self._use_insights = False
+        self._correlate = False
 
     # -- the query ---------------------------------------------------------------------------
 
     def query(self, rule: Rule, columns: Iterable[Any] | None = None) -> Select[Any]:
-        where = self.expr(rule)
+        if isinstance(rule, All) and any(_selective(c) for c in rule.children):
+            # Per-customer aggregates directly under a top-level "all" that also filters on
+            # the customer (country, RFM segment, consent...) are correlated subqueries: the
+            # database evaluates them last, only for the customers the cheap filters kept,
+            # through the (customer_id, placed_at) index, instead of aggregating every order
+            # of the shop (bench/segments.py: 2.5x faster on 1M customers).
+            where = and_(true(), *(self._top(c) for c in rule.children))
+        else:
+            where = self.expr(rule)
         frm: Any = Customer.__table__
         if self._use_insights:
             ci = CustomerInsight.__table__
@@ -93,6 +102,13 @@ class Compiler:
         if self.restrict is not None:
             conds.append(self.restrict(C.id))
         return stmt.where(*conds)
+
+    def _top(self, rule: Rule) -> ColumnElement[bool]:
+        self._correlate = isinstance(rule, Condition)
+        try:
+            return self.expr(rule)
+        finally:
+            self._correlate = False
 
     def expr(self, rule: Rule) -> ColumnElement[bool]:
         if isinstance(rule, All):
@@ -152,6 +168,8 @@ class Compiler:
         return days_since(column, cond.op, cond.value, self.now)
 
     def _order_aggregate(self, within: int | None) -> Any:
+        if self._correlate:
+            return self._order_scalars(within)
         key = ("orders", within)
         if key not in self._derived:
             o = Order.__table__
@@ -170,6 +188,23 @@ class Compiler:
             self._derived[key] = sub
             self._joins.append((sub, sub.c.customer_id == C.id))
         return self._derived[key]
+
+    def _order_scalars(self, within: int | None) -> Any:
+        """The same aggregates as correlated scalar subqueries (see :meth:`query`)."""
+        o = Order.__table__
+        where = [o.c.customer_id == C.id, o.c.merchant_id == self.merchant_id, ORDER_COUNTED_C]
+        if within is not None:
+            where.append(o.c.placed_at >= self.now - timedelta(days=within))
+
+        def scalar(expr: Any) -> Any:
+            return select(expr).where(*where).scalar_subquery()
+
+        return _Aggregates(
+            n=scalar(func.count()),
+            spent=scalar(cast(func.sum(o.c.total - o.c.refunded_total), BigInteger)),
+            first_at=scalar(func.min(o.c.placed_at)),
+            last_at=scalar(func.max(o.c.placed_at)),
+        )
 
     def _bought(self, cond: Condition) -> ColumnElement[bool]:
         o, ol = Order.__table__, OrderLine.__table__
@@ -251,6 +286,17 @@ class Compiler:
         return compare(column, cond.op, cond.value, self)
 
     def _events(self, cond: Condition) -> ColumnElement[bool]:
+        if self._correlate:
+            e = Event.__table__
+            where = [
+                e.c.customer_id == C.id,
+                e.c.merchant_id == self.merchant_id,
+                e.c.type == cond.field.attr,
+            ]
+            if cond.within_days is not None:
+                where.append(e.c.occurred_at >= self.now - timedelta(days=cond.within_days))
+            n = select(func.count()).where(*where).scalar_subquery()
+            return counted(n, cond.op, cond.value, self)
         key = ("events", cond.field.attr, cond.within_days)
         if key not in self._derived:
             e = Event.__table__
@@ -266,6 +312,25 @@ class Compiler:
             self._joins.append((sub, sub.c.customer_id == C.id))
         sub = self._derived[key]
         return counted(sub.c.n, cond.op, cond.value, self)
+
+
+class _Aggregates:
+    def __init__(self, *, n: Any, spent: Any, first_at: Any, last_at: Any) -> None:
+        self.c = self
+        self.n, self.spent, self.first_at, self.last_at = n, spent, first_at, last_at
+
+
+SELECTIVE_OPS = frozenset({"eq", "in", "between", "lt", "lte", "gt", "gte", "contains"})
+
+
+def _selective(rule: Rule) -> bool:
+    """A condition on the customer's own row or 1:1 data (not an aggregate) that is likely to
+    keep few customers."""
+    if not isinstance(rule, Condition) or rule.field.source in ("orders", "events"):
+        return False
+    if rule.field.source == "consent":
+        return rule.op == "eq" and rule.value is True
+    return rule.op in SELECTIVE_OPS
 
 
 # -- comparisons -----------------------------------------------------------------------------
