@@ -130,3 +130,39 @@ def test_two_drains_at_once_announce_each_change_once(shop, clock: FrozenClock) 
     entered = _events(factory, "segment.entered", seg)
     assert len(entered) == 40
     assert len({e.customer_id for e in entered}) == 40
+
+
+def test_new_insights_move_customers_into_builtin_segments(shop, clock: FrozenClock) -> None:  # type: ignore[no-untyped-def]
+    from fidele.analytics import service as analytics
+    from fidele.analytics.models import CustomerInsight
+
+    factory, tenant, client = shop
+    for i in range(6):
+        for k in range(i + 1):
+            day = 1 + (i * 7 + k * 13) % 28
+            body = order_body(
+                f"o{i}-{k}", f"c{i}", placed_at=f"2026-0{1 + k % 5}-{day:02d}T10:00:00Z"
+            )
+            assert client.post("/v1/orders", json=body).status_code == 201
+    membership.drain(factory, clock)
+    clock.advance(timedelta(hours=3))  # the nightly analytics refresh, after the segments
+    with transaction(factory) as session:
+        analytics.refresh(session, tenant.merchant_id, clock.now())
+    clock.advance(timedelta(seconds=1))
+    with transaction(factory) as session:
+        assert membership.refresh_insights(session, clock.now()) == 11  # the built-in ones
+        named = dict(
+            session.execute(select(CustomerInsight.customer_id, CustomerInsight.segment)).all()
+        )
+        builtins = {
+            s.name: s.id
+            for s in service.listing(session, tenant.merchant_id, after_id=0, limit=100)
+        }
+    entered = [
+        e for name, seg in builtins.items() for e in _events(factory, "segment.entered", seg)
+    ]
+    expected = sorted((c, builtins[n]) for c, n in named.items() if n is not None)
+    assert expected
+    assert sorted((e.customer_id, e.payload["segment_id"]) for e in entered) == expected
+    with transaction(factory) as session:  # nothing newer: nothing recomputed
+        assert membership.refresh_insights(session, clock.now()) == 0

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -36,6 +37,7 @@ KIND_BITS = {"customer": 1, "order": 2, "loyalty": 4, "insights": 8, "event": 16
 ALL_KINDS = sum(KIND_BITS.values())
 BATCH = 500
 FULL_EVERY = timedelta(days=1)
+INSIGHTS_CHECK_SECONDS = 5.0
 
 
 def kinds_mask(kinds: set[str] | frozenset[str]) -> int:
@@ -191,14 +193,29 @@ def refresh(session: Session, now: datetime) -> int:
 
 
 def _insights_latest(session: Session) -> dict[int, datetime]:
+    """When each merchant's insights were last written: the analytics refresh replaces the
+    insights and its reports in one transaction, and the reports table is small."""
     from sqlalchemy import func, select
 
-    from fidele.analytics.models import CustomerInsight
+    from fidele.analytics.models import AnalyticsReport
 
-    stmt = select(CustomerInsight.merchant_id, func.max(CustomerInsight.computed_at)).group_by(
-        CustomerInsight.merchant_id
+    stmt = select(AnalyticsReport.merchant_id, func.max(AnalyticsReport.computed_at)).group_by(
+        AnalyticsReport.merchant_id
     )
     return {int(m): t for m, t in session.execute(stmt).all() if t is not None}
+
+
+def refresh_insights(session: Session, now: datetime) -> int:
+    """Recompute the segments on insights whose merchant has newer insights than their last
+    computation (the analytics refresh just ran); how many."""
+    latest = _insights_latest(session)
+    done = 0
+    for segment in SegmentRepository(session).with_depends("insights"):
+        at = latest.get(segment.merchant_id)
+        if at is not None and (segment.computed_at is None or at > segment.computed_at):
+            recompute(session, segment, now)
+            done += 1
+    return done
 
 
 class MembershipLoop:
@@ -221,9 +238,14 @@ class MembershipLoop:
         self._thread.join(timeout=10)
 
     def _run(self) -> None:
+        checked = 0.0
         while not self._stop.is_set():
             try:
                 n = drain(self.factory, self.clock)
+                if time.monotonic() - checked >= INSIGHTS_CHECK_SECONDS:
+                    checked = time.monotonic()
+                    with transaction(self.factory) as session:
+                        refresh_insights(session, self.clock.now())
             except Exception:  # logged; the marks stay and are retried
                 log.exception("segment membership round failed")
                 n = 0
