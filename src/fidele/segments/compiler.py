@@ -157,10 +157,11 @@ class Compiler:
         if attr in ("categories", "products"):
             return self._bought(cond)
         agg = self._order_aggregate(cond.within_days)
+        scalar = isinstance(agg, _Aggregates)
         if attr == "count":
-            return counted(agg.c.n, cond.op, cond.value, self)
+            return counted(agg.c.n, cond.op, cond.value, self, never_null=scalar)
         if attr == "spent":
-            return counted(agg.c.spent, cond.op, cond.value, self)
+            return counted(agg.c.spent, cond.op, cond.value, self, never_null=scalar)
         if attr == "avg_value":
             avg = case((agg.c.n > 0, agg.c.spent / agg.c.n), else_=None)
             return compare(avg, cond.op, cond.value, self)
@@ -200,8 +201,11 @@ class Compiler:
             return select(expr).where(*where).scalar_subquery()
 
         return _Aggregates(
+            correlated=True,
             n=scalar(func.count()),
-            spent=scalar(cast(func.sum(o.c.total - o.c.refunded_total), BigInteger)),
+            spent=scalar(
+                func.coalesce(cast(func.sum(o.c.total - o.c.refunded_total), BigInteger), 0)
+            ),
             first_at=scalar(func.min(o.c.placed_at)),
             last_at=scalar(func.max(o.c.placed_at)),
         )
@@ -296,7 +300,7 @@ class Compiler:
             if cond.within_days is not None:
                 where.append(e.c.occurred_at >= self.now - timedelta(days=cond.within_days))
             n = select(func.count()).where(*where).scalar_subquery()
-            return counted(n, cond.op, cond.value, self)
+            return counted(n, cond.op, cond.value, self, never_null=True)
         key = ("events", cond.field.attr, cond.within_days)
         if key not in self._derived:
             e = Event.__table__
@@ -315,8 +319,10 @@ class Compiler:
 
 
 class _Aggregates:
-    def __init__(self, *, n: Any, spent: Any, first_at: Any, last_at: Any) -> None:
-        self.c = self
+    def __init__(
+        self, *, correlated: bool, n: Any, spent: Any, first_at: Any, last_at: Any
+    ) -> None:
+        self.c, self.correlated = self, correlated
         self.n, self.spent, self.first_at, self.last_at = n, spent, first_at, last_at
 
 
@@ -336,13 +342,18 @@ def _selective(rule: Rule) -> bool:
 # -- comparisons -----------------------------------------------------------------------------
 
 
-def compare(column: Any, op: str, value: Any, comp: Compiler) -> ColumnElement[bool]:
-    """``column OP value``, false when the column is NULL (``ne``/``not_in`` are negations)."""
+def compare(
+    column: Any, op: str, value: Any, comp: Compiler, *, nullable: bool = True
+) -> ColumnElement[bool]:
+    """``column OP value``, false when the column is NULL (``ne``/``not_in`` are negations).
+    ``nullable`` False: the column is never NULL, no guard (a correlated subquery is then
+    evaluated once, not twice)."""
     if op == "exists":
         present = column.is_not(None)
         return present if value else not_(present)
     if op in ("ne", "not_in"):
-        return not_(compare(column, "eq" if op == "ne" else "in", value, comp))
+        positive = "eq" if op == "ne" else "in"
+        return not_(compare(column, positive, value, comp, nullable=nullable))
     test: ColumnElement[bool]
     if op == "eq":
         test = column == value
@@ -362,7 +373,7 @@ def compare(column: Any, op: str, value: Any, comp: Compiler) -> ColumnElement[b
         test = substring(column, value, comp.dialect)
     else:  # pragma: no cover - parse_rule refuses other ops
         raise ValueError(op)
-    return and_(column.is_not(None), test)
+    return and_(column.is_not(None), test) if nullable else test
 
 
 def holds(v: Any, op: str, value: Any) -> bool:
@@ -381,12 +392,17 @@ def holds(v: Any, op: str, value: Any) -> bool:
     }[op]()
 
 
-def counted(column: Any, op: str, value: Any, comp: Compiler) -> ColumnElement[bool]:
+def counted(
+    column: Any, op: str, value: Any, comp: Compiler, *, never_null: bool = False
+) -> ColumnElement[bool]:
     """A count or sum from a LEFT JOINed aggregate (NULL: no row, i.e. 0). When 0 does not
     satisfy the test (``>= 2``) the NULL-rejecting form lets PostgreSQL turn the LEFT JOIN
-    into an inner join (start from the few customers with orders); otherwise coalesce."""
+    into an inner join (start from the few customers with orders); otherwise coalesce.
+    ``never_null``: a correlated count or coalesced sum, compared as is."""
     if op == "exists":
         return true() if value else false()
+    if never_null:
+        return compare(column, op, value, comp, nullable=False)
     if holds(0, op, value):
         return compare(func.coalesce(column, 0), op, value, comp)
     return and_(column.is_not(None), compare(column, op, value, comp))
