@@ -309,11 +309,13 @@ def latency_bench(info: dict[str, int], seconds: float, rate: float) -> dict[str
     procs = int(_opt("--producers", 8))
     shares = [candidates[i::procs] for i in range(procs)]
     ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(procs) as pool:
-        t0 = time.monotonic()
+    with ctx.Manager() as manager, ctx.Pool(procs) as pool:
+        ready = manager.Barrier(procs + 1)
         pending = pool.starmap_async(
-            produce, [(m, p, share, rate / procs, seconds) for share in shares]
+            produce, [(m, p, share, rate / procs, seconds, ready) for share in shares]
         )
+        ready.wait()  # every producer imported everything and placed a warm-up order
+        t0 = time.monotonic()
         results = pending.get()
         elapsed = time.monotonic() - t0
     for rows in results:
@@ -350,34 +352,33 @@ def latency_bench(info: dict[str, int], seconds: float, rate: float) -> dict[str
 
 
 def produce(
-    m: int, p: int, share: list[tuple[str, int]], rate: float, seconds: float
+    m: int, p: int, share: list[tuple[str, int]], rate: float, seconds: float, ready: object
 ) -> list[tuple[int, float, float]]:
     """A producer process: orders for ``share``'s customers at ``rate`` per second for
     ``seconds``, each in its own transaction; (customer id, commit wall time, commit cost)."""
+    from fidele.kit.plugins import load_everything
     from fidele.orders import service as orders
-    from fidele.orders.schemas import OrderIn
     from fidele.tenancy.service import Caller
 
+    load_everything()
     clock = SystemClock()
     engine = make_engine(URL, pool_size=2)
     factory = make_sessionmaker(engine)
     caller = Caller(m, p, None, frozenset({"admin"}))
-    out = []
-    start = time.monotonic()
-    nxt = start
+    out: list[tuple[int, float, float]] = []
+    warm = True
     for external, cid in share:
+        if warm:  # the first order pays the imports and mapper set-up: not measured
+            warm = False
+            with transaction(factory) as session:
+                orders.create(session, caller, _order(external, clock), clock.now())
+            ready.wait()  # type: ignore[attr-defined]
+            start = time.monotonic()
+            nxt = start
+            continue
         if time.monotonic() - start >= seconds:
             break
-        body = OrderIn.model_validate(
-            {
-                "id": f"lat-{external}-{random.randrange(10**9)}",
-                "customer_id": external,
-                "placed_at": clock.now().isoformat(),
-                "currency": "EUR",
-                "lines": [{"product_id": "p1", "quantity": 1, "unit_price": 2500}],
-                "total": 2500,
-            }
-        )
+        body = _order(external, clock)
         t = time.monotonic()
         with transaction(factory) as session:
             orders.create(session, caller, body, clock.now())
@@ -443,6 +444,21 @@ def capacity_bench(info: dict[str, int], n: int = 2000) -> dict[str, object]:
         "customers_per_s": round(done / took, 1),
         "per_batch_of_500_s": round(took / max(1, -(-done // 500)), 2),
     }
+
+
+def _order(external: str, clock: SystemClock):  # type: ignore[no-untyped-def]
+    from fidele.orders.schemas import OrderIn
+
+    return OrderIn.model_validate(
+        {
+            "id": f"lat-{external}-{random.randrange(10**9)}",
+            "customer_id": external,
+            "placed_at": clock.now().isoformat(),
+            "currency": "EUR",
+            "lines": [{"product_id": "p1", "quantity": 1, "unit_price": 2500}],
+            "total": 2500,
+        }
+    )
 
 
 def main() -> None:

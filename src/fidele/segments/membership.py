@@ -65,23 +65,21 @@ def _emit(
     caller = Caller(segment.merchant_id, programme_id, None, frozenset())
     payload = {"segment_id": segment.id, "segment_name": segment.name}
     external = repo.external_ids(customer_ids)
-    for customer_id in customer_ids:
-        event, _ = events.record(
-            session,
-            caller,
-            type=kind,
-            occurred_at=now,
-            now=now,
-            source="segments",
-            payload=payload,
-            customer_id=customer_id,
-        )
+    appended = events.record_many(
+        session,
+        caller,
+        type=kind,
+        now=now,
+        source="segments",
+        items=[(customer_id, dict(payload)) for customer_id in customer_ids],
+    )
+    for event in appended:
         webhooks.publish(
             session,
             programme_id=programme_id,
             merchant_id=segment.merchant_id,
             topic=kind,
-            payload={**payload, "customer_id": external.get(customer_id)},
+            payload={**payload, "customer_id": external.get(event.customer_id or 0)},
             dedup_key=f"{kind}:{event.id}",
             now=now,
         )
