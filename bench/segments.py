@@ -281,6 +281,7 @@ def latency_bench(info: dict[str, int], seconds: float, rate: float) -> dict[str
     commit_cost: list[float] = []
     seen: dict[int, float] = {}
     stop = threading.Event()
+    wanted = {cid for _, cid in candidates}
 
     def watch() -> None:
         last = 0
@@ -297,9 +298,10 @@ def latency_bench(info: dict[str, int], seconds: float, rate: float) -> dict[str
             now = time.time()
             for eid, cid in rows:
                 last = max(last, eid)
-                seen.setdefault(cid, now)
+                if cid in wanted:
+                    seen.setdefault(cid, now)
             if stop.is_set() and (
-                len(seen) >= len(committed) or time.monotonic() - stopped_at[0] > 30
+                all(c in seen for c in committed) or time.monotonic() - stopped_at[0] > 30
             ):
                 return
             time.sleep(0.05)
@@ -496,6 +498,7 @@ def sql_intake_bench(info: dict[str, int], seconds: float, rate: float) -> dict[
     committed: dict[int, float] = {}
     seen: dict[int, float] = {}
     done = threading.Event()
+    wanted = set(pool)
 
     def watch() -> None:
         last = 0
@@ -513,10 +516,11 @@ def sql_intake_bench(info: dict[str, int], seconds: float, rate: float) -> dict[
             now = time.time()
             for eid, cid in rows:
                 last = max(last, eid)
-                seen.setdefault(cid, now)
+                if cid in wanted:
+                    seen.setdefault(cid, now)
             if done.is_set():
                 deadline = deadline or time.monotonic() + 30
-                if len(seen) >= len(committed) or time.monotonic() > deadline:
+                if all(c in seen for c in committed) or time.monotonic() > deadline:
                     return
             time.sleep(0.05)
 
