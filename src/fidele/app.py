@@ -53,6 +53,7 @@ ROUTERS = (
     "fidele.dashboard.routes",  # the back office's pages (HTML, not in the OpenAPI document)
     "fidele.messaging.api",
     "fidele.campaigns.api",
+    "fidele.segments.api",
 )
 
 

@@ -32,6 +32,7 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "sync": ("fidele.ingest.cli",),
     "user": ("fidele.dashboard.cli",),
     "flows": ("fidele.campaigns.cli",),
+    "segments": ("fidele.segments.cli",),
     "db": (CORE,),
     "serve": (CORE,),
     "worker": (CORE,),
