@@ -11,8 +11,10 @@ import polars as pl
 from sqlalchemy.orm import Session
 
 from fidele.campaigns import domain, engine
-from fidele.campaigns.repository import FlowRepository
+from fidele.campaigns.models import Flow, FlowVersion
+from fidele.campaigns.repository import ACTIVE, FlowRepository
 from fidele.events.models import Event
+from fidele.kit.cache import ProcessCache
 
 # A date trigger's occurrence is caught up to this long after it fell (a worker down for a
 # few hours still sends the birthday wishes, not a week late).
@@ -20,6 +22,32 @@ DATE_WINDOW = timedelta(days=1)
 # An event older than this when it arrives (an import of past orders, a late sync) enrolls
 # nobody: no thank-you for an order of last year. It still ends waits and reaches goals.
 STALE_EVENT = timedelta(days=2)
+
+
+# The merchant's active event-triggered flows, which every event of theirs consults: per
+# process, for EVENT_FLOWS_TTL_SECONDS. Saving, activating or pausing a flow through this
+# process applies at once; through another process within that time.
+EVENT_FLOWS_TTL_SECONDS = 2.0
+_event_flows: ProcessCache[tuple[tuple[int, dict[str, Any]], ...]] = ProcessCache(
+    "event_flows",
+    EVENT_FLOWS_TTL_SECONDS,
+    lambda objects: any(isinstance(o, Flow | FlowVersion) for o in objects),
+)
+
+
+def event_flows(session: Session, merchant_id: int) -> tuple[tuple[int, dict[str, Any]], ...]:
+    """(flow id, definition of its active version) of the merchant's active flows triggered
+    by events, from the cache when fresh."""
+    return _event_flows.get(
+        session,
+        merchant_id,
+        lambda: tuple(
+            (flow.id, raw)
+            for flow, raw in FlowRepository(session).active_with_definitions(
+                merchant_id=merchant_id, kind="event"
+            )
+        ),
+    )
 
 
 def event_types(event: Event) -> list[str]:
@@ -55,7 +83,7 @@ def on_event(session: Session, event: Event, now: datetime) -> None:
             engine.event_happened(session, enr, event.id, now)
     if event.occurred_at < now - STALE_EVENT:
         return
-    for flow, raw in repo.active_with_definitions(merchant_id=event.merchant_id, kind="event"):
+    for flow_id, raw in event_flows(session, event.merchant_id):
         definition = engine.definition_of(raw)
         trigger = definition.trigger
         for type_ in [t for t in types if t in trigger.events][:1]:
@@ -63,6 +91,9 @@ def on_event(session: Session, event: Event, now: datetime) -> None:
                 continue
             if trigger.first_order and repo.order_count(customer_id) != 1:
                 continue
+            flow = session.get(Flow, flow_id)
+            if flow is None or flow.status != ACTIVE:
+                continue  # paused or removed since the cache was filled
             engine.enroll(
                 session,
                 flow,
