@@ -1,0 +1,98 @@
+"""SQL of the measurement side of messaging (recommendations, tracking, conversions,
+broadcasts)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.orm import Session
+
+from fidele.messaging.measure_models import ProductRecommendation
+from fidele.orders.models import Order, OrderLine
+from fidele.tenancy.models import Merchant
+
+
+class RecommendationRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def _bought(self):  # type: ignore[no-untyped-def]
+        """Product lines of orders that stand: not cancelled, not fully refunded."""
+        return (
+            select(Order.customer_id, OrderLine.product_id)
+            .join(Order, Order.id == OrderLine.order_id)
+            .where(
+                OrderLine.kind == "product",
+                Order.cancelled_at.is_(None),
+                Order.status != "cancelled",
+                OrderLine.refunded_quantity < OrderLine.quantity,
+            )
+        )
+
+    def baskets(self, merchant_id: int) -> list[tuple[int, str]]:
+        """Distinct (customer id, product id) pairs of the merchant's standing orders."""
+        stmt = self._bought().where(Order.merchant_id == merchant_id).distinct()
+        return [(c, p) for c, p in self.session.execute(stmt).all()]
+
+    def product_names(self, merchant_id: int) -> dict[str, tuple[str | None, str | None]]:
+        """Each product's name and category as its latest line gave them."""
+        latest = (
+            select(func.max(OrderLine.id))
+            .join(Order, Order.id == OrderLine.order_id)
+            .where(Order.merchant_id == merchant_id, OrderLine.kind == "product")
+            .group_by(OrderLine.product_id)
+        )
+        stmt = select(OrderLine.product_id, OrderLine.name, OrderLine.category).where(
+            OrderLine.id.in_(latest)
+        )
+        return {p: (n, c) for p, n, c in self.session.execute(stmt).all()}
+
+    def bought_by(self, merchant_id: int, customer_id: int) -> set[str]:
+        stmt = self._bought().where(
+            Order.merchant_id == merchant_id, Order.customer_id == customer_id
+        )
+        return {p for _, p in self.session.execute(stmt).all()}
+
+    def replace(self, merchant_id: int, rows: Sequence[dict[str, Any]]) -> None:
+        self.session.execute(
+            delete(ProductRecommendation).where(ProductRecommendation.merchant_id == merchant_id)
+        )
+        if rows:
+            self.session.execute(insert(ProductRecommendation), list(rows))
+
+    def for_products(
+        self, merchant_id: int, products: Sequence[str]
+    ) -> Sequence[ProductRecommendation]:
+        stmt = (
+            select(ProductRecommendation)
+            .where(
+                ProductRecommendation.merchant_id == merchant_id,
+                ProductRecommendation.product_id.in_(list(products)),
+            )
+            .order_by(ProductRecommendation.product_id, ProductRecommendation.rank)
+        )
+        return self.session.execute(stmt).scalars().all()
+
+    def computed_at(self, merchant_id: int) -> datetime | None:
+        stmt = select(func.max(ProductRecommendation.computed_at)).where(
+            ProductRecommendation.merchant_id == merchant_id
+        )
+        return self.session.execute(stmt).scalar_one_or_none()
+
+    def orders_changed_since(self, merchant_id: int, since: datetime) -> bool:
+        stmt = (
+            select(Order.id)
+            .where(Order.merchant_id == merchant_id, Order.updated_at > since)
+            .limit(1)
+        )
+        return self.session.execute(stmt).first() is not None
+
+    def merchant_ids(self) -> list[int]:
+        return list(self.session.execute(select(Merchant.id).order_by(Merchant.id)).scalars())
+
+    def has_orders(self, merchant_id: int) -> bool:
+        stmt = select(Order.id).where(Order.merchant_id == merchant_id).limit(1)
+        return self.session.execute(stmt).first() is not None

@@ -1,0 +1,3 @@
+"""Messaging tables."""
+
+from fidele.messaging.measure_models import *  # noqa: F403  (measurement tables)
