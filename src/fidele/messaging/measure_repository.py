@@ -10,7 +10,12 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
-from fidele.messaging.measure_models import ProductRecommendation
+from fidele.kit.repository import dialect_insert, insert_unless_exists
+from fidele.messaging.measure_models import (
+    MessageConversion,
+    MessageInteraction,
+    ProductRecommendation,
+)
 from fidele.orders.models import Order, OrderLine
 from fidele.tenancy.models import Merchant
 
@@ -96,3 +101,46 @@ class RecommendationRepository:
     def has_orders(self, merchant_id: int) -> bool:
         stmt = select(Order.id).where(Order.merchant_id == merchant_id).limit(1)
         return self.session.execute(stmt).first() is not None
+
+
+class TrackingRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def touch(self, *, now: datetime, **values: Any) -> None:
+        table = MessageInteraction.__table__
+        stmt = dialect_insert(self.session)(table).values(
+            **values, count=1, first_at=now, last_at=now
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["send_id", "kind", "url_hash"],
+            set_={"count": table.c.count + 1, "last_at": stmt.excluded.last_at},
+        )
+        self.session.execute(stmt)
+
+    def last_touch(
+        self, customer_id: int, kind: str, placed_at: datetime, since: datetime
+    ) -> MessageInteraction | None:
+        """The customer's latest ``kind`` interaction inside [since, placed_at]: its last
+        repeat within the window, or a first one before the order when repeats went on
+        after it."""
+        stmt = (
+            select(MessageInteraction)
+            .where(
+                MessageInteraction.customer_id == customer_id,
+                MessageInteraction.kind == kind,
+                MessageInteraction.first_at <= placed_at,
+                MessageInteraction.last_at >= since,
+            )
+            .order_by(MessageInteraction.last_at.desc(), MessageInteraction.id.desc())
+            .limit(1)
+        )
+        return self.session.execute(stmt).scalars().first()
+
+    def add_conversion(self, values: dict[str, Any]) -> int | None:
+        return insert_unless_exists(
+            self.session,
+            MessageConversion.__table__,
+            ["order_id"],
+            values,  # type: ignore[arg-type]
+        )
