@@ -8,13 +8,13 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Response
 from fastapi.responses import RedirectResponse
 
-from fidele.deps import NowDep, OneHopRoute, SessionDep, SettingsDep, writes
+from fidele.deps import ERRORS, NowDep, OneHopRoute, SessionDep, SettingsDep, writes
 from fidele.errors import NotFound
 from fidele.messaging import tracking
 
-router = APIRouter(route_class=OneHopRoute)
+router = APIRouter(responses=ERRORS, route_class=OneHopRoute)
 
-Token = Annotated[str, Path(max_length=8192, description="A signed tracking token")]
+Token = Annotated[str, Path(description="A signed tracking token")]
 NO_STORE = {"Cache-Control": "no-store, private", "Pragma": "no-cache"}
 
 
