@@ -50,6 +50,7 @@ ROUTERS = (
     "fidele.loyalty.api",
     "fidele.promotions.api",
     "fidele.analytics.api",
+    "fidele.messaging.api",
     "fidele.messaging.measure_api",
 )
 

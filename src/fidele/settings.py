@@ -41,6 +41,21 @@ class Settings(BaseSettings):
     # Comma-separated extra modules imported by every process kind after the domains' own
     # (an operator's own outbox senders or jobs).
     extra_modules: str = ""
+    # Messaging (src/fidele/messaging). Email goes over SMTP when this is set
+    # (smtp://user:pass@host:port; smtps:// for TLS from the start; ?starttls=true to upgrade),
+    # and to .eml files under messages_dir otherwise (the development default).
+    smtp_url: str | None = None
+    smtp_timeout_seconds: float = 30.0
+    messages_dir: str = "./var/messages"
+    # Links in messages (unsubscribe, preferences, tracking) are built on this.
+    public_url: str = "http://127.0.0.1:8000"
+    # The From address when the merchant's messaging policy sets none.
+    mail_from: str = "fidele@localhost"
+    # Messages in flight at once per process in the messaging delivery loop.
+    messaging_concurrency: int = Field(default=4, ge=1)
+    # Seconds a claimed message may stay "sending" before it is recorded "unknown" (a worker
+    # died between claiming it and recording the outcome; never resent blindly).
+    messaging_claim_seconds: float = Field(default=300.0, gt=0)
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:

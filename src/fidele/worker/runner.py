@@ -29,7 +29,7 @@ LEASE = timedelta(seconds=15)
 HEARTBEAT_SECONDS = LEASE.total_seconds() / 3
 OWNER = f"{socket.gethostname()}:{os.getpid()}"
 # Jobs the continuous loops run on their own (DeliveryLoop), not on a schedule.
-CONTINUOUS = frozenset({"outbox.deliver"})
+CONTINUOUS = frozenset({"outbox.deliver", "messaging.deliver"})
 
 
 @dataclass(frozen=True)
@@ -163,6 +163,7 @@ class BackgroundRunner:
         factory: sessionmaker[Session] | None = None,
         interval: float | None = None,
     ) -> None:
+        from fidele.messaging.delivery import MessagingLoop
         from fidele.outbox.delivery import DeliveryLoop
 
         assert engine is not None or factory is not None
@@ -175,17 +176,26 @@ class BackgroundRunner:
             concurrency=settings.outbox_concurrency,
             idle_seconds=settings.outbox_idle_seconds,
         )
+        self.messaging = MessagingLoop(
+            self.factory,
+            clock,
+            concurrency=settings.messaging_concurrency,
+            idle_seconds=settings.outbox_idle_seconds,
+            settings=settings,
+        )
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="fidele-worker", daemon=True)
 
     def start(self) -> None:
         load_everything()
         self.delivery.start()
+        self.messaging.start()
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
         self.delivery.stop()
+        self.messaging.stop()
         self._thread.join(timeout=10)
 
     def wait(self) -> None:

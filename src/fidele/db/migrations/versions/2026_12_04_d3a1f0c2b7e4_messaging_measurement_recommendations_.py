@@ -1,7 +1,7 @@
 """messaging measurement: recommendations, tracking, conversions, broadcasts
 
 Revision ID: d3a1f0c2b7e4
-Revises: 7ea55b361597
+Revises: 211ebe53a440
 Create Date: 2026-12-04 23:49:36.752511
 """
 
@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql
 import fidele.kit.types
 
 revision: str = "d3a1f0c2b7e4"
-down_revision: str | None = "7ea55b361597"
+down_revision: str | None = "211ebe53a440"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,378 @@
+"""All of messaging's SQL."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
+
+from fidele.kit.repository import RepositoryBase, dialect_insert
+from fidele.messaging.models import (
+    Consent,
+    MessageSend,
+    MessageTemplate,
+    MessagingPolicy,
+    MessagingProfile,
+    Suppression,
+)
+
+# Ledger statuses that take a slot of the frequency caps: decided to go, going or gone.
+COUNTED = ("queued", "sending", "sent", "unknown")
+
+
+class ConsentRepository(RepositoryBase[Consent]):
+    model = Consent
+
+    def find(self, customer_id: int, topic: str, channel: str) -> Consent | None:
+        return self.one_or_none(
+            select(Consent).where(
+                Consent.customer_id == customer_id,
+                Consent.topic == topic,
+                Consent.channel == channel,
+            )
+        )
+
+    def of_customer(self, merchant_id: int, customer_id: int) -> Sequence[Consent]:
+        return self.all(
+            select(Consent)
+            .where(Consent.merchant_id == merchant_id, Consent.customer_id == customer_id)
+            .order_by(Consent.topic, Consent.channel)
+        )
+
+    def upsert(self, row: dict[str, Any]) -> None:
+        """Insert or update the (customer, topic, channel) row in one statement: two requests
+        setting the same consent at once both succeed, the last one wins."""
+        insert = dialect_insert(self.session)
+        stmt = insert(Consent).values(**row)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["customer_id", "topic", "channel"],
+            set_={k: stmt.excluded[k] for k in ("granted", "at", "source")},
+        )
+        self.session.execute(stmt)
+
+
+class SuppressionRepository(RepositoryBase[Suppression]):
+    model = Suppression
+
+    def find(self, merchant_id: int, channel: str, address: str) -> Suppression | None:
+        return self.one_or_none(
+            select(Suppression).where(
+                Suppression.merchant_id == merchant_id,
+                Suppression.channel == channel,
+                Suppression.address == address,
+            )
+        )
+
+    def suppressed(self, merchant_id: int, channel: str, address: str) -> str | None:
+        """The reason the address is suppressed, or None."""
+        return self.session.execute(
+            select(Suppression.reason).where(
+                Suppression.merchant_id == merchant_id,
+                Suppression.channel == channel,
+                Suppression.address == address,
+                Suppression.suppressed_at.is_not(None),
+            )
+        ).scalar_one_or_none()
+
+    def lock_or_create(
+        self, merchant_id: int, channel: str, address: str, now: datetime
+    ) -> Suppression:
+        insert = dialect_insert(self.session)
+        self.session.execute(
+            insert(Suppression)
+            .values(
+                merchant_id=merchant_id,
+                channel=channel,
+                address=address,
+                soft_bounces=0,
+                updated_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=["merchant_id", "channel", "address"])
+        )
+        row = self.session.execute(
+            select(Suppression)
+            .where(
+                Suppression.merchant_id == merchant_id,
+                Suppression.channel == channel,
+                Suppression.address == address,
+            )
+            .with_for_update()
+        ).scalar_one()
+        self.session.refresh(row)
+        return row
+
+    def of_merchant(self, merchant_id: int, *, after_id: int, limit: int) -> Sequence[Suppression]:
+        return self.all(
+            select(Suppression)
+            .where(Suppression.merchant_id == merchant_id, Suppression.id > after_id)
+            .order_by(Suppression.id)
+            .limit(limit)
+        )
+
+
+class TemplateRepository(RepositoryBase[MessageTemplate]):
+    model = MessageTemplate
+
+    def by_name(self, merchant_id: int, name: str) -> MessageTemplate | None:
+        return self.one_or_none(
+            select(MessageTemplate).where(
+                MessageTemplate.merchant_id == merchant_id, MessageTemplate.name == name
+            )
+        )
+
+    def by_id(self, merchant_id: int, template_id: int) -> MessageTemplate | None:
+        return self.one_or_none(
+            select(MessageTemplate).where(
+                MessageTemplate.merchant_id == merchant_id, MessageTemplate.id == template_id
+            )
+        )
+
+    def page(self, merchant_id: int, *, after_id: int, limit: int) -> Sequence[MessageTemplate]:
+        return self.all(
+            select(MessageTemplate)
+            .where(MessageTemplate.merchant_id == merchant_id, MessageTemplate.id > after_id)
+            .order_by(MessageTemplate.id)
+            .limit(limit)
+        )
+
+
+class PolicyRepository(RepositoryBase[MessagingPolicy]):
+    model = MessagingPolicy
+
+    def lock_or_create(self, merchant_id: int, now: datetime) -> MessagingPolicy:
+        insert = dialect_insert(self.session)
+        self.session.execute(
+            insert(MessagingPolicy)
+            .values(merchant_id=merchant_id, document={}, updated_at=now)
+            .on_conflict_do_nothing(index_elements=["merchant_id"])
+        )
+        row = self.session.execute(
+            select(MessagingPolicy)
+            .where(MessagingPolicy.merchant_id == merchant_id)
+            .with_for_update()
+        ).scalar_one()
+        self.session.refresh(row)
+        return row
+
+
+class ProfileRepository(RepositoryBase[MessagingProfile]):
+    model = MessagingProfile
+
+    def lock(self, merchant_id: int, customer_id: int, now: datetime) -> MessagingProfile:
+        """The customer's row, created if missing, locked until the transaction ends
+        (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite has one writer at a time). Every
+        marketing ``send`` to the customer takes it before counting the caps, so two workers
+        cannot both take the last slot."""
+        insert = dialect_insert(self.session)
+        self.session.execute(
+            insert(MessagingProfile)
+            .values(customer_id=customer_id, merchant_id=merchant_id, updated_at=now)
+            .on_conflict_do_nothing(index_elements=["customer_id"])
+        )
+        return self.session.execute(
+            select(MessagingProfile)
+            .where(MessagingProfile.customer_id == customer_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).scalar_one()
+
+    def complaint_open(self, customer_id: int) -> bool:
+        return bool(
+            self.session.execute(
+                select(MessagingProfile.complaint_open).where(
+                    MessagingProfile.customer_id == customer_id
+                )
+            ).scalar_one_or_none()
+        )
+
+
+class SendRepository(RepositoryBase[MessageSend]):
+    model = MessageSend
+
+    def by_key(self, merchant_id: int, key: str) -> MessageSend | None:
+        return self.one_or_none(
+            select(MessageSend).where(
+                MessageSend.merchant_id == merchant_id, MessageSend.key == key
+            )
+        )
+
+    def insert(self, row: dict[str, Any]) -> int | None:
+        """Insert a ledger row; None when the merchant already has one with this key."""
+        insert = dialect_insert(self.session)
+        result = self.session.execute(
+            insert(MessageSend)
+            .values(**row)
+            .on_conflict_do_nothing(index_elements=["merchant_id", "key"])
+            .returning(MessageSend.id)
+        )
+        return result.scalar_one_or_none()
+
+    def counted_times(self, customer_id: int, channel: str, since: datetime) -> list[datetime]:
+        """When the customer's non-transactional messages on ``channel`` that take a cap slot
+        were decided, since ``since``."""
+        return list(
+            self.session.execute(
+                select(MessageSend.created_at).where(
+                    MessageSend.customer_id == customer_id,
+                    MessageSend.channel == channel,
+                    MessageSend.created_at > since,
+                    MessageSend.topic != "transactional",
+                    MessageSend.status.in_(COUNTED),
+                )
+            ).scalars()
+        )
+
+    def due(self, now: datetime, limit: int) -> list[MessageSend]:
+        """Queued rows due now that no live claim holds, locked with ``FOR UPDATE SKIP
+        LOCKED`` (PostgreSQL): several workers claim disjoint batches at the same moment
+        (SQLite has one writer at a time, so the claim is atomic there as it is)."""
+        stmt = (
+            select(MessageSend)
+            .where(
+                MessageSend.status == "queued",
+                MessageSend.next_attempt_at <= now,
+                or_(MessageSend.claimed_until.is_(None), MessageSend.claimed_until < now),
+            )
+            .order_by(MessageSend.next_attempt_at, MessageSend.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return list(self.session.execute(stmt).scalars())
+
+    def set_status(self, ids: Sequence[int], from_status: str, **values: Any) -> int:
+        if not ids:
+            return 0
+        result = self.session.execute(
+            update(MessageSend)
+            .where(MessageSend.id.in_(ids), MessageSend.status == from_status)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    def expired_claims(self, now: datetime) -> list[int]:
+        return list(
+            self.session.execute(
+                select(MessageSend.id).where(
+                    MessageSend.status == "sending",
+                    or_(MessageSend.claimed_until.is_(None), MessageSend.claimed_until < now),
+                )
+            ).scalars()
+        )
+
+    def by_message_id(self, merchant_id: int, message_id: str) -> MessageSend | None:
+        return self.one_or_none(
+            select(MessageSend).where(
+                MessageSend.merchant_id == merchant_id, MessageSend.message_id == message_id
+            )
+        )
+
+    def page(
+        self,
+        merchant_id: int,
+        *,
+        after_id: int,
+        limit: int,
+        customer_id: int | None = None,
+        status: str | None = None,
+    ) -> Sequence[MessageSend]:
+        stmt = select(MessageSend).where(
+            MessageSend.merchant_id == merchant_id, MessageSend.id > after_id
+        )
+        if customer_id is not None:
+            stmt = stmt.where(MessageSend.customer_id == customer_id)
+        if status is not None:
+            stmt = stmt.where(MessageSend.status == status)
+        return self.all(stmt.order_by(MessageSend.id).limit(limit))
+
+    def counts(self, merchant_id: int) -> dict[str, int]:
+        rows = self.session.execute(
+            select(MessageSend.status, func.count())
+            .where(MessageSend.merchant_id == merchant_id)
+            .group_by(MessageSend.status)
+        )
+        return {status: int(n) for status, n in rows}
+
+    def of_customer(self, customer_id: int) -> Sequence[MessageSend]:
+        return self.all(
+            select(MessageSend)
+            .where(MessageSend.customer_id == customer_id)
+            .order_by(MessageSend.id)
+        )
+
+
+class BatchRepository:
+    """The facts the delivery loop checks for a batch of claimed messages, a query each
+    (not a query per message)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def sends(self, ids: Sequence[int]) -> list[MessageSend]:
+        return list(
+            self.session.execute(select(MessageSend).where(MessageSend.id.in_(ids))).scalars()
+        )
+
+    def customers(self, ids: set[int]) -> dict[int, Any]:
+        from fidele.customers.models import Customer
+
+        rows = self.session.execute(select(Customer).where(Customer.id.in_(ids))).scalars()
+        return {c.id: c for c in rows}
+
+    def templates(self, ids: set[int]) -> dict[int, MessageTemplate]:
+        rows = self.session.execute(select(MessageTemplate).where(MessageTemplate.id.in_(ids)))
+        return {t.id: t for t in rows.scalars()}
+
+    def consents(self, customer_ids: set[int]) -> set[tuple[int, str, str]]:
+        """(customer, topic, channel) of the granted consents."""
+        rows = self.session.execute(
+            select(Consent.customer_id, Consent.topic, Consent.channel).where(
+                Consent.customer_id.in_(customer_ids), Consent.granted.is_(True)
+            )
+        )
+        return {(c, t, ch) for c, t, ch in rows}
+
+    def suppressions(
+        self, merchant_ids: set[int], addresses: set[str]
+    ) -> dict[tuple[int, str, str], str]:
+        if not addresses:
+            return {}
+        rows = self.session.execute(
+            select(
+                Suppression.merchant_id,
+                Suppression.channel,
+                Suppression.address,
+                Suppression.reason,
+            ).where(
+                Suppression.merchant_id.in_(merchant_ids),
+                Suppression.address.in_(addresses),
+                Suppression.suppressed_at.is_not(None),
+            )
+        )
+        return {(m, ch, a): r for m, ch, a, r in rows}
+
+    def complaints(self, customer_ids: set[int]) -> set[int]:
+        rows = self.session.execute(
+            select(MessagingProfile.customer_id).where(
+                MessagingProfile.customer_id.in_(customer_ids),
+                MessagingProfile.complaint_open.is_(True),
+            )
+        )
+        return set(rows.scalars())
+
+    def policies(self, merchant_ids: set[int]) -> dict[int, MessagingPolicy]:
+        rows = self.session.execute(
+            select(MessagingPolicy).where(MessagingPolicy.merchant_id.in_(merchant_ids))
+        )
+        return {p.merchant_id: p for p in rows.scalars()}
+
+    def merchant_names(self, merchant_ids: set[int]) -> dict[int, str]:
+        from fidele.tenancy.models import Merchant
+
+        rows = self.session.execute(
+            select(Merchant.id, Merchant.name).where(Merchant.id.in_(merchant_ids))
+        )
+        return {i: n for i, n in rows}

@@ -1,0 +1,331 @@
+"""Messaging's service: what other domains call (flows, broadcasts, feedback, segments).
+
+``send`` decides a message and writes it to the send ledger in the caller's transaction; the
+delivery loop (:mod:`fidele.messaging.delivery`, run by ``fidele worker`` and by the
+``messaging.deliver`` job) sends it after commit. Consent (``consent_granted``,
+``set_consent``) lives in :mod:`fidele.messaging.consent` and is re-exported here."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy.orm import Session
+
+from fidele.customers.models import Customer
+from fidele.errors import NotFound
+from fidele.messaging import domain, templates
+from fidele.messaging.consent import (
+    address_of,
+    complaint_open,
+    consent_granted,
+    consents_of,
+    customer_of,
+    set_complaint_open,
+    set_consent,
+    suppression_reason,
+    withdraw_all,
+)
+from fidele.messaging.models import MessageTemplate, MessagingPolicy
+from fidele.messaging.repository import (
+    ConsentRepository,
+    ProfileRepository,
+    SendRepository,
+    TemplateRepository,
+)
+from fidele.settings import get_settings
+
+__all__ = [
+    "SendOutcome",
+    "complaint_open",
+    "consent_granted",
+    "consents_of",
+    "ensure_template",
+    "get_policy",
+    "send",
+    "set_complaint_open",
+    "set_consent",
+    "withdraw_all",
+]
+
+WEBHOOK_CHANNELS = ("sms", "push", "webhook")
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    """What ``send`` decided.
+
+    - ``queued``: written to the ledger, delivered after commit (``send_id``).
+    - ``skipped``: written to the ledger as skipped, never sent; ``reason``: ``no_consent``,
+      ``suppressed``, ``complaint_open``, ``no_address``, ``erased``, ``no_webhook_url``,
+      ``cap`` (over the frequency caps, topic policy "skip") or ``cap_next_step`` (policy
+      "move_on": the journey should go on to its next step).
+    - ``deferred``: nothing written; call again at ``retry_at`` with the same key. ``reason``:
+      ``quiet_hours`` or ``cap`` (topic policy "defer").
+    - ``held_out``: written as held out (``hold_out=True``), nothing sent.
+    - ``duplicate``: the key was used before; ``send_id`` is that first row, nothing done."""
+
+    status: Literal["queued", "skipped", "deferred", "held_out", "duplicate"]
+    reason: str | None
+    send_id: int | None
+    retry_at: datetime | None = None
+
+
+# --- policy -----------------------------------------------------------------------------
+
+
+def get_policy(session: Session, merchant_id: int) -> domain.Policy:
+    row = session.get(MessagingPolicy, merchant_id)
+    return domain.policy_from(row.document if row else None)
+
+
+def put_policy(
+    session: Session, merchant_id: int, document: Mapping[str, Any], now: datetime
+) -> domain.Policy:
+    from fidele.messaging.repository import PolicyRepository
+
+    row = PolicyRepository(session).lock_or_create(merchant_id, now)
+    row.document, row.updated_at = dict(document), now
+    session.flush()
+    return domain.policy_from(row.document)
+
+
+# --- templates --------------------------------------------------------------------------
+
+
+def create_template(
+    session: Session,
+    *,
+    merchant_id: int,
+    name: str,
+    topic: str,
+    variants: Mapping[str, Mapping[str, str]],
+    now: datetime,
+    channel: str = "email",
+    strict: bool = True,
+    variables: list[str] | None = None,
+) -> MessageTemplate:
+    """Create a template, refused (422 naming the part and line) if it does not compile or
+    (strict) uses an unknown name; 409 if the merchant has one of that name."""
+    from fidele.errors import StateConflict
+
+    templates.check(variants, strict=strict, variables=variables or ())
+    repo = TemplateRepository(session)
+    if repo.by_name(merchant_id, name) is not None:
+        raise StateConflict(f"a template named {name!r} exists", field="name")
+    row = MessageTemplate(
+        merchant_id=merchant_id,
+        name=name,
+        topic=topic,
+        channel=channel,
+        strict=strict,
+        variables=list(variables or []),
+        variants={k: dict(v) for k, v in variants.items()},
+        version=1,
+        created_at=now,
+        updated_at=now,
+    )
+    return repo.add(row)
+
+
+def update_template(
+    session: Session,
+    *,
+    merchant_id: int,
+    template_id: int,
+    changes: Mapping[str, Any],
+    now: datetime,
+) -> MessageTemplate:
+    row = get_template(session, merchant_id, template_id)
+    merged = {
+        "variants": changes.get("variants", row.variants),
+        "strict": changes.get("strict", row.strict),
+        "variables": changes.get("variables", row.variables),
+    }
+    templates.check(merged["variants"], strict=merged["strict"], variables=merged["variables"])
+    for name in ("topic", "channel", "strict", "variables", "variants"):
+        if name in changes and changes[name] is not None:
+            setattr(row, name, changes[name])
+    row.version += 1
+    row.updated_at = now
+    session.flush()
+    return row
+
+
+def get_template(session: Session, merchant_id: int, template_id: int) -> MessageTemplate:
+    row = TemplateRepository(session).by_id(merchant_id, template_id)
+    if row is None:
+        raise NotFound(f"template {template_id} not found")
+    return row
+
+
+def ensure_template(
+    session: Session,
+    *,
+    merchant_id: int,
+    name: str,
+    topic: str,
+    variants: Mapping[str, Mapping[str, str]],
+    now: datetime,
+) -> int:
+    """The id of the merchant's template ``name``, created from ``variants`` if it has none
+    (an existing one, edited or not, is never overwritten). The names its parts use beyond
+    the standard context are declared as its ``variables`` (the caller passes them)."""
+    repo = TemplateRepository(session)
+    found = repo.by_name(merchant_id, name)
+    if found is not None:
+        return found.id
+    used = templates.undeclared(variants) - templates.CONTEXT_NAMES
+    return create_template(
+        session,
+        merchant_id=merchant_id,
+        name=name,
+        topic=topic,
+        variants=variants,
+        now=now,
+        variables=sorted(used),
+    ).id
+
+
+# --- sending ----------------------------------------------------------------------------
+
+
+def links_for(merchant_id: int, customer_id: int, topic: str) -> dict[str, str]:
+    """The signed unsubscribe (this topic) and preferences links of a message."""
+    settings = get_settings()
+    base = settings.public_url.rstrip("/")
+    token = domain.unsubscribe_token(settings.secret_key, merchant_id, customer_id, topic)
+    return {
+        "unsubscribe": f"{base}/v1/messages/unsubscribe/{token}",
+        "preferences": f"{base}/v1/messages/unsubscribe/{token}?page=1",
+    }
+
+
+def ineligible(
+    session: Session, customer: Customer, topic: str, channel: str, policy: domain.Policy
+) -> str | None:
+    """Why the message may not go to the customer now (None: it may): see
+    ``domain.ineligible_reason``."""
+    consent = ConsentRepository(session).find(customer.id, topic, channel)
+    return domain.ineligible_reason(
+        topic=topic,
+        erased=customer.erased_at is not None,
+        has_address=address_of(customer, channel) is not None,
+        channel_ready=channel not in WEBHOOK_CHANNELS or bool(policy.webhook_url),
+        suppression=suppression_reason(session, customer, channel),
+        consented=consent is not None and consent.granted,
+        complaint_open=ProfileRepository(session).complaint_open(customer.id),
+    )
+
+
+def send(
+    session: Session,
+    *,
+    merchant_id: int,
+    customer_id: int,
+    template: str,
+    topic: str,
+    key: str,
+    now: datetime,
+    channel: str = "email",
+    context: Mapping[str, Any] | None = None,
+    source: Mapping[str, Any] | None = None,
+    hold_out: bool = False,
+) -> SendOutcome:
+    """Decide one message to a customer and write it to the send ledger, in the caller's
+    transaction (see :class:`SendOutcome` for the answers).
+
+    Order of the checks: the key (``duplicate``), the customer and address, suppression,
+    consent and the complaint flag (``skipped``), ``hold_out`` (``held_out``), then for
+    marketing topics the quiet hours in the customer's zone (``deferred``) and the frequency
+    caps, counted from the ledger under a lock on the customer's messaging row so two
+    workers cannot both take the last slot. Transactional messages skip quiet hours and caps.
+    The template must exist (404 otherwise); it is rendered at delivery."""
+    sends = SendRepository(session)
+    first = sends.by_key(merchant_id, key)
+    if first is not None:
+        return SendOutcome("duplicate", None, first.id)
+    customer = customer_of(session, merchant_id, customer_id)
+    tpl = TemplateRepository(session).by_name(merchant_id, template)
+    if tpl is None:
+        raise NotFound(f"template {template!r} not found")
+    policy = get_policy(session, merchant_id)
+    row: dict[str, Any] = _row(
+        merchant_id, customer, tpl, topic, key, channel, source, context, now
+    )
+
+    def write(status: str, reason: str | None) -> SendOutcome:
+        send_id = sends.insert({**row, "status": status, "reason": reason})
+        if send_id is None:  # a concurrent call with the same key committed first
+            twin = sends.by_key(merchant_id, key)
+            return SendOutcome("duplicate", None, twin.id if twin else None)
+        return SendOutcome(status, reason, send_id)  # type: ignore[arg-type]
+
+    reason = ineligible(session, customer, topic, channel, policy)
+    if reason is not None:
+        return write("skipped", reason)
+    if hold_out:
+        return write("held_out", None)
+    if topic != domain.TRANSACTIONAL:
+        tz = domain.zone(customer.timezone, policy.timezone)
+        quiet_until = domain.next_allowed(now, tz, policy.quiet_hours)
+        if quiet_until is not None:
+            return SendOutcome("deferred", "quiet_hours", None, quiet_until)
+        rules = policy.caps.get(channel, ())
+        if rules:
+            ProfileRepository(session).lock(merchant_id, customer.id, now)
+            # the lock may have waited for another send to the customer: it may have used
+            # this very key
+            first = sends.by_key(merchant_id, key)
+            if first is not None:
+                return SendOutcome("duplicate", None, first.id)
+            since = now - domain.longest_window(rules)
+            blocked = domain.cap_block(rules, sends.counted_times(customer.id, channel, since), now)
+            if blocked is not None:
+                over = policy.over_cap_policy(topic)
+                if over == "defer":
+                    return SendOutcome("deferred", "cap", None, blocked)
+                return write("skipped", "cap" if over == "skip" else "cap_next_step")
+    return write("queued", None)
+
+
+def _row(
+    merchant_id: int,
+    customer: Customer,
+    tpl: MessageTemplate,
+    topic: str,
+    key: str,
+    channel: str,
+    source: Mapping[str, Any] | None,
+    context: Mapping[str, Any] | None,
+    now: datetime,
+) -> dict[str, Any]:
+    src = dict(source or {})
+
+    def num(name: str) -> int | None:
+        value = src.get(name)
+        return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
+
+    variant = src.get("variant")
+    step = src.get("step")
+    return {
+        "merchant_id": merchant_id,
+        "customer_id": customer.id,
+        "key": key,
+        "template_id": tpl.id,
+        "topic": topic,
+        "channel": channel,
+        "flow_id": num("flow_id"),
+        "flow_version": num("flow_version"),
+        "step": None if step is None else str(step)[:100],
+        "enrollment_id": num("enrollment_id"),
+        "broadcast_id": num("broadcast_id"),
+        "variant": None if variant is None else str(variant)[:50],
+        "source": src,
+        "context": dict(context or {}),
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }

@@ -1,0 +1,281 @@
+"""How a rendered message leaves: SMTP (``FIDELE_SMTP_URL``), ``.eml`` files (development
+default, ``FIDELE_MESSAGES_DIR``) or the merchant's messaging webhook (SMS/push providers),
+signed like fidele's outgoing webhooks.
+
+A transport raises :class:`Temporary` when the message was certainly not accepted and may be
+tried again later (SMTP 4xx, connection refused), :class:`Permanent` when it was refused for
+good (SMTP 5xx), and :class:`Uncertain` when it may have been accepted (the connection died
+after the message's data was sent): such a message is never sent again automatically."""
+
+from __future__ import annotations
+
+import json
+import os
+import smtplib
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from fidele.settings import Settings
+
+# Test hook (tests/messaging/test_exactly_once.py): seconds the worker sleeps right after the
+# SMTP server accepted a message and before the outcome is recorded, so a test can kill it
+# at the worst moment.
+PAUSE_AFTER_ACCEPT = "FIDELE_MESSAGING_TEST_PAUSE_AFTER_ACCEPT"
+
+
+class Temporary(Exception):
+    pass
+
+
+class Permanent(Exception):
+    pass
+
+
+class Uncertain(Exception):
+    pass
+
+
+@dataclass
+class Outgoing:
+    send_id: int
+    merchant_id: int
+    channel: str
+    topic: str
+    to: str
+    sender: str
+    subject: str
+    html: str | None
+    text: str | None
+    message_id: str
+    headers: dict[str, str] = field(default_factory=dict)
+    payload: dict[str, Any] = field(default_factory=dict)  # extra fields for the webhook
+
+    def mime(self, now: Any) -> bytes:
+        msg = EmailMessage()
+        msg["From"] = self.sender
+        msg["To"] = self.to
+        msg["Subject"] = self.subject
+        msg["Message-ID"] = self.message_id
+        msg["Date"] = format_datetime(now)
+        for name, value in self.headers.items():
+            msg[name] = value
+        if self.text is not None:
+            msg.set_content(self.text)
+            if self.html is not None:
+                msg.add_alternative(self.html, subtype="html")
+        else:
+            msg.set_content(self.html or "", subtype="html")
+        return msg.as_bytes()
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    host: str
+    port: int
+    user: str | None
+    password: str | None
+    tls: bool  # smtps://: TLS from the first byte
+    starttls: bool  # smtp://...?starttls=true: upgrade after EHLO
+    timeout: float
+
+    @classmethod
+    def parse(cls, url: str, timeout: float) -> SmtpConfig:
+        """``smtp://user:pass@host:port`` (``?starttls=true`` to upgrade; ``smtps://`` for TLS
+        from the start); default ports 25 and 465."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise ValueError("FIDELE_SMTP_URL must look like smtp://user:pass@host:port")
+        query = {k: v[-1].lower() for k, v in parse_qs(parts.query).items()}
+        tls = parts.scheme == "smtps"
+        return cls(
+            host=parts.hostname,
+            port=parts.port or (465 if tls else 25),
+            user=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            tls=tls,
+            starttls=query.get("starttls") in ("1", "true", "yes"),
+            timeout=timeout,
+        )
+
+
+class SmtpTransport:
+    """One SMTP connection per delivering thread, kept open between messages."""
+
+    def __init__(self, config: SmtpConfig) -> None:
+        self.config = config
+        self._local = threading.local()
+
+    def _connection(self) -> smtplib.SMTP:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn  # type: ignore[no-any-return]
+        c = self.config
+        try:
+            if c.tls:
+                conn = smtplib.SMTP_SSL(
+                    c.host, c.port, timeout=c.timeout, context=ssl.create_default_context()
+                )
+            else:
+                conn = smtplib.SMTP(c.host, c.port, timeout=c.timeout)
+            conn.ehlo()
+            if c.starttls:
+                conn.starttls(context=ssl.create_default_context())
+                conn.ehlo()
+            if c.user:
+                conn.login(c.user, c.password or "")
+        except smtplib.SMTPAuthenticationError as exc:
+            raise Temporary(f"SMTP login refused: {exc}") from exc
+        except (OSError, smtplib.SMTPException) as exc:
+            raise Temporary(f"SMTP connection failed: {exc}") from exc
+        self._local.conn = conn
+        return conn
+
+    def _drop(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            try:
+                conn.close()
+            except OSError:
+                pass
+
+    def deliver(self, msg: Outgoing, raw: bytes) -> None:
+        conn = self._connection()
+        try:
+            code, reply = conn.mail(msg.sender)
+            if code == 250:
+                code, reply = conn.rcpt(msg.to)
+            if code not in (250, 251):
+                conn.rset()
+                _refused(code, reply)
+        except (OSError, smtplib.SMTPServerDisconnected) as exc:
+            self._drop()  # nothing was sent yet: the message can be tried again
+            raise Temporary(f"SMTP connection lost: {exc}") from exc
+        try:
+            code, reply = conn.data(raw)
+        except smtplib.SMTPDataError as exc:  # DATA itself refused: the content was not sent
+            conn.rset()
+            _refused(exc.smtp_code, exc.smtp_error)
+        except (OSError, smtplib.SMTPException) as exc:
+            self._drop()
+            raise Uncertain(f"connection lost while the message was sent: {exc}") from exc
+        if code != 250:
+            _refused(code, reply)
+        pause = os.environ.get(PAUSE_AFTER_ACCEPT)
+        if pause:
+            time.sleep(float(pause))
+
+    def close(self) -> None:
+        self._drop()
+
+
+def _refused(code: int, reply: bytes | str) -> None:
+    text = reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
+    if 400 <= code < 500:
+        raise Temporary(f"SMTP {code} {text}")
+    raise Permanent(f"SMTP {code} {text}")
+
+
+class FileTransport:
+    """Writes ``<dir>/<merchant id>/<ledger id>.eml`` (atomically: a reader never sees half a
+    file, and a second write of the same message replaces it)."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = Path(directory)
+
+    def deliver(self, msg: Outgoing, raw: bytes) -> None:
+        folder = self.directory / str(msg.merchant_id)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = folder / f".{msg.send_id}.eml.tmp"
+            tmp.write_bytes(raw)
+            os.replace(tmp, folder / f"{msg.send_id}.eml")
+        except OSError as exc:
+            raise Temporary(f"cannot write the message file: {exc}") from exc
+
+    def close(self) -> None:
+        pass
+
+
+class WebhookTransport:
+    """POSTs the rendered message as JSON to the merchant's messaging webhook
+    (``policy.webhook_url``), signed with the merchant's webhook secret like every outgoing
+    webhook (``X-Fidele-Signature: sha256=<hex HMAC of the body>``); ``X-Fidele-Delivery`` is
+    the ledger row's id, the same on every retry, for the receiver to deduplicate on."""
+
+    def deliver(self, msg: Outgoing, raw: bytes) -> None:
+        import httpx
+
+        from fidele.webhooks import domain as hooks
+        from fidele.webhooks.service import client
+
+        url = msg.payload["webhook_url"]
+        body = raw
+        headers = {
+            "Content-Type": "application/json",
+            "X-Fidele-Signature": msg.payload["signature"],
+            "X-Fidele-Topic": f"message.{msg.topic}",
+            "X-Fidele-Delivery": str(msg.send_id),
+        }
+        try:
+            from fidele.settings import get_settings
+
+            target = hooks.check_url(url, allow_private=get_settings().private_webhooks_allowed)
+            response = client().post(
+                target.url,
+                content=body,
+                headers={**headers, "Host": target.host},
+                extensions=target.extensions,
+            )
+        except hooks.UnsafeWebhookUrl as exc:
+            raise Permanent(exc.detail) from exc
+        except httpx.HTTPError as exc:
+            raise Temporary(f"webhook unreachable: {exc}") from exc
+        if 400 <= response.status_code < 500 and response.status_code not in (408, 429):
+            raise Permanent(f"webhook answered {response.status_code}")
+        if response.status_code >= 300:
+            raise Temporary(f"webhook answered {response.status_code}")
+
+    def close(self) -> None:
+        pass
+
+
+def webhook_body(msg: Outgoing) -> bytes:
+    data = {
+        "id": msg.send_id,
+        "message_id": msg.message_id,
+        "channel": msg.channel,
+        "topic": msg.topic,
+        "to": msg.to,
+        "subject": msg.subject,
+        "text": msg.text,
+        "html": msg.html,
+        **{k: v for k, v in msg.payload.items() if k not in ("webhook_url", "signature")},
+    }
+    return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+
+
+class Transports:
+    """The transports of one delivering process: email over SMTP when ``smtp_url`` is set,
+    to files otherwise; the other channels to the merchant's webhook."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.email: SmtpTransport | FileTransport = (
+            SmtpTransport(SmtpConfig.parse(settings.smtp_url, settings.smtp_timeout_seconds))
+            if settings.smtp_url
+            else FileTransport(settings.messages_dir)
+        )
+        self.webhook = WebhookTransport()
+
+    def for_channel(self, channel: str) -> SmtpTransport | FileTransport | WebhookTransport:
+        return self.email if channel == "email" else self.webhook
+
+    def close(self) -> None:
+        self.email.close()
