@@ -2,8 +2,7 @@
 the click window before placing it (5 days by default), or else the last one they opened
 within the open window (3 days); a click beats an open. One message per order (last touch).
 
-A programme may change the windows in its settings:
-``{"messaging": {"attribution": {"click_days": 7, "open_days": 1}}}`` (0 turns a kind off)."""
+A merchant may change the windows (``PUT /v1/messages/measurement``; 0 turns a kind off)."""
 
 from __future__ import annotations
 
@@ -11,29 +10,27 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session
 
+from fidele.messaging.measure_models import MeasurementSettings
 from fidele.messaging.measure_repository import TrackingRepository
 from fidele.orders.models import Order
-from fidele.tenancy.models import Programme
 
 CLICK_DAYS = 5
 OPEN_DAYS = 3
 
 
-def windows(session: Session, programme_id: int) -> tuple[timedelta, timedelta]:
-    """(click window, open window) of the programme."""
-    programme = session.get(Programme, programme_id)
-    conf = ((programme.settings or {}) if programme else {}).get("messaging", {})
-    attribution = conf.get("attribution", {}) if isinstance(conf, dict) else {}
-    click = attribution.get("click_days", CLICK_DAYS)
-    open_ = attribution.get("open_days", OPEN_DAYS)
-    return timedelta(days=float(click)), timedelta(days=float(open_))
+def windows(session: Session, merchant_id: int) -> tuple[timedelta, timedelta]:
+    """(click window, open window) of the merchant."""
+    conf = session.get(MeasurementSettings, merchant_id)
+    if conf is None:
+        return timedelta(days=CLICK_DAYS), timedelta(days=OPEN_DAYS)
+    return timedelta(days=conf.click_days), timedelta(days=conf.open_days)
 
 
 def attribute(session: Session, order: Order) -> int | None:
     """Record the order's conversion, if a message earned it; the conversion's id or None.
     Idempotent: an order is attributed once."""
     repo = TrackingRepository(session)
-    click_window, open_window = windows(session, order.programme_id)
+    click_window, open_window = windows(session, order.merchant_id)
     placed = order.placed_at
     touch = None
     if click_window:

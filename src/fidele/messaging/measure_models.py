@@ -128,3 +128,20 @@ class BroadcastRecipient(IdMixin, Base):
     reason: Mapped[str | None] = mapped_column(String(50), default=None)
     send_id: Mapped[int | None] = mapped_column(BigInt, default=None)
     done_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class MeasurementSettings(Base):
+    """A merchant's measurement settings (``GET/PUT /v1/messages/measurement``); no row: the
+    defaults (no programme holdout, 5 days after a click, 3 after an open)."""
+
+    __tablename__ = "messaging_measurement"
+
+    merchant_id: Mapped[int] = mapped_column(
+        ForeignKey("merchants.id", ondelete="RESTRICT"), primary_key=True
+    )
+    # Share of customers (basis points) kept back from every marketing message: the
+    # programme's global holdout.
+    global_holdout_bp: Mapped[int] = mapped_column(default=0)
+    click_days: Mapped[float] = mapped_column(Float, default=5.0)
+    open_days: Mapped[float] = mapped_column(Float, default=3.0)
+    updated_at: Mapped[datetime]

@@ -10,12 +10,14 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
+from fidele.customers.models import Customer
 from fidele.kit.repository import dialect_insert, insert_unless_exists
 from fidele.messaging.measure_models import (
     MessageConversion,
     MessageInteraction,
     ProductRecommendation,
 )
+from fidele.messaging.models import Consent, MessageSend
 from fidele.orders.models import Order, OrderLine
 from fidele.tenancy.models import Merchant
 
@@ -144,3 +146,151 @@ class TrackingRepository:
             ["order_id"],
             values,  # type: ignore[arg-type]
         )
+
+
+def _source(merchant_id: int, where: dict[str, int]) -> list[Any]:
+    """Conditions on the ledger selecting one source (``flow_id=`` or ``broadcast_id=``)."""
+    conds: list[Any] = [MessageSend.merchant_id == merchant_id]
+    for name, value in where.items():
+        conds.append(getattr(MessageSend, name) == value)
+    return conds
+
+
+def _net_total() -> Any:
+    return Order.total - Order.refunded_total
+
+
+def _standing() -> Any:
+    return (Order.status != "cancelled") & Order.cancelled_at.is_(None)
+
+
+class StatsRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def rows(self, merchant_id: int, **where: int) -> list[tuple[Any, ...]]:
+        s = MessageSend
+        stmt = (
+            select(
+                s.id,
+                s.customer_id,
+                s.status,
+                s.reason,
+                s.step,
+                s.variant,
+                s.topic,
+                s.channel,
+                s.created_at,
+                s.sent_at,
+                s.delivered_at,
+                s.bounced_at,
+                s.complained_at,
+            )
+            .where(*_source(merchant_id, where))
+            .order_by(s.id)
+        )
+        return [tuple(r) for r in self.session.execute(stmt).all()]
+
+    def _ids(self, merchant_id: int, where: dict[str, int]) -> Any:
+        return select(MessageSend.id).where(*_source(merchant_id, where))
+
+    def _customers(self, merchant_id: int, where: dict[str, int]) -> Any:
+        return select(MessageSend.customer_id).where(*_source(merchant_id, where)).distinct()
+
+    def interactions(self, merchant_id: int, **where: int) -> list[tuple[int, str]]:
+        stmt = (
+            select(MessageInteraction.send_id, MessageInteraction.kind)
+            .where(
+                MessageInteraction.merchant_id == merchant_id,
+                MessageInteraction.send_id.in_(self._ids(merchant_id, where)),
+            )
+            .distinct()
+        )
+        return [(i, k) for i, k in self.session.execute(stmt).all()]
+
+    def attributed(self, merchant_id: int, **where: int) -> list[tuple[int, int]]:
+        stmt = (
+            select(MessageConversion.send_id, _net_total())
+            .join(Order, Order.id == MessageConversion.order_id)
+            .where(
+                MessageConversion.merchant_id == merchant_id,
+                MessageConversion.send_id.in_(self._ids(merchant_id, where)),
+                _standing(),
+            )
+        )
+        return [(i, int(t)) for i, t in self.session.execute(stmt).all()]
+
+    def orders_after(
+        self, merchant_id: int, since: datetime, **where: int
+    ) -> list[tuple[int, datetime, int]]:
+        stmt = select(Order.customer_id, Order.placed_at, _net_total()).where(
+            Order.merchant_id == merchant_id,
+            Order.placed_at >= since,
+            Order.customer_id.in_(self._customers(merchant_id, where)),
+            _standing(),
+        )
+        return [(c, at, int(t)) for c, at, t in self.session.execute(stmt).all()]
+
+    def withdrawals(
+        self, merchant_id: int, sources: Sequence[str], **where: int
+    ) -> list[tuple[int, str, str, datetime]]:
+        stmt = select(Consent.customer_id, Consent.topic, Consent.channel, Consent.at).where(
+            Consent.merchant_id == merchant_id,
+            Consent.granted.is_(False),
+            Consent.source.in_(list(sources)),
+            Consent.customer_id.in_(self._customers(merchant_id, where)),
+        )
+        return [tuple(r) for r in self.session.execute(stmt).all()]  # type: ignore[misc]
+
+    def last_sent_before(
+        self, merchant_id: int, withdrawn: Sequence[tuple[int, str, str, datetime]]
+    ) -> set[int]:
+        """For each withdrawal (customer, topic, channel, at), the id of the last message of
+        that topic and channel sent to the customer before it (any source)."""
+        customers = {c for c, _, _, _ in withdrawn}
+        stmt = select(
+            MessageSend.id,
+            MessageSend.customer_id,
+            MessageSend.topic,
+            MessageSend.channel,
+            MessageSend.sent_at,
+        ).where(
+            MessageSend.merchant_id == merchant_id,
+            MessageSend.customer_id.in_(customers),
+            MessageSend.sent_at.is_not(None),
+        )
+        sent: dict[tuple[int, str, str], list[tuple[datetime, int]]] = {}
+        for i, c, topic, channel, at in self.session.execute(stmt).all():
+            sent.setdefault((c, topic, channel), []).append((at, i))
+        out = set()
+        for c, topic, channel, at in withdrawn:
+            before = [x for x in sent.get((c, topic, channel), ()) if x[0] <= at]
+            if before:
+                out.add(max(before)[1])
+        return out
+
+
+class ProgrammeRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def customers_at(self, merchant_id: int, at: datetime) -> list[int]:
+        stmt = select(Customer.id).where(
+            Customer.merchant_id == merchant_id, Customer.created_at <= at
+        )
+        return list(self.session.execute(stmt).scalars())
+
+    def revenue_by_customer(
+        self, merchant_id: int, since: datetime, until: datetime
+    ) -> dict[int, int]:
+        stmt = (
+            select(Order.customer_id, func.sum(_net_total()))
+            .where(
+                Order.merchant_id == merchant_id,
+                Order.placed_at >= since,
+                Order.placed_at < until,
+                _standing(),
+            )
+            .group_by(Order.customer_id)
+        )
+        return {c: int(t) for c, t in self.session.execute(stmt).all()}

@@ -26,6 +26,8 @@ from typing import Any
 import polars as pl
 from sqlalchemy.orm import Session
 
+from fidele.customers.models import Customer
+from fidele.messaging.context import provider
 from fidele.messaging.measure_repository import RecommendationRepository
 
 POPULAR = "*"
@@ -34,6 +36,7 @@ TOP = 20
 # A customer with more distinct products than this (a reseller's account) would add
 # n^2 pairs of little meaning: such baskets are left out of the pair counts.
 MAX_BASKET = 200
+CONTEXT_LIMIT = 4
 
 
 def co_occurrence(
@@ -187,3 +190,12 @@ def for_customer(
         if rec.product_id not in best:
             ranked.append(rec)
     return ranked[:limit]
+
+
+@provider("recommendations")
+def _context(session: Session, customer: Customer, now: datetime) -> list[dict[str, Any]]:
+    """Template name ``recommendations``: up to 4 products for this customer, each with
+    ``product_id``, ``name``, ``category``, ``reason`` ("also_bought" or "popular"), ``lift``
+    and ``support``."""
+    found = for_customer(session, customer.merchant_id, customer.id, CONTEXT_LIMIT)
+    return [r.as_dict() for r in found]

@@ -2,7 +2,7 @@
 
 Revision ID: d3a1f0c2b7e4
 Revises: 211ebe53a440
-Create Date: 2026-12-04 23:49:36.752511
+Create Date: 2026-12-05 00:02:10.888220
 """
 
 from collections.abc import Sequence
@@ -76,6 +76,23 @@ def upgrade() -> None:
         batch_op.create_index("ix_broadcasts_status_send_at", ["status", "send_at"], unique=False)
         batch_op.create_index(batch_op.f("ix_broadcasts_updated_at"), ["updated_at"], unique=False)
 
+    op.create_table(
+        "messaging_measurement",
+        sa.Column(
+            "merchant_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column("global_holdout_bp", sa.Integer(), nullable=False),
+        sa.Column("click_days", sa.Float(), nullable=False),
+        sa.Column("open_days", sa.Float(), nullable=False),
+        sa.Column("updated_at", fidele.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["merchant_id"],
+            ["merchants.id"],
+            name=op.f("fk_messaging_measurement_merchant_id_merchants"),
+            ondelete="RESTRICT",
+        ),
+        sa.PrimaryKeyConstraint("merchant_id", name=op.f("pk_messaging_measurement")),
+    )
     op.create_table(
         "product_recommendations",
         sa.Column(
@@ -265,6 +282,7 @@ def downgrade() -> None:
 
     op.drop_table("broadcast_recipients")
     op.drop_table("product_recommendations")
+    op.drop_table("messaging_measurement")
     with op.batch_alter_table("broadcasts", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_broadcasts_updated_at"))
         batch_op.drop_index("ix_broadcasts_status_send_at")
