@@ -52,6 +52,7 @@ ROUTERS = (
     "fidele.analytics.api",
     "fidele.messaging.api",
     "fidele.messaging.measure_api",
+    "fidele.segments.api",
 )
 
 

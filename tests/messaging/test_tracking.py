@@ -11,9 +11,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fidele.kit.clock import FrozenClock
-from fidele.messaging import tracking
+from fidele.messaging import measurement, tracking
 from fidele.messaging.measure_models import MessageConversion, MessageInteraction
-from fidele.tenancy.models import Programme
 from tests.conftest import SECRET
 from tests.fixtures.factories import Tenant
 from tests.messaging.shop import customer_id, place
@@ -164,12 +163,17 @@ def test_click_beats_a_later_open_and_last_click_wins(
     ]
 
 
-def test_windows_follow_the_programme_settings(
+def test_windows_follow_the_merchant_settings(
     session: Session, tenant: Tenant, clock: FrozenClock
 ) -> None:
-    programme = session.get(Programme, tenant.programme_id)
-    assert programme is not None
-    programme.settings = {"messaging": {"attribution": {"click_days": 10, "open_days": 0}}}
+    measurement.put(
+        session,
+        tenant.merchant_id,
+        global_holdout_share=0,
+        click_days=10,
+        open_days=0,
+        now=clock.now(),
+    )
     cid = customer_id(session, tenant, "c1", clock.now())
     touch(session, tenant, cid, 4, "open", clock.now() - timedelta(hours=1))
     place(session, tenant, "o1", "c1", at=clock.now())

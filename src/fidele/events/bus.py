@@ -18,13 +18,15 @@ from fidele.kit.plugins import domain_modules
 
 if TYPE_CHECKING:
     from fidele.events.models import Event
-    from fidele.tenancy.models import Programme
+    from fidele.tenancy.models import Merchant, Programme
 
 EventHandler = Callable[[Session, "Event", datetime], None]
 ProgrammeHandler = Callable[[Session, "Programme", datetime], None]
+MerchantHandler = Callable[[Session, "Merchant", datetime], None]
 
 _event_handlers: dict[str, list[EventHandler]] = defaultdict(list)
 _programme_handlers: list[ProgrammeHandler] = []
+_merchant_handlers: list[MerchantHandler] = []
 # (session, programme id, event type, customer id, now), called before the event is numbered.
 AppendGuard = Callable[[Session, int, str, int, datetime], None]
 _append_guards: list[AppendGuard] = []
@@ -46,6 +48,13 @@ def on_event(*types: str) -> Callable[[EventHandler], EventHandler]:
 def on_programme_created(fn: ProgrammeHandler) -> ProgrammeHandler:
     if fn not in _programme_handlers:
         _programme_handlers.append(fn)
+    return fn
+
+
+def on_merchant_created(fn: MerchantHandler) -> MerchantHandler:
+    """Subscribe to a new merchant (segments installs its built-in segments)."""
+    if fn not in _merchant_handlers:
+        _merchant_handlers.append(fn)
     return fn
 
 
@@ -86,6 +95,12 @@ def programme_created(session: Session, programme: Programme, now: datetime) -> 
     load_handlers()
     for handler in _programme_handlers:
         handler(session, programme, now)
+
+
+def merchant_created(session: Session, merchant: Merchant, now: datetime) -> None:
+    load_handlers()
+    for handler in _merchant_handlers:
+        handler(session, merchant, now)
 
 
 def handler_count(event_type: str) -> int:

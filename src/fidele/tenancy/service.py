@@ -77,6 +77,9 @@ def create_merchant(
         programme_id=programme.id, name=name, webhook_salt=secrets.token_hex(16), created_at=now
     )
     MerchantRepository(session).add(merchant)
+    from fidele.events import bus  # late: bus handlers of other domains may import tenancy
+
+    bus.merchant_created(session, merchant, now)
     return CreatedMerchant(
         programme.id, merchant.id, merchant_webhook_secret(merchant, server_secret)
     )

@@ -29,7 +29,7 @@ LEASE = timedelta(seconds=15)
 HEARTBEAT_SECONDS = LEASE.total_seconds() / 3
 OWNER = f"{socket.gethostname()}:{os.getpid()}"
 # Jobs the continuous loops run on their own (DeliveryLoop), not on a schedule.
-CONTINUOUS = frozenset({"outbox.deliver", "messaging.deliver"})
+CONTINUOUS = frozenset({"outbox.deliver", "messaging.deliver", "segments.update_members"})
 
 
 @dataclass(frozen=True)
@@ -183,6 +183,9 @@ class BackgroundRunner:
             idle_seconds=settings.outbox_idle_seconds,
             settings=settings,
         )
+        from fidele.segments.membership import MembershipLoop
+
+        self.segments = MembershipLoop(self.factory, clock)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="fidele-worker", daemon=True)
 
@@ -190,12 +193,14 @@ class BackgroundRunner:
         load_everything()
         self.delivery.start()
         self.messaging.start()
+        self.segments.start()
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
         self.delivery.stop()
         self.messaging.stop()
+        self.segments.stop()
         self._thread.join(timeout=10)
 
     def wait(self) -> None:

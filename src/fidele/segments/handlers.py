@@ -1,0 +1,48 @@
+"""Event subscriptions of segments: a customer's own events mark them dirty (re-evaluated
+within seconds by the membership loop); built-in segments for every new merchant."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from fidele.events import domain as ev
+from fidele.events.bus import on_event, on_merchant_created
+from fidele.events.models import Event
+from fidele.segments import membership, service
+from fidele.segments.repository import DirtyRepository, SegmentRepository
+from fidele.tenancy.models import Merchant
+
+
+def change_kinds(event_type: str) -> set[str]:
+    """What an event of this type can change about its customer (``membership.KIND_BITS``)."""
+    if event_type.startswith("segment."):
+        return set()  # our own output: re-evaluating on it would loop
+    if event_type == ev.CUSTOMER_UPSERTED:
+        return {"customer", "consent", "event"}
+    if event_type.startswith("order."):
+        return {"order", "loyalty", "event"}
+    if event_type.startswith(("loyalty.", "membership.")):
+        return {"loyalty", "event"}
+    if "consent" in event_type or "subscri" in event_type:
+        return {"consent", "event", "loyalty"}
+    return {"event", "loyalty"}  # a custom action may earn points
+
+
+@on_event("*")
+def mark_dirty(session: Session, event: Event, now: datetime) -> None:
+    if event.customer_id is None:
+        return
+    if event.type == ev.CUSTOMER_ERASED:
+        SegmentRepository(session).forget_customer(event.customer_id)
+        return
+    kinds = change_kinds(event.type)
+    if kinds:
+        mask = membership.kinds_mask(kinds)
+        DirtyRepository(session).mark(event.merchant_id, event.customer_id, mask, now)
+
+
+@on_merchant_created
+def install_builtins(session: Session, merchant: Merchant, now: datetime) -> None:
+    service.ensure_builtins(session, merchant.id, now)

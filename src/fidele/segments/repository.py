@@ -1,0 +1,196 @@
+"""All SQL of segments (the rule queries are built by ``segments.compiler``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, delete, func, select, update
+
+from fidele.customers.models import Customer
+from fidele.kit.repository import RepositoryBase, dialect_insert
+from fidele.segments.models import Segment, SegmentDirty, SegmentMember
+from fidele.tenancy.models import Merchant
+
+
+class SegmentRepository(RepositoryBase[Segment]):
+    model = Segment
+
+    def find(self, merchant_id: int, segment_id: int) -> Segment | None:
+        return self.one_or_none(
+            select(Segment).where(Segment.merchant_id == merchant_id, Segment.id == segment_id)
+        )
+
+    def by_name(self, merchant_id: int, name: str) -> Segment | None:
+        return self.one_or_none(
+            select(Segment).where(Segment.merchant_id == merchant_id, Segment.name == name)
+        )
+
+    def listing(self, merchant_id: int, after_id: int, limit: int) -> Sequence[Segment]:
+        return self.all(
+            select(Segment)
+            .where(Segment.merchant_id == merchant_id, Segment.id > after_id)
+            .order_by(Segment.id)
+            .limit(limit)
+        )
+
+    def of_merchant(self, merchant_id: int) -> Sequence[Segment]:
+        return self.all(
+            select(Segment).where(Segment.merchant_id == merchant_id).order_by(Segment.id)
+        )
+
+    def with_depends(self, like: str) -> Sequence[Segment]:
+        return self.all(select(Segment).where(Segment.depends.contains(like)).order_by(Segment.id))
+
+    def names(self, merchant_id: int) -> set[str]:
+        stmt = select(Segment.name).where(Segment.merchant_id == merchant_id)
+        return set(self.session.execute(stmt).scalars())
+
+    def merchant_ids(self) -> list[int]:
+        return list(self.session.execute(select(Merchant.id).order_by(Merchant.id)).scalars())
+
+    def programme_of(self, merchant_id: int) -> int | None:
+        stmt = select(Merchant.programme_id).where(Merchant.id == merchant_id)
+        return self.session.execute(stmt).scalar_one_or_none()
+
+    # -- rule queries ------------------------------------------------------------------------
+
+    def ids(self, stmt: Select[Any]) -> list[int]:
+        return [int(i) for i in self.session.execute(stmt).scalars()]
+
+    def scalar(self, stmt: Select[Any]) -> Any:
+        return self.session.execute(stmt).scalar_one()
+
+    def customers(self, merchant_id: int, ids: Sequence[int]) -> Sequence[Customer]:
+        if not ids:
+            return []
+        stmt = select(Customer).where(Customer.merchant_id == merchant_id, Customer.id.in_(ids))
+        return self.session.execute(stmt.order_by(Customer.id)).scalars().all()
+
+    # -- members -----------------------------------------------------------------------------
+
+    def member_ids(self, segment_id: int, among: Sequence[int] | None = None) -> set[int]:
+        stmt = select(SegmentMember.customer_id).where(SegmentMember.segment_id == segment_id)
+        if among is not None:
+            stmt = stmt.where(SegmentMember.customer_id.in_(among))
+        return set(self.session.execute(stmt).scalars())
+
+    def members_page(self, segment_id: int, after_id: int, limit: int) -> Sequence[Customer]:
+        stmt = (
+            select(Customer)
+            .join(SegmentMember, SegmentMember.customer_id == Customer.id)
+            .where(SegmentMember.segment_id == segment_id, Customer.id > after_id)
+            .order_by(Customer.id)
+            .limit(limit)
+        )
+        return self.session.execute(stmt).scalars().all()
+
+    def add_members(
+        self, segment_id: int, merchant_id: int, ids: Sequence[int], now: datetime
+    ) -> list[int]:
+        """Insert memberships; return the ids actually added (a concurrent pass may have
+        added some already: those are not entering twice)."""
+        if not ids:
+            return []
+        ins = dialect_insert(self.session)(SegmentMember)
+        stmt = (
+            ins.values(
+                [
+                    {
+                        "segment_id": segment_id,
+                        "customer_id": i,
+                        "merchant_id": merchant_id,
+                        "entered_at": now,
+                    }
+                    for i in ids
+                ]
+            )
+            .on_conflict_do_nothing()
+            .returning(SegmentMember.customer_id)
+        )
+        return [int(i) for i in self.session.execute(stmt).scalars()]
+
+    def remove_members(self, segment_id: int, ids: Sequence[int]) -> list[int]:
+        if not ids:
+            return []
+        stmt = (
+            delete(SegmentMember)
+            .where(SegmentMember.segment_id == segment_id, SegmentMember.customer_id.in_(ids))
+            .returning(SegmentMember.customer_id)
+        )
+        return [int(i) for i in self.session.execute(stmt).scalars()]
+
+    def clear_members(self, segment_id: int) -> None:
+        self.session.execute(delete(SegmentMember).where(SegmentMember.segment_id == segment_id))
+
+    def count_members(self, segment_id: int) -> int:
+        stmt = select(func.count()).where(SegmentMember.segment_id == segment_id)
+        return int(self.session.execute(stmt).scalar_one())
+
+    def set_computed(self, segment_id: int, count: int, now: datetime) -> None:
+        self.session.execute(
+            update(Segment)
+            .where(Segment.id == segment_id)
+            .values(member_count=count, computed_at=now)
+        )
+
+    def bump_count(self, segment_id: int, delta: int) -> None:
+        if delta:
+            self.session.execute(
+                update(Segment)
+                .where(Segment.id == segment_id)
+                .values(member_count=Segment.member_count + delta)
+            )
+
+    def forget_customer(self, customer_id: int) -> list[int]:
+        """Drop an erased customer's memberships; the segments they were in."""
+        stmt = (
+            delete(SegmentMember)
+            .where(SegmentMember.customer_id == customer_id)
+            .returning(SegmentMember.segment_id)
+        )
+        left = [int(i) for i in self.session.execute(stmt).scalars()]
+        self.session.execute(delete(SegmentDirty).where(SegmentDirty.customer_id == customer_id))
+        return left
+
+
+class DirtyRepository(RepositoryBase[SegmentDirty]):
+    model = SegmentDirty
+
+    def mark(self, merchant_id: int, customer_id: int, kinds: int, now: datetime) -> None:
+        ins = dialect_insert(self.session)(SegmentDirty).values(
+            customer_id=customer_id, merchant_id=merchant_id, kinds=kinds, marked_at=now
+        )
+        self.session.execute(
+            ins.on_conflict_do_update(
+                index_elements=[SegmentDirty.customer_id],
+                set_={"kinds": SegmentDirty.kinds.op("|")(ins.excluded.kinds)},
+            )
+        )
+
+    def claim(self, limit: int) -> list[tuple[int, int, int, datetime]]:
+        """Take up to ``limit`` dirty customers (oldest first) and delete their marks, in the
+        caller's transaction: a mark written meanwhile by a new event waits for this
+        transaction (PostgreSQL row lock) and is claimed again next round; rows another
+        worker holds are skipped."""
+        pick = select(SegmentDirty.customer_id).order_by(SegmentDirty.marked_at).limit(limit)
+        if self.session.get_bind().dialect.name == "postgresql":
+            pick = pick.with_for_update(skip_locked=True)
+        stmt = (
+            delete(SegmentDirty)
+            .where(SegmentDirty.customer_id.in_(pick.scalar_subquery()))
+            .returning(
+                SegmentDirty.merchant_id,
+                SegmentDirty.customer_id,
+                SegmentDirty.kinds,
+                SegmentDirty.marked_at,
+            )
+        )
+        rows = self.session.execute(stmt).all()
+        return [(int(m), int(c), int(k), t) for m, c, k, t in rows]
+
+    def pending(self) -> int:
+        return int(
+            self.session.execute(select(func.count()).select_from(SegmentDirty)).scalar_one()
+        )
