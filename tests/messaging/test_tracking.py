@@ -181,3 +181,22 @@ def test_windows_follow_the_merchant_settings(
     touch(session, tenant, cid, 5, "click", clock.now() - timedelta(days=9))
     place(session, tenant, "o2", "c1", at=clock.now() + timedelta(seconds=1))
     assert [c.send_id for c in session.scalars(select(MessageConversion))] == [5]
+
+
+def test_export_and_erasure_of_opens_and_clicks(
+    api: TestClient, session: Session, tenant: Tenant, clock: FrozenClock
+) -> None:
+    cid = customer_id(session, tenant, "c1", clock.now())
+    touch(session, tenant, cid, 8, "click", clock.now() - timedelta(hours=2))
+    touch(session, tenant, cid, 8, "open", clock.now() - timedelta(hours=3))
+    place(session, tenant, "o1", "c1", at=clock.now())
+    session.commit()
+    exported = api.get("/v1/customers/c1/export").json()["message_tracking"]
+    assert sorted((x["kind"], x["url"]) for x in exported["opens_and_clicks"]) == [
+        ("click", "https://shop.example/"),
+        ("open", None),
+    ]
+    assert [(c["message_id"], c["touch"]) for c in exported["conversions"]] == [(8, "click")]
+    assert api.delete("/v1/customers/c1").status_code in (200, 204)
+    assert session.scalars(select(MessageInteraction)).all() == []
+    assert [c.send_id for c in session.scalars(select(MessageConversion))] == [8]

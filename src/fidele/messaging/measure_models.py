@@ -96,8 +96,10 @@ class Broadcast(IdMixin, TimestampMixin, Base):
     holdout_bp: Mapped[int] = mapped_column(default=0)
     # [{"name": "a", "template_id": 3, "weight": 1}, ...]; empty: one message, template_id
     variants: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    # with variants: the share that gets the split first (0: everyone)
+    test_bp: Mapped[int] = mapped_column(default=0)
+    winner_mode: Mapped[str] = mapped_column(String(10), default="manual")  # manual|auto
     winner: Mapped[str | None] = mapped_column(String(50), default=None)
-    winner_chosen: Mapped[str | None] = mapped_column(String(10), default=None)  # manual|auto
     # scheduled -> sending -> sent; scheduled -> cancelled
     status: Mapped[str] = mapped_column(String(20), default="scheduled")
     recipients: Mapped[int] = mapped_column(default=0)
@@ -123,7 +125,8 @@ class BroadcastRecipient(IdMixin, Base):
     variant: Mapped[str | None] = mapped_column(String(50), default=None)
     held_out: Mapped[bool] = mapped_column(default=False)
     due_at: Mapped[datetime]
-    state: Mapped[str] = mapped_column(String(10), default="pending")  # pending|done
+    # pending (due at due_at) | waiting (for the A/B winner) | done
+    state: Mapped[str] = mapped_column(String(10), default="pending")
     outcome: Mapped[str | None] = mapped_column(String(20), default=None)
     reason: Mapped[str | None] = mapped_column(String(50), default=None)
     send_id: Mapped[int | None] = mapped_column(BigInt, default=None)

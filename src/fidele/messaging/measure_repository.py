@@ -7,12 +7,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from fidele.customers.models import Customer
 from fidele.kit.repository import dialect_insert, insert_unless_exists
 from fidele.messaging.measure_models import (
+    Broadcast,
+    BroadcastRecipient,
     MessageConversion,
     MessageInteraction,
     ProductRecommendation,
@@ -294,3 +296,121 @@ class ProgrammeRepository:
             .group_by(Order.customer_id)
         )
         return {c: int(t) for c, t in self.session.execute(stmt).all()}
+
+
+class BroadcastRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, row: Broadcast) -> Broadcast:
+        self.session.add(row)
+        self.session.flush()
+        return row
+
+    def find(self, merchant_id: int, broadcast_id: int, *, lock: bool = False) -> Broadcast | None:
+        stmt = select(Broadcast).where(
+            Broadcast.merchant_id == merchant_id, Broadcast.id == broadcast_id
+        )
+        if lock:
+            stmt = stmt.with_for_update()
+        return self.session.execute(stmt).scalars().first()
+
+    def by_idempotency_key(self, merchant_id: int, key: str) -> Broadcast | None:
+        stmt = select(Broadcast).where(
+            Broadcast.merchant_id == merchant_id, Broadcast.idempotency_key == key
+        )
+        return self.session.execute(stmt).scalars().first()
+
+    def page(self, merchant_id: int, after_id: int, limit: int) -> Sequence[Broadcast]:
+        stmt = (
+            select(Broadcast)
+            .where(Broadcast.merchant_id == merchant_id, Broadcast.id > after_id)
+            .order_by(Broadcast.id)
+            .limit(limit)
+        )
+        return self.session.execute(stmt).scalars().all()
+
+    def scheduled_before(self, until: datetime) -> Sequence[Broadcast]:
+        stmt = (
+            select(Broadcast)
+            .where(Broadcast.status == "scheduled", Broadcast.send_at <= until)
+            .order_by(Broadcast.send_at, Broadcast.id)
+        )
+        return self.session.execute(stmt).scalars().all()
+
+    def lock_scheduled(self, broadcast_id: int) -> int | None:
+        """Take the start of a scheduled broadcast (one worker only: the status moves from
+        ``scheduled`` under this row's lock); None when it is no longer scheduled."""
+        stmt = (
+            update(Broadcast)
+            .where(Broadcast.id == broadcast_id, Broadcast.status == "scheduled")
+            .values(status="starting")
+            .returning(Broadcast.id)
+        )
+        return self.session.execute(stmt).scalar_one_or_none()
+
+    def timezones(self, customer_ids: Sequence[int]) -> dict[int, str | None]:
+        stmt = select(Customer.id, Customer.timezone).where(Customer.id.in_(list(customer_ids)))
+        return {i: tz for i, tz in self.session.execute(stmt).all()}
+
+    def add_recipients(self, rows: Sequence[dict[str, Any]]) -> None:
+        if rows:
+            self.session.execute(insert(BroadcastRecipient), list(rows))
+
+    def due(self, now: datetime, limit: int) -> list[tuple[BroadcastRecipient, Broadcast]]:
+        stmt = (
+            select(BroadcastRecipient, Broadcast)
+            .join(Broadcast, Broadcast.id == BroadcastRecipient.broadcast_id)
+            .where(
+                BroadcastRecipient.state == "pending",
+                BroadcastRecipient.due_at <= now,
+                Broadcast.status == "sending",
+            )
+            .order_by(BroadcastRecipient.due_at, BroadcastRecipient.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True, of=BroadcastRecipient)
+        )
+        return [(r, b) for r, b in self.session.execute(stmt).all()]
+
+    def has_open(self, broadcast_id: int) -> bool:
+        stmt = (
+            select(BroadcastRecipient.id)
+            .where(
+                BroadcastRecipient.broadcast_id == broadcast_id,
+                BroadcastRecipient.state != "done",
+            )
+            .limit(1)
+        )
+        return self.session.execute(stmt).first() is not None
+
+    def release_waiting(self, broadcast_id: int, variant: str, now: datetime) -> int:
+        stmt = (
+            update(BroadcastRecipient)
+            .where(
+                BroadcastRecipient.broadcast_id == broadcast_id,
+                BroadcastRecipient.state == "waiting",
+            )
+            .values(state="pending", variant=variant, due_at=now)
+        )
+        return self.session.execute(stmt).rowcount  # type: ignore[attr-defined,no-any-return]
+
+    def progress(self, broadcast_id: int) -> dict[str, int]:
+        """Recipients per state (pending, waiting) and, once decided, per outcome."""
+        stmt = (
+            select(BroadcastRecipient.state, BroadcastRecipient.outcome, func.count())
+            .where(BroadcastRecipient.broadcast_id == broadcast_id)
+            .group_by(BroadcastRecipient.state, BroadcastRecipient.outcome)
+        )
+        out: dict[str, int] = {}
+        for state, outcome, n in self.session.execute(stmt).all():
+            name = outcome if state == "done" else state
+            out[name] = out.get(name, 0) + int(n)
+        return out
+
+    def awaiting_auto_winner(self) -> Sequence[Broadcast]:
+        stmt = select(Broadcast).where(
+            Broadcast.status == "sending",
+            Broadcast.winner_mode == "auto",
+            Broadcast.winner.is_(None),
+        )
+        return [b for b in self.session.execute(stmt).scalars().all() if b.variants]

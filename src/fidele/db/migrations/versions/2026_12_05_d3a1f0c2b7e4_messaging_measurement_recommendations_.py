@@ -2,7 +2,7 @@
 
 Revision ID: d3a1f0c2b7e4
 Revises: 3f1c2a9d8e47
-Create Date: 2026-12-05 00:02:10.888220
+Create Date: 2026-12-05 00:06:00.817217
 """
 
 from collections.abc import Sequence
@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql
 import fidele.kit.types
 
 revision: str = "d3a1f0c2b7e4"
-down_revision: str | None = "3f1c2a9d8e47"  # segments (merged)
+down_revision: str | None = "3f1c2a9d8e47"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -43,8 +43,9 @@ def upgrade() -> None:
             sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
+        sa.Column("test_bp", sa.Integer(), nullable=False),
+        sa.Column("winner_mode", sa.String(length=10), nullable=False),
         sa.Column("winner", sa.String(length=50), nullable=True),
-        sa.Column("winner_chosen", sa.String(length=10), nullable=True),
         sa.Column("status", sa.String(length=20), nullable=False),
         sa.Column("recipients", sa.Integer(), nullable=False),
         sa.Column("processed", sa.Integer(), nullable=False),
