@@ -13,7 +13,7 @@ SIGNED_WEBHOOKS = {
     "/v1/webhooks/shopify/{merchant_id}",
     "/v1/webhooks/woocommerce/{merchant_id}",
 }
-PUBLIC = {"/", "/healthz"}
+PUBLIC = {"/", "/healthz", "/v1/t/o/{token}", "/v1/t/c/{token}"}  # tracking: signed tokens
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ their stats against a hand count."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from datetime import timedelta
 from email import message_from_bytes
 from email.policy import default
@@ -16,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from fidele.kit.clock import FrozenClock
-from fidele.messaging import broadcasts, delivery, measure, tracking
+from fidele.messaging import broadcasts, delivery, measure, templates, tracking
 from fidele.messaging import service as messaging
 from fidele.messaging.measure_models import Broadcast, BroadcastRecipient
 from fidele.messaging.measure_schemas import BroadcastIn
@@ -38,6 +39,15 @@ NEWS = {
         "text": "Hi {{ customer.first_name }}",
     }
 }
+
+
+@pytest.fixture(autouse=True)
+def _fresh_template_cache() -> Iterator[None]:
+    """Compiled templates are cached per process by (id, version); a rolled-back test's ids
+    are reused on SQLite, so no test may leave its compiled templates to the next."""
+    templates._compiled.clear()
+    yield
+    templates._compiled.clear()
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ signed tokens), broadcasts and their stats."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Response
@@ -19,7 +20,7 @@ from fidele.deps import (
     WriteCaller,
     writes,
 )
-from fidele.errors import InvalidInput, NotFound
+from fidele.errors import NotFound
 from fidele.kit.pagination import MAX_LIMIT, Cursor, Page, decode_cursor, encode_cursor
 from fidele.kit.schemas import Id, UtcDatetime
 from fidele.messaging import broadcasts, measurement, tracking
@@ -210,14 +211,14 @@ def put_measurement(
 def programme_holdout_stats(
     caller: ReadCaller,
     session: SessionDep,
-    now: NowDep,
     since: Annotated[UtcDatetime, Query(description="Start of the period")],
-    until: Annotated[UtcDatetime | None, Query(description="End (default: now)")] = None,
+    days: Annotated[int, Query(ge=1, le=3660, description="Length of the period")] = 30,
 ) -> Stats:
-    """Everyone against the programme's global holdout over a period: conversion rate and
-    revenue per customer, the increments and their 95% intervals."""
-    end = until or now
-    if end <= since:
-        raise InvalidInput("until must be after since", field="until")
-    out = measurement.programme_stats(session, caller.merchant_id, since=since, until=end)
+    """Everyone against the programme's global holdout over ``days`` from ``since``:
+    conversion rate and revenue per customer, the increments and their 95% intervals."""
+    try:
+        until = since + timedelta(days=days)
+    except OverflowError:  # a period reaching past year 9999
+        until = datetime.max.replace(tzinfo=UTC)
+    out = measurement.programme_stats(session, caller.merchant_id, since=since, until=until)
     return jsonable_encoder(out)

@@ -55,6 +55,13 @@ class BroadcastIn(InputModel):
             raise ValueError("a broadcast is marketing: transactional is not allowed")
         return v
 
+    @field_validator("send_at")
+    @classmethod
+    def _plausible(cls, v: datetime) -> datetime:
+        if not 1970 <= v.year <= 9000:
+            raise ValueError("send_at must be between the years 1970 and 9000")
+        return v
+
     @field_validator("variants")
     @classmethod
     def _distinct(cls, v: list[VariantIn]) -> list[VariantIn]:
@@ -103,8 +110,12 @@ class MeasurementIn(InputModel):
     global_holdout_share: Share = Field(
         0, description="Customers kept back from every marketing message (basis points)"
     )
-    click_days: float = Field(5.0, ge=0, le=90, description="Attribution window after a click")
-    open_days: float = Field(3.0, ge=0, le=90, description="Attribution window after an open")
+    click_days: float = Field(
+        5.0, ge=0, le=90, strict=True, description="Attribution window after a click"
+    )
+    open_days: float = Field(
+        3.0, ge=0, le=90, strict=True, description="Attribution window after an open"
+    )
 
 
 class MeasurementOut(OutputModel):
