@@ -46,8 +46,10 @@ def _fresh_template_cache() -> Iterator[None]:
     """Compiled templates are cached per process by (id, version); a rolled-back test's ids
     are reused on SQLite, so no test may leave its compiled templates to the next."""
     templates._compiled.clear()
+    templates._uses.clear()
     yield
     templates._compiled.clear()
+    templates._uses.clear()
 
 
 @pytest.fixture
