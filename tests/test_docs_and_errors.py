@@ -12,6 +12,8 @@ from fastapi.testclient import TestClient
 SIGNED_WEBHOOKS = {
     "/v1/webhooks/shopify/{merchant_id}",
     "/v1/webhooks/woocommerce/{merchant_id}",
+    # the customer's signed unsubscribe link (RFC 8058): the token is the authority
+    "/v1/messages/unsubscribe/{token}",
 }
 PUBLIC = {"/", "/healthz", "/v1/t/o/{token}", "/v1/t/c/{token}"}  # tracking: signed tokens
 

@@ -81,12 +81,16 @@ def test_consent_and_transactional(session, tenant):
 
 
 def test_consent_withdrawn_between_decision_and_delivery_sends_nothing(
-    session, factory, tenant, file_settings, tmp_path
+    session, factory, tenant, sink
 ):
+    """Over real SMTP (aiosmtpd on loopback): the other customer's message goes, this one not."""
     c = make_customer(session, tenant)
+    other = make_customer(session, tenant, "c2")
     make_template(session, tenant)
     out = _send(session, tenant, c)
     assert out.status == "queued"
+    assert _send(session, tenant, other, key="k-other").status == "queued"
+    session.commit()
     service.set_consent(
         session,
         merchant_id=tenant.merchant_id,
@@ -98,11 +102,12 @@ def test_consent_withdrawn_between_decision_and_delivery_sends_nothing(
         now=T0,
     )
     session.commit()
-    assert delivery.deliver_due(factory, FrozenClock(T0), settings=file_settings) == 0
+    smtp = Settings(env="test", secret_key=SECRET, smtp_url=sink.url)
+    assert delivery.deliver_due(factory, FrozenClock(T0), settings=smtp) == 1
     row = session.get(MessageSend, out.send_id)
     session.refresh(row)
     assert (row.status, row.reason) == ("skipped", "no_consent")
-    assert not (tmp_path / "mail").exists()
+    assert len(sink.messages) == 1 and b"To: c2@example.com" in sink.messages[0]
 
 
 def test_complaint_pauses_marketing_only(session, tenant):

@@ -10,6 +10,7 @@ preview). Names every template may use:
   ``lines`` (``product_id``, ``name``, ``category``, ``quantity``, ``unit_price``), and
   ``categories`` (distinct, in order)
 - ``shop``: ``name``
+- ``insights``: the latest analytics (segment, next expected order...), see ``insights_part``
 - ``links``: ``unsubscribe`` (one-click, this topic) and ``preferences`` (the page)
 - ``message``: ``id`` (ledger row), ``topic``, ``key``
 - ``now``: the render time (aware UTC)
@@ -157,3 +158,24 @@ def build(
     for key, value in (extra or {}).items():
         ctx.setdefault(key, value)
     return ctx
+
+
+@provider("insights")
+def insights_part(session: Session, customer: Customer, now: datetime) -> dict[str, Any] | None:
+    """The customer's latest analytics (``fidele analytics`` computes them): ``segment``,
+    ``next_expected_order`` (ISO date), ``expected_gap_days``, ``p_alive``,
+    ``engagement_status``; None before the first computation."""
+    from fidele.analytics.models import CustomerInsight
+
+    row = session.get(CustomerInsight, customer.id)
+    if row is None:
+        return None
+    return {
+        "segment": row.segment,
+        "next_expected_order": row.next_expected_order.isoformat()
+        if row.next_expected_order
+        else None,
+        "expected_gap_days": row.expected_gap_days,
+        "p_alive": row.p_alive,
+        "engagement_status": row.engagement_status,
+    }

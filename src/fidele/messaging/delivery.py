@@ -36,8 +36,9 @@ from urllib.parse import urlsplit
 from sqlalchemy import bindparam, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from fidele.db.session import transaction
+from fidele.db.session import read_only, transaction
 from fidele.kit.clock import Clock
+from fidele.kit.types import UTCDateTime
 from fidele.messaging import context as contexts
 from fidele.messaging import domain, templates, tracking
 from fidele.messaging.consent import address_of
@@ -298,22 +299,23 @@ def _visible_unsubscribe(
 # --- 3. sending, 4. record --------------------------------------------------------------
 
 
+_MARK_SENDING = text(
+    "UPDATE message_sends SET status = 'sending', message_id = :mid, claimed_until = :until "
+    "WHERE id = :id AND status = 'queued'"
+).bindparams(bindparam("until", type_=UTCDateTime()))
+
+
 def mark_sending(
     factory: sessionmaker[Session], send_id: int, message_id: str, lease_until: datetime
 ) -> bool:
     """Committed before the transport is called: a crash from here on leaves the row
-    ``sending`` (then ``unknown``), never ``queued``."""
+    ``sending`` (then ``unknown``), never ``queued``. (A prebuilt statement: this runs once
+    per message.)"""
     with transaction(factory) as session:
-        return (
-            SendRepository(session).set_status(
-                [send_id],
-                "queued",
-                status="sending",
-                message_id=message_id,
-                claimed_until=lease_until,
-            )
-            == 1
+        result = session.connection().execute(
+            _MARK_SENDING, {"mid": message_id, "until": lease_until, "id": send_id}
         )
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
 def transmit(
@@ -531,8 +533,12 @@ class MessagingLoop:
         self._expired_at = time.monotonic()
 
         def run() -> int:
+            now = self.clock.now()
+            with transaction(read_only(self.factory)) as session:
+                if not SendRepository(session).expired_claims(now):
+                    return 0
             with transaction(self.factory) as session:
-                return expire_claims(session, self.clock.now())
+                return expire_claims(session, now)
 
         self._safe(run, 0)
 
@@ -543,3 +549,44 @@ class MessagingLoop:
             log.exception("messaging delivery step failed")
             self._stop.wait(self.idle_seconds)
             return default
+
+
+# --- preview ---------------------------------------------------------------------------
+
+
+def preview(
+    session: Session,
+    *,
+    merchant_id: int,
+    template: str,
+    customer: Any,
+    context: dict[str, Any],
+    now: datetime,
+    settings: Settings | None = None,
+) -> Outgoing:
+    """The message ``template`` would be for ``customer`` now, rendered exactly as the
+    delivery renders it (headers, inlined CSS, unsubscribe link), without sending it nor
+    writing anything."""
+    from fidele.errors import NotFound
+    from fidele.messaging.repository import TemplateRepository
+    from fidele.messaging.service import get_policy
+
+    tpl = TemplateRepository(session).by_name(merchant_id, template)
+    if tpl is None:
+        raise NotFound(f"template {template!r} not found")
+    row = MessageSend(
+        id=0,
+        merchant_id=merchant_id,
+        customer_id=customer.id,
+        key="preview",
+        template_id=tpl.id,
+        topic=tpl.topic,
+        channel="email",
+        context=context,
+    )
+    policy = get_policy(session, merchant_id)
+    names = BatchRepository(session).merchant_names({merchant_id})
+    address = customer.email or ""
+    return _render(
+        session, row, customer, tpl, policy, names, address, now, settings or get_settings()
+    )

@@ -92,7 +92,7 @@ class SuppressionRepository(RepositoryBase[Suppression]):
             )
             .on_conflict_do_nothing(index_elements=["merchant_id", "channel", "address"])
         )
-        row = self.session.execute(
+        return self.session.execute(
             select(Suppression)
             .where(
                 Suppression.merchant_id == merchant_id,
@@ -100,9 +100,8 @@ class SuppressionRepository(RepositoryBase[Suppression]):
                 Suppression.address == address,
             )
             .with_for_update()
+            .execution_options(populate_existing=True)
         ).scalar_one()
-        self.session.refresh(row)
-        return row
 
     def of_merchant(self, merchant_id: int, *, after_id: int, limit: int) -> Sequence[Suppression]:
         return self.all(
@@ -224,6 +223,18 @@ class SendRepository(RepositoryBase[MessageSend]):
                 )
             ).scalars()
         )
+
+    def any_due(self, now: datetime) -> bool:
+        found = self.session.execute(
+            select(MessageSend.id)
+            .where(
+                MessageSend.status == "queued",
+                MessageSend.next_attempt_at <= now,
+                or_(MessageSend.claimed_until.is_(None), MessageSend.claimed_until < now),
+            )
+            .limit(1)
+        )
+        return found.first() is not None
 
     def due(self, now: datetime, limit: int) -> list[MessageSend]:
         """Queued rows due now that no live claim holds, locked with ``FOR UPDATE SKIP

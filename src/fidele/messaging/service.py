@@ -33,6 +33,7 @@ from fidele.messaging.repository import (
     ConsentRepository,
     ProfileRepository,
     SendRepository,
+    SuppressionRepository,
     TemplateRepository,
 )
 from fidele.settings import get_settings
@@ -332,3 +333,118 @@ def _row(
         "next_attempt_at": now,
         "created_at": now,
     }
+
+
+# --- unsubscribe links ------------------------------------------------------------------
+
+
+def token_subject(session: Session, token: str) -> tuple[domain.TokenSubject, Customer]:
+    """The customer and topic of a genuine unsubscribe token; 404 for anything else (a
+    forged, edited or foreign token reveals nothing, not even whether the customer exists)."""
+    subject = domain.read_token(get_settings().secret_key, token)
+    customer = None if subject is None else session.get(Customer, subject.customer_id)
+    if subject is None or customer is None or customer.merchant_id != subject.merchant_id:
+        raise NotFound("unknown or invalid link")
+    return subject, customer
+
+
+def one_click_unsubscribe(session: Session, token: str, now: datetime) -> str:
+    """RFC 8058: withdraw the token's topic by email at once; returns the topic."""
+    subject, customer = token_subject(session, token)
+    set_consent(
+        session,
+        merchant_id=subject.merchant_id,
+        customer_id=customer.id,
+        topic=subject.topic,
+        channel="email",
+        granted=False,
+        source="unsubscribe_link",
+        now=now,
+    )
+    return subject.topic
+
+
+def preference_topics(session: Session, customer: Customer, topic: str) -> dict[str, bool]:
+    """The topics the preference page lists (the customer's, the link's, the built-in
+    marketing ones) and whether each is granted by email."""
+    granted = {
+        c.topic: c.granted
+        for c in consents_of(session, customer.merchant_id, customer.id)
+        if c.channel == "email"
+    }
+    names = [t for t in domain.BUILTIN_TOPICS if t != domain.TRANSACTIONAL]
+    names += [t for t in (*granted, topic) if t not in names and t != domain.TRANSACTIONAL]
+    return {t: granted.get(t, False) for t in names}
+
+
+def save_preferences(
+    session: Session, token: str, chosen: set[str], *, leave_all: bool, now: datetime
+) -> dict[str, bool]:
+    """The preference page's form: each listed topic granted if ticked, all withdrawn when
+    the customer leaves everything. Only changed topics get a new consent time."""
+    subject, customer = token_subject(session, token)
+    current = preference_topics(session, customer, subject.topic)
+    for topic, was in current.items():
+        wanted = topic in chosen and not leave_all
+        if wanted != was:
+            set_consent(
+                session,
+                merchant_id=subject.merchant_id,
+                customer_id=customer.id,
+                topic=topic,
+                channel="email",
+                granted=wanted,
+                source="preferences_page",
+                now=now,
+            )
+    return preference_topics(session, customer, subject.topic)
+
+
+# --- delivery notifications (DSN) -------------------------------------------------------
+
+
+def record_delivery_events(
+    session: Session, merchant_id: int, events: list[Mapping[str, Any]], now: datetime
+) -> tuple[int, list[str]]:
+    """Apply the provider's notifications: the ledger row named by ``message_id`` gets its
+    delivered/bounced/complained time; hard bounces and complaints suppress the address,
+    soft bounces count toward the merchant's threshold. Returns (recorded, newly
+    suppressed addresses)."""
+    from fidele.customers.service import normalise_email
+    from fidele.messaging.consent import record_bounce
+
+    policy = get_policy(session, merchant_id)
+    sends = SendRepository(session)
+    suppressed: list[str] = []
+    state: dict[tuple[str, str], bool] = {}  # suppressed before the event, per address
+    for ev in events:
+        at = ev.get("at") or now
+        row = sends.by_message_id(merchant_id, ev["message_id"]) if ev.get("message_id") else None
+        kind = ev["type"]
+        if row is not None:
+            column = {"delivered": "delivered_at", "complaint": "complained_at"}.get(
+                kind, "bounced_at"
+            )
+            if getattr(row, column) is None:
+                setattr(row, column, at)
+        if kind == "delivered":
+            continue
+        channel = ev.get("channel", "email")
+        address = normalise_email(ev["email"]) or ev["email"]
+        if (channel, address) not in state:
+            found = SuppressionRepository(session).suppressed(merchant_id, channel, address)
+            state[(channel, address)] = found is not None
+        after = record_bounce(
+            session,
+            merchant_id=merchant_id,
+            channel=channel,
+            address=address,
+            kind=kind,
+            threshold=policy.soft_bounce_threshold,
+            now=at,
+        )
+        if not state[(channel, address)] and after.suppressed_at is not None:
+            suppressed.append(address)
+        state[(channel, address)] = after.suppressed_at is not None
+    session.flush()
+    return len(events), suppressed

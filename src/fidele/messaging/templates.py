@@ -171,11 +171,14 @@ class Rendered:
     text: str | None
 
 
-_compiled: dict[tuple[int, int, str, str, bool], Any] = {}
+# Compiled parts per process, keyed by their source (a template's id and version alone would
+# serve a stale part after a database restore or a rolled-back test).
+_compiled: dict[tuple[str, bool, bool], Any] = {}
 _compiled_lock = threading.Lock()
 
 
-def _compile(key: tuple[int, int, str, str, bool], source: str, html: bool, strict: bool) -> Any:
+def _compile(source: str, html: bool, strict: bool) -> Any:
+    key = (source, html, strict)
     found = _compiled.get(key)
     if found is None:
         found = _ENVS[(html, strict)].from_string(source)
@@ -207,9 +210,7 @@ def render(
             if source is None:
                 out[part] = None
                 continue
-            tpl = _compile(
-                (template_id, version, chosen, part, strict), source, part == "html", strict
-            )
+            tpl = _compile(source, part == "html", strict)
             out[part] = _generate(tpl, context)
     except (JinjaError, SecurityError) as exc:
         line = _error_line(exc)
@@ -259,14 +260,15 @@ __all__ = [
 ]
 
 
-_uses: dict[tuple[int, int], frozenset[str]] = {}
+_uses: dict[tuple[Any, ...], frozenset[str]] = {}
 
 
 def names_used(
     template_id: int, version: int, variants: Mapping[str, Mapping[str, str]]
 ) -> frozenset[str]:
     """Every top-level name the template's parts read (so the context builds only those)."""
-    key = (template_id, version)
+    sources = tuple((loc, part, p.get(part)) for loc, p in variants.items() for part in PARTS)
+    key = (template_id, version, sources)
     found = _uses.get(key)
     if found is None:
         found = _uses[key] = undeclared(variants)

@@ -9,6 +9,8 @@ after the message's data was sent): such a message is never sent again automatic
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
 import smtplib
@@ -16,8 +18,8 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass, field
-from email.message import EmailMessage
-from email.utils import format_datetime
+from email.utils import format_datetime, formataddr, parseaddr
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -58,21 +60,71 @@ class Outgoing:
     payload: dict[str, Any] = field(default_factory=dict)  # extra fields for the webhook
 
     def mime(self, now: Any) -> bytes:
-        msg = EmailMessage()
-        msg["From"] = self.sender
-        msg["To"] = self.to
-        msg["Subject"] = self.subject
-        msg["Message-ID"] = self.message_id
-        msg["Date"] = format_datetime(now)
-        for name, value in self.headers.items():
-            msg[name] = value
-        if self.text is not None:
-            msg.set_content(self.text)
-            if self.html is not None:
-                msg.add_alternative(self.html, subtype="html")
-        else:
-            msg.set_content(self.html or "", subtype="html")
-        return msg.as_bytes()
+        """The RFC 5322 message, CRLF line ends: ``multipart/alternative`` (text, then HTML)
+        or a single part, quoted-printable UTF-8. Built by hand: the stdlib's
+        ``EmailMessage`` spent ~5 ms of CPU per message in its header registry."""
+        head = [
+            ("From", _address(self.sender)),
+            ("To", self.to),
+            ("Subject", _header(self.subject)),
+            ("Message-ID", self.message_id),
+            ("Date", format_datetime(now)),
+            ("MIME-Version", "1.0"),
+            *((name, _header(value)) for name, value in self.headers.items()),
+        ]
+        parts = [
+            (kind, body)
+            for kind, body in (("plain", self.text), ("html", self.html))
+            if body is not None
+        ]
+        lines = [f"{name}: {value}" for name, value in head]
+        if len(parts) == 1:
+            kind, body = parts[0]
+            lines += _part_head(kind)
+            return ("\r\n".join(lines) + "\r\n\r\n").encode() + _qp(body)
+        boundary = f"=_fidele_{self.send_id}_{abs(hash(self.message_id)) % 10**12}"
+        lines.append(f'Content-Type: multipart/alternative; boundary="{boundary}"')
+        out = ("\r\n".join(lines) + "\r\n\r\n").encode()
+        for kind, body in parts:
+            out += f"--{boundary}\r\n".encode()
+            out += ("\r\n".join(_part_head(kind)) + "\r\n\r\n").encode() + _qp(body) + b"\r\n"
+        return out + f"--{boundary}--\r\n".encode()
+
+
+@lru_cache(maxsize=1024)
+def _address(value: str) -> str:
+    """``Name <addr>`` with a non-ASCII name encoded (RFC 2047), the address left as it is."""
+    name, addr = parseaddr(" ".join(value.split()))
+    return formataddr((name, addr), charset="utf-8") if addr else _header(value)
+
+
+def _header(value: str) -> str:
+    """One line (no header injection); non-ASCII as RFC 2047 base64 encoded-words of at
+    most 75 characters, split between characters (the stdlib's Header.encode cost ~1 ms)."""
+    value = " ".join(value.split())
+    if value.isascii() and len(value) < 900:
+        return value
+    words, chunk = [], ""
+    for char in value:
+        if len((chunk + char).encode()) > 45:  # 45 bytes -> 60 base64 chars + 12 of framing
+            words.append(chunk)
+            chunk = ""
+        chunk += char
+    words.append(chunk)
+    return "\r\n ".join(f"=?utf-8?b?{base64.b64encode(w.encode()).decode()}?=" for w in words if w)
+
+
+def _part_head(kind: str) -> list[str]:
+    return [
+        f'Content-Type: text/{kind}; charset="utf-8"',
+        "Content-Transfer-Encoding: quoted-printable",
+    ]
+
+
+def _qp(body: str) -> bytes:
+    text = body.replace("\r\n", "\n").replace("\r", "\n")
+    encoded = binascii.b2a_qp(text.encode("utf-8"), istext=True)
+    return encoded.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
 @dataclass(frozen=True)
