@@ -30,6 +30,7 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "checkout": ("fidele.promotions.cli",),
     "import": ("fidele.ingest.cli",),
     "sync": ("fidele.ingest.cli",),
+    "segments": ("fidele.segments.cli",),
     "db": (CORE,),
     "serve": (CORE,),
     "worker": (CORE,),

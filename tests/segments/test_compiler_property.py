@@ -24,7 +24,7 @@ from tests.segments import world
 @given(
     people=world.shop,
     others=world.shop,
-    rules=st.lists(world.rules, min_size=1, max_size=4),
+    rules=st.lists(world.any_rule, min_size=1, max_size=4),
 )
 def test_sql_equals_python(
     session: Session,

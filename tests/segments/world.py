@@ -477,3 +477,9 @@ def _attribute(v: Any, op: str, value: Any) -> bool:
     if isinstance(sample, bool):
         return v in value if op == "in" else v == value
     return _compare(v, op, value)
+
+
+# A top-level "all" of conditions: when one of them is a selective filter on the customer, the
+# compiler evaluates the aggregates beside it as correlated subqueries (the other code path).
+flat_all = st.lists(condition(), min_size=2, max_size=4).map(lambda xs: {"all": xs})
+any_rule = st.one_of(rules, flat_all)

@@ -18,6 +18,8 @@ ORDER_STATUS = {
     "cancelled": "order.cancelled",
 }
 ORDER_REFUNDED = "order.refunded"
+SEGMENT_ENTERED = "segment.entered"
+SEGMENT_LEFT = "segment.left"
 ACTION_TYPES = (
     "newsletter_subscribed",
     "review_posted",
@@ -37,6 +39,8 @@ EVENT_TYPES = (
     *ORDER_STATUS.values(),
     ORDER_REFUNDED,
     CUSTOMER_UPSERTED,
+    SEGMENT_ENTERED,
+    SEGMENT_LEFT,
     *ACTION_TYPES,
 )
 EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_.:-]*$"

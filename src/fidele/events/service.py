@@ -79,3 +79,39 @@ def record(
     if dispatch:
         bus.dispatch(session, event, now)
     return event, True
+
+
+def record_many(
+    session: Session,
+    caller: Caller,
+    *,
+    type: str,
+    now: datetime,
+    source: str,
+    items: list[tuple[int, dict[str, Any]]],
+) -> list[Event]:
+    """Append one event of ``type`` per ``(customer_id, payload)`` (no idempotency key) in
+    one INSERT, then publish each to the subscribed domains, in order: what :func:`record`
+    does for each, in one round trip instead of one per event (segments announce hundreds of
+    entries at once)."""
+    for customer_id, _ in items:
+        bus.guard_append(session, caller.programme_id, type, customer_id, now)
+    events = [
+        Event(
+            merchant_id=caller.merchant_id,
+            programme_id=caller.programme_id,
+            customer_id=customer_id,
+            type=type,
+            source=source,
+            occurred_at=now,
+            received_at=now,
+            payload_hash=payload_hash(payload),
+            payload=payload,
+        )
+        for customer_id, payload in items
+    ]
+    session.add_all(events)
+    session.flush()
+    for event in events:
+        bus.dispatch(session, event, now)
+    return events

@@ -74,12 +74,12 @@ def preview(body: PreviewIn, caller: ReadCaller, session: SessionDep, now: NowDe
     return PreviewOut(count=n, sample=[CustomerOut.of(c) for c in people])
 
 
-@router.get("/{segment_id}", response_model=SegmentOut, responses=NOT_FOUND)
+@router.get("/{segment_id:int}", response_model=SegmentOut, responses=NOT_FOUND)
 def get_segment(segment_id: Id, caller: ReadCaller, session: SessionDep) -> SegmentOut:
     return SegmentOut.of(service.get(session, caller.merchant_id, segment_id))
 
 
-@router.put("/{segment_id}", response_model=SegmentOut, responses={**NOT_FOUND, **CONFLICT})
+@router.put("/{segment_id:int}", response_model=SegmentOut, responses={**NOT_FOUND, **CONFLICT})
 def put_segment(
     segment_id: Id, body: SegmentIn, caller: WriteCaller, session: SessionDep, now: NowDep
 ) -> SegmentOut:
@@ -90,14 +90,17 @@ def put_segment(
 
 
 @router.delete(
-    "/{segment_id}", status_code=204, responses={**NOT_FOUND, **CONFLICT}, response_class=Response
+    "/{segment_id:int}",
+    status_code=204,
+    responses={**NOT_FOUND, **CONFLICT},
+    response_class=Response,
 )
 def delete_segment(segment_id: Id, caller: WriteCaller, session: SessionDep) -> Response:
     service.delete(session, caller.merchant_id, segment_id)
     return Response(status_code=204)
 
 
-@router.get("/{segment_id}/customers", response_model=Page[CustomerOut], responses=NOT_FOUND)
+@router.get("/{segment_id:int}/customers", response_model=Page[CustomerOut], responses=NOT_FOUND)
 def segment_customers(
     segment_id: Id,
     caller: ReadCaller,

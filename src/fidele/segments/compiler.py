@@ -46,7 +46,7 @@ from fidele.orders.models import Order, OrderLine
 from fidele.segments.domain import All, AnyOf, Condition, Not, Rule, RuleError
 
 C = Customer.__table__.c
-ORDER_COUNTED = Order.status != "cancelled"  # cancelled orders count for nothing
+ORDER_COUNTED_C = Order.__table__.c.status != "cancelled"  # cancelled orders count for nothing
 DAYS_CLAMP = 100_000  # beyond ~270 years every stored instant is on the same side
 
 
@@ -72,11 +72,20 @@ class Compiler:
         self._joins: list[tuple[Any, ColumnElement[bool]]] = []
         self._use_loyalty = False
         self._use_insights = False
+        self._correlate = False
 
     # -- the query ---------------------------------------------------------------------------
 
     def query(self, rule: Rule, columns: Iterable[Any] | None = None) -> Select[Any]:
-        where = self.expr(rule)
+        if isinstance(rule, All) and any(_selective(c) for c in rule.children):
+            # Per-customer aggregates directly under a top-level "all" that also filters on
+            # the customer (country, RFM segment, consent...) are correlated subqueries: the
+            # database evaluates them last, only for the customers the cheap filters kept,
+            # through the (customer_id, placed_at) index, instead of aggregating every order
+            # of the shop (bench/segments.py: 2.5x faster on 1M customers).
+            where = and_(true(), *(self._top(c) for c in rule.children))
+        else:
+            where = self.expr(rule)
         frm: Any = Customer.__table__
         if self._use_insights:
             ci = CustomerInsight.__table__
@@ -93,6 +102,13 @@ class Compiler:
         if self.restrict is not None:
             conds.append(self.restrict(C.id))
         return stmt.where(*conds)
+
+    def _top(self, rule: Rule) -> ColumnElement[bool]:
+        self._correlate = isinstance(rule, Condition)
+        try:
+            return self.expr(rule)
+        finally:
+            self._correlate = False
 
     def expr(self, rule: Rule) -> ColumnElement[bool]:
         if isinstance(rule, All):
@@ -141,10 +157,11 @@ class Compiler:
         if attr in ("categories", "products"):
             return self._bought(cond)
         agg = self._order_aggregate(cond.within_days)
+        scalar = isinstance(agg, _Aggregates)
         if attr == "count":
-            return compare(func.coalesce(agg.c.n, 0), cond.op, cond.value, self)
+            return counted(agg.c.n, cond.op, cond.value, self, never_null=scalar)
         if attr == "spent":
-            return compare(func.coalesce(agg.c.spent, 0), cond.op, cond.value, self)
+            return counted(agg.c.spent, cond.op, cond.value, self, never_null=scalar)
         if attr == "avg_value":
             avg = case((agg.c.n > 0, agg.c.spent / agg.c.n), else_=None)
             return compare(avg, cond.op, cond.value, self)
@@ -152,6 +169,8 @@ class Compiler:
         return days_since(column, cond.op, cond.value, self.now)
 
     def _order_aggregate(self, within: int | None) -> Any:
+        if self._correlate:
+            return self._order_scalars(within)
         key = ("orders", within)
         if key not in self._derived:
             o = Order.__table__
@@ -170,6 +189,26 @@ class Compiler:
             self._derived[key] = sub
             self._joins.append((sub, sub.c.customer_id == C.id))
         return self._derived[key]
+
+    def _order_scalars(self, within: int | None) -> Any:
+        """The same aggregates as correlated scalar subqueries (see :meth:`query`)."""
+        o = Order.__table__
+        where = [o.c.customer_id == C.id, o.c.merchant_id == self.merchant_id, ORDER_COUNTED_C]
+        if within is not None:
+            where.append(o.c.placed_at >= self.now - timedelta(days=within))
+
+        def scalar(expr: Any) -> Any:
+            return select(expr).where(*where).scalar_subquery()
+
+        return _Aggregates(
+            correlated=True,
+            n=scalar(func.count()),
+            spent=scalar(
+                func.coalesce(cast(func.sum(o.c.total - o.c.refunded_total), BigInteger), 0)
+            ),
+            first_at=scalar(func.min(o.c.placed_at)),
+            last_at=scalar(func.max(o.c.placed_at)),
+        )
 
     def _bought(self, cond: Condition) -> ColumnElement[bool]:
         o, ol = Order.__table__, OrderLine.__table__
@@ -251,6 +290,17 @@ class Compiler:
         return compare(column, cond.op, cond.value, self)
 
     def _events(self, cond: Condition) -> ColumnElement[bool]:
+        if self._correlate:
+            e = Event.__table__
+            where = [
+                e.c.customer_id == C.id,
+                e.c.merchant_id == self.merchant_id,
+                e.c.type == cond.field.attr,
+            ]
+            if cond.within_days is not None:
+                where.append(e.c.occurred_at >= self.now - timedelta(days=cond.within_days))
+            n = select(func.count()).where(*where).scalar_subquery()
+            return counted(n, cond.op, cond.value, self, never_null=True)
         key = ("events", cond.field.attr, cond.within_days)
         if key not in self._derived:
             e = Event.__table__
@@ -265,19 +315,45 @@ class Compiler:
             self._derived[key] = sub
             self._joins.append((sub, sub.c.customer_id == C.id))
         sub = self._derived[key]
-        return compare(func.coalesce(sub.c.n, 0), cond.op, cond.value, self)
+        return counted(sub.c.n, cond.op, cond.value, self)
+
+
+class _Aggregates:
+    def __init__(
+        self, *, correlated: bool, n: Any, spent: Any, first_at: Any, last_at: Any
+    ) -> None:
+        self.c, self.correlated = self, correlated
+        self.n, self.spent, self.first_at, self.last_at = n, spent, first_at, last_at
+
+
+SELECTIVE_OPS = frozenset({"eq", "in", "between", "lt", "lte", "gt", "gte", "contains"})
+
+
+def _selective(rule: Rule) -> bool:
+    """A condition on the customer's own row or 1:1 data (not an aggregate) that is likely to
+    keep few customers."""
+    if not isinstance(rule, Condition) or rule.field.source in ("orders", "events"):
+        return False
+    if rule.field.source == "consent":
+        return rule.op == "eq" and rule.value is True
+    return rule.op in SELECTIVE_OPS
 
 
 # -- comparisons -----------------------------------------------------------------------------
 
 
-def compare(column: Any, op: str, value: Any, comp: Compiler) -> ColumnElement[bool]:
-    """``column OP value``, false when the column is NULL (``ne``/``not_in`` are negations)."""
+def compare(
+    column: Any, op: str, value: Any, comp: Compiler, *, nullable: bool = True
+) -> ColumnElement[bool]:
+    """``column OP value``, false when the column is NULL (``ne``/``not_in`` are negations).
+    ``nullable`` False: the column is never NULL, no guard (a correlated subquery is then
+    evaluated once, not twice)."""
     if op == "exists":
         present = column.is_not(None)
         return present if value else not_(present)
     if op in ("ne", "not_in"):
-        return not_(compare(column, "eq" if op == "ne" else "in", value, comp))
+        positive = "eq" if op == "ne" else "in"
+        return not_(compare(column, positive, value, comp, nullable=nullable))
     test: ColumnElement[bool]
     if op == "eq":
         test = column == value
@@ -297,7 +373,39 @@ def compare(column: Any, op: str, value: Any, comp: Compiler) -> ColumnElement[b
         test = substring(column, value, comp.dialect)
     else:  # pragma: no cover - parse_rule refuses other ops
         raise ValueError(op)
-    return and_(column.is_not(None), test)
+    return and_(column.is_not(None), test) if nullable else test
+
+
+def holds(v: Any, op: str, value: Any) -> bool:
+    """``v OP value`` for a present number (the reference of :func:`compare`)."""
+    if op in ("ne", "not_in"):
+        return not holds(v, "eq" if op == "ne" else "in", value)
+    return {
+        "eq": lambda: v == value,
+        "lt": lambda: v < value,
+        "lte": lambda: v <= value,
+        "gt": lambda: v > value,
+        "gte": lambda: v >= value,
+        "in": lambda: v in value,
+        "between": lambda: value[0] <= v <= value[1],
+        "exists": lambda: bool(value),
+    }[op]()
+
+
+def counted(
+    column: Any, op: str, value: Any, comp: Compiler, *, never_null: bool = False
+) -> ColumnElement[bool]:
+    """A count or sum from a LEFT JOINed aggregate (NULL: no row, i.e. 0). When 0 does not
+    satisfy the test (``>= 2``) the NULL-rejecting form lets PostgreSQL turn the LEFT JOIN
+    into an inner join (start from the few customers with orders); otherwise coalesce.
+    ``never_null``: a correlated count or coalesced sum, compared as is."""
+    if op == "exists":
+        return true() if value else false()
+    if never_null:
+        return compare(column, op, value, comp, nullable=False)
+    if holds(0, op, value):
+        return compare(func.coalesce(column, 0), op, value, comp)
+    return and_(column.is_not(None), compare(column, op, value, comp))
 
 
 def substring(column: Any, value: str, dialect: str) -> ColumnElement[bool]:

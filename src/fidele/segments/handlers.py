@@ -11,7 +11,7 @@ from fidele.events import domain as ev
 from fidele.events.bus import on_event, on_merchant_created
 from fidele.events.models import Event
 from fidele.segments import membership, service
-from fidele.segments.repository import DirtyRepository, SegmentRepository
+from fidele.segments.repository import DirtyRepository
 from fidele.tenancy.models import Merchant
 
 
@@ -35,8 +35,7 @@ def mark_dirty(session: Session, event: Event, now: datetime) -> None:
     if event.customer_id is None:
         return
     if event.type == ev.CUSTOMER_ERASED:
-        SegmentRepository(session).forget_customer(event.customer_id)
-        return
+        return  # the GDPR eraser (segments.gdpr) drops the memberships
     kinds = change_kinds(event.type)
     if kinds:
         mask = membership.kinds_mask(kinds)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -23,18 +24,20 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session, sessionmaker
 
 from fidele.db.session import transaction
+from fidele.events import domain as ev
 from fidele.kit.clock import Clock
 from fidele.segments import domain, service
 from fidele.segments.models import Segment
 from fidele.segments.repository import DirtyRepository, SegmentRepository
 
 log = logging.getLogger("fidele.segments")
-SEGMENT_ENTERED = "segment.entered"
-SEGMENT_LEFT = "segment.left"
+SEGMENT_ENTERED = ev.SEGMENT_ENTERED
+SEGMENT_LEFT = ev.SEGMENT_LEFT
 KIND_BITS = {"customer": 1, "order": 2, "loyalty": 4, "insights": 8, "event": 16, "consent": 32}
 ALL_KINDS = sum(KIND_BITS.values())
 BATCH = 500
 FULL_EVERY = timedelta(days=1)
+INSIGHTS_CHECK_SECONDS = 5.0
 
 
 def kinds_mask(kinds: set[str] | frozenset[str]) -> int:
@@ -48,25 +51,37 @@ def depends_mask(segment: Segment) -> int:
 def _emit(
     session: Session, segment: Segment, customer_ids: Sequence[int], kind: str, now: datetime
 ) -> None:
+    """Append ``kind`` for each customer to the event log (dispatched to subscribers: flows)
+    and queue the merchant's webhooks (``data``: the payload plus the customer's own id)."""
     from fidele.events import service as events
     from fidele.tenancy.service import Caller
+    from fidele.webhooks import service as webhooks
 
     if not customer_ids:
         return
-    programme_id = SegmentRepository(session).programme_of(segment.merchant_id)
+    repo = SegmentRepository(session)
+    programme_id = repo.programme_of(segment.merchant_id)
     assert programme_id is not None
     caller = Caller(segment.merchant_id, programme_id, None, frozenset())
     payload = {"segment_id": segment.id, "segment_name": segment.name}
-    for customer_id in customer_ids:
-        events.record(
+    external = repo.external_ids(customer_ids)
+    appended = events.record_many(
+        session,
+        caller,
+        type=kind,
+        now=now,
+        source="segments",
+        items=[(customer_id, dict(payload)) for customer_id in customer_ids],
+    )
+    for event in appended:
+        webhooks.publish(
             session,
-            caller,
-            type=kind,
-            occurred_at=now,
+            programme_id=programme_id,
+            merchant_id=segment.merchant_id,
+            topic=kind,
+            payload={**payload, "customer_id": external.get(event.customer_id or 0)},
+            dedup_key=f"{kind}:{event.id}",
             now=now,
-            source="segments",
-            payload=payload,
-            customer_id=customer_id,
         )
 
 
@@ -176,14 +191,29 @@ def refresh(session: Session, now: datetime) -> int:
 
 
 def _insights_latest(session: Session) -> dict[int, datetime]:
+    """When each merchant's insights were last written: the analytics refresh replaces the
+    insights and its reports in one transaction, and the reports table is small."""
     from sqlalchemy import func, select
 
-    from fidele.analytics.models import CustomerInsight
+    from fidele.analytics.models import AnalyticsReport
 
-    stmt = select(CustomerInsight.merchant_id, func.max(CustomerInsight.computed_at)).group_by(
-        CustomerInsight.merchant_id
+    stmt = select(AnalyticsReport.merchant_id, func.max(AnalyticsReport.computed_at)).group_by(
+        AnalyticsReport.merchant_id
     )
     return {int(m): t for m, t in session.execute(stmt).all() if t is not None}
+
+
+def refresh_insights(session: Session, now: datetime) -> int:
+    """Recompute the segments on insights whose merchant has newer insights than their last
+    computation (the analytics refresh just ran); how many."""
+    latest = _insights_latest(session)
+    done = 0
+    for segment in SegmentRepository(session).with_depends("insights"):
+        at = latest.get(segment.merchant_id)
+        if at is not None and (segment.computed_at is None or at > segment.computed_at):
+            recompute(session, segment, now)
+            done += 1
+    return done
 
 
 class MembershipLoop:
@@ -206,9 +236,14 @@ class MembershipLoop:
         self._thread.join(timeout=10)
 
     def _run(self) -> None:
+        checked = 0.0
         while not self._stop.is_set():
             try:
                 n = drain(self.factory, self.clock)
+                if time.monotonic() - checked >= INSIGHTS_CHECK_SECONDS:
+                    checked = time.monotonic()
+                    with transaction(self.factory) as session:
+                        refresh_insights(session, self.clock.now())
             except Exception:  # logged; the marks stay and are retried
                 log.exception("segment membership round failed")
                 n = 0

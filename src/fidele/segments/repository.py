@@ -68,6 +68,10 @@ class SegmentRepository(RepositoryBase[Segment]):
         stmt = select(Customer).where(Customer.merchant_id == merchant_id, Customer.id.in_(ids))
         return self.session.execute(stmt.order_by(Customer.id)).scalars().all()
 
+    def external_ids(self, ids: Sequence[int]) -> dict[int, str]:
+        stmt = select(Customer.id, Customer.external_id).where(Customer.id.in_(list(ids)))
+        return {int(i): e for i, e in self.session.execute(stmt).all()}
+
     # -- members -----------------------------------------------------------------------------
 
     def member_ids(self, segment_id: int, among: Sequence[int] | None = None) -> set[int]:
@@ -142,6 +146,18 @@ class SegmentRepository(RepositoryBase[Segment]):
                 .where(Segment.id == segment_id)
                 .values(member_count=Segment.member_count + delta)
             )
+
+    def memberships_of(self, customer_id: int) -> list[dict[str, Any]]:
+        stmt = (
+            select(Segment.id, Segment.name, SegmentMember.entered_at)
+            .join(SegmentMember, SegmentMember.segment_id == Segment.id)
+            .where(SegmentMember.customer_id == customer_id)
+            .order_by(Segment.id)
+        )
+        return [
+            {"segment_id": i, "name": n, "entered_at": t.isoformat()}
+            for i, n, t in self.session.execute(stmt).all()
+        ]
 
     def forget_customer(self, customer_id: int) -> list[int]:
         """Drop an erased customer's memberships; the segments they were in."""

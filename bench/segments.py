@@ -1,0 +1,492 @@
+"""Segments on PostgreSQL: a 4-criteria count on 1,000,000 customers against hand-written SQL
+for the same question, and event-to-membership latency under 100 orders/s.
+
+    .venv/bin/python bench/segments.py [n_customers] [--seconds 30] [--rate 100]
+
+Builds (kept between runs for the same size: a marker table) the database
+``fidele_bench_segments`` on 127.0.0.1: migrations, a merchant through the service, then
+customers (country, locale, age), their insights (RFM segment and scores), their orders over two
+years (most customers buy once, some often; none in the last 8 days) and newsletter consents,
+all by ``INSERT ... SELECT generate_series`` in the real tables, then ANALYZE.
+
+1. Count: the rule "RFM segment in {Champions, Loyal, At risk} and >= 2 orders in the last
+   365 days and country FR and newsletter consent by email" through ``segments.service.count``
+   (the compiler's one query) and through two hand-written SQL queries (correlated count,
+   grouped join); each 7 times after a warm-up, median and best reported. Also the
+   compiler's plan (EXPLAIN ANALYZE).
+2. Latency: a segment "bought in the last 7 days" (nobody is in it) plus the 4-criteria one
+   saved; the membership loop (as in ``fidele worker``) runs in this process; producer threads
+   place orders through the orders service (one transaction each) for random existing
+   customers at ``rate`` per second for ``seconds``; a watcher polls the event log every 50 ms
+   and notes when each customer's ``segment.entered`` becomes visible. Latency = visible -
+   order committed. Reference in the same run: the order's own commit time.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import random
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import text
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE.parent / "src"))
+
+from fidele.db.engine import make_engine  # noqa: E402
+from fidele.db.migrate import upgrade  # noqa: E402
+from fidele.db.session import make_sessionmaker, transaction  # noqa: E402
+from fidele.kit.clock import SystemClock  # noqa: E402
+
+DB = "fidele_bench_segments"
+URL = f"postgresql+psycopg://postgres@127.0.0.1:5432/{DB}"
+RULE = {
+    "all": [
+        {"field": "insights.segment", "op": "in", "value": ["Champions", "Loyal", "At risk"]},
+        {"field": "orders.count", "op": "gte", "value": 2, "within_days": 365},
+        {"field": "customer.country", "op": "eq", "value": "FR"},
+        {"field": "consent.newsletter.email", "op": "eq", "value": True},
+    ]
+}
+RECENT = {"field": "orders.count", "op": "gte", "value": 1, "within_days": 7}
+HAND_CORRELATED = """
+SELECT count(*) FROM customers c
+JOIN customer_insights i ON i.customer_id = c.id
+WHERE c.merchant_id = :m AND c.erased_at IS NULL AND c.country = 'FR'
+  AND i.segment IN ('Champions', 'Loyal', 'At risk')
+  AND EXISTS (SELECT 1 FROM consents k WHERE k.customer_id = c.id AND k.topic = 'newsletter'
+              AND k.channel = 'email' AND k.granted)
+  AND (SELECT count(*) FROM orders o WHERE o.customer_id = c.id AND o.merchant_id = :m
+       AND o.status <> 'cancelled' AND o.placed_at >= :since) >= 2
+"""
+HAND_GROUPED = """
+SELECT count(*) FROM customers c
+JOIN customer_insights i ON i.customer_id = c.id
+JOIN consents k ON k.customer_id = c.id AND k.topic = 'newsletter' AND k.channel = 'email'
+                AND k.granted
+JOIN (SELECT customer_id FROM orders WHERE merchant_id = :m AND status <> 'cancelled'
+      AND placed_at >= :since GROUP BY customer_id HAVING count(*) >= 2) o
+  ON o.customer_id = c.id
+WHERE c.merchant_id = :m AND c.erased_at IS NULL AND c.country = 'FR'
+  AND i.segment IN ('Champions', 'Loyal', 'At risk')
+"""
+
+
+def _psql(sql: str, db: str = "postgres") -> str:
+    cmd = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", db, "-Atqc", sql]
+    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def _say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def build(n: int, now: datetime) -> dict[str, int]:
+    """The shop (reused when a build of the same size exists)."""
+    if _psql(f"SELECT 1 FROM pg_database WHERE datname = '{DB}'"):
+        if _psql("SELECT to_regclass('bench_marker')", DB):
+            info = json.loads(_psql("SELECT payload FROM bench_marker", DB))
+            if info.get("n") == n:
+                _say(f"reusing the shop of {n:,} customers (merchant {info['merchant_id']})")
+                return info
+        _psql(f'DROP DATABASE "{DB}" WITH (FORCE)')
+    _psql(f'CREATE DATABASE "{DB}"')
+    engine = make_engine(URL)
+    upgrade(engine)
+    factory = make_sessionmaker(engine)
+    from fidele.tenancy import service as tenancy
+
+    with transaction(factory) as session:
+        made = tenancy.create_merchant(
+            session, name="Bench shop", now=now, server_secret="bench-secret-" * 3
+        )
+    m, p = made.merchant_id, made.programme_id
+    t0 = time.perf_counter()
+    steps = [
+        (
+            "customers",
+            f"""
+            SELECT setseed(0.42);
+            INSERT INTO customers (merchant_id, programme_id, external_id, email,
+                email_normalized, country, locale, attributes, email_marketing, sms_marketing,
+                created_at, updated_at)
+            SELECT {m}, {p}, 'b' || g, 'b' || g || '@example.com', 'b' || g || '@example.com',
+                (ARRAY['FR','FR','FR','DE','GB','ES','IT','BE','NL','CH'])
+                    [1 + floor(random() * 10)],
+                (ARRAY['fr-FR','en-GB','de-DE'])[1 + floor(random() * 3)], '{{}}'::jsonb,
+                false, false, ts, ts
+            FROM (SELECT g, now() - random() * interval '900 days' AS ts
+                  FROM generate_series(1, {n}) g) s
+            """,
+        ),
+        (
+            "insights",
+            f"""
+            INSERT INTO customer_insights (customer_id, merchant_id, segment, r_score, f_score,
+                m_score, p_alive, engagement_score, computed_at)
+            SELECT id, {m}, (ARRAY['Champions','Loyal','Can''t lose them','At risk',
+                'Potential loyalists','New customers','Promising','Need attention',
+                'About to sleep','Hibernating','Lost'])[1 + floor(random() * 11)],
+                1 + floor(random() * 5), 1 + floor(random() * 5), 1 + floor(random() * 5),
+                random(), floor(random() * 60), now()
+            FROM customers WHERE merchant_id = {m}
+            """,
+        ),
+        (
+            "orders",
+            f"""
+            INSERT INTO orders (merchant_id, programme_id, customer_id, external_id, placed_at,
+                currency, subtotal, discounts, shipping, tax, prices_include_tax, adjustment,
+                total, refunded_total, status, payment_status, source, payload_hash,
+                attributes, created_at, updated_at)
+            SELECT {m}, {p}, id, 'o' || id || '-' || k, ts, 'EUR', amount, 0, 0, 0, false,
+                0, amount, 0, CASE WHEN random() < 0.03 THEN 'cancelled' ELSE 'delivered' END,
+                'paid', 'bench', 'x', '{{}}'::jsonb, ts, ts
+            FROM (SELECT c.id, k,
+                         now() - interval '8 days' - random() * interval '720 days' AS ts,
+                         (1500 + random() * 15000)::bigint AS amount
+                  FROM (SELECT id, floor(-ln(1 - random()) * 2.2)::int AS n FROM customers
+                        WHERE merchant_id = {m}) c
+                  CROSS JOIN LATERAL generate_series(0, c.n) k) s
+            """,
+        ),
+        (
+            "consents",
+            f"""
+            INSERT INTO consents (merchant_id, customer_id, topic, channel, granted, at, source)
+            SELECT {m}, id, 'newsletter', 'email', random() < 0.8, now(), 'bench'
+            FROM customers WHERE merchant_id = {m} AND random() < 0.7
+            """,
+        ),
+    ]
+    with engine.begin() as conn:
+        for name, sql in steps:
+            t = time.perf_counter()
+            for stmt in sql.split(";\n"):
+                if stmt.strip():
+                    conn.execute(text(stmt))
+            _say(f"  {name}: {time.perf_counter() - t:.1f} s")
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM ANALYZE"))
+    orders = int(_psql("SELECT count(*) FROM orders", DB))
+    info = {"n": n, "merchant_id": m, "programme_id": p, "orders": orders}
+    marker = json.dumps(info)
+    _psql(
+        f"CREATE TABLE bench_marker (payload text); INSERT INTO bench_marker VALUES ('{marker}')",
+        DB,
+    )
+    _say(f"built {n:,} customers, {orders:,} orders in {time.perf_counter() - t0:.0f} s")
+    engine.dispose()
+    return info
+
+
+def _timed(fn, repeat: int = 7) -> tuple[list[float], object]:  # type: ignore[no-untyped-def]
+    fn()  # warm-up (plans, caches)
+    times, result = [], None
+    for _ in range(repeat):
+        t = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t)
+    return times, result
+
+
+def count_bench(info: dict[str, int], now: datetime) -> dict[str, object]:
+    from fidele.segments import service
+    from fidele.segments.domain import parse_rule
+
+    engine = make_engine(URL)
+    factory = make_sessionmaker(engine)
+    m = info["merchant_id"]
+    since = now - timedelta(days=365)
+    out: dict[str, object] = {}
+    with transaction(factory) as session:
+
+        def compiled() -> int:
+            return service.count(session, merchant_id=m, rule=RULE, now=now)
+
+        def hand(sql: str):  # type: ignore[no-untyped-def]
+            return lambda: session.execute(text(sql), {"m": m, "since": since}).scalar_one()
+
+        for name, fn in (
+            ("compiler (segments.service.count)", compiled),
+            ("hand-written, correlated count", hand(HAND_CORRELATED)),
+            ("hand-written, grouped join", hand(HAND_GROUPED)),
+        ):
+            times, result = _timed(fn)
+            out[name] = {
+                "count": result,
+                "median_s": round(statistics.median(times), 3),
+                "best_s": round(min(times), 3),
+            }
+            _say(
+                f"  {name}: {result:,} customers, median {statistics.median(times):.3f} s, "
+                f"best {min(times):.3f} s"
+            )
+        comp = service.compiler(session, m, parse_rule(RULE), now)
+        stmt = comp.query(parse_rule(RULE), columns=[__import__("sqlalchemy").func.count()])
+        compiled_sql = stmt.compile(engine, compile_kwargs={"literal_binds": True})
+        plan = session.execute(text(f"EXPLAIN (ANALYZE, COSTS OFF) {compiled_sql}")).scalars()
+        out["plan"] = list(plan)
+    engine.dispose()
+    return out
+
+
+def latency_bench(info: dict[str, int], seconds: float, rate: float) -> dict[str, object]:
+    from fidele.segments import membership, service
+
+    clock = SystemClock()
+    engine = make_engine(URL, pool_size=4)
+    factory = make_sessionmaker(engine)
+    m, p = info["merchant_id"], info["programme_id"]
+    with transaction(factory) as session:
+        session.execute(text("DELETE FROM segment_dirty"))
+        for name, rule in (("Bought this week", RECENT), ("FR regulars, opted in", RULE)):
+            found = session.execute(
+                text("SELECT id FROM segments WHERE merchant_id = :m AND name = :n"),
+                {"m": m, "n": name},
+            ).scalar()
+            if found is None:
+                t = time.perf_counter()
+                made = service.create(session, m, name=name, rule=rule, now=clock.now())
+                _say(
+                    f"  saved {name!r}: {made.member_count:,} members in "
+                    f"{time.perf_counter() - t:.1f} s (their segment.entered events included)"
+                )
+        recent_id = session.execute(
+            text("SELECT id FROM segments WHERE merchant_id = :m AND name = 'Bought this week'"),
+            {"m": m},
+        ).scalar_one()
+        # customers not in "Bought this week" yet: each order makes one enter
+        candidates = list(
+            session.execute(
+                text(
+                    "SELECT c.external_id, c.id FROM customers c WHERE c.merchant_id = :m AND "
+                    "NOT EXISTS (SELECT 1 FROM segment_members s WHERE s.segment_id = :s "
+                    "AND s.customer_id = c.id) ORDER BY random() LIMIT :k"
+                ),
+                {"m": m, "s": recent_id, "k": int(seconds * rate * 1.2) + 10},
+            ).all()
+        )
+    committed: dict[int, float] = {}
+    commit_cost: list[float] = []
+    seen: dict[int, float] = {}
+    stop = threading.Event()
+
+    def watch() -> None:
+        last = 0
+        while True:
+            with engine.connect() as conn:
+                rows = conn.execute(
+                    text(
+                        "SELECT id, customer_id FROM events WHERE id > :last AND merchant_id = :m "
+                        "AND type = 'segment.entered' AND (payload->>'segment_id')::int = :s "
+                        "ORDER BY id"
+                    ),
+                    {"last": last, "m": m, "s": recent_id},
+                ).all()
+            now = time.time()
+            for eid, cid in rows:
+                last = eid
+                seen.setdefault(cid, now)
+            if stop.is_set() and (
+                len(seen) >= len(committed) or time.monotonic() - stopped_at[0] > 30
+            ):
+                return
+            time.sleep(0.05)
+
+    stopped_at = [0.0]
+    loop = membership.MembershipLoop(factory, clock, idle_seconds=0.2)
+    loop.start()
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    procs = int(_opt("--producers", 8))
+    shares = [candidates[i::procs] for i in range(procs)]
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Manager() as manager, ctx.Pool(procs) as pool:
+        ready = manager.Barrier(procs + 1)
+        pending = pool.starmap_async(
+            produce, [(m, p, share, rate / procs, seconds, ready) for share in shares]
+        )
+        ready.wait()  # every producer imported everything and placed a warm-up order
+        t0 = time.monotonic()
+        results = pending.get()
+        elapsed = time.monotonic() - t0
+    for rows in results:
+        for cid, at, cost in rows:
+            committed[cid] = at
+            commit_cost.append(cost)
+    stop.set()
+    stopped_at[0] = time.monotonic()
+    watcher.join(timeout=40)
+    loop.stop()
+    span = (max(committed.values()) - min(committed.values())) if committed else 0.0
+    del elapsed
+    lat = sorted(seen[c] - committed[c] for c in committed if c in seen)
+    missing = len([c for c in committed if c not in seen])
+
+    def pct(xs: list[float], q: float) -> float:
+        return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
+
+    cost = sorted(commit_cost)
+    out = {
+        "orders": len(committed),
+        "orders_per_s": round(len(committed) / max(span, 1e-9), 1),
+        "entered_seen": len(lat),
+        "missing": missing,
+        "latency_p50_s": round(pct(lat, 0.5), 3),
+        "latency_p95_s": round(pct(lat, 0.95), 3),
+        "latency_p99_s": round(pct(lat, 0.99), 3),
+        "latency_max_s": round(lat[-1], 3) if lat else None,
+        "order_commit_p50_s": round(pct(cost, 0.5), 3),
+        "order_commit_p99_s": round(pct(cost, 0.99), 3),
+    }
+    engine.dispose()
+    return out
+
+
+def produce(
+    m: int, p: int, share: list[tuple[str, int]], rate: float, seconds: float, ready: object
+) -> list[tuple[int, float, float]]:
+    """A producer process: orders for ``share``'s customers at ``rate`` per second for
+    ``seconds``, each in its own transaction; (customer id, commit wall time, commit cost)."""
+    from fidele.kit.plugins import load_everything
+    from fidele.orders import service as orders
+    from fidele.tenancy.service import Caller
+
+    load_everything()
+    clock = SystemClock()
+    engine = make_engine(URL, pool_size=2)
+    factory = make_sessionmaker(engine)
+    caller = Caller(m, p, None, frozenset({"admin"}))
+    out: list[tuple[int, float, float]] = []
+    warm = True
+    for external, cid in share:
+        if warm:  # the first order pays the imports and mapper set-up: not measured
+            warm = False
+            with transaction(factory) as session:
+                orders.create(session, caller, _order(external, clock), clock.now())
+            ready.wait()  # type: ignore[attr-defined]
+            start = time.monotonic()
+            nxt = start
+            continue
+        if time.monotonic() - start >= seconds:
+            break
+        body = _order(external, clock)
+        t = time.monotonic()
+        with transaction(factory) as session:
+            orders.create(session, caller, body, clock.now())
+        out.append((cid, time.time(), time.monotonic() - t))
+        nxt += 1 / rate
+        time.sleep(max(0.0, nxt - time.monotonic()))
+    engine.dispose()
+    return out
+
+
+def capacity_bench(info: dict[str, int], n: int = 2000) -> dict[str, object]:
+    """How fast the membership loop re-evaluates dirty customers, apart from order intake: ``n``
+    customers get a fresh order (bulk SQL) and the dirty mark an order event writes; one
+    ``drain`` (batches of 500, each in its own transaction) re-evaluates them against the
+    merchant's segments and appends their ``segment.entered`` events."""
+    from fidele.segments import membership
+
+    clock = SystemClock()
+    engine = make_engine(URL)
+    factory = make_sessionmaker(engine)
+    m, p = info["merchant_id"], info["programme_id"]
+    bits = membership.kinds_mask({"order", "loyalty", "event"})
+    with transaction(factory) as session:
+        session.execute(text("DELETE FROM segment_dirty"))
+        ids = [
+            r[0]
+            for r in session.execute(
+                text(
+                    "SELECT c.id FROM customers c WHERE c.merchant_id = :m AND NOT EXISTS "
+                    "(SELECT 1 FROM segment_members s JOIN segments g ON g.id = s.segment_id "
+                    "WHERE g.name = 'Bought this week' AND s.customer_id = c.id) "
+                    "ORDER BY random() LIMIT :n"
+                ),
+                {"m": m, "n": n},
+            )
+        ]
+        session.execute(
+            text(
+                "INSERT INTO orders (merchant_id, programme_id, customer_id, external_id, "
+                "placed_at, currency, subtotal, discounts, shipping, tax, prices_include_tax, "
+                "adjustment, total, refunded_total, status, payment_status, source, "
+                "payload_hash, attributes, created_at, updated_at) "
+                "SELECT :m, :p, id, 'cap-' || id || '-' || floor(random() * 1e9), now(), 'EUR', "
+                "2500, 0, 0, 0, false, 0, 2500, 0, 'placed', 'paid', 'bench', 'x', '{}', "
+                "now(), now() FROM unnest(CAST(:ids AS bigint[])) id"
+            ),
+            {"m": m, "p": p, "ids": ids},
+        )
+        session.execute(
+            text(
+                "INSERT INTO segment_dirty (customer_id, merchant_id, kinds, marked_at) "
+                "SELECT id, :m, :k, now() FROM unnest(CAST(:ids AS bigint[])) id"
+            ),
+            {"m": m, "k": bits, "ids": ids},
+        )
+    t = time.perf_counter()
+    done = membership.drain(factory, clock)
+    took = time.perf_counter() - t
+    engine.dispose()
+    return {
+        "customers": done,
+        "seconds": round(took, 2),
+        "customers_per_s": round(done / took, 1),
+        "per_batch_of_500_s": round(took / max(1, -(-done // 500)), 2),
+    }
+
+
+def _order(external: str, clock: SystemClock):  # type: ignore[no-untyped-def]
+    from fidele.orders.schemas import OrderIn
+
+    return OrderIn.model_validate(
+        {
+            "id": f"lat-{external}-{random.randrange(10**9)}",
+            "customer_id": external,
+            "placed_at": clock.now().isoformat(),
+            "currency": "EUR",
+            "lines": [{"product_id": "p1", "quantity": 1, "unit_price": 2500}],
+            "total": 2500,
+        }
+    )
+
+
+def main() -> None:
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    n = int(args[0]) if args else 1_000_000
+    seconds = float(_opt("--seconds", 30))
+    rate = float(_opt("--rate", 100))
+    now = datetime.now(UTC)
+    _say(f"load: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
+    info = build(n, now)
+    if "--no-count" not in sys.argv:
+        _say("count, 4 criteria:")
+        counted = count_bench(info, now)
+        for line in counted["plan"]:  # type: ignore[union-attr]
+            _say(f"    {line}")
+    if "--no-latency" not in sys.argv:
+        _say(f"latency at {rate:g} orders/s for {seconds:g} s:")
+        latency = latency_bench(info, seconds, rate)
+        _say(json.dumps(latency, indent=2))
+        _say("membership loop capacity (2,000 dirty customers, one drain):")
+        _say(json.dumps(capacity_bench(info), indent=2))
+    _say(f"load: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
+
+
+def _opt(name: str, default: float) -> float:
+    argv = sys.argv
+    return float(argv[argv.index(name) + 1]) if name in argv else default
+
+
+if __name__ == "__main__":
+    main()
