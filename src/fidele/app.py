@@ -53,6 +53,7 @@ ROUTERS = (
     "fidele.messaging.api",
     "fidele.messaging.measure_api",
     "fidele.segments.api",
+    "fidele.campaigns.api",
 )
 
 

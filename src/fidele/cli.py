@@ -31,6 +31,7 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "import": ("fidele.ingest.cli",),
     "sync": ("fidele.ingest.cli",),
     "segments": ("fidele.segments.cli",),
+    "flows": ("fidele.campaigns.cli",),
     "db": (CORE,),
     "serve": (CORE,),
     "worker": (CORE,),

@@ -5,6 +5,8 @@ import `fidele.kit.cli` and its rich console)."""
 from __future__ import annotations
 
 import sys
+from datetime import datetime
+from typing import Any
 
 import typer
 
@@ -63,6 +65,7 @@ def serve(
 
 
 def worker(
+    ctx: typer.Context,
     once: bool = typer.Option(False, "--once", help="Run due jobs once and exit"),
     force: bool = typer.Option(False, "--force", help="Run every job now, due or not"),
     interval: float = typer.Option(30.0, help="Seconds between rounds of scheduled jobs"),
@@ -70,20 +73,21 @@ def worker(
 ) -> None:
     """Run scheduled jobs and deliver the outbox continuously (safe to run in several processes
     at once on PostgreSQL)."""
+    if ctx.invoked_subcommand is not None:
+        return
     import logging
 
     from fidele.kit.plugins import load_everything
     from fidele.settings import get_settings
-    from fidele.worker.runner import BackgroundRunner, run_due
+    from fidele.worker.runner import BackgroundRunner, drain_loops, run_due
 
     logging.basicConfig(level=logging.INFO)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per webhook delivered
     load_everything()
     factory = k.factory()
     if once:
-        runs = run_due(factory, k.clock, force=force)
-        rows = [{"job": r.name, "ran": r.ran, "result": r.result, "error": r.error} for r in runs]
-        k.print_rows(rows, "json" if as_json else "table")
+        runs = run_due(factory, k.clock, force=force) + drain_loops(factory, k.clock)
+        _print_runs(runs, as_json)
         return
     if force:
         run_due(factory, k.clock, force=True)
@@ -92,10 +96,51 @@ def worker(
     runner.wait()
 
 
+def worker_run_once(
+    now: str | None = typer.Option(
+        None, "--now", help="Run as of this instant (ISO 8601 with a zone), not the clock's"
+    ),
+    as_json: bool = k.JsonOpt,
+) -> None:
+    """Run every job once as of NOW (each does what is due then: enrollments to advance,
+    messages to deliver, dates and predictions to enroll) and exit: for cron, support, and
+    playing a year of journeys in a few commands."""
+    from fidele.kit.clock import FrozenClock, as_utc
+    from fidele.kit.plugins import load_everything
+    from fidele.worker.runner import drain_loops, run_due
+
+    clock = k.clock
+    if now is not None:
+        try:
+            clock = FrozenClock(as_utc(datetime.fromisoformat(now)))
+        except ValueError as exc:
+            raise typer.BadParameter(f"{now!r}: {exc} (e.g. 2026-12-31T09:00:00Z)") from None
+    load_everything()
+    factory = k.factory()
+    # loops first (what was due before the jobs), the jobs (they enroll and deliver), the
+    # loops again (the new enrollments' first steps), then the jobs that deliver what they sent
+    runs = drain_loops(factory, clock) + run_due(factory, clock, force=True)
+    runs += drain_loops(factory, clock)
+    delivering = {r.name for r in runs if "deliver" in r.name and r.ran}
+    if delivering:
+        runs += run_due(factory, clock, force=True, only=delivering)
+    _print_runs(runs, as_json)
+    if any(r.error for r in runs):
+        raise typer.Exit(1)
+
+
+def _print_runs(runs: list[Any], as_json: bool) -> None:
+    rows = [{"job": r.name, "ran": r.ran, "result": r.result, "error": r.error} for r in runs]
+    k.print_rows(rows, "json" if as_json else "table")
+
+
 def register(root: typer.Typer) -> None:
     db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
     db_app.command("upgrade")(db_upgrade)
     db_app.command("revision")(db_revision)
     root.add_typer(db_app, name="db")
     root.command()(serve)
-    root.command()(worker)
+    worker_app = typer.Typer(invoke_without_command=True)
+    worker_app.callback()(worker)
+    worker_app.command("run-once")(worker_run_once)
+    root.add_typer(worker_app, name="worker")

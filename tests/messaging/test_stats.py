@@ -13,7 +13,7 @@ from fidele.kit.clock import FrozenClock
 from fidele.messaging import measure, measurement, stats, tracking
 from fidele.messaging import service as messaging
 from fidele.messaging.models import MessageSend
-from tests.fixtures.factories import Tenant
+from tests.fixtures.factories import Tenant, make_tenant
 from tests.messaging.conftest import make_customer, make_template
 from tests.messaging.shop import place
 
@@ -137,3 +137,20 @@ def test_global_holdout_is_never_messaged_and_measured(
     )
     low, high = got["incremental_conversion_rate_ci95"]
     assert low < got["incremental_conversion_rate"] < high
+
+
+def test_flow_stats_endpoint(
+    api: TestClient, session: Session, tenant: Tenant, clock: FrozenClock
+) -> None:
+    name = api.get("/v1/flows/templates").json()[0]["name"]
+    r = api.post(f"/v1/flows/templates/{name}/install")
+    assert r.status_code in (200, 201), r.text
+    flow_id = r.json()["flow"]["id"]
+    got = api.get(f"/v1/flows/{flow_id}/stats")
+    assert got.status_code == 200, got.text
+    assert (got.json()["flow_id"], got.json()["totals"]["decided"]) == (flow_id, 0)
+    assert api.get("/v1/flows/999999/stats").status_code == 404
+    other = make_tenant(session, clock.now(), name="Shop B")
+    session.commit()
+    api.headers["Authorization"] = f"Bearer {other.key}"
+    assert api.get(f"/v1/flows/{flow_id}/stats").status_code == 404  # not its flow

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from fidele.campaigns import templates
 from fidele.db.session import transaction
 from fidele.demo import bulk, online, story
 from fidele.kit.clock import Clock
@@ -24,7 +25,7 @@ from fidele.loyalty import replay
 from fidele.tenancy import service as tenancy
 from fidele.tenancy.models import Programme
 from fidele.tenancy.service import Caller
-from fidele.worker.runner import JobRun, run_due
+from fidele.worker.runner import JobRun, drain_loops, run_due
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
 
@@ -94,6 +95,9 @@ def build(
         online.play(factory, caller, steps, lambda done, total: report("steps", done, total))
     shop = DemoShop(made.programme_id, made.merchant_id, key, created=True)
     shop.counts = story.counts(steps)
+    with transaction(factory) as session:
+        journeys = templates.install_all(session, caller, now, activate=True)
+    shop.counts["journeys"] = len(journeys)
     return shop
 
 
@@ -111,6 +115,7 @@ def _replay(session: Session, programme_id: int, now: datetime, report: Progress
 
 
 def settle(factory: sessionmaker[Session], clock: Clock) -> list[JobRun]:
-    """Run every scheduled job once (each in its own transaction), so the first round of the
-    server's embedded worker finds nothing due but the frequent, cheap jobs."""
-    return run_due(factory, clock)
+    """Run every scheduled job once (each in its own transaction), then the continuous work
+    they made due (the journeys' first steps), so the first round of the server's embedded
+    worker finds nothing due but the frequent, cheap jobs."""
+    return run_due(factory, clock) + drain_loops(factory, clock)

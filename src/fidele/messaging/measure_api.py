@@ -10,6 +10,7 @@ from fastapi import APIRouter, Header, Path, Query, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import RedirectResponse
 
+from fidele.campaigns import service as flows
 from fidele.deps import (
     ERRORS,
     NowDep,
@@ -23,7 +24,7 @@ from fidele.deps import (
 from fidele.errors import NotFound
 from fidele.kit.pagination import MAX_LIMIT, Cursor, Page, decode_cursor, encode_cursor
 from fidele.kit.schemas import Id, UtcDatetime
-from fidele.messaging import broadcasts, measurement, tracking
+from fidele.messaging import broadcasts, measurement, stats, tracking
 from fidele.messaging.measure_schemas import (
     BroadcastIn,
     BroadcastOut,
@@ -188,6 +189,25 @@ def broadcast_stats(broadcast_id: BroadcastId, caller: ReadCaller, session: Sess
     revenue (totals and per variant); against the holdout, the incremental conversion rate
     and revenue per customer with 95% intervals; the A/B comparison."""
     return jsonable_encoder(broadcasts.broadcast_stats(session, caller.merchant_id, broadcast_id))
+
+
+@router.get(
+    "/v1/flows/{flow_id}/stats",
+    response_model=Stats,
+    tags=["flows"],
+    responses={404: {}},
+)
+def flow_stats(
+    flow_id: Annotated[Id, Path(description="The flow's id")],
+    caller: ReadCaller,
+    session: SessionDep,
+) -> Stats:
+    """The flow's messages over all its versions: totals and per step (per variant too) sent,
+    delivered, bounced, opened, clicked, unsubscribed, attributed conversions and revenue;
+    against the flow's holdout (per step and per customer), the incremental conversion rate
+    and revenue per customer with 95% intervals; the A/B comparison of each step."""
+    flows.get(session, caller, flow_id)  # 404 for another merchant's or an unknown flow
+    return jsonable_encoder(stats.flow_stats(session, caller.merchant_id, flow_id))
 
 
 # --- measurement settings and the programme's holdout -------------------------------------

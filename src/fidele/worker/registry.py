@@ -29,6 +29,11 @@ class Job:
 
 
 jobs: dict[str, Job] = {}
+# Work every worker process drains continuously, side by side with the other processes (its
+# claims are disjoint, e.g. ``FOR UPDATE SKIP LOCKED``): ``fn(factory, now) -> int`` does what
+# is due by ``now`` and returns how much it did (0: idle). No lease: all processes share it.
+LoopFn = Callable[[Any, datetime], int]
+loops: dict[str, LoopFn] = {}
 
 
 def job(name: str, every: timedelta, *, standalone: bool = False) -> Callable[[JobFn], JobFn]:
@@ -37,6 +42,19 @@ def job(name: str, every: timedelta, *, standalone: bool = False) -> Callable[[J
         return fn
 
     return register
+
+
+def continuous(name: str) -> Callable[[LoopFn], LoopFn]:
+    def register(fn: LoopFn) -> LoopFn:
+        loops[name] = fn
+        return fn
+
+    return register
+
+
+def load_loops() -> dict[str, LoopFn]:
+    load_everything()
+    return loops
 
 
 def load_jobs() -> dict[str, Job]:

@@ -19,7 +19,7 @@ from fidele.kit.clock import Clock
 from fidele.kit.plugins import load_everything
 from fidele.settings import Settings
 from fidele.worker.models import JobLease
-from fidele.worker.registry import Job, load_jobs
+from fidele.worker.registry import Job, LoopFn, load_jobs, load_loops
 
 log = logging.getLogger("fidele.worker")
 # A job's lease is short and renewed by a heartbeat while the job runs: a worker killed while
@@ -29,7 +29,7 @@ LEASE = timedelta(seconds=15)
 HEARTBEAT_SECONDS = LEASE.total_seconds() / 3
 OWNER = f"{socket.gethostname()}:{os.getpid()}"
 # Jobs the continuous loops run on their own (DeliveryLoop), not on a schedule.
-CONTINUOUS = frozenset({"outbox.deliver", "messaging.deliver", "segments.update_members"})
+CONTINUOUS = frozenset({"outbox.deliver", "segments.update_members", "messaging.deliver"})
 
 
 @dataclass(frozen=True)
@@ -149,6 +149,48 @@ def _call(factory: sessionmaker[Session], job: Job, now: datetime) -> int | None
         return job.fn(session, now)
 
 
+def drain_loops(factory: sessionmaker[Session], clock: Clock) -> list[JobRun]:
+    """Run every continuous loop's work due by now once, until it is idle (``fidele worker
+    --once`` and ``run-once``); several processes may do this at once."""
+    runs = []
+    for name, fn in load_loops().items():
+        try:
+            runs.append(JobRun(name, ran=True, result=fn(factory, clock.now())))
+        except Exception as exc:
+            log.exception("loop %s failed", name)
+            runs.append(JobRun(name, ran=True, error=str(exc)))
+    return runs
+
+
+class _Loop:
+    """A daemon thread running a registered continuous loop: again at once while it finds
+    work, after ``idle`` seconds (randomised) when it finds none."""
+
+    def __init__(
+        self, name: str, fn: LoopFn, factory: sessionmaker[Session], clock: Clock, idle: float
+    ) -> None:
+        self.name, self.fn, self.factory, self.clock, self.idle = name, fn, factory, clock, idle
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self.run, name=f"fidele-{name}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                done = self.fn(self.factory, self.clock.now())
+            except Exception:
+                log.exception("loop %s failed", self.name)
+                done = 0
+            if not done:
+                self._stop.wait(self.idle * random.uniform(0.5, 1.5))
+
+
 class BackgroundRunner:
     """A worker's two loops, as daemon threads: the outbox's continuous delivery and a round
     of due jobs every ``worker_interval_seconds``. ``fidele worker`` runs one; ``fidele serve``
@@ -176,6 +218,13 @@ class BackgroundRunner:
             concurrency=settings.outbox_concurrency,
             idle_seconds=settings.outbox_idle_seconds,
         )
+        self.loops = [
+            _Loop(name, fn, self.factory, clock, settings.outbox_idle_seconds)
+            for name, fn in load_loops().items()
+        ]
+        from fidele.segments.membership import MembershipLoop
+
+        self.segments = MembershipLoop(self.factory, clock)
         self.messaging = MessagingLoop(
             self.factory,
             clock,
@@ -183,24 +232,25 @@ class BackgroundRunner:
             idle_seconds=settings.outbox_idle_seconds,
             settings=settings,
         )
-        from fidele.segments.membership import MembershipLoop
-
-        self.segments = MembershipLoop(self.factory, clock)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="fidele-worker", daemon=True)
 
     def start(self) -> None:
         load_everything()
         self.delivery.start()
-        self.messaging.start()
+        for loop in self.loops:
+            loop.start()
         self.segments.start()
+        self.messaging.start()
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
         self.delivery.stop()
-        self.messaging.stop()
+        for loop in self.loops:
+            loop.stop()
         self.segments.stop()
+        self.messaging.stop()
         self._thread.join(timeout=10)
 
     def wait(self) -> None:
