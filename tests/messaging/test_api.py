@@ -228,3 +228,34 @@ def test_preview_context_has_orders_loyalty_and_caller_context(api, session, ten
     c = CustomerRepository(session).by_external_id(tenant.merchant_id, "c1")
     points = loyalty.summary(session, c, T0)["available"]
     assert r.json()["text"].startswith(f"Teapot/kitchen/4200|{points}|C-1|None")
+
+
+def test_ledger_lists_a_customers_journey_with_reasons(api, session, tenant):
+    from tests.conftest import T0
+
+    _customer(api, "c1", consent={"email_marketing": True})
+    _customer(api, "c2")
+    assert _template(api).status_code == 201
+    ids = {}
+    for ext in ("c1", "c2"):
+        from fidele.customers.repository import CustomerRepository
+
+        c = CustomerRepository(session).by_external_id(tenant.merchant_id, ext)
+        ids[ext] = service.send(
+            session,
+            merchant_id=tenant.merchant_id,
+            customer_id=c.id,
+            template="welcome",
+            topic="newsletter",
+            key=f"b:{ext}",
+            now=T0,
+            source={"broadcast_id": 7},
+        )
+    session.commit()
+    rows = api.get("/v1/messages/sends", params={"customer_id": "c2"}).json()["items"]
+    assert [(r["status"], r["reason"], r["broadcast_id"]) for r in rows] == [
+        ("skipped", "no_consent", 7)
+    ]
+    queued = api.get("/v1/messages/sends", params={"status": "queued"}).json()["items"]
+    assert [r["id"] for r in queued] == [ids["c1"].send_id]
+    assert api.get("/v1/messages/sends", params={"customer_id": "nobody"}).status_code == 404
