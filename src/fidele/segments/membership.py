@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from fidele.db.session import transaction
+from fidele.db.session import read_only, transaction
 from fidele.events import domain as ev
 from fidele.kit.clock import Clock
 from fidele.segments import domain, service
@@ -161,6 +161,9 @@ def drain(factory: sessionmaker[Session], clock: Clock, *, limit: int = BATCH) -
     """Process dirty customers batch after batch, each batch in its own transaction, until none
     is left; how many were processed."""
     total = 0
+    with transaction(read_only(factory)) as session:  # idle: no write lock taken (SQLite)
+        if not DirtyRepository(session).any_pending():
+            return 0
     while True:
         with transaction(factory) as session:
             n = process_dirty(session, clock.now(), limit=limit)

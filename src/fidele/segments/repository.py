@@ -206,6 +206,10 @@ class DirtyRepository(RepositoryBase[SegmentDirty]):
         rows = self.session.execute(stmt).all()
         return [(int(m), int(c), int(k), t) for m, c, k, t in rows]
 
+    def any_pending(self) -> bool:
+        stmt = select(SegmentDirty.customer_id).limit(1)
+        return self.session.execute(stmt).first() is not None
+
     def pending(self) -> int:
         return int(
             self.session.execute(select(func.count()).select_from(SegmentDirty)).scalar_one()

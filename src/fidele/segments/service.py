@@ -189,10 +189,10 @@ def delete(session: Session, merchant_id: int, segment_id: int) -> None:
 def preview(
     session: Session, merchant_id: int, rule: Mapping[str, Any], now: datetime, sample: int = 20
 ) -> tuple[int, list[int]]:
-    parsed = _validated(session, merchant_id, rule, now)
+    """How many customers ``rule`` matches now and the first ``sample`` of them (ids)."""
+    _validated(session, merchant_id, rule, now)
     n = count(session, merchant_id=merchant_id, rule=rule, now=now)
     ids = customer_ids(session, merchant_id=merchant_id, rule=rule, now=now, limit=sample)
-    del parsed
     return n, ids
 
 
