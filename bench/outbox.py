@@ -5,21 +5,31 @@ httpx from one process, in the same run (the bare loop runs before and after the
 Creates a scratch PostgreSQL database (createdb/dropdb -h 127.0.0.1 -U postgres), one merchant
 with one endpoint on the receiver (bench/_receiver.py, its own process), and ``--messages``
 pending webhooks; each round resets them to pending and times the receiver's first to last
-delivery. Run: ``.venv/bin/python bench/outbox.py [--messages 3000] [--workers 1,2]``."""
+delivery. Run: ``.venv/bin/python bench/outbox.py [--messages 3000] [--workers 1,2]``.
+
+``--rate 100 --seconds 30`` then adds the "keeps up" check: a producer thread publishes
+``--rate`` orders' webhooks per second (one message per endpoint, ``--endpoints``, each order
+its own transaction, as the API writes them) while ``fidele worker`` processes deliver; the
+backlog (messages committed to the outbox and still pending: not yet delivered, or delivered
+and not yet recorded) is sampled twice a second, and the time to drain it once the producer
+stops is reported."""
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
+import statistics
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
 from fidele.db.engine import make_engine
 from fidele.db.migrate import upgrade
@@ -31,6 +41,7 @@ from ingest import BIN, createdb, dropdb
 
 HERE = Path(__file__).parent
 SECRET = "bench-secret-key"
+PRODUCERS = 4  # threads publishing the keep-up rounds' orders (one alone lags on a busy machine)
 RECEIVER = {"port": 0}  # set by start_receiver: a free port, so runs never share a receiver
 
 
@@ -161,6 +172,113 @@ def workers_round(url: str, n_workers: int, n: int, timeout: float = 600) -> dic
     }
 
 
+def pending(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(text("SELECT count(*) FROM outbox WHERE status = 'pending'")).scalar_one()
+        )
+
+
+def rate_round(
+    url: str, n_workers: int, rate: float, seconds: float, endpoints: int
+) -> dict[str, float]:
+    """Publish ``rate`` orders' webhooks a second for ``seconds`` while ``n_workers`` deliver;
+    the backlog seen meanwhile and the time to drain it afterwards."""
+    engine = make_engine(url, pool_size=PRODUCERS + 1)
+    factory = make_sessionmaker(engine)
+    now = datetime.now(UTC)
+    with transaction(factory) as s:  # what earlier rounds left is not this round's
+        s.execute(text("UPDATE outbox SET status = 'sent' WHERE status = 'pending'"))
+        made = tenancy.create_merchant(s, name=f"Rate {n_workers}", now=now, server_secret=SECRET)
+        for _ in range(endpoints):
+            webhooks.create(
+                s,
+                merchant_id=made.merchant_id,
+                url=receiver_url(),
+                topics=[],
+                now=now,
+                allow_private=True,
+            )
+    produced = {"orders": 0, "messages": 0}
+    stop = threading.Event()
+    tickets = itertools.count()
+    lock = threading.Lock()
+
+    def produce(t0: float) -> None:
+        """One of PRODUCERS threads: order i is published at t0 + i / rate (or as soon as
+        possible when behind), each in its own transaction as the API writes them."""
+        while not stop.is_set():
+            i = next(tickets)
+            delay = t0 + i / rate - time.monotonic()
+            if delay > 0 and stop.wait(delay):
+                return
+            with transaction(factory) as s:
+                queued = webhooks.publish(
+                    s,
+                    programme_id=made.programme_id,
+                    merchant_id=made.merchant_id,
+                    topic="loyalty.points_earned",
+                    payload={"member_id": i, "points": 80, "balance": 80 + i, "order_id": f"r{i}"},
+                    dedup_key=f"rate:{n_workers}:{made.merchant_id}:{i}",
+                    now=datetime.now(UTC),
+                )
+            with lock:
+                produced["orders"] += 1
+                produced["messages"] += queued
+
+    reset()
+    procs = start_workers(url, n_workers)
+    try:
+        while stats()["unique"] == 0 and procs[0].poll() is None:  # a first webhook: workers up
+            with transaction(factory) as s:
+                webhooks.publish(
+                    s,
+                    programme_id=made.programme_id,
+                    merchant_id=made.merchant_id,
+                    topic="loyalty.points_earned",
+                    payload={"warm": True},
+                    dedup_key=f"rate:{n_workers}:{made.merchant_id}:warm",
+                    now=datetime.now(UTC),
+                )
+            time.sleep(0.2)
+        base = stats()["unique"]
+        t0 = time.monotonic()
+        producers = [
+            threading.Thread(target=produce, args=(t0,), daemon=True) for _ in range(PRODUCERS)
+        ]
+        for producer in producers:
+            producer.start()
+        backlog = []
+        while time.monotonic() - t0 < seconds:
+            time.sleep(0.5)
+            backlog.append(pending(engine))
+        stop.set()
+        for producer in producers:
+            producer.join()
+        elapsed = time.monotonic() - t0
+        stopped = time.monotonic()
+        while stats()["unique"] - base < produced["messages"] and time.monotonic() - stopped < 120:
+            time.sleep(0.05)
+        drained = time.monotonic() - stopped
+        final = stats()
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=60)
+        engine.dispose()
+    return {
+        "orders_per_s": produced["orders"] / elapsed,
+        "messages": produced["messages"],
+        "delivered": final["unique"] - base,
+        "duplicated": final["duplicated"],
+        "backlog_max": max(backlog),
+        "backlog_mean": sum(backlog) / len(backlog),
+        "backlog_last": backlog[-1],
+        "drain_s": drained,
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--messages", type=int, default=4000)
@@ -169,6 +287,10 @@ def main() -> None:
         default="1,2,1,2",
         help="worker counts of the rounds, in order (alternated: the machine's load drifts)",
     )
+    p.add_argument("--rate", type=float, default=0, help="orders/s of the keep-up rounds")
+    p.add_argument("--seconds", type=float, default=30, help="length of a keep-up round")
+    p.add_argument("--endpoints", type=int, default=1, help="endpoints (messages per order)")
+    p.add_argument("--rate-workers", default="1,2", help="worker counts of the keep-up rounds")
     args = p.parse_args()
     name = f"fidele_bench_outbox_{os.getpid()}"
     url = createdb(name).replace("postgresql://", "postgresql+psycopg://")
@@ -176,10 +298,15 @@ def main() -> None:
     try:
         requests = seed(url, args.messages)
         rows = [("bare loop (httpx, 1 process)", bare_loop(requests), None)]
-        for k in (int(x) for x in args.workers.split(",")):
+        for k in (int(x) for x in args.workers.split(",") if x):
             r = workers_round(url, k, args.messages)
             rows.append((f"{k} x fidele worker", r["per_s"], r))
         rows.append(("bare loop again", bare_loop(requests), None))
+        kept = [
+            (k, rate_round(url, k, args.rate, args.seconds, args.endpoints))
+            for k in (int(x) for x in args.rate_workers.split(","))
+            if args.rate
+        ]
     finally:
         receiver.terminate()
         dropdb(name)
@@ -193,8 +320,24 @@ def main() -> None:
         print(f"{label:32} {rate:8.0f} {rate / bare:8.0%} {wall} {dup}")
     for k in sorted({label for label, _, extra in rows if extra}):
         rates = sorted(rate for label, rate, extra in rows if label == k)
-        median = rates[len(rates) // 2]
+        median = statistics.median(rates)  # of 2 rounds: their mean
         print(f"median {k:25} {median:8.0f} {median / bare:8.0%}")
+
+    if kept:
+        print(
+            f"keep-up: {args.rate:.0f} orders/s x {args.endpoints} endpoint(s) for "
+            f"{args.seconds:.0f} s; backlog = outbox rows pending (sampled every 0.5 s)"
+        )
+        print(
+            f"{'workers':>7} {'orders/s':>8} {'messages':>8} {'delivered':>9} {'dup':>4} "
+            f"{'backlog max':>11} {'mean':>6} {'at stop':>7} {'drained in s':>12}"
+        )
+        for k, r in kept:
+            print(
+                f"{k:7d} {r['orders_per_s']:8.1f} {r['messages']:8d} {r['delivered']:9d} "
+                f"{r['duplicated']:4d} {r['backlog_max']:11d} {r['backlog_mean']:6.1f} "
+                f"{r['backlog_last']:7d} {r['drain_s']:12.2f}"
+            )
 
 
 if __name__ == "__main__":

@@ -50,6 +50,7 @@ ROUTERS = (
     "fidele.loyalty.api",
     "fidele.promotions.api",
     "fidele.analytics.api",
+    "fidele.dashboard.routes",  # the back office's pages (HTML, not in the OpenAPI document)
     "fidele.messaging.api",
     "fidele.messaging.measure_api",
     "fidele.segments.api",
@@ -371,9 +372,21 @@ def create_app(
     bus.load_handlers()
     load_everything()  # the senders and jobs too: the same set as every `fidele worker`
 
-    @app.get("/", tags=["health"], summary="The service, its version and links")
-    async def index() -> dict[str, Any]:
-        """The service's name, version and where to go next."""
+    # response_model: the document keeps describing the JSON; a browser's page is a Response,
+    # returned as it is
+    @app.get(
+        "/",
+        tags=["health"],
+        summary="The service, its version and links",
+        response_model=dict[str, Any],
+    )
+    async def index(request: Request) -> Any:
+        """The service's name, version and where to go next. A browser (``Accept:
+        text/html``) gets the dashboard's overview instead."""
+        if _wants_html(request):
+            from fidele.dashboard.routes import overview
+
+            return await overview(request)
         return {
             "name": "fidele",
             "version": __version__,
@@ -409,9 +422,24 @@ def create_app(
         module = optional_import(name)
         if module is not None:
             app.include_router(module.router)
+    _mount_dashboard_assets(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     _define_storable_json(app)
     return app
+
+
+def _wants_html(request: Request) -> bool:
+    """A browser asks for HTML first; API clients send ``application/json`` or ``*/*``."""
+    accept = request.headers.get("accept", "")
+    return "text/html" in accept and "application/json" not in accept.split(",")[0]
+
+
+def _mount_dashboard_assets(app: FastAPI) -> None:
+    from starlette.staticfiles import StaticFiles
+
+    from fidele.dashboard.web import STATIC
+
+    app.mount("/assets", StaticFiles(directory=STATIC), name="dashboard-assets")
 
 
 def _define_storable_json(app: FastAPI) -> None:

@@ -61,8 +61,28 @@ def test_orders_are_net_of_refunds_and_cancellations(session, tenant, shop):
     )
 
 
+def test_unpaid_orders_count_once_paid(session, tenant, shop):
+    # A pending order (a transfer or cash on delivery not received) is not a purchase yet:
+    # both the polars path and the database's summary leave it out until it is paid.
+    pending = _order(session, tenant, "o0")
+    pending.payment_status, pending.paid_at = "pending", None
+    session.flush()
+    repo = AnalyticsRepository(session)
+    end = NOW.date()
+    loaded = repo.orders(tenant.merchant_id, until=NOW)
+    assert loaded.height == shop.height - 1
+    in_db = repo.summary_sql(tenant.merchant_id, end, 1.0)
+    local = summary(loaded, observation_end=end, time_unit="days", interpurchase=False)
+    assert_frame_equal(in_db, local, check_dtypes=False)
+    pending.payment_status, pending.paid_at = "paid", NOW
+    session.flush()
+    assert repo.orders(tenant.merchant_id, until=NOW).height == shop.height
+
+
 def test_sql_summary_matches_polars(session, tenant, shop):
     _order(session, tenant, "o3").refunded_total = 50
+    session.flush()
+    _order(session, tenant, "o4").payment_status = "pending"
     session.flush()
     repo = AnalyticsRepository(session)
     end = (NOW - timedelta(days=30)).date()

@@ -15,6 +15,7 @@ from fidele.ledger import service as ledger
 from fidele.loyalty import replay as replay_module
 from fidele.loyalty.models import CustomerLink, Lot, Member, TierChange
 from fidele.loyalty.replay import catch_up_all
+from fidele.messaging.models import Consent
 from fidele.orders.models import Order
 from fidele.tenancy.models import Programme
 from tests.loyalty.test_state_machine import snapshot
@@ -123,7 +124,20 @@ def _shop_state(session: Session, programme_id: int) -> dict[str, Any]:
         .where(Event.programme_id == programme_id, Event.source == "demo")
         .group_by(Event.type)
     ).all()
+    consents = session.execute(
+        select(
+            Customer.external_id,
+            Consent.topic,
+            Consent.channel,
+            Consent.granted,
+            Consent.at,
+            Consent.source,
+        )
+        .join(Customer, Customer.id == Consent.customer_id)
+        .where(Customer.programme_id == programme_id)
+    ).all()
     return {
+        "consents": sorted(consents),
         "members": loyalty["members"],
         "merchant_accounts": sorted((kind, balance) for _, kind, balance in loyalty["merchants"]),
         "orders": sorted(orders),
@@ -155,7 +169,7 @@ def test_bulk_build_equals_the_step_by_step_reference(
     assert shop.counts == ref.counts
     assert shop.counts["refunds"] > 0 and shop.counts["review_posted"] > 0
     expected, got = _shop_state(session, ref.programme_id), _shop_state(session, shop.programme_id)
-    assert got["members"] and got["lots"] and got["tiers"]
+    assert got["members"] and got["lots"] and got["tiers"] and got["consents"]
     for part in expected:
         assert got[part] == expected[part], part
     assert ledger.verify(session).ok

@@ -16,6 +16,7 @@ from fidele.kit.clock import FrozenClock
 from fidele.orders.models import Order, OrderLine
 from tests.fixtures.factories import Tenant
 from tests.ingest.importing import (
+    SHOPIFY_COLUMNS,
     order_row,
     shopify_rows,
     woocommerce_rows,
@@ -210,6 +211,72 @@ class TestOrders:
             2000,
         )
         assert included["customer_id"] == "guest-1002"
+
+    def test_shopify_export_payment_cancellation_and_refund(
+        self,
+        factory: sessionmaker[Session],
+        tenant: Tenant,
+        clock: FrozenClock,
+        tmp_path: Path,
+        api: object,
+    ) -> None:
+        # One order per financial state the export can show, each read as the API would
+        # have recorded it: unpaid orders pending (they earn when paid), a voided payment or
+        # a "Cancelled at" cancels, "Refunded Amount" is booked as a refund.
+        def order(name: str, **cols: str) -> dict[str, str]:
+            row = {
+                "Name": name,
+                "Email": f"{name.strip('#')}@example.com",
+                "Currency": "EUR",
+                "Subtotal": "20.00",
+                "Shipping": "0.00",
+                "Taxes": "0.00",
+                "Total": "20.00",
+                "Discount Amount": "0.00",
+                "Created at": "2025-03-02 09:00:00 +0100",
+                "Lineitem quantity": "1",
+                "Lineitem name": "Socks",
+                "Lineitem price": "20.00",
+                "Lineitem sku": "SO-1",
+                **cols,
+            }
+            return {
+                c: row.get(c, "") for c in [*SHOPIFY_COLUMNS, "Cancelled at", "Refunded Amount"]
+            }
+
+        rows = [
+            order("#2001", **{"Financial Status": "paid", "Paid at": "2025-03-03 08:00:00 +0100"}),
+            order("#2002", **{"Financial Status": "pending"}),
+            order("#2003", **{"Financial Status": "authorized"}),
+            order("#2004", **{"Financial Status": "voided"}),
+            order(
+                "#2005",
+                **{"Financial Status": "refunded", "Cancelled at": "2025-03-04 12:00:00 +0100"},
+            ),
+            order("#2006", **{"Financial Status": "partially_refunded", "Refunded Amount": "7.50"}),
+        ]
+        path = write_csv(tmp_path / "s.csv", rows)
+        for _ in range(2):  # importing the same export again changes nothing
+            summary = run(factory, tenant, path, clock)
+            assert summary.rejected == 0
+            seen = {
+                name: api.get(f"/v1/orders/%23{name}").json()  # type: ignore[attr-defined]
+                for name in ("2001", "2002", "2003", "2004", "2005", "2006")
+            }
+            got = {
+                n: (o["status"], o["payment_status"], o["refunded_total"]) for n, o in seen.items()
+            }
+            assert got == {
+                "2001": ("placed", "paid", 0),
+                "2002": ("placed", "pending", 0),
+                "2003": ("placed", "pending", 0),
+                "2004": ("cancelled", "pending", 0),
+                "2005": ("cancelled", "paid", 0),
+                "2006": ("placed", "paid", 750),
+            }
+            assert seen["2001"]["paid_at"] == "2025-03-03T07:00:00Z"
+            assert seen["2005"]["cancelled_at"] == "2025-03-04T11:00:00Z"
+        assert summary.unchanged == 6
 
     def test_woocommerce_export_with_shop_timezone(
         self,

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
@@ -165,6 +166,15 @@ def test_rules_edit_validation_and_simulate(api: TestClient) -> None:
     ev = api.post("/v1/loyalty/simulate", json={"event": {"type": "newsletter_subscribed"}})
     assert ev.json() == {"points": 10, "rules": [{"rule": "newsletter", "points": 10}]}
     assert api.post("/v1/loyalty/simulate", json={}).status_code == 422
+
+
+@pytest.mark.parametrize("field", ["stock", "per_customer_limit"])
+def test_reward_counts_beyond_32_bits_name_their_field(api: TestClient, field: str) -> None:
+    body = {"name": "Mug", "points_cost": 100, "kind": "custom"}
+    r = api.post("/v1/rewards", json={**body, field: 2**31})
+    assert r.status_code == 422, r.text
+    assert r.json()["fields"][0]["field"] == f"body.{field}"
+    assert api.post("/v1/rewards", json={**body, field: 2**31 - 1}).status_code == 201
 
 
 def test_rewards_list_and_programme_reports(api: TestClient, tenant: Tenant) -> None:

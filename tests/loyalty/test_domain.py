@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -201,3 +201,16 @@ class TestExpiredAsOf:
     def test_inactivity_expires_everything(self) -> None:
         assert domain.expired_as_of([], 80, AT, AT) == 80
         assert domain.expired_as_of([], 80, AT.replace(day=7), AT) == 0
+
+
+def test_age_bucket_starts_say_what_age_bucket_says() -> None:
+    """The liability report buckets lots in SQL with these bounds: same answer at each edge."""
+    starts = domain.age_bucket_starts(AT)
+
+    def by_bounds(earned_at: datetime) -> str:
+        return next((name for name, at in starts if earned_at > at), domain.OLDEST_BUCKET)
+
+    for days in (0, 29, 30, 31, 90, 91, 180, 181, 365, 366, 400):
+        for shift in (timedelta(0), timedelta(seconds=1), -timedelta(seconds=1)):
+            earned = AT - timedelta(days=days) + shift
+            assert by_bounds(earned) == domain.age_bucket(earned, AT), (days, shift)

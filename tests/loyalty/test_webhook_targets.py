@@ -16,6 +16,7 @@ from fidele.outbox.models import OutboxMessage
 from fidele.outbox.service import deliver_due
 from fidele.settings import Settings, get_settings
 from fidele.webhooks import domain
+from fidele.webhooks import service as webhooks
 from tests.fixtures.factories import order_body
 from tests.loyalty.test_webhooks import (  # noqa: F401 (fixtures)
     Receiver,
@@ -44,6 +45,7 @@ def _resolving(monkeypatch: pytest.MonkeyPatch, *addresses: str) -> list[str]:
         return list(addresses)
 
     monkeypatch.setattr(domain, "resolve", fake)
+    webhooks.forget_targets()  # verdicts a delivery remembered from the previous answers
     return asked
 
 

@@ -34,6 +34,11 @@ def test_templates_create_get_put(api):
         f"/v1/messages/templates/{tid}", json={"variants": {"en": {"subject": "New", "text": "x"}}}
     )
     assert r.status_code == 200 and r.json()["version"] == 2
+    # null is "leave as is" for every field (found by the schema fuzzer: it was a 500)
+    nulls = {"variables": None, "variants": None, "strict": None, "topic": None}
+    r = api.put(f"/v1/messages/templates/{tid}", json=nulls)
+    assert r.status_code == 200, r.text
+    assert r.json()["variants"]["en"]["subject"] == "New" and r.json()["strict"] is True
     assert api.get("/v1/messages/templates/999999").status_code == 404
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
@@ -141,6 +142,25 @@ class TestCouponsAtCheckout:
         assert all(codes.is_well_formed(c, prefix="C") for c in made)
         body = evaluate(api, cart(made[0]))
         assert by_source(body, "coupon")[0]["amount"] == 300
+
+    @pytest.mark.parametrize(
+        ("path", "field"),
+        [
+            ("/v1/coupons", "usage_limit"),
+            ("/v1/coupons", "per_customer_limit"),
+            ("/v1/coupons/batches", "usage_limit"),
+        ],
+    )
+    def test_limits_beyond_32_bits_name_their_field(
+        self, api: TestClient, path: str, field: str
+    ) -> None:
+        # The columns are 32-bit integers on PostgreSQL: a larger limit is the caller's error
+        # (422 naming the field), not a database failure; the largest one is stored.
+        body = {"kind": "amount_off", "value": 100, **({"count": 1} if "batches" in path else {})}
+        r = api.post(path, json={**body, field: 2**31})
+        assert r.status_code == 422, r.text
+        assert r.json()["fields"][0]["field"] == f"body.{field}"
+        assert api.post(path, json={**body, field: 2**31 - 1}).status_code == 201
 
     def test_merchant_code_shaped_like_generated_is_refused(self, api: TestClient) -> None:
         r = api.post("/v1/coupons", json={"kind": "free_shipping", "code": "C1234-5678-9ABC"})

@@ -111,6 +111,23 @@ def test_scheduled_pass_for_clock_only_conditions(shop, clock: FrozenClock) -> N
     assert len(_events(factory, "segment.left", seg)) == 1
 
 
+def test_consent_given_and_withdrawn_moves_the_customer(shop, clock: FrozenClock) -> None:  # type: ignore[no-untyped-def]
+    # A consent is not an event of the log: messaging tells segments (in its transaction), so
+    # the next drain moves the customer without waiting for the scheduled pass.
+    factory, tenant, client = shop
+    assert client.put("/v1/customers/c1", json={"country": "FR"}).status_code == 201
+    rule = {"field": "consent.newsletter.email", "op": "eq", "value": True}
+    seg = _segment(factory, tenant, "Subscribers", rule, clock.now())
+    grant = {"topic": "newsletter", "channel": "email", "granted": True}
+    assert client.put("/v1/customers/c1/consent", json=grant).status_code == 200
+    membership.drain(factory, clock)
+    assert len(_events(factory, "segment.entered", seg)) == 1
+    r = client.put("/v1/customers/c1/consent", json={**grant, "granted": False})
+    assert r.status_code == 200
+    membership.drain(factory, clock)
+    assert len(_events(factory, "segment.left", seg)) == 1
+
+
 def test_two_drains_at_once_announce_each_change_once(shop, clock: FrozenClock) -> None:  # type: ignore[no-untyped-def]
     import threading
 

@@ -29,6 +29,7 @@ from fidele.kit.clock import SystemClock
 from fidele.outbox import service as outbox
 from fidele.outbox.models import OutboxMessage
 from fidele.webhooks import service as webhooks
+from fidele.webhooks.models import WebhookEndpoint
 from fidele.worker.runner import LEASE
 from tests.fixtures.factories import SECRET, Tenant, make_tenant
 
@@ -236,3 +237,43 @@ def test_killed_job_holder_is_taken_over(
         stop(first, *([second] if second else []))
     assert started_by() == [str(first.pid), str(runner.pid)]
     assert took < 30, f"taken over after {took:.1f} s"
+
+
+def test_endpoint_deactivated_by_another_process_stops_within_seconds(
+    committed_engine: Engine, receiver: Receiver, tmp_path: Path
+) -> None:
+    """A running worker keeps endpoints in memory for ROUTING_TTL_SECONDS: an endpoint
+    deactivated by another process (here this one, as the API would) gets nothing queued
+    once that time has passed."""
+    tenant, _ = queue_webhook(committed_engine, receiver.url, SystemClock().now())
+    log = tmp_path / "worker.log"
+    proc = start_worker(committed_engine, log)
+    try:
+        wait_for(lambda: receiver.calls, 60, "the first webhook", log)  # the endpoint is cached
+        with Session(committed_engine) as s:
+            endpoint_id = s.execute(select(WebhookEndpoint.id)).scalar_one()
+            webhooks.deactivate(s, merchant_id=tenant.merchant_id, endpoint_id=endpoint_id)
+            s.commit()
+        time.sleep(webhooks.ROUTING_TTL_SECONDS + 0.5)
+        with Session(committed_engine) as s:  # queued before the deactivation was seen here
+            outbox.enqueue(
+                s,
+                programme_id=tenant.programme_id,
+                merchant_id=tenant.merchant_id,
+                channel="webhook",
+                topic="loyalty.points_earned",
+                dedup_key="points:2",
+                payload={"endpoint_id": endpoint_id, "body": {"topic": "loyalty.points_earned"}},
+                now=SystemClock().now(),
+            )
+            s.commit()
+
+        def all_done() -> bool:
+            with Session(committed_engine) as s:
+                rows = s.execute(select(OutboxMessage.status)).scalars().all()
+            return len(rows) == 2 and set(rows) == {"sent"}
+
+        wait_for(all_done, 30, "the second message done", log)
+    finally:
+        stop(proc)
+    assert len(receiver.calls) == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from datetime import date
 from pathlib import Path
@@ -19,7 +20,7 @@ def read_transactions(
     path: Path, *, customer_col: str, date_col: str, amount_col: str | None
 ) -> pl.LazyFrame:
     """Scan a CSV or Parquet file, keeping the three columns; ``date_col`` is parsed to an
-    aware UTC datetime when it is text (ISO 8601)."""
+    aware UTC datetime when it is text (ISO 8601; see :func:`_parse_dates`)."""
     if not path.exists():
         raise InvalidInput(f"no such file: {path}", field="orders")
     lf = pl.scan_parquet(path) if path.suffix.lower() in {".parquet", ".pq"} else pl.scan_csv(path)
@@ -30,10 +31,58 @@ def read_transactions(
             raise InvalidInput(f"column {col!r} is not in {path.name}", field=col)
     lf = lf.select(wanted)
     if schema[date_col] == pl.Utf8:
-        lf = lf.with_columns(pl.col(date_col).str.to_datetime(time_zone="UTC"))
+        lf = _parse_dates(lf.collect(), date_col).lazy()
     if schema[customer_col].is_integer() or schema[customer_col] == pl.Utf8:
         return lf  # integer ids stay integers: grouped and sorted several times faster
     return lf.with_columns(pl.col(customer_col).cast(pl.Utf8))
+
+
+# An ISO date or date and time (seconds, optional fraction) in UTC: no offset or a zero one.
+_UTC_ISO = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?)?(Z|[+-]00:?00)?")
+
+
+def _parse_dates(frame: pl.DataFrame, col: str) -> pl.DataFrame:
+    """``col`` (text) as an aware UTC datetime, as polars' ``str.to_datetime(time_zone="UTC")``
+    reads it (the format inferred from the first value, offsets converted to UTC).
+
+    Every analysis works on the UTC day, so when the day is the text's first ten characters
+    (the values in UTC: no offset or a zero one) they alone are parsed, as a date, and the
+    column holds midnight of that day: ~6x faster than parsing 6M date-times (~1.3 s). That
+    holds when the first value is such an ISO date-time and every value has its length and
+    its offset suffix (or, without one, none of ``+``, ``-`` or ``Z`` after the date); the
+    dates are parsed strictly. Otherwise (other formats, offsets, ragged values, an invalid
+    date) the full parse runs, with its errors. A value of the right shape with an invalid
+    time of day (``T25:00:00``) is read by its date rather than refused."""
+    day = _utc_days(frame.get_column(col))
+    if day is not None:
+        return frame.with_columns(day.cast(pl.Datetime("us", "UTC")).alias(col))
+    try:
+        return frame.with_columns(pl.col(col).str.to_datetime(time_zone="UTC"))
+    except pl.exceptions.PolarsError as exc:
+        reason = str(exc).splitlines()[0]
+        raise InvalidInput(
+            f"column {col!r} holds values that are not dates: {reason}", field=col
+        ) from exc
+
+
+def _utc_days(values: pl.Series) -> pl.Series | None:
+    if values.null_count() == values.len():
+        return None
+    shape = _UTC_ISO.fullmatch(values[int(values.is_not_null().arg_max() or 0)])
+    if shape is None:
+        return None
+    lengths = values.str.len_bytes()  # the checks below skip nulls, as the parse keeps them
+    if lengths.min() != lengths.max():
+        return None
+    suffix = shape.group(1)
+    if suffix and not values.str.ends_with(suffix).all():
+        return None
+    if not suffix and values.str.slice(10).str.contains_any(["+", "-", "Z"]).any():
+        return None
+    try:
+        return values.str.head(10).str.to_date("%Y-%m-%d", strict=True)
+    except pl.exceptions.PolarsError:
+        return None
 
 
 def last_day(lf: pl.LazyFrame, date_col: str) -> date:

@@ -27,13 +27,15 @@ class AnalyticsRepository:
 
     def orders(self, merchant_id: int, until: datetime) -> pl.DataFrame:
         """``customer_id`` (internal id), ``date`` (UTC), ``amount`` (net minor units) of the
-        merchant's orders placed before ``until``, without cancelled or fully refunded ones."""
+        merchant's orders placed before ``until``, without cancelled, unpaid (``pending``: a
+        transfer or cash on delivery not received yet) or fully refunded ones."""
         stmt = (
             select(Order.customer_id, Order.placed_at, _NET)
             .where(
                 Order.merchant_id == merchant_id,
                 Order.status != "cancelled",
                 Order.cancelled_at.is_(None),
+                Order.payment_status == "paid",
                 _NET > 0,
                 Order.placed_at < until,
             )
@@ -70,7 +72,7 @@ class AnalyticsRepository:
         """Everything the refresh needs, computed by the database (PostgreSQL or SQLite, the
         same SQL): one row per customer, the histogram of the gaps, and the cohort and monthly
         counts; orders placed before ``until`` on days up to ``observation_end``, net of
-        refunds and cancellations, as :meth:`orders`."""
+        refunds, cancellations and unpaid orders, as :meth:`orders`."""
         self._purchase_days(merchant_id, until, observation_end)
         tables = ShopTables(
             customers=self._customers(observation_end, unit_days),
@@ -223,7 +225,8 @@ WITH days AS (
   SELECT customer_id, {{day}} AS day, SUM(total - refunded_total) AS amount, COUNT(*) AS orders
   FROM orders
   WHERE merchant_id = :merchant_id AND status <> 'cancelled' AND cancelled_at IS NULL
-    AND total > refunded_total AND placed_at < :until AND {{day}} <= {{end}}
+    AND payment_status = 'paid' AND total > refunded_total
+    AND placed_at < :until AND {{day}} <= {{end}}
   GROUP BY customer_id, {{day}}
 )
 SELECT customer_id, day, amount, orders,

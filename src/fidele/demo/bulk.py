@@ -5,9 +5,10 @@ refunds and the event log, built row by row with the online services' own builde
 importers' store (COPY on PostgreSQL, multi-row INSERT on SQLite).
 
 Nothing is dispatched: loyalty is rebuilt afterwards from the log by its replay, as after an
-import. The other subscribers of these events (promotions: gift-card lines, referral codes,
-next-order coupons and cashback) have nothing to do in the demo shop, which has none of them;
-:func:`check_quiet` refuses a shop where they would."""
+import; the consents that messaging's handler records from each sign-up's ``email_marketing``
+are built by its own ``flag_rows``. The other subscribers of these events (promotions:
+gift-card lines, referral codes, next-order coupons and cashback) have nothing to do in the
+demo shop, which has none of them; :func:`check_quiet` refuses a shop where they would."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ from fidele.demo.story import STATUSES, Step
 from fidele.events import domain as ev
 from fidele.events.domain import payload_hash
 from fidele.ingest.importers.bulk import CUSTOMERS, EVENTS, LINES, ORDERS, event_row, store_for
+from fidele.messaging import consent
+from fidele.messaging.models import Consent
 from fidele.orders import service as orders
 from fidele.orders.models import Order, OrderLine, Refund
 from fidele.orders.schemas import RefundIn, StatusIn
@@ -32,6 +35,7 @@ from fidele.promotions import coupons
 from fidele.tenancy.service import Caller
 
 REFUNDS: Table = Refund.__table__  # type: ignore[assignment]
+CONSENTS: Table = Consent.__table__  # type: ignore[assignment]
 SOURCE = "demo"
 CHUNK = 5000  # rows per insert between two progress reports
 
@@ -47,6 +51,8 @@ class _Shop:
     orders: dict[str, tuple[Order, list[OrderLine], list[Refund], str]] = field(
         default_factory=dict
     )
+    # (customer ext id, granted, at, source) of the sign-ups' email_marketing answers
+    consents: list[tuple[str, bool, datetime, str]] = field(default_factory=list)
     # (type, occurred_at, received_at, payload, customer ext id, order ext id, idempotency key)
     events: list[tuple[str, datetime, datetime, dict[str, Any], str, str | None, str | None]] = (
         field(default_factory=list)
@@ -63,6 +69,12 @@ def write(session: Session, caller: Caller, story: list[Step], progress: Progres
             progress("story", i, len(story))
     store = store_for(session)
     people = _insert(store, CUSTOMERS, [_row(c) for c in shop.people.values()], progress)
+    consents = [
+        row
+        for cid, granted, at, source in shop.consents
+        for row in consent.flag_rows(caller.merchant_id, people[cid], granted, at, source)
+    ]
+    _append(store, CONSENTS, consents, "consents", progress)
     built = list(shop.orders.values())
     rows = [orders.row_of(o) | {"customer_id": people[c]} for o, _, _, c in built]
     ids = _insert(store, ORDERS, rows, progress)
@@ -92,6 +104,11 @@ def _apply(shop: _Shop, caller: Caller, step: Step) -> None:
             raise ValueError(f"customer {cid!r} signs up twice")
         customer, payload = customers.build_new(caller, cid, profile, t)
         shop.people[cid] = customer
+        change = payload.get("email_marketing")
+        if isinstance(change, dict):  # as messaging's handler reads it
+            at = datetime.fromisoformat(change["at"]) if change.get("at") else t
+            source = change.get("source") or "email_marketing"
+            shop.consents.append((cid, bool(change.get("value")), at, source))
         shop.events.append((ev.CUSTOMER_UPSERTED, t, t, payload, cid, None, None))
     elif kind == "orders":
         _place(shop, caller, args[0], t)

@@ -46,6 +46,7 @@ def demo(
         report("jobs", 0, 1)
         service.settle(factory, k.clock)
         report("jobs", 1, 1)
+    email, password = _dashboard_login(factory, shop.merchant_id, seed)
     info = {
         "url": f"http://{host}:{port}",
         "api_key": shop.api_key,
@@ -53,11 +54,21 @@ def demo(
         "merchant_id": shop.merchant_id,
         "created": shop.created,
         "counts": shop.counts,
+        "dashboard": {"url": f"http://{host}:{port}/login", "email": email, "password": password},
     }
     if serve:
         _serve(host, port, shop.api_key, lambda: _announce(info, as_json, serving=True))
     else:
         _announce(info, as_json, serving=False)
+
+
+def _dashboard_login(factory: Any, merchant_id: int, seed: int) -> tuple[str, str]:
+    """The back office's login for the demo shop (a new password each run)."""
+    from fidele.dashboard.service import demo_login
+    from fidele.db.session import transaction
+
+    with transaction(factory) as session:
+        return demo_login(session, merchant_id, seed, k.clock.now())
 
 
 def try_command(url: str, api_key: str) -> str:
@@ -78,6 +89,8 @@ def _announce(info: dict[str, Any], as_json: bool, *, serving: bool) -> None:
         f"API:      {url}   (docs: {url}/docs)",
         f"API key:  {info['api_key']}",
         f"try:      {try_command(url, info['api_key'])}",
+        f"dashboard: {url}/login   email: {info['dashboard']['email']}   "
+        f"password: {info['dashboard']['password']}",
     ]
     if serving:
         lines.append('ready: the API answers (Ctrl-C to stop; then README.md, "First steps")')

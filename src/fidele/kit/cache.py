@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from itertools import chain
 from typing import Any, Generic, TypeVar
 from weakref import WeakKeyDictionary
@@ -70,6 +70,39 @@ class ProcessCache(Generic[V]):
             if generation == self._generation:  # no change flushed while we read
                 self._by_bind.setdefault(bind, {})[key] = (monotonic() + self.ttl, value)
         return value
+
+    def get_many(
+        self,
+        session: Session,
+        keys: Iterable[Hashable],
+        load: Callable[[list[Hashable]], Mapping[Hashable, V]],
+    ) -> dict[Hashable, V]:
+        """The fresh cached values of ``keys``, the others read by one ``load(missing)`` call
+        (stored unless a change overtook it; keys it does not return are absent)."""
+        wanted = list(dict.fromkeys(keys))
+        if session.info.get(self._wrote):
+            return dict(load(wanted)) if wanted else {}
+        bind = session.get_bind()
+        found: dict[Hashable, V] = {}
+        with self._lock:
+            entries = self._by_bind.get(bind, {})
+            generation = self._generation
+            now = monotonic()
+            for key in wanted:
+                entry = entries.get(key)
+                if entry is not None and entry[0] > now:
+                    found[key] = entry[1]
+        missing = [key for key in wanted if key not in found]
+        if not missing:
+            return found
+        loaded = {key: value for key, value in load(missing).items() if value is not None}
+        with self._lock:
+            if generation == self._generation:  # no change flushed while we read
+                expires = monotonic() + self.ttl
+                stored = self._by_bind.setdefault(bind, {})
+                for key, value in loaded.items():
+                    stored[key] = (expires, value)
+        return found | loaded
 
     def clear(self) -> None:
         with self._lock:

@@ -98,6 +98,8 @@ def iso(value: datetime | None) -> str | None:
 INT64 = 2**63 - 1
 # A database id as a path or body value: what a BIGINT column holds.
 Id = Annotated[int, Field(ge=1, le=INT64)]
+# A count stored in a 32-bit column (stock, usage limits): larger is a 422 naming the field.
+INT32 = 2**31 - 1
 
 
 def unstorable(value: Any, int_max: int = INT64) -> str | None:

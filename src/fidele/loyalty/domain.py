@@ -250,9 +250,19 @@ def expiring_buckets(lots: Sequence[tuple[int, datetime]], now: datetime) -> dic
 AGE_BUCKETS = ((30, "0-30"), (90, "31-90"), (180, "91-180"), (365, "181-365"))
 
 
+OLDEST_BUCKET = "365+"
+
+
 def age_bucket(earned_at: datetime, now: datetime) -> str:
     age = (now - earned_at).days
-    return next((name for limit, name in AGE_BUCKETS if age <= limit), "365+")
+    return next((name for limit, name in AGE_BUCKETS if age <= limit), OLDEST_BUCKET)
+
+
+def age_bucket_starts(now: datetime) -> list[tuple[str, datetime]]:
+    """:func:`age_bucket` as bounds a query can compare with, youngest bucket first: a lot
+    earned after the bound is in that bucket or a younger one (``(now - earned_at).days <=
+    limit`` exactly when ``earned_at > now - (limit + 1) days``)."""
+    return [(name, now - timedelta(days=limit + 1)) for limit, name in AGE_BUCKETS]
 
 
 def money_value(points: int, point_value: int) -> int:

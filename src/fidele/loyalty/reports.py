@@ -59,11 +59,12 @@ def liability(session: Session, programme_id: int, now: datetime) -> dict[str, A
     s = members.scale_at(session, programme_id).settings
     by_age: dict[str, int] = defaultdict(int)
     by_merchant: dict[int, int] = defaultdict(int)
-    for lot in LoyaltyRepository(session).live_lots():
-        if lot.programme_id != programme_id:
-            continue
-        by_age[domain.age_bucket(lot.earned_at, now)] += lot.remaining
-        by_merchant[lot.merchant_id] += lot.remaining
+    starts = domain.age_bucket_starts(now)
+    for merchant_id, bucket, points in LoyaltyRepository(session).live_points(
+        programme_id, starts, domain.OLDEST_BUCKET
+    ):
+        by_age[bucket] += points
+        by_merchant[merchant_id] += points
     total = sum(by_age.values())
     return {
         "currency": s.currency,

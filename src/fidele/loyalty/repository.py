@@ -11,6 +11,7 @@ from sqlalchemy import (
     String,
     and_,
     bindparam,
+    case,
     cast,
     delete,
     func,
@@ -224,8 +225,20 @@ class LoyaltyRepository(RepositoryBase[Member]):
         points, spent, orders = self.session.execute(stmt).one()
         return {"points": int(points), "spent": int(spent), "orders": int(orders)}
 
-    def live_lots(self) -> Sequence[Lot]:
-        return self.session.execute(select(Lot).where(Lot.remaining > 0)).scalars().all()
+    def live_points(
+        self, programme_id: int, bucket_starts: Sequence[tuple[str, datetime]], oldest: str
+    ) -> list[tuple[int, str, int]]:
+        """``(merchant_id, age bucket, points)`` of the programme's lots with points left,
+        summed in the database (``bucket_starts``: :func:`domain.age_bucket_starts`). Loading
+        the lots took seconds on a 5,000-customer shop; the dashboard's overview reads this on
+        each view."""
+        bucket = case(*[(Lot.earned_at > at, name) for name, at in bucket_starts], else_=oldest)
+        stmt = (
+            select(Lot.merchant_id, bucket.label("bucket"), func.sum(Lot.remaining))
+            .where(Lot.programme_id == programme_id, Lot.remaining > 0)
+            .group_by(Lot.merchant_id, "bucket")
+        )
+        return [(int(m), str(b), int(p)) for m, b, p in self.session.execute(stmt).all()]
 
     # -- consumptions
     def lot_usage(self, lot_id: int) -> dict[str, int]:

@@ -6,6 +6,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from fidele.kit.schemas import (
+    INT32,
     Currency,
     Email,
     ExternalId,
@@ -30,8 +31,8 @@ class RewardIn(InputModel):
     points_cost: int = Field(gt=0, le=10**9)
     kind: RewardKind
     value: int = Field(0, ge=0, le=10**12)
-    stock: int | None = Field(None, ge=0)
-    per_customer_limit: int | None = Field(None, ge=1)
+    stock: int | None = Field(None, ge=0, le=INT32)
+    per_customer_limit: int | None = Field(None, ge=1, le=INT32)
     tiers: list[str] = Field(default_factory=list, max_length=20)
     members_only: bool = False
     starts_at: UtcDatetime | None = None

@@ -4,13 +4,14 @@ sending it."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from sqlalchemy.orm import Session
 
 from fidele.customers.models import Customer
 from fidele.errors import InvalidInput, NotFound
+from fidele.events.bus import load_handlers
 from fidele.messaging.domain import TRANSACTIONAL
 from fidele.messaging.models import Consent, MessagingProfile, Suppression
 from fidele.messaging.repository import (
@@ -20,6 +21,41 @@ from fidele.messaging.repository import (
 )
 
 SUPPRESSING = ("hard_bounce", "complaint", "soft_bounce")
+
+# (session, merchant id, customer id, now): told of every consent recorded, in its
+# transaction (segments re-evaluate the customer's consent rules within seconds).
+ConsentListener = Callable[[Session, int, int, datetime], None]
+_listeners: list[ConsentListener] = []
+
+
+def on_consent_changed(fn: ConsentListener) -> ConsentListener:
+    """Subscribe to consents being recorded (a domain's ``handlers`` module does it)."""
+    if fn not in _listeners:
+        _listeners.append(fn)
+    return fn
+
+
+# The topics the profile's ``email_marketing`` flag stands for (email channel).
+FLAG_TOPICS = ("newsletter", "lifecycle")
+
+
+def flag_rows(
+    merchant_id: int, customer_id: int, granted: bool, at: datetime, source: str
+) -> list[dict[str, object]]:
+    """The consent rows the ``email_marketing`` flag stands for, for a bulk writer that
+    dispatches no ``customer.upserted`` (the demo's build); the online path is the handler."""
+    return [
+        {
+            "merchant_id": merchant_id,
+            "customer_id": customer_id,
+            "topic": topic,
+            "channel": "email",
+            "granted": granted,
+            "at": at,
+            "source": source[:100],
+        }
+        for topic in FLAG_TOPICS
+    ]
 
 
 def customer_of(session: Session, merchant_id: int, customer_id: int) -> Customer:
@@ -95,6 +131,9 @@ def set_consent(
     row = repo.find(customer_id, topic, channel)
     assert row is not None
     session.refresh(row)
+    load_handlers()  # the subscribers live in other domains' handlers modules
+    for listener in _listeners:
+        listener(session, merchant_id, customer_id, now)
     return row
 
 

@@ -13,10 +13,8 @@ from fidele.events import domain as ev
 from fidele.events.bus import on_event
 from fidele.events.models import Event
 from fidele.messaging import conversions
-from fidele.messaging.consent import set_consent
+from fidele.messaging.consent import FLAG_TOPICS, set_consent
 from fidele.orders.models import Order
-
-FLAG_TOPICS = ("newsletter", "lifecycle")
 
 
 @on_event(ev.CUSTOMER_UPSERTED)

@@ -140,10 +140,10 @@ def update_template(
     now: datetime,
 ) -> MessageTemplate:
     row = get_template(session, merchant_id, template_id)
+    # a field left out or sent as null keeps its value
     merged = {
-        "variants": changes.get("variants", row.variants),
-        "strict": changes.get("strict", row.strict),
-        "variables": changes.get("variables", row.variables),
+        name: getattr(row, name) if changes.get(name) is None else changes[name]
+        for name in ("variants", "strict", "variables")
     }
     templates.check(merged["variants"], strict=merged["strict"], variables=merged["variables"])
     for name in ("topic", "channel", "strict", "variables", "variants"):

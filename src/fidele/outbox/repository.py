@@ -18,11 +18,12 @@ class OutboxRepository(RepositoryBase[OutboxMessage]):
 
     def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[OutboxMessage]:
         """Take up to ``limit`` due messages no other process holds, oldest first, until
-        ``now + lease``. On PostgreSQL ``FOR UPDATE SKIP LOCKED`` lets workers claim disjoint
+        ``now + lease``, in one statement (``UPDATE ... WHERE id IN (SELECT ... LIMIT)
+        RETURNING``). On PostgreSQL ``FOR UPDATE SKIP LOCKED`` lets workers claim disjoint
         batches at the same moment without waiting on each other; SQLite has one writer at a
-        time (``BEGIN IMMEDIATE``), so the select and the update are atomic there as they are."""
-        stmt = (
-            select(OutboxMessage)
+        time (``BEGIN IMMEDIATE``), so the statement is atomic there as it is."""
+        due = (
+            select(OutboxMessage.id)
             .where(
                 OutboxMessage.status == "pending",
                 OutboxMessage.next_attempt_at <= now,
@@ -32,9 +33,15 @@ class OutboxRepository(RepositoryBase[OutboxMessage]):
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-        claimed = list(self.session.execute(stmt).scalars())
-        self.renew([msg.id for msg in claimed], now + lease)
-        return claimed
+        stmt = (
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(due))
+            .values(locked_until=now + lease)
+            .returning(OutboxMessage)
+            .execution_options(synchronize_session=False)
+        )
+        claimed = self.session.scalars(stmt).all()
+        return sorted(claimed, key=lambda msg: (msg.next_attempt_at, msg.id))
 
     def renew(self, ids: list[int], until: datetime) -> None:
         if not ids:
@@ -46,27 +53,31 @@ class OutboxRepository(RepositoryBase[OutboxMessage]):
             .execution_options(synchronize_session=False)
         )
 
-    def mark_sent(self, sent: list[tuple[int, dict[str, Any]]], now: datetime) -> None:
-        """Mark ``(id, redacted payload)`` pairs sent, the payload replaced, in one statement
-        executed for every pair."""
-        if not sent:
-            return
+    def mark_sent(self, sent: list[tuple[int, dict[str, Any] | None]], now: datetime) -> None:
+        """Mark ``(id, redacted payload)`` pairs sent: those whose payload needs no redaction
+        (None) in one statement, the others in one statement executed for every pair, their
+        payload replaced."""
         table = OutboxMessage.__table__
-        stmt = (
-            update(table)
-            .where(table.c.id == bindparam("sent_id"), table.c.status == "pending")
-            .values(
-                status="sent",
-                sent_at=now,
-                attempts=table.c.attempts + 1,
-                locked_until=None,
-                last_error=None,
-                payload=bindparam("redacted"),
+        done = {
+            "status": "sent",
+            "sent_at": now,
+            "attempts": table.c.attempts + 1,
+            "locked_until": None,
+            "last_error": None,
+        }
+        kept = [i for i, payload in sent if payload is None]
+        if kept:
+            self.session.connection().execute(
+                update(table).where(table.c.id.in_(kept), table.c.status == "pending").values(done)
             )
-        )
-        self.session.connection().execute(
-            stmt, [{"sent_id": i, "redacted": payload} for i, payload in sent]
-        )
+        redacted = [{"sent_id": i, "redacted": p} for i, p in sent if p is not None]
+        if redacted:
+            stmt = (
+                update(table)
+                .where(table.c.id == bindparam("sent_id"), table.c.status == "pending")
+                .values({**done, "payload": bindparam("redacted")})
+            )
+            self.session.connection().execute(stmt, redacted)
 
     def mark_failed(
         self, message_id: int, *, attempts: int, error: str, dead: bool, retry_at: datetime

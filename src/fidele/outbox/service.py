@@ -1,7 +1,9 @@
 """Queue messages in the caller's transaction; deliver them later through pluggable senders.
 
 A sender for a channel is registered with :func:`sender`; it raises to signal a failed
-attempt (retried with backoff, then marked ``dead`` after ``MAX_ATTEMPTS``)."""
+attempt (retried with backoff, then marked ``dead`` after ``MAX_ATTEMPTS``). A channel may also
+register a :func:`preparer`, called once per claimed batch before its attempts, to read in one
+query what the batch's senders will need (the webhook channel warms its endpoint cache)."""
 
 from __future__ import annotations
 
@@ -13,8 +15,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from fidele.db.engine import READONLY
-from fidele.db.session import transaction
+from fidele.db.session import read_only, transaction
 from fidele.kit.plugins import load_everything
 from fidele.kit.repository import insert_or_twin
 from fidele.outbox.domain import MAX_ATTEMPTS, backoff, redact
@@ -24,6 +25,8 @@ from fidele.outbox.repository import OutboxRepository
 log = logging.getLogger("fidele.outbox")
 Sender = Callable[[Session, OutboxMessage], None]
 senders: dict[str, Sender] = {}
+Preparer = Callable[[Session, list[OutboxMessage]], None]
+preparers: dict[str, Preparer] = {}
 # A claim is short and renewed every LEASE / 3 while its attempt runs (DeliveryLoop): a message
 # claimed by a worker that died is attempted again by another within LEASE.
 LEASE = timedelta(seconds=15)
@@ -32,6 +35,14 @@ LEASE = timedelta(seconds=15)
 def sender(channel: str) -> Callable[[Sender], Sender]:
     def register(fn: Sender) -> Sender:
         senders[channel] = fn
+        return fn
+
+    return register
+
+
+def preparer(channel: str) -> Callable[[Preparer], Preparer]:
+    def register(fn: Preparer) -> Preparer:
+        preparers[channel] = fn
         return fn
 
     return register
@@ -81,9 +92,10 @@ def deliver_due(factory: sessionmaker[Session], now: datetime) -> int:
     concurrent loop of :mod:`fidele.outbox.delivery`). Each is claimed just before its attempt,
     as nothing renews the claims here. Returns how many were sent."""
     load_everything()  # every channel's sender, whatever this process imported before
+    reader = read_only(factory)
     sent = 0
     while claimed := claim_due(factory, now, 1):
-        sent += record(factory, [(claimed[0], attempt(factory, claimed[0]))], now)
+        sent += record(factory, [(claimed[0], attempt(reader, claimed[0]))], now)
     return sent
 
 
@@ -100,15 +112,34 @@ def renew_claims(factory: sessionmaker[Session], ids: list[int], now: datetime) 
         OutboxRepository(session).renew(ids, now + LEASE)
 
 
-def attempt(factory: sessionmaker[Session], msg: OutboxMessage) -> str | None:
+def prepare(reader: sessionmaker[Session], claimed: list[OutboxMessage]) -> None:
+    """Let each channel's :func:`preparer` read what its senders will need for ``claimed``,
+    in one read-only session. A failure is logged only: each sender reads for itself then."""
+    by_channel: dict[str, list[OutboxMessage]] = {}
+    for msg in claimed:
+        if msg.channel in preparers:
+            by_channel.setdefault(msg.channel, []).append(msg)
+    if not by_channel:
+        return
+    try:
+        with _reading(reader) as session:
+            for channel, msgs in by_channel.items():
+                preparers[channel](session, msgs)
+    except Exception:
+        log.exception("outbox preparation of %s messages failed", len(claimed))
+
+
+def attempt(reader: sessionmaker[Session], msg: OutboxMessage) -> str | None:
     """Run the channel's sender on a claimed message; the failure as text, or None when sent.
-    The sender reads what it needs in a read-only transaction: on SQLite it must not hold the
-    write lock through an HTTP call."""
+    ``reader`` is a :func:`~fidele.db.session.read_only` factory: the sender reads what it
+    needs, if anything (its cache may hold it all), in a transaction that only reads: on SQLite
+    it must not hold the write lock through an HTTP call. A session that runs no query takes
+    no connection."""
     send = senders.get(msg.channel)
     try:
         if send is None:
             raise LookupError(f"no sender for channel {msg.channel!r}")
-        with _reading(factory) as session:
+        with _reading(reader) as session:
             send(session, msg)
     except Exception as exc:  # any failure of a sender is a failed attempt, retried later
         return f"{type(exc).__name__}: {exc}"[:2000]
@@ -122,7 +153,8 @@ def record(factory: sessionmaker[Session], outcomes: list[Outcome], now: datetim
     deduplicate on the message id. Returns how many were sent."""
     # a sent message keeps only a redacted payload (no spendable code, no address), so a read
     # of the table after delivery leaks neither
-    sent = [(msg.id, redact(msg.payload)) for msg, error in outcomes if error is None]
+    # (None: nothing to redact, the payload stays as it is)
+    sent = [(msg.id, _redacted(msg.payload)) for msg, error in outcomes if error is None]
     with transaction(factory) as session:
         repo = OutboxRepository(session)
         repo.mark_sent(sent, now)
@@ -130,6 +162,11 @@ def record(factory: sessionmaker[Session], outcomes: list[Outcome], now: datetim
             if error is not None:
                 _failed(repo, msg, error, now)
     return len(sent)
+
+
+def _redacted(payload: dict[str, Any]) -> dict[str, Any] | None:
+    redacted = redact(payload)
+    return None if redacted == payload else redacted
 
 
 def _failed(repo: OutboxRepository, msg: OutboxMessage, error: str, now: datetime) -> None:
@@ -141,14 +178,12 @@ def _failed(repo: OutboxRepository, msg: OutboxMessage, error: str, now: datetim
 
 
 @contextmanager
-def _reading(factory: sessionmaker[Session]) -> Iterator[Session]:
-    session = factory()
+def _reading(reader: sessionmaker[Session]) -> Iterator[Session]:
+    session = reader()
     try:
-        session.connection(execution_options={READONLY: True})
         yield session
     finally:
-        session.rollback()
-        session.close()
+        session.close()  # rolls back what it read, if it read anything
 
 
 def purge_finished(session: Session, now: datetime, retention: timedelta) -> int:

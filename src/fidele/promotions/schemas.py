@@ -5,6 +5,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from fidele.kit.schemas import (
+    INT32,
     Currency,
     Email,
     ExternalId,
@@ -49,8 +50,8 @@ class _OfferIn(InputModel):
 
 class CouponIn(_OfferIn):
     code: str | None = Field(None, min_length=3, max_length=40)
-    usage_limit: int | None = Field(None, ge=1)
-    per_customer_limit: int | None = Field(None, ge=1)
+    usage_limit: int | None = Field(None, ge=1, le=INT32)
+    per_customer_limit: int | None = Field(None, ge=1, le=INT32)
 
     schema_rules = (
         *_OfferIn.schema_rules,
@@ -66,8 +67,10 @@ class CouponIn(_OfferIn):
 
 class BatchIn(_OfferIn):
     count: int = Field(ge=1, le=10_000)
-    usage_limit: int = Field(1, ge=1, description="uses of each code (single-use by default)")
-    per_customer_limit: int | None = Field(None, ge=1)
+    usage_limit: int = Field(
+        1, ge=1, le=INT32, description="uses of each code (single-use by default)"
+    )
+    per_customer_limit: int | None = Field(None, ge=1, le=INT32)
 
 
 class PromotionIn(_OfferIn):

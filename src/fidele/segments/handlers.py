@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from fidele.events import domain as ev
 from fidele.events.bus import on_event, on_merchant_created
 from fidele.events.models import Event
+from fidele.messaging.consent import on_consent_changed
 from fidele.segments import membership, service
 from fidele.segments.repository import DirtyRepository
 from fidele.tenancy.models import Merchant
@@ -45,3 +46,12 @@ def mark_dirty(session: Session, event: Event, now: datetime) -> None:
 @on_merchant_created
 def install_builtins(session: Session, merchant: Merchant, now: datetime) -> None:
     service.ensure_builtins(session, merchant.id, now)
+
+
+@on_consent_changed
+def consent_changed(session: Session, merchant_id: int, customer_id: int, now: datetime) -> None:
+    """A consent given or withdrawn (API, unsubscribe link, preference page, a journey's
+    goodbye) reaches the consent rules within seconds, like an event would."""
+    membership.mark_changed(
+        session, merchant_id=merchant_id, customer_id=customer_id, kinds={"consent"}, now=now
+    )

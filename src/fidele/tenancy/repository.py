@@ -21,6 +21,9 @@ class MerchantRepository(RepositoryBase[Merchant]):
     def list_all(self) -> Sequence[Merchant]:
         return self.all(select(Merchant).order_by(Merchant.id))
 
+    def by_ids(self, ids: Sequence[int]) -> Sequence[Merchant]:
+        return self.all(select(Merchant).where(Merchant.id.in_(ids)))
+
 
 class ApiKeyRepository(RepositoryBase[ApiKey]):
     model = ApiKey

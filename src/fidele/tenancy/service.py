@@ -89,6 +89,17 @@ def merchant_webhook_secret(merchant: Merchant, server_secret: str) -> str:
     return domain.webhook_secret(server_secret, merchant.id, merchant.webhook_salt)
 
 
+def webhook_secrets(
+    session: Session, merchant_ids: Sequence[int], server_secret: str
+) -> dict[int, str]:
+    """The webhook secrets of several merchants in one query (the outbox signs a batch of
+    deliveries at a time); merchants that do not exist are absent."""
+    return {
+        m.id: merchant_webhook_secret(m, server_secret)
+        for m in MerchantRepository(session).by_ids(merchant_ids)
+    }
+
+
 def get_merchant(session: Session, merchant_id: int) -> Merchant:
     merchant = MerchantRepository(session).get(merchant_id)
     if merchant is None:

@@ -7,6 +7,10 @@ Orders (one order may span several rows; its rows must be contiguous):
   order columns: ``id, customer_id, placed_at, currency, shipping, discounts, tax, total,
   email, channel``. Money in integer minor units; times ISO 8601 with a zone.
 - ``shopify``: Shopify's order export CSV (one row per line item, order columns on the first).
+  ``Financial Status`` pending/authorized/partially_paid/expired/voided imports the order as
+  unpaid (it earns when paid), ``Paid at`` is when it was paid; ``Cancelled at`` (or a voided
+  or expired payment) cancels it and ``Refunded Amount`` refunds that amount, both through the
+  orders service after the order is written (``shopify_followups``).
 - ``woocommerce``: the WooCommerce order export CSV (``order_id``, ``order_date``,
   ``line_item_1``... as ``name:..|product_id:..|quantity:..|total:..``).
 
@@ -128,6 +132,7 @@ def shopify_order(rows: Sequence[Row], tz: ZoneInfo | None = None) -> Row:
     amounts = order_amounts(parts.pop("lines"), total=total, prices_include_tax=included, **parts)
     email = str(first.get("Email") or "").strip().lower()
     name = str(first["Name"]).strip()
+    paid = _shopify_financial(first) in SHOPIFY_PAID
     return {
         "id": name,
         "customer_id": email or f"guest-{name.lstrip('#')}",
@@ -136,9 +141,40 @@ def shopify_order(rows: Sequence[Row], tz: ZoneInfo | None = None) -> Row:
         "lines": lines,
         **amounts,
         "prices_include_tax": included,
+        "payment_status": "paid" if paid else "pending",
+        **({"paid_at": _time(first["Paid at"], tz)} if paid and _present(first, "Paid at") else {}),
         "channel": "shopify",
         **({"email": email} if email else {}),
     }
+
+
+# Shopify's financial statuses (Order.financialStatus): a blank one (older exports) is paid.
+SHOPIFY_PAID = frozenset({"", "paid", "partially_refunded", "refunded"})
+SHOPIFY_VOID = frozenset({"voided", "expired"})  # the payment never happened: cancelled
+
+
+def _present(row: Row, col: str) -> bool:
+    return not _blank(row.get(col))
+
+
+def _shopify_financial(row: Row) -> str:
+    return str(row.get("Financial Status") or "").strip().lower().replace(" ", "_")
+
+
+def shopify_followups(rows: Sequence[Row], tz: ZoneInfo | None = None) -> list[Row]:
+    """What happened to an exported order after it was placed, as the orders API's bodies:
+    ``{"status": "cancelled", "occurred_at"}`` and ``{"refund": {"id", "amount"}}``. A
+    cancelled order's refund is its cancellation (it reverses the whole order)."""
+    first = rows[0]
+    name = str(first["Name"]).strip()
+    if _present(first, "Cancelled at") or _shopify_financial(first) in SHOPIFY_VOID:
+        at = first.get("Cancelled at") if _present(first, "Cancelled at") else None
+        return [{"status": "cancelled", "occurred_at": _time(at, tz) if at else None}]
+    currency = str(first.get("Currency") or "").strip().upper()
+    refunded = _money(first, "Refunded Amount", currency)
+    if refunded > 0:  # the export has no refund date: it is booked as of the import
+        return [{"refund": {"id": f"export-{name}", "amount": refunded}}]
+    return []
 
 
 def _woo_item(text: str, currency: str) -> Row:

@@ -26,7 +26,8 @@ from fidele.errors import FideleError, InvalidInput
 from fidele.ingest.importers import bulk, formats
 from fidele.ingest.importers.reader import Group, batches, columns
 from fidele.kit.clock import Clock
-from fidele.orders.schemas import OrderIn
+from fidele.orders import service as orders_service
+from fidele.orders.schemas import OrderIn, RefundIn, StatusIn
 from fidele.tenancy.service import Caller
 
 Progress = Callable[[int], None]  # called with the number of records done in a batch
@@ -157,10 +158,43 @@ def _orders_batch(
             continue
         valid[order.id] = (order, group)
     written = bulk.write_orders(session, caller, [o for o, _ in valid.values()], clock.now())
+    if fmt == "shopify":
+        for order_id in [*written.created, *written.unchanged]:
+            try:
+                with session.begin_nested():
+                    _follow_up(session, caller, order_id, valid[order_id][1], tz, clock)
+            except (ValidationError, FideleError, ValueError) as exc:
+                for done in (written.created, written.unchanged):
+                    if order_id in done:
+                        done.remove(order_id)
+                written.conflicts[order_id] = f"order written, its later state not: {exc}"
     summary.created += len(written.created)
     summary.unchanged += len(written.unchanged)
     for order_id, reason in written.conflicts.items():
         _reject(summary, rejects, valid[order_id][1], reason)
+
+
+def _follow_up(
+    session: Session,
+    caller: Caller,
+    order_id: str,
+    group: Group,
+    tz: ZoneInfo | None,
+    clock: Clock,
+) -> None:
+    """Apply what the export says happened after the order (cancelled, refunded) through the
+    orders service, as the API would. Both are idempotent (a status already reached, a refund
+    by its id), so importing the same file again changes nothing and finishes what a failed
+    run left undone."""
+    for step in formats.shopify_followups(group.rows, tz):
+        if "refund" in step:
+            refund = RefundIn.model_validate(step["refund"])
+            orders_service.refund(session, caller, order_id, refund, clock.now(), source="import")
+        else:
+            status = StatusIn.model_validate(step)
+            orders_service.set_status(
+                session, caller, order_id, status, clock.now(), source="import"
+            )
 
 
 def _customers_batch(

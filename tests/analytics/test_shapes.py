@@ -1,0 +1,190 @@
+"""The same shop exported in the shapes shops use (row order, id type, date or date-time,
+CSV or Parquet) gives the same results, to the bit: the installed ``fidele analytics clv``
+(a subprocess, as a user runs it) on every shape, and the summary's grouping paths (packed
+integer ids, hashed string ids untangled when hashes collide, the general group-by) against
+each other."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from fidele.analytics import _runs
+from fidele.analytics.files import read_transactions
+from fidele.analytics.generate import simulate_bgnbd_gg
+from fidele.analytics.summary import summary
+from fidele.errors import InvalidInput
+
+FIDELE = str(Path(sys.executable).parent / "fidele")
+END = date(2025, 12, 30)
+
+
+@pytest.fixture(scope="module")
+def shop() -> pl.DataFrame:
+    """1,500 customers over two years, sorted by customer then time (the generator's order)."""
+    return simulate_bgnbd_gg(1500, start=date(2024, 1, 1), seed=5)
+
+
+def _shape(shop: pl.DataFrame, order: str, ids: str, dates: str) -> pl.DataFrame:
+    frame = {
+        "customer": shop,
+        "time": shop.sort("date"),
+        "shuffled": shop.sample(fraction=1.0, shuffle=True, seed=3),
+    }[order]
+    if ids == "integer":
+        frame = frame.with_columns(pl.col("customer_id").str.slice(1).cast(pl.Int64))
+    if dates == "date":
+        frame = frame.with_columns(pl.col("date").dt.date())
+    return frame
+
+
+SHAPES = [
+    (order, ids, dates, fmt)
+    for order in ("customer", "time", "shuffled")
+    for ids in ("string", "integer")
+    for dates in ("datetime", "date")
+    for fmt in ("parquet", "csv")
+]
+
+
+def _clv(path: Path, out: Path) -> tuple[dict, pl.DataFrame]:
+    result = subprocess.run(
+        [FIDELE, "analytics", "clv", "--orders", str(path), "--observation-end", str(END)]
+        + ["--json", "--format", "parquet", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    scores = pl.read_parquet(out)
+    if scores.schema["customer_id"].is_integer():  # "c0000042" and 42 name the same customer
+        scores = scores.with_columns(
+            pl.format("c{}", pl.col("customer_id").cast(pl.Utf8).str.zfill(7)).alias("customer_id")
+        )
+    return {m: report[m] for m in ("bgnbd", "gamma_gamma")}, scores
+
+
+def test_clv_is_identical_on_every_shape_of_the_same_shop(shop, tmp_path):
+    want_report, want_scores = None, None
+    for order, ids, dates, fmt in SHAPES:
+        path = tmp_path / f"{order}_{ids}_{dates}.{fmt}"
+        frame = _shape(shop, order, ids, dates)
+        frame.write_parquet(path) if fmt == "parquet" else frame.write_csv(path)
+        report, scores = _clv(path, tmp_path / "scores.parquet")
+        if want_report is None:
+            want_report, want_scores = report, scores
+            assert scores.height == shop["customer_id"].n_unique()
+            continue
+        for model in want_report:  # timings aside, the fitted models to the bit
+            assert report[model] == want_report[model], (order, ids, dates, fmt)
+        assert scores.equals(want_scores), (order, ids, dates, fmt)
+
+
+def _summary(frame: pl.DataFrame) -> pl.DataFrame:
+    return summary(frame, observation_end=END, time_unit="weeks")
+
+
+@pytest.mark.parametrize("hash_bits", [64, 3, 1])
+@pytest.mark.parametrize("ids", ["string", "13-digit"])
+def test_hashed_ids_in_any_order_and_colliding_hashes(shop, monkeypatch, hash_bits, ids):
+    """String ids, and integer ids too widely spread to be packed as they are (13-digit shop
+    ids), go by their hash. With 3 or 1 bits of it most customers share a hash with others:
+    their rows are untangled by id, and the result is still the sorted file's."""
+    if ids == "13-digit":
+        number = pl.col("customer_id").str.slice(1).cast(pl.Int64)
+        shop = shop.with_columns((6_789_012_345_678 + number * 1_000_003).alias("customer_id"))
+    want = _summary(shop)
+    monkeypatch.setattr(_runs, "_HASH_BITS", hash_bits)
+    called = []
+    general = _runs._grouped_rows
+    monkeypatch.setattr(_runs, "_grouped_rows", lambda *a: called.append(1) or general(*a))
+    for order in ("time", "shuffled"):
+        assert _summary(_shape(shop, order, "as is", "datetime")).equals(want)
+    assert not called  # the packed path did the work
+
+
+def test_float_amounts_are_summed_in_the_files_order_as_before(shop, monkeypatch):
+    """Within a customer and day the rows keep the file's order, so float sums are those of
+    the general group-by (which keeps it too), to the bit, whatever the ids."""
+    rng = np.random.default_rng(9)
+    frame = shop.sample(fraction=1.0, shuffle=True, seed=4).with_columns(
+        pl.Series("amount", rng.gamma(2.0, 17.3, shop.height))
+    )
+    shapes = [frame, frame.with_columns(pl.col("customer_id").str.slice(1).cast(pl.Int64))]
+    got = [_summary(shape) for shape in shapes]
+    monkeypatch.setattr(_runs, "_pack", lambda *a: None)  # the general group-by
+    for shape, result in zip(shapes, got, strict=True):
+        assert result.equals(_summary(shape))
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [
+        pl.Series("customer_id", [-(2**62), 5, 2**62, 5, -(2**62), 7], dtype=pl.Int64),  # wide
+        pl.Series("customer_id", [3, 1, 2, 1, 3, 2], dtype=pl.UInt8),
+        pl.Series("customer_id", [2**64 - 1, 0, 2**64 - 1, 7, 0, 7], dtype=pl.UInt64),
+        pl.Series("customer_id", ["b", None, "a", None, "b", "a"]),  # a null customer
+    ],
+)
+def test_unusual_ids_give_the_general_group_bys_result(ids, monkeypatch):
+    frame = pl.DataFrame(
+        {
+            "customer_id": ids,
+            "date": [date(2025, 1, d) for d in (5, 1, 3, 2, 4, 6)],
+            "amount": [10, 20, 30, 40, 50, 60],
+        }
+    )
+    got = _summary(frame)
+    monkeypatch.setattr(_runs, "_pack", lambda *a: None)
+    assert got.equals(_summary(frame))
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["2025-01-02T23:59:59.123456+0000", None, "2025-01-01T00:00:00.000001+0000"],
+        ["2025-01-02T23:59:59Z", "2025-01-01T00:00:00Z"],
+        ["2025-01-02T23:59:59+00:00", "2025-01-01T00:00:00+00:00"],
+        ["2025-01-02 23:59:59", "2025-01-01 00:00:00"],
+        [None, "2025-01-02", "2024-02-29"],
+        ["2025-01-02T23:30:00+0100", "2025-01-01T00:30:00+0100"],  # offsets: the full parse
+        ["2025-01-02T23:30:00-0500", "2025-01-01T20:30:00+0500"],
+        ["2025-01-02T10:00:00", "2025-01-01T23:00:00-0800"],  # the first value has none
+        ["2025-01-02T10:00:00.1234", "2025-01-01T23:00:00-0800"],  # ... of the same length
+        ["2025-01-02T23:59:59.5+0000", "2025-01-01T00:00:00.25+0000"],  # ragged fractions
+    ],
+)
+def test_text_dates_give_the_utc_day_of_the_full_parse(values, tmp_path):
+    path = tmp_path / "orders.csv"
+    frame = pl.DataFrame({"customer_id": ["a"] * len(values), "date": values})
+    frame.with_columns(amount=pl.lit(1)).write_csv(path)
+    names = dict(customer_col="customer_id", date_col="date", amount_col=None)
+    try:
+        want = frame.select(pl.col("date").str.to_datetime(time_zone="UTC").dt.date())
+    except pl.exceptions.PolarsError:  # polars refuses the file: so do we, naming the column
+        with pytest.raises(InvalidInput, match="'date'"):
+            read_transactions(path, **names)
+        return
+    got = read_transactions(path, **names).select(pl.col("date").dt.date()).collect()
+    assert got.equals(want)
+
+
+def test_an_invalid_date_is_refused_naming_the_column(tmp_path):
+    path = tmp_path / "orders.csv"
+    path.write_text("customer_id,date,amount\na,2025-01-01,1\nb,2025-02-30,2\n")
+    result = subprocess.run(
+        [FIDELE, "analytics", "summary", "--orders", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "'date'" in result.stderr
