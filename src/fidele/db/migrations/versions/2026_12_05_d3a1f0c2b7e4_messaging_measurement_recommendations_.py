@@ -1,7 +1,7 @@
 """messaging measurement: recommendations, tracking, conversions, broadcasts
 
 Revision ID: d3a1f0c2b7e4
-Revises: 908691ea167c
+Revises: d45b0a4d1e17
 Create Date: 2026-12-05 00:06:00.817217
 """
 
@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql
 import fidele.kit.types
 
 revision: str = "d3a1f0c2b7e4"
-down_revision: str | None = "908691ea167c"  # flows (merged); main was 7ea55b361597
+down_revision: str | None = "d45b0a4d1e17"  # dashboard, after flows
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
