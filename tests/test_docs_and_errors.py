@@ -15,7 +15,7 @@ SIGNED_WEBHOOKS = {
     # the customer's signed unsubscribe link (RFC 8058): the token is the authority
     "/v1/messages/unsubscribe/{token}",
 }
-PUBLIC = {"/", "/healthz"}
+PUBLIC = {"/", "/healthz", "/v1/t/o/{token}", "/v1/t/c/{token}"}  # tracking: signed tokens
 
 
 @pytest.mark.parametrize(

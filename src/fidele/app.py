@@ -52,8 +52,9 @@ ROUTERS = (
     "fidele.analytics.api",
     "fidele.dashboard.routes",  # the back office's pages (HTML, not in the OpenAPI document)
     "fidele.messaging.api",
-    "fidele.campaigns.api",
+    "fidele.messaging.measure_api",
     "fidele.segments.api",
+    "fidele.campaigns.api",
 )
 
 
@@ -441,6 +442,19 @@ def _mount_dashboard_assets(app: FastAPI) -> None:
     app.mount("/assets", StaticFiles(directory=STATIC), name="dashboard-assets")
 
 
+def _document_body_limit(document: dict[str, Any]) -> None:
+    """Every operation that takes a body may answer 413: the limit is on bytes
+    (``FIDELE_MAX_BODY_BYTES``), which no JSON Schema of the body can express."""
+    too_large = {
+        "description": "The request body is over the server's limit (FIDELE_MAX_BODY_BYTES, "
+        "1 MiB by default): payload_too_large."
+    }
+    for item in document.get("paths", {}).values():
+        for operation in item.values():
+            if isinstance(operation, dict) and "requestBody" in operation:
+                operation.setdefault("responses", {}).setdefault("413", too_large)
+
+
 def _define_storable_json(app: FastAPI) -> None:
     """Add to the OpenAPI document the (recursive) schema of free-form JSON values, which the
     request models' schemas refer to (``fidele.kit.schemas.STORABLE_JSON``)."""
@@ -448,8 +462,10 @@ def _define_storable_json(app: FastAPI) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            schemas = generate().setdefault("components", {}).setdefault("schemas", {})
+            document = generate()
+            schemas = document.setdefault("components", {}).setdefault("schemas", {})
             schemas[STORABLE_JSON] = STORABLE_JSON_SCHEMA
+            _document_body_limit(document)
         return app.openapi_schema or generate()
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,1 @@
+"""Messages: templates, consent, caps, delivery, tracking and measurement."""

@@ -40,7 +40,7 @@ from fidele.db.session import read_only, transaction
 from fidele.kit.clock import Clock
 from fidele.kit.types import UTCDateTime
 from fidele.messaging import context as contexts
-from fidele.messaging import domain, templates
+from fidele.messaging import domain, templates, tracking
 from fidele.messaging.consent import address_of
 from fidele.messaging.models import MessageSend
 from fidele.messaging.repository import BatchRepository, PolicyRepository, SendRepository
@@ -234,6 +234,15 @@ def _render(
         html, text = _visible_unsubscribe(html, text, links["unsubscribe"], rendered.locale)
         headers["List-Unsubscribe"] = f"<{links['unsubscribe']}>"
         headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    if row.channel == "email" and html is not None:  # open pixel, signed click redirects
+        html = tracking.instrument_html(
+            html,
+            public_url=settings.public_url,
+            secret=settings.secret_key,
+            merchant_id=row.merchant_id,
+            customer_id=customer.id,
+            send_id=row.id,
+        )
     payload: dict[str, Any] = {}
     if row.channel != "email":
         from fidele.tenancy import service as tenancy

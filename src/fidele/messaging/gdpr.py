@@ -62,3 +62,6 @@ def erase_messaging(session: Session, erasure: Erasure) -> None:
         if found is not None:
             session.delete(found)
     session.flush()
+
+
+from fidele.messaging import measure_gdpr  # noqa: E402, F401  (opens, clicks, conversions)

@@ -12,7 +12,9 @@ from sqlalchemy.orm import Session
 from fidele.events import domain as ev
 from fidele.events.bus import on_event
 from fidele.events.models import Event
+from fidele.messaging import conversions
 from fidele.messaging.consent import FLAG_TOPICS, set_consent
+from fidele.orders.models import Order
 
 
 @on_event(ev.CUSTOMER_UPSERTED)
@@ -32,3 +34,11 @@ def sync_email_marketing(session: Session, event: Event, now: datetime) -> None:
             source=change.get("source") or "email_marketing",
             now=at,
         )
+
+
+@on_event(ev.ORDER_PLACED)
+def attribute_conversion(session: Session, event: Event, now: datetime) -> None:
+    """Credit the order to the message the customer last clicked or opened, if any."""
+    order = None if event.order_id is None else session.get(Order, event.order_id)
+    if order is not None:
+        conversions.attribute(session, order)

@@ -179,3 +179,6 @@ class MessageSend(IdMixin, Base):
     delivered_at: Mapped[datetime | None] = mapped_column(default=None)
     bounced_at: Mapped[datetime | None] = mapped_column(default=None)
     complained_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+from fidele.messaging.measure_models import *  # noqa: E402, F403  (measurement tables)

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from fidele.customers.models import Customer
 from fidele.errors import NotFound
-from fidele.messaging import domain, templates
+from fidele.messaging import domain, measurement, templates
 from fidele.messaging.consent import (
     address_of,
     complaint_open,
@@ -267,7 +267,10 @@ def send(
     reason = ineligible(session, customer, topic, channel, policy)
     if reason is not None:
         return write("skipped", reason)
-    if hold_out:
+    if hold_out or (
+        topic != domain.TRANSACTIONAL
+        and measurement.programme_held_out(session, merchant_id, customer.id)
+    ):
         return write("held_out", None)
     if topic != domain.TRANSACTIONAL:
         tz = domain.zone(customer.timezone, policy.timezone)

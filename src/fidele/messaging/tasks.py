@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from fidele.messaging import delivery
+from fidele.messaging import broadcasts, delivery, recommendations
 from fidele.worker.registry import job
 
 
@@ -24,6 +24,19 @@ def deliver(factory: sessionmaker[Session], now: datetime) -> int:
 def expire_claims(session: Session, now: datetime) -> int:
     """Record as ``unknown`` the messages a dead worker left ``sending`` (never resent)."""
     return delivery.expire_claims(session, now)
+
+
+@job("messaging.broadcasts", every=timedelta(minutes=1), standalone=True)
+def run_broadcasts(factory: sessionmaker[Session], now: datetime) -> int:
+    """Start due broadcasts (freeze their audience), pick automatic A/B winners and decide due
+    recipients through messaging.send, batch after batch."""
+    return broadcasts.run(factory, now)
+
+
+@job("messaging.recommendations", every=timedelta(hours=6))
+def refresh_recommendations(session: Session, now: datetime) -> int:
+    """Recompute "bought together" for every merchant whose orders changed since last time."""
+    return recommendations.refresh_due(session, now)
 
 
 class _Since:
