@@ -178,6 +178,25 @@ class ProfileRepository(RepositoryBase[MessagingProfile]):
             .execution_options(populate_existing=True)
         ).scalar_one()
 
+    def lock_many(self, customers: Sequence[tuple[int, int]], now: datetime) -> None:
+        """``lock`` for many customers ((merchant id, customer id) pairs) in two statements:
+        the missing rows created, then all locked in customer id order (two batches locking
+        overlapping customers cannot deadlock each other)."""
+        if not customers:
+            return
+        ordered = sorted(set(customers), key=lambda mc: mc[1])
+        insert = dialect_insert(self.session)
+        self.session.execute(
+            insert(MessagingProfile).on_conflict_do_nothing(index_elements=["customer_id"]),
+            [{"customer_id": c, "merchant_id": m, "updated_at": now} for m, c in ordered],
+        )
+        self.session.execute(
+            select(MessagingProfile.customer_id)
+            .where(MessagingProfile.customer_id.in_([c for _, c in ordered]))
+            .order_by(MessagingProfile.customer_id)
+            .with_for_update()
+        ).all()
+
     def complaint_open(self, customer_id: int) -> bool:
         return bool(
             self.session.execute(
@@ -208,6 +227,51 @@ class SendRepository(RepositoryBase[MessageSend]):
             .returning(MessageSend.id)
         )
         return result.scalar_one_or_none()
+
+    def ids_by_key(self, merchant_ids: set[int], keys: set[str]) -> dict[tuple[int, str], int]:
+        """(merchant id, key) -> ledger row id, for the rows that exist (one query)."""
+        if not keys:
+            return {}
+        rows = self.session.execute(
+            select(MessageSend.merchant_id, MessageSend.key, MessageSend.id).where(
+                MessageSend.merchant_id.in_(merchant_ids), MessageSend.key.in_(keys)
+            )
+        )
+        return {(m, k): i for m, k, i in rows}
+
+    def insert_many(self, rows: Sequence[dict[str, Any]]) -> dict[tuple[int, str], int]:
+        """Insert ledger rows in one batched statement; (merchant id, key) -> id of the rows
+        written (a row whose key a concurrent transaction committed first is left out)."""
+        if not rows:
+            return {}
+        insert = dialect_insert(self.session)
+        result = self.session.execute(
+            insert(MessageSend.__table__)
+            .on_conflict_do_nothing(index_elements=["merchant_id", "key"])
+            .returning(MessageSend.merchant_id, MessageSend.key, MessageSend.id),
+            list(rows),
+        )
+        return {(m, k): i for m, k, i in result}
+
+    def counted_times_many(
+        self, customer_ids: set[int], since: datetime
+    ) -> dict[tuple[int, str], list[datetime]]:
+        """``counted_times`` of many customers on every channel in one query:
+        (customer id, channel) -> times."""
+        found: dict[tuple[int, str], list[datetime]] = {}
+        if not customer_ids:
+            return found
+        rows = self.session.execute(
+            select(MessageSend.customer_id, MessageSend.channel, MessageSend.created_at).where(
+                MessageSend.customer_id.in_(customer_ids),
+                MessageSend.created_at > since,
+                MessageSend.topic != "transactional",
+                MessageSend.status.in_(COUNTED),
+            )
+        )
+        for c, ch, at in rows:
+            found.setdefault((c, ch), []).append(at)
+        return found
 
     def counted_times(self, customer_id: int, channel: str, since: datetime) -> list[datetime]:
         """When the customer's non-transactional messages on ``channel`` that take a cap slot
@@ -373,6 +437,16 @@ class BatchRepository:
             )
         )
         return set(rows.scalars())
+
+    def templates_by_name(
+        self, merchant_ids: set[int], names: set[str]
+    ) -> dict[tuple[int, str], MessageTemplate]:
+        rows = self.session.execute(
+            select(MessageTemplate).where(
+                MessageTemplate.merchant_id.in_(merchant_ids), MessageTemplate.name.in_(names)
+            )
+        )
+        return {(t.merchant_id, t.name): t for t in rows.scalars()}
 
     def policies(self, merchant_ids: set[int]) -> dict[int, MessagingPolicy]:
         rows = self.session.execute(
