@@ -27,6 +27,8 @@ log = logging.getLogger("fidele.flows")
 MAX_STEPS_PER_PASS = 50  # a loop of instant steps (a condition jumping back) stops here
 MAX_ATTEMPTS = 5
 BATCH = 200
+# session.info key: the history rows of the batch being advanced, written in one statement
+_HISTORY = "fidele.flows.history"
 
 _cache: OrderedDict[str, FlowDefinition] = OrderedDict()
 
@@ -146,19 +148,22 @@ def _log(
     reason: str | None = None,
     detail: dict[str, Any] | None = None,
 ) -> None:
-    session.add(
-        EnrollmentStep(
-            merchant_id=enr.merchant_id,
-            enrollment_id=enr.id,
-            customer_id=enr.customer_id,
-            at=now,
-            step=enr.step,
-            kind=kind,
-            outcome=outcome,
-            reason=None if reason is None else reason[:200],
-            detail=detail or {},
-        )
-    )
+    row = {
+        "merchant_id": enr.merchant_id,
+        "enrollment_id": enr.id,
+        "customer_id": enr.customer_id,
+        "at": now,
+        "step": enr.step,
+        "kind": kind,
+        "outcome": outcome,
+        "reason": None if reason is None else reason[:200],
+        "detail": detail or {},
+    }
+    buffered = session.info.get(_HISTORY)
+    if buffered is not None:
+        buffered.append(row)
+    else:
+        session.add(EnrollmentStep(**row))
 
 
 # --- advancing ---------------------------------------------------------------------------
@@ -183,14 +188,21 @@ def advance_batch(session: Session, claimed: Sequence[Enrollment], now: datetime
     so the failure is retried later alone and the others go on. The sends of the
     enrollments due on a send step are decided first, together (``messaging.send_many``: a
     handful of statements for the batch instead of ~14 per message), then every enrollment
-    runs its steps in order, the already decided send taking its outcome."""
+    runs its steps in order, the already decided send taking its outcome. The batch's
+    history rows are written together at its end."""
     definitions: dict[tuple[int, int], FlowDefinition] = {}
     try:
         with session.begin_nested():
-            decided = _decide_sends(session, claimed, now, definitions)
-            for enr in claimed:
-                _run(session, enr, now, definitions, decided)
+            session.info[_HISTORY] = history = []
+            try:
+                decided = _decide_sends(session, claimed, now, definitions)
+                for enr in claimed:
+                    _run(session, enr, now, definitions, decided)
+            finally:
+                session.info.pop(_HISTORY, None)
+            FlowRepository(session).add_history(history)
     except Exception:
+        log.warning("batch of %d enrollments failed, again one by one", len(claimed), exc_info=True)
         for enr in claimed:
             advance(session, enr, now, definitions)
 

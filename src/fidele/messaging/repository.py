@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from fidele.kit.repository import RepositoryBase, dialect_insert
+from fidele.kit.repository import RepositoryBase, bulk_insert, dialect_insert, in_
 from fidele.messaging.models import (
     Consent,
     MessageSend,
@@ -185,14 +185,15 @@ class ProfileRepository(RepositoryBase[MessagingProfile]):
         if not customers:
             return
         ordered = sorted(set(customers), key=lambda mc: mc[1])
-        insert = dialect_insert(self.session)
-        self.session.execute(
-            insert(MessagingProfile).on_conflict_do_nothing(index_elements=["customer_id"]),
+        bulk_insert(
+            self.session,
+            MessagingProfile.__table__,
             [{"customer_id": c, "merchant_id": m, "updated_at": now} for m, c in ordered],
+            conflict=["customer_id"],
         )
         self.session.execute(
             select(MessagingProfile.customer_id)
-            .where(MessagingProfile.customer_id.in_([c for _, c in ordered]))
+            .where(in_(self.session, MessagingProfile.customer_id, [c for _, c in ordered]))
             .order_by(MessagingProfile.customer_id)
             .with_for_update()
         ).all()
@@ -234,7 +235,7 @@ class SendRepository(RepositoryBase[MessageSend]):
             return {}
         rows = self.session.execute(
             select(MessageSend.merchant_id, MessageSend.key, MessageSend.id).where(
-                MessageSend.merchant_id.in_(merchant_ids), MessageSend.key.in_(keys)
+                MessageSend.merchant_id.in_(merchant_ids), in_(self.session, MessageSend.key, keys)
             )
         )
         return {(m, k): i for m, k, i in rows}
@@ -244,14 +245,14 @@ class SendRepository(RepositoryBase[MessageSend]):
         written (a row whose key a concurrent transaction committed first is left out)."""
         if not rows:
             return {}
-        insert = dialect_insert(self.session)
-        result = self.session.execute(
-            insert(MessageSend.__table__)
-            .on_conflict_do_nothing(index_elements=["merchant_id", "key"])
-            .returning(MessageSend.merchant_id, MessageSend.key, MessageSend.id),
-            list(rows),
+        written = bulk_insert(
+            self.session,
+            MessageSend.__table__,
+            rows,
+            conflict=["merchant_id", "key"],
+            returning=["merchant_id", "key", "id"],
         )
-        return {(m, k): i for m, k, i in result}
+        return {(m, k): i for m, k, i in written}
 
     def counted_times_many(
         self, customer_ids: set[int], since: datetime
@@ -263,7 +264,7 @@ class SendRepository(RepositoryBase[MessageSend]):
             return found
         rows = self.session.execute(
             select(MessageSend.customer_id, MessageSend.channel, MessageSend.created_at).where(
-                MessageSend.customer_id.in_(customer_ids),
+                in_(self.session, MessageSend.customer_id, customer_ids),
                 MessageSend.created_at > since,
                 MessageSend.topic != "transactional",
                 MessageSend.status.in_(COUNTED),
@@ -388,13 +389,17 @@ class BatchRepository:
 
     def sends(self, ids: Sequence[int]) -> list[MessageSend]:
         return list(
-            self.session.execute(select(MessageSend).where(MessageSend.id.in_(ids))).scalars()
+            self.session.execute(
+                select(MessageSend).where(in_(self.session, MessageSend.id, ids))
+            ).scalars()
         )
 
     def customers(self, ids: set[int]) -> dict[int, Any]:
         from fidele.customers.models import Customer
 
-        rows = self.session.execute(select(Customer).where(Customer.id.in_(ids))).scalars()
+        rows = self.session.execute(
+            select(Customer).where(in_(self.session, Customer.id, ids))
+        ).scalars()
         return {c.id: c for c in rows}
 
     def templates(self, ids: set[int]) -> dict[int, MessageTemplate]:
@@ -405,7 +410,8 @@ class BatchRepository:
         """(customer, topic, channel) of the granted consents."""
         rows = self.session.execute(
             select(Consent.customer_id, Consent.topic, Consent.channel).where(
-                Consent.customer_id.in_(customer_ids), Consent.granted.is_(True)
+                in_(self.session, Consent.customer_id, customer_ids),
+                Consent.granted.is_(True),
             )
         )
         return {(c, t, ch) for c, t, ch in rows}
@@ -423,7 +429,7 @@ class BatchRepository:
                 Suppression.reason,
             ).where(
                 Suppression.merchant_id.in_(merchant_ids),
-                Suppression.address.in_(addresses),
+                in_(self.session, Suppression.address, addresses),
                 Suppression.suppressed_at.is_not(None),
             )
         )
@@ -432,7 +438,7 @@ class BatchRepository:
     def complaints(self, customer_ids: set[int]) -> set[int]:
         rows = self.session.execute(
             select(MessagingProfile.customer_id).where(
-                MessagingProfile.customer_id.in_(customer_ids),
+                in_(self.session, MessagingProfile.customer_id, customer_ids),
                 MessagingProfile.complaint_open.is_(True),
             )
         )
