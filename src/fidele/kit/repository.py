@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select, Table, any_, bindparam, select, text
+from sqlalchemy import Select, String, Table, Text, any_, bindparam, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -161,5 +161,8 @@ def in_(session: Session, column: Any, values: Iterable[Any]) -> Any:
     not one placeholder per value for the driver to parse), ``IN (...)`` elsewhere."""
     values = list(values)
     if session.get_bind().dialect.name == "postgresql":
-        return column == any_(bindparam(None, values, type_=postgresql.ARRAY(column.type)))
+        # text[] for string columns: a varchar[] parameter is cast to text[] at run time and
+        # the planner then cannot use the column's index
+        element = Text() if isinstance(column.type, String) else column.type
+        return column == any_(bindparam(None, values, type_=postgresql.ARRAY(element)))
     return column.in_(values)
