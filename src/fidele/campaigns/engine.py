@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,6 +27,8 @@ log = logging.getLogger("fidele.flows")
 MAX_STEPS_PER_PASS = 50  # a loop of instant steps (a condition jumping back) stops here
 MAX_ATTEMPTS = 5
 BATCH = 200
+# session.info key: the history rows of the batch being advanced, written in one statement
+_HISTORY = "fidele.flows.history"
 
 _cache: OrderedDict[str, FlowDefinition] = OrderedDict()
 
@@ -146,19 +148,22 @@ def _log(
     reason: str | None = None,
     detail: dict[str, Any] | None = None,
 ) -> None:
-    session.add(
-        EnrollmentStep(
-            merchant_id=enr.merchant_id,
-            enrollment_id=enr.id,
-            customer_id=enr.customer_id,
-            at=now,
-            step=enr.step,
-            kind=kind,
-            outcome=outcome,
-            reason=None if reason is None else reason[:200],
-            detail=detail or {},
-        )
-    )
+    row = {
+        "merchant_id": enr.merchant_id,
+        "enrollment_id": enr.id,
+        "customer_id": enr.customer_id,
+        "at": now,
+        "step": enr.step,
+        "kind": kind,
+        "outcome": outcome,
+        "reason": None if reason is None else reason[:200],
+        "detail": detail or {},
+    }
+    buffered = session.info.get(_HISTORY)
+    if buffered is not None:
+        buffered.append(row)
+    else:
+        session.add(EnrollmentStep(**row))
 
 
 # --- advancing ---------------------------------------------------------------------------
@@ -180,15 +185,71 @@ def advance_due(factory: sessionmaker[Session], now: datetime, *, batch: int = B
 
 def advance_batch(session: Session, claimed: Sequence[Enrollment], now: datetime) -> None:
     """Advance claimed enrollments in one savepoint; if one fails, again one savepoint each,
-    so the failure is retried later alone and the others go on."""
+    so the failure is retried later alone and the others go on. The sends of the
+    enrollments due on a send step are decided first, together (``messaging.send_many``: a
+    handful of statements for the batch instead of ~14 per message), then every enrollment
+    runs its steps in order, the already decided send taking its outcome. The batch's
+    history rows are written together at its end."""
     definitions: dict[tuple[int, int], FlowDefinition] = {}
     try:
         with session.begin_nested():
-            for enr in claimed:
-                _run(session, enr, now, definitions)
+            session.info[_HISTORY] = history = []
+            try:
+                decided = _decide_sends(session, claimed, now, definitions)
+                for enr in claimed:
+                    _run(session, enr, now, definitions, decided)
+            finally:
+                session.info.pop(_HISTORY, None)
+            FlowRepository(session).add_history(history)
     except Exception:
+        log.warning("batch of %d enrollments failed, again one by one", len(claimed), exc_info=True)
         for enr in claimed:
             advance(session, enr, now, definitions)
+
+
+Decided = dict[tuple[int, str], Any]  # (enrollment id, step) -> messaging.SendOutcome
+
+
+def _decide_sends(
+    session: Session,
+    claimed: Sequence[Enrollment],
+    now: datetime,
+    definitions: dict[tuple[int, int], FlowDefinition],
+) -> Decided:
+    """The outcomes of the send steps the claimed enrollments are due on, decided in one
+    ``send_many``. Only for customers with one due enrollment in the batch: their send is the
+    first thing their enrollment does, and nothing another enrollment of the batch does can
+    change its decision, so the result is what advancing them one by one gives. The others
+    (and sends whose trigger no longer holds) are left to the step-by-step path."""
+    from fidele.messaging import service as messaging
+
+    due = [e for e in claimed if e.status == "active" and e.due_at is not None and e.due_at <= now]
+    per_customer = Counter(e.customer_id for e in due)
+    keys: list[tuple[int, str]] = []
+    requests: list[Any] = []
+    for enr in due:
+        if per_customer[enr.customer_id] > 1:
+            continue
+        definition = _definition(session, enr, definitions)
+        step = definition.step(enr.step)
+        if step is None or step.kind != "send":
+            continue
+        if _trigger_broken(session, enr, definition, now) is not None:
+            continue
+        keys.append((enr.id, enr.step))
+        requests.append(_send_request(enr, definition, step))
+    if not requests:
+        return {}
+    return dict(zip(keys, messaging.send_many(session, requests, now), strict=True))
+
+
+def _definition(
+    session: Session, enr: Enrollment, definitions: dict[tuple[int, int], FlowDefinition]
+) -> FlowDefinition:
+    key = (enr.flow_id, enr.version)
+    if key not in definitions:
+        definitions[key] = version_definition(session, *key)
+    return definitions[key]
 
 
 def advance(
@@ -201,7 +262,7 @@ def advance(
     (its work rolled back), and after MAX_ATTEMPTS the enrollment fails."""
     try:
         with session.begin_nested():
-            _run(session, enr, now, {} if definitions is None else definitions)
+            _run(session, enr, now, {} if definitions is None else definitions, {})
     except Exception as exc:  # a step's failure must not stop the other enrollments
         log.exception("enrollment %s failed at step %s", enr.id, enr.step)
         session.refresh(enr)
@@ -219,11 +280,9 @@ def _run(
     enr: Enrollment,
     now: datetime,
     definitions: dict[tuple[int, int], FlowDefinition],
+    decided: Decided,
 ) -> None:
-    key = (enr.flow_id, enr.version)
-    if key not in definitions:
-        definitions[key] = version_definition(session, *key)
-    definition = definitions[key]
+    definition = _definition(session, enr, definitions)
     for _ in range(MAX_STEPS_PER_PASS):
         if enr.status != "active" or enr.due_at is None or enr.due_at > now:
             return
@@ -231,7 +290,7 @@ def _run(
         if step is None:  # cannot happen with a validated definition
             _finish(session, enr, now, "failed", f"unknown step {enr.step}", log_it=True)
             return
-        target = _execute(session, enr, definition, step, now)
+        target = _execute(session, enr, definition, step, now, decided)
         if target is None:  # stays on this step (deferred) or ended
             return
         _enter(session, enr, definition, target, now)
@@ -240,7 +299,12 @@ def _run(
 
 
 def _execute(
-    session: Session, enr: Enrollment, definition: FlowDefinition, step: Step, now: datetime
+    session: Session,
+    enr: Enrollment,
+    definition: FlowDefinition,
+    step: Step,
+    now: datetime,
+    decided: Decided,
 ) -> str | None:
     """Run one due step; the next step id, or None if the enrollment stays or ended."""
     kind = step.kind
@@ -265,7 +329,7 @@ def _execute(
             return None
         return target
     if kind == "send":
-        return _send(session, enr, definition, step, now)
+        return _send(session, enr, definition, step, now, decided.pop((enr.id, enr.step), None))
     if kind == "reward":
         from fidele.campaigns import actions
 
@@ -279,27 +343,19 @@ def _execute(
     raise AssertionError(kind)
 
 
-def _send(
-    session: Session, enr: Enrollment, definition: FlowDefinition, step: Step, now: datetime
-) -> str | None:
+def _send_request(enr: Enrollment, definition: FlowDefinition, step: Step) -> Any:
+    """The message a send step asks messaging for (``messaging.SendRequest``)."""
     from fidele.messaging import service as messaging
 
     assert step.send is not None
-    why_not = _trigger_broken(session, enr, definition, now)
-    if why_not is not None:
-        _finish(session, enr, now, "exited", why_not, log_it=True)
-        return None
-    context = {**_send_context(enr, definition), **step.send.context}
-    outcome = messaging.send(
-        session,
+    return messaging.SendRequest(
         merchant_id=enr.merchant_id,
         customer_id=enr.customer_id,
         template=step.send.template,
         topic=step.send.topic or definition.topic,
         key=f"flow:{enr.id}:{enr.step}",
-        now=now,
         channel=step.send.channel or definition.channel,
-        context=context,
+        context={**_send_context(enr, definition), **step.send.context},
         source={
             "flow_id": enr.flow_id,
             "flow_version": enr.version,
@@ -309,6 +365,40 @@ def _send(
         },
         hold_out=domain.held_out(enr.flow_id, enr.customer_id, definition.holdout),
     )
+
+
+def _send(
+    session: Session,
+    enr: Enrollment,
+    definition: FlowDefinition,
+    step: Step,
+    now: datetime,
+    outcome: Any = None,
+) -> str | None:
+    """Run a send step; ``outcome``: the send already decided with the batch's (its trigger
+    checked then), else it is checked and decided now."""
+    from fidele.messaging import service as messaging
+
+    assert step.send is not None
+    if outcome is None:
+        why_not = _trigger_broken(session, enr, definition, now)
+        if why_not is not None:
+            _finish(session, enr, now, "exited", why_not, log_it=True)
+            return None
+        r = _send_request(enr, definition, step)
+        outcome = messaging.send(
+            session,
+            merchant_id=r.merchant_id,
+            customer_id=r.customer_id,
+            template=r.template,
+            topic=r.topic,
+            key=r.key,
+            now=now,
+            channel=r.channel,
+            context=r.context,
+            source=r.source,
+            hold_out=r.hold_out,
+        )
     detail = {"template": step.send.template, "send_id": outcome.send_id}
     if outcome.status == "deferred":
         assert outcome.retry_at is not None

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from fidele.campaigns.models import Enrollment, EnrollmentStep, Flow, FlowVersion
 from fidele.customers.models import Customer
+from fidele.kit.repository import bulk_insert
 from fidele.orders.models import Order
 
 ACTIVE = "active"
@@ -155,6 +156,10 @@ class FlowRepository:
             .scalars()
             .all()
         )
+
+    def add_history(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Write history rows (``EnrollmentStep`` columns) in one statement."""
+        bulk_insert(self.session, EnrollmentStep.__table__, rows)
 
     def history(self, enrollment_ids: list[int]) -> Sequence[EnrollmentStep]:
         if not enrollment_ids:

@@ -263,3 +263,66 @@ def ineligible_reason(
     if complaint_open:
         return "complaint_open"
     return None
+
+
+# --- the decision of one message ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What ``send`` (and ``send_many``) decide for one message, before any row is written:
+    ``queued``/``skipped``/``held_out`` write a ledger row, ``deferred`` writes nothing."""
+
+    status: Literal["queued", "skipped", "deferred", "held_out"]
+    reason: str | None = None
+    retry_at: datetime | None = None
+
+
+QUEUE = Decision("queued")
+
+
+def decide_before_caps(
+    *,
+    topic: str,
+    ineligible: str | None,
+    hold_out: bool,
+    now: datetime,
+    tz: ZoneInfo,
+    quiet_hours: QuietHours,
+) -> Decision | None:
+    """The checks before the frequency caps, in their order: eligibility (``skipped``),
+    ``hold_out``, then for marketing topics the quiet hours in the customer's zone
+    (``deferred``). None: the message goes on to the caps (marketing) or is queued
+    (transactional, see ``needs_caps``)."""
+    if ineligible is not None:
+        return Decision("skipped", ineligible)
+    if hold_out:
+        return Decision("held_out")
+    if topic != TRANSACTIONAL:
+        quiet_until = next_allowed(now, tz, quiet_hours)
+        if quiet_until is not None:
+            return Decision("deferred", "quiet_hours", quiet_until)
+    return None
+
+
+def needs_caps(topic: str, rules: Sequence[CapRule]) -> bool:
+    """Whether the message is counted against the caps (under the customer's lock)."""
+    return topic != TRANSACTIONAL and bool(rules)
+
+
+def decide_caps(
+    rules: Sequence[CapRule], counted: Sequence[datetime], now: datetime, over: OverCap
+) -> Decision:
+    """Queued if one more message fits every cap rule, given the times of the customer's
+    messages already counted; otherwise what the topic's over-cap policy says."""
+    blocked = cap_block(rules, counted, now)
+    if blocked is None:
+        return QUEUE
+    if over == "defer":
+        return Decision("deferred", "cap", blocked)
+    return Decision("skipped", "cap" if over == "skip" else "cap_next_step")
+
+
+def takes_cap_slot(decision: Decision) -> bool:
+    """Whether the written row counts toward the caps (``repository.COUNTED`` statuses)."""
+    return decision.status == "queued"

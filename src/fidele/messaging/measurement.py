@@ -3,6 +3,7 @@ programme's global holdout and its stats."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -47,11 +48,16 @@ def put(
 
 def programme_held_out(session: Session, merchant_id: int, customer_id: int) -> bool:
     """Whether the customer is in the merchant's global holdout (no marketing message at all)."""
+    return programme_holdout(session, merchant_id)(customer_id)
+
+
+def programme_holdout(session: Session, merchant_id: int) -> Callable[[int], bool]:
+    """The merchant's global holdout as a test of customer ids (one read, for a batch)."""
     row = session.get(MeasurementSettings, merchant_id)
     if row is None or row.global_holdout_bp == 0:
-        return False
-    salt = measure.holdout_salt(merchant_id, PROGRAMME)
-    return measure.is_held_out(salt, customer_id, row.global_holdout_bp)
+        return lambda customer_id: False
+    salt, share = measure.holdout_salt(merchant_id, PROGRAMME), row.global_holdout_bp
+    return lambda customer_id: measure.is_held_out(salt, customer_id, share)
 
 
 def programme_stats(

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from fidele.kit.repository import RepositoryBase, dialect_insert
+from fidele.kit.repository import RepositoryBase, bulk_insert, dialect_insert, in_
 from fidele.messaging.models import (
     Consent,
     MessageSend,
@@ -178,6 +178,26 @@ class ProfileRepository(RepositoryBase[MessagingProfile]):
             .execution_options(populate_existing=True)
         ).scalar_one()
 
+    def lock_many(self, customers: Sequence[tuple[int, int]], now: datetime) -> None:
+        """``lock`` for many customers ((merchant id, customer id) pairs) in two statements:
+        the missing rows created, then all locked in customer id order (two batches locking
+        overlapping customers cannot deadlock each other)."""
+        if not customers:
+            return
+        ordered = sorted(set(customers), key=lambda mc: mc[1])
+        bulk_insert(
+            self.session,
+            MessagingProfile.__table__,
+            [{"customer_id": c, "merchant_id": m, "updated_at": now} for m, c in ordered],
+            conflict=["customer_id"],
+        )
+        self.session.execute(
+            select(MessagingProfile.customer_id)
+            .where(in_(self.session, MessagingProfile.customer_id, [c for _, c in ordered]))
+            .order_by(MessagingProfile.customer_id)
+            .with_for_update()
+        ).all()
+
     def complaint_open(self, customer_id: int) -> bool:
         return bool(
             self.session.execute(
@@ -208,6 +228,51 @@ class SendRepository(RepositoryBase[MessageSend]):
             .returning(MessageSend.id)
         )
         return result.scalar_one_or_none()
+
+    def ids_by_key(self, merchant_ids: set[int], keys: set[str]) -> dict[tuple[int, str], int]:
+        """(merchant id, key) -> ledger row id, for the rows that exist (one query)."""
+        if not keys:
+            return {}
+        rows = self.session.execute(
+            select(MessageSend.merchant_id, MessageSend.key, MessageSend.id).where(
+                MessageSend.merchant_id.in_(merchant_ids), in_(self.session, MessageSend.key, keys)
+            )
+        )
+        return {(m, k): i for m, k, i in rows}
+
+    def insert_many(self, rows: Sequence[dict[str, Any]]) -> dict[tuple[int, str], int]:
+        """Insert ledger rows in one batched statement; (merchant id, key) -> id of the rows
+        written (a row whose key a concurrent transaction committed first is left out)."""
+        if not rows:
+            return {}
+        written = bulk_insert(
+            self.session,
+            MessageSend.__table__,
+            rows,
+            conflict=["merchant_id", "key"],
+            returning=["merchant_id", "key", "id"],
+        )
+        return {(m, k): i for m, k, i in written}
+
+    def counted_times_many(
+        self, customer_ids: set[int], since: datetime
+    ) -> dict[tuple[int, str], list[datetime]]:
+        """``counted_times`` of many customers on every channel in one query:
+        (customer id, channel) -> times."""
+        found: dict[tuple[int, str], list[datetime]] = {}
+        if not customer_ids:
+            return found
+        rows = self.session.execute(
+            select(MessageSend.customer_id, MessageSend.channel, MessageSend.created_at).where(
+                in_(self.session, MessageSend.customer_id, customer_ids),
+                MessageSend.created_at > since,
+                MessageSend.topic != "transactional",
+                MessageSend.status.in_(COUNTED),
+            )
+        )
+        for c, ch, at in rows:
+            found.setdefault((c, ch), []).append(at)
+        return found
 
     def counted_times(self, customer_id: int, channel: str, since: datetime) -> list[datetime]:
         """When the customer's non-transactional messages on ``channel`` that take a cap slot
@@ -324,13 +389,17 @@ class BatchRepository:
 
     def sends(self, ids: Sequence[int]) -> list[MessageSend]:
         return list(
-            self.session.execute(select(MessageSend).where(MessageSend.id.in_(ids))).scalars()
+            self.session.execute(
+                select(MessageSend).where(in_(self.session, MessageSend.id, ids))
+            ).scalars()
         )
 
     def customers(self, ids: set[int]) -> dict[int, Any]:
         from fidele.customers.models import Customer
 
-        rows = self.session.execute(select(Customer).where(Customer.id.in_(ids))).scalars()
+        rows = self.session.execute(
+            select(Customer).where(in_(self.session, Customer.id, ids))
+        ).scalars()
         return {c.id: c for c in rows}
 
     def templates(self, ids: set[int]) -> dict[int, MessageTemplate]:
@@ -341,7 +410,8 @@ class BatchRepository:
         """(customer, topic, channel) of the granted consents."""
         rows = self.session.execute(
             select(Consent.customer_id, Consent.topic, Consent.channel).where(
-                Consent.customer_id.in_(customer_ids), Consent.granted.is_(True)
+                in_(self.session, Consent.customer_id, customer_ids),
+                Consent.granted.is_(True),
             )
         )
         return {(c, t, ch) for c, t, ch in rows}
@@ -359,7 +429,7 @@ class BatchRepository:
                 Suppression.reason,
             ).where(
                 Suppression.merchant_id.in_(merchant_ids),
-                Suppression.address.in_(addresses),
+                in_(self.session, Suppression.address, addresses),
                 Suppression.suppressed_at.is_not(None),
             )
         )
@@ -368,11 +438,21 @@ class BatchRepository:
     def complaints(self, customer_ids: set[int]) -> set[int]:
         rows = self.session.execute(
             select(MessagingProfile.customer_id).where(
-                MessagingProfile.customer_id.in_(customer_ids),
+                in_(self.session, MessagingProfile.customer_id, customer_ids),
                 MessagingProfile.complaint_open.is_(True),
             )
         )
         return set(rows.scalars())
+
+    def templates_by_name(
+        self, merchant_ids: set[int], names: set[str]
+    ) -> dict[tuple[int, str], MessageTemplate]:
+        rows = self.session.execute(
+            select(MessageTemplate).where(
+                MessageTemplate.merchant_id.in_(merchant_ids), MessageTemplate.name.in_(names)
+            )
+        )
+        return {(t.merchant_id, t.name): t for t in rows.scalars()}
 
     def policies(self, merchant_ids: set[int]) -> dict[int, MessagingPolicy]:
         rows = self.session.execute(

@@ -7,7 +7,7 @@ delivery loop (:mod:`fidele.messaging.delivery`, run by ``fidele worker`` and by
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -30,6 +30,7 @@ from fidele.messaging.consent import (
 )
 from fidele.messaging.models import MessageTemplate, MessagingPolicy
 from fidele.messaging.repository import (
+    BatchRepository,
     ConsentRepository,
     ProfileRepository,
     SendRepository,
@@ -45,7 +46,9 @@ __all__ = [
     "consents_of",
     "ensure_template",
     "get_policy",
+    "SendRequest",
     "send",
+    "send_many",
     "set_complaint_open",
     "set_consent",
     "withdraw_all",
@@ -264,35 +267,192 @@ def send(
             return SendOutcome("duplicate", None, twin.id if twin else None)
         return SendOutcome(status, reason, send_id)  # type: ignore[arg-type]
 
-    reason = ineligible(session, customer, topic, channel, policy)
-    if reason is not None:
-        return write("skipped", reason)
-    if hold_out or (
-        topic != domain.TRANSACTIONAL
-        and measurement.programme_held_out(session, merchant_id, customer.id)
-    ):
-        return write("held_out", None)
-    if topic != domain.TRANSACTIONAL:
-        tz = domain.zone(customer.timezone, policy.timezone)
-        quiet_until = domain.next_allowed(now, tz, policy.quiet_hours)
-        if quiet_until is not None:
-            return SendOutcome("deferred", "quiet_hours", None, quiet_until)
-        rules = policy.caps.get(channel, ())
-        if rules:
-            ProfileRepository(session).lock(merchant_id, customer.id, now)
-            # the lock may have waited for another send to the customer: it may have used
-            # this very key
-            first = sends.by_key(merchant_id, key)
-            if first is not None:
-                return SendOutcome("duplicate", None, first.id)
-            since = now - domain.longest_window(rules)
-            blocked = domain.cap_block(rules, sends.counted_times(customer.id, channel, since), now)
-            if blocked is not None:
-                over = policy.over_cap_policy(topic)
-                if over == "defer":
-                    return SendOutcome("deferred", "cap", None, blocked)
-                return write("skipped", "cap" if over == "skip" else "cap_next_step")
-    return write("queued", None)
+    decided = domain.decide_before_caps(
+        topic=topic,
+        ineligible=ineligible(session, customer, topic, channel, policy),
+        hold_out=hold_out
+        or (
+            topic != domain.TRANSACTIONAL
+            and measurement.programme_held_out(session, merchant_id, customer.id)
+        ),
+        now=now,
+        tz=domain.zone(customer.timezone, policy.timezone),
+        quiet_hours=policy.quiet_hours,
+    )
+    rules = policy.caps.get(channel, ())
+    if decided is None and domain.needs_caps(topic, rules):
+        ProfileRepository(session).lock(merchant_id, customer.id, now)
+        # the lock may have waited for another send to the customer: it may have used
+        # this very key
+        first = sends.by_key(merchant_id, key)
+        if first is not None:
+            return SendOutcome("duplicate", None, first.id)
+        since = now - domain.longest_window(rules)
+        counted = sends.counted_times(customer.id, channel, since)
+        decided = domain.decide_caps(rules, counted, now, policy.over_cap_policy(topic))
+    decided = decided or domain.QUEUE
+    if decided.status == "deferred":
+        return SendOutcome("deferred", decided.reason, None, decided.retry_at)
+    return write(decided.status, decided.reason)
+
+
+@dataclass(frozen=True)
+class SendRequest:
+    """One message for ``send_many``: the arguments of ``send``."""
+
+    merchant_id: int
+    customer_id: int
+    template: str
+    topic: str
+    key: str
+    channel: str = "email"
+    context: Mapping[str, Any] | None = None
+    source: Mapping[str, Any] | None = None
+    hold_out: bool = False
+
+
+def send_many(
+    session: Session, requests: Sequence[SendRequest], now: datetime
+) -> list[SendOutcome]:
+    """``send`` for a batch of messages, in a handful of statements instead of ~14 per
+    message: the same decisions (the pure rules of ``domain``), the same outcomes as calling
+    ``send`` for each request in order, including two requests of the batch to the same
+    customer (the second counts the first against the caps) or with the same key (the second
+    is a duplicate). The customers the caps concern are locked (their messaging rows, in id
+    order) before their ledger is counted, as ``send`` does one at a time. Raises NotFound
+    like ``send`` for an unknown customer or template (nothing of the batch is kept by a
+    caller that rolls back)."""
+    if not requests:
+        return []
+    batch = BatchRepository(session)
+    sends = SendRepository(session)
+    merchants = {r.merchant_id for r in requests}
+    existing = sends.ids_by_key(merchants, {r.key for r in requests})
+    fresh = [r for r in requests if (r.merchant_id, r.key) not in existing]
+    customers = batch.customers({r.customer_id for r in fresh}) if fresh else {}
+    tpls = batch.templates_by_name(merchants, {r.template for r in fresh}) if fresh else {}
+    for r in fresh:
+        found = customers.get(r.customer_id)
+        if found is None or found.merchant_id != r.merchant_id:
+            raise NotFound(f"customer {r.customer_id} not found")
+        if (r.merchant_id, r.template) not in tpls:
+            raise NotFound(f"template {r.template!r} not found")
+    stored = batch.policies(merchants) if fresh else {}
+    policies = {
+        m: domain.policy_from(stored[m].document if m in stored else None) for m in merchants
+    }
+    ids = set(customers)
+    consents = batch.consents(ids) if ids else set()
+    complaints = batch.complaints(ids) if ids else set()
+    addresses = {address_of(customers[r.customer_id], r.channel) for r in fresh}
+    suppressions = batch.suppressions(merchants, {a for a in addresses if a is not None})
+
+    # the checks before the caps, per request (the same pure rules as ``send``)
+    before: dict[int, domain.Decision | None] = {}
+    holdouts: dict[int, Callable[[int], bool]] = {}  # the merchants' global holdouts
+    for i, r in enumerate(requests):
+        if (r.merchant_id, r.key) in existing:
+            continue
+        customer, policy = customers[r.customer_id], policies[r.merchant_id]
+        address = address_of(customer, r.channel)
+        reason = domain.ineligible_reason(
+            topic=r.topic,
+            erased=customer.erased_at is not None,
+            has_address=address is not None,
+            channel_ready=r.channel not in WEBHOOK_CHANNELS or bool(policy.webhook_url),
+            suppression=None
+            if address is None
+            else suppressions.get((customer.merchant_id, r.channel, address)),
+            consented=(customer.id, r.topic, r.channel) in consents,
+            complaint_open=customer.id in complaints,
+        )
+        if r.merchant_id not in holdouts:
+            holdouts[r.merchant_id] = measurement.programme_holdout(session, r.merchant_id)
+        before[i] = domain.decide_before_caps(
+            topic=r.topic,
+            ineligible=reason,
+            hold_out=r.hold_out
+            or (r.topic != domain.TRANSACTIONAL and holdouts[r.merchant_id](customer.id)),
+            now=now,
+            tz=domain.zone(customer.timezone, policy.timezone),
+            quiet_hours=policy.quiet_hours,
+        )
+    capped = [
+        i
+        for i, d in before.items()
+        if d is None
+        and domain.needs_caps(
+            requests[i].topic, policies[requests[i].merchant_id].caps.get(requests[i].channel, ())
+        )
+    ]
+    counted: dict[tuple[int, str], list[datetime]] = {}
+    if capped:
+        ProfileRepository(session).lock_many(
+            [(requests[i].merchant_id, requests[i].customer_id) for i in capped], now
+        )
+        # the locks may have waited for other sends to these customers: they may have used
+        # these very keys
+        existing.update(
+            sends.ids_by_key(
+                {requests[i].merchant_id for i in capped}, {requests[i].key for i in capped}
+            )
+        )
+        longest = max(
+            domain.longest_window(policies[requests[i].merchant_id].caps[requests[i].channel])
+            for i in capped
+        )
+        counted = sends.counted_times_many({requests[i].customer_id for i in capped}, now - longest)
+
+    # in order, as ``send`` called for each request would decide
+    capped_set = set(capped)
+    decided: list[domain.Decision | None] = [None] * len(requests)
+    written: dict[tuple[int, str], int] = {}  # key -> index of the request writing it
+    rows: list[dict[str, Any]] = []
+    for i, r in enumerate(requests):
+        k = (r.merchant_id, r.key)
+        if k in existing or k in written:
+            continue
+        d = before[i]
+        if i in capped_set:
+            policy = policies[r.merchant_id]
+            rules = policy.caps[r.channel]
+            times = counted.setdefault((r.customer_id, r.channel), [])
+            d = domain.decide_caps(rules, times, now, policy.over_cap_policy(r.topic))
+            if domain.takes_cap_slot(d):
+                times.append(now)
+        d = d or domain.QUEUE
+        decided[i] = d
+        if d.status != "deferred":
+            written[k] = i
+            row = _row(
+                r.merchant_id,
+                customers[r.customer_id],
+                tpls[(r.merchant_id, r.template)],
+                r.topic,
+                r.key,
+                r.channel,
+                r.source,
+                r.context,
+                now,
+            )
+            rows.append({**row, "status": d.status, "reason": d.reason})
+    inserted = sends.insert_many(rows)
+    twins = {k for k in written if k not in inserted}  # a concurrent call committed first
+    if twins:
+        existing.update(sends.ids_by_key({m for m, _ in twins}, {key for _, key in twins}))
+
+    outcomes: list[SendOutcome] = []
+    for i, r in enumerate(requests):
+        k = (r.merchant_id, r.key)
+        d = decided[i]
+        if d is None or k in twins:  # the key was used before (or earlier in the batch)
+            first = existing.get(k, inserted.get(k))
+            outcomes.append(SendOutcome("duplicate", None, first))
+        elif d.status == "deferred":
+            outcomes.append(SendOutcome("deferred", d.reason, None, d.retry_at))
+        else:
+            outcomes.append(SendOutcome(d.status, d.reason, inserted[k]))  # type: ignore[arg-type]
+    return outcomes
 
 
 def _row(
