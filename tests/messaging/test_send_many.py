@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from fidele.db.session import make_sessionmaker, transaction
-from fidele.messaging import service
+from fidele.messaging import measurement, service
 from fidele.messaging.consent import record_bounce, set_complaint_open
 from fidele.messaging.models import MessageSend
 from fidele.messaging.service import SendRequest
@@ -168,6 +168,59 @@ def test_send_many_decides_as_send_one_by_one(session, tenant):
     assert [o.send_id for o in again if o.status != "deferred"] == [
         o.send_id for o in got if o.status != "deferred"
     ]
+
+
+def test_send_many_keeps_the_programme_holdout_as_send(session, tenant):
+    # The merchant's global holdout (measurement settings) holds back the same customers in
+    # a batch as one by one; transactional messages are never held back.
+    make_template(session, tenant)
+    service.put_policy(session, tenant.merchant_id, {"caps": {}}, T0)
+    measurement.put(
+        session,
+        tenant.merchant_id,
+        global_holdout_share=5000,
+        click_days=5.0,
+        open_days=3.0,
+        now=T0,
+    )
+    people = [make_customer(session, tenant, f"c{i}") for i in range(40)]
+    requests = [
+        SendRequest(
+            merchant_id=tenant.merchant_id,
+            customer_id=c.id,
+            template="hello",
+            topic=topic,
+            key=f"{topic}-{c.id}",
+        )
+        for c in people
+        for topic in ("lifecycle", "transactional")
+    ]
+    with session.begin_nested() as one_by_one:
+        expected = [
+            service.send(
+                session,
+                merchant_id=r.merchant_id,
+                customer_id=r.customer_id,
+                template=r.template,
+                topic=r.topic,
+                key=r.key,
+                now=T0,
+            ).status
+            for r in requests
+        ]
+        one_by_one.rollback()
+    got = [o.status for o in service.send_many(session, requests, T0)]
+    assert got == expected
+    held = [r.customer_id for r, status in zip(requests, got, strict=True) if status == "held_out"]
+    assert 5 <= len(held) <= 35  # about half of 40, by the customers' hash
+    assert all(
+        r.topic == "lifecycle" for r, st in zip(requests, got, strict=True) if st == "held_out"
+    )
+    assert all(
+        status == "queued"
+        for r, status in zip(requests, got, strict=True)
+        if r.topic == "transactional"
+    )
 
 
 def test_send_many_unknown_template_or_customer_is_404(session, tenant):
