@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session
 
+from fidele.kit.cache import ProcessCache
 from fidele.messaging.measure_models import MeasurementSettings
 from fidele.messaging.measure_repository import TrackingRepository
 from fidele.orders.models import Order
@@ -18,12 +19,25 @@ CLICK_DAYS = 5
 OPEN_DAYS = 3
 
 
+# Every order reads its merchant's windows: per process, for 2 s (a change through this
+# process applies at once, through another within that time).
+_windows: ProcessCache[tuple[timedelta, timedelta]] = ProcessCache(
+    "conversion_windows",
+    2.0,
+    lambda objects: any(isinstance(o, MeasurementSettings) for o in objects),
+)
+
+
 def windows(session: Session, merchant_id: int) -> tuple[timedelta, timedelta]:
     """(click window, open window) of the merchant."""
-    conf = session.get(MeasurementSettings, merchant_id)
-    if conf is None:
-        return timedelta(days=CLICK_DAYS), timedelta(days=OPEN_DAYS)
-    return timedelta(days=conf.click_days), timedelta(days=conf.open_days)
+
+    def load() -> tuple[timedelta, timedelta]:
+        conf = session.get(MeasurementSettings, merchant_id)
+        if conf is None:
+            return timedelta(days=CLICK_DAYS), timedelta(days=OPEN_DAYS)
+        return timedelta(days=conf.click_days), timedelta(days=conf.open_days)
+
+    return _windows.get(session, merchant_id, load)
 
 
 def attribute(session: Session, order: Order) -> int | None:
@@ -32,11 +46,12 @@ def attribute(session: Session, order: Order) -> int | None:
     repo = TrackingRepository(session)
     click_window, open_window = windows(session, order.merchant_id)
     placed = order.placed_at
-    touch = None
-    if click_window:
-        touch = repo.last_touch(order.customer_id, "click", placed, placed - click_window)
-    if touch is None and open_window:
-        touch = repo.last_touch(order.customer_id, "open", placed, placed - open_window)
+    touch = repo.last_touch_of(
+        order.customer_id,
+        placed,
+        placed - click_window if click_window else None,
+        placed - open_window if open_window else None,
+    )
     if touch is None:
         return None
     return repo.add_conversion(

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import and_, case, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from fidele.customers.models import Customer
@@ -122,21 +122,39 @@ class TrackingRepository:
         )
         self.session.execute(stmt)
 
-    def last_touch(
-        self, customer_id: int, kind: str, placed_at: datetime, since: datetime
+    def last_touch_of(
+        self,
+        customer_id: int,
+        placed_at: datetime,
+        click_since: datetime | None,
+        open_since: datetime | None,
     ) -> MessageInteraction | None:
-        """The customer's latest ``kind`` interaction inside [since, placed_at]: its last
-        repeat within the window, or a first one before the order when repeats went on
-        after it."""
+        """The customer's latest click inside [click_since, placed_at], else latest open inside
+        [open_since, placed_at], in one query (a window of None is off): its last repeat within
+        the window, or a first one before the order when repeats went on after it."""
+        kinds = []
+        if click_since is not None:
+            kinds.append(
+                and_(MessageInteraction.kind == "click", MessageInteraction.last_at >= click_since)
+            )
+        if open_since is not None:
+            kinds.append(
+                and_(MessageInteraction.kind == "open", MessageInteraction.last_at >= open_since)
+            )
+        if not kinds:
+            return None
         stmt = (
             select(MessageInteraction)
             .where(
                 MessageInteraction.customer_id == customer_id,
-                MessageInteraction.kind == kind,
                 MessageInteraction.first_at <= placed_at,
-                MessageInteraction.last_at >= since,
+                or_(*kinds),
             )
-            .order_by(MessageInteraction.last_at.desc(), MessageInteraction.id.desc())
+            .order_by(
+                case((MessageInteraction.kind == "click", 0), else_=1),
+                MessageInteraction.last_at.desc(),
+                MessageInteraction.id.desc(),
+            )
             .limit(1)
         )
         return self.session.execute(stmt).scalars().first()
