@@ -23,6 +23,7 @@ and ``next`` jump to a step id or to ``exit``."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from dataclasses import dataclass
@@ -424,10 +425,8 @@ def payload_matches(where: dict[str, Any], payload: dict[str, Any]) -> bool:
 def zone(name: str | None) -> ZoneInfo:
     """The customer's timezone, UTC when unknown or invalid."""
     if name:
-        try:
+        with contextlib.suppress(ZoneInfoNotFoundError, ValueError):
             return ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
-            pass
     return ZoneInfo("UTC")
 
 

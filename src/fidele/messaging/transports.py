@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import os
 import smtplib
@@ -33,15 +34,15 @@ PAUSE_AFTER_ACCEPT = "FIDELE_MESSAGING_TEST_PAUSE_AFTER_ACCEPT"
 
 
 class Temporary(Exception):
-    pass
+    """Worth retrying later (a 4xx answer, a connection refused or cut before acceptance)."""
 
 
 class Permanent(Exception):
-    pass
+    """Never worth retrying (a 5xx answer): the message is recorded failed."""
 
 
 class Uncertain(Exception):
-    pass
+    """The server may have accepted the message: recorded, never sent again."""
 
 
 @dataclass
@@ -193,10 +194,8 @@ class SmtpTransport:
         conn = getattr(self._local, "conn", None)
         self._local.conn = None
         if conn is not None:
-            try:
+            with contextlib.suppress(OSError):  # a connection already gone needs no closing
                 conn.close()
-            except OSError:
-                pass
 
     def deliver(self, msg: Outgoing, raw: bytes) -> None:
         conn = self._connection()
@@ -253,7 +252,7 @@ class FileTransport:
             raise Temporary(f"cannot write the message file: {exc}") from exc
 
     def close(self) -> None:
-        pass
+        """Nothing held open between messages."""
 
 
 class WebhookTransport:
@@ -296,7 +295,7 @@ class WebhookTransport:
             raise Temporary(f"webhook answered {response.status_code}")
 
     def close(self) -> None:
-        pass
+        """Nothing held open between messages (each POST uses the shared client)."""
 
 
 def webhook_body(msg: Outgoing) -> bytes:
