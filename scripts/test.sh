@@ -28,4 +28,7 @@ if [ -z "${FIDELE_TEST_POSTGRES_URL:-}" ]; then
   fi
 fi
 if [ "${CI:-}" = "true" ]; then export FIDELE_TEST_REQUIRE_POSTGRES=1; fi
-exec $BIN/python -m pytest "$@"
+# Not exec: the EXIT trap above must still run to drop the test database.
+status=0
+$BIN/python -m pytest "$@" || status=$?
+exit $status
