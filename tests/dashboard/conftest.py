@@ -12,9 +12,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from fidele.analytics import service as analytics
 from fidele.dashboard import domain, service, web
 from fidele.db.session import transaction
-from fidele.demo import service as demo
+from fidele.demo import service as demo_shop
 from fidele.kit.clock import FrozenClock
 from tests.conftest import SECRET
+from tests.fixtures.browser import browser, demo  # noqa: F401 (the browser tests' fixtures)
 
 PASSWORD = "a long enough password"
 HTML = {"Accept": "text/html,application/xhtml+xml"}
@@ -27,9 +28,9 @@ def _fresh_throttle(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def shop(factory: sessionmaker[Session], clock: FrozenClock) -> demo.DemoShop:
+def shop(factory: sessionmaker[Session], clock: FrozenClock) -> demo_shop.DemoShop:
     """A small demo shop with its analytics refreshed (stored reports and insights)."""
-    made = demo.build(factory, seed=5, n_customers=60, now=clock.now(), server_secret=SECRET)
+    made = demo_shop.build(factory, seed=5, n_customers=60, now=clock.now(), server_secret=SECRET)
     with transaction(factory) as session:
         analytics.refresh(session, made.merchant_id, clock.now())
     return made
