@@ -7,6 +7,7 @@ each other."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from datetime import date
@@ -188,3 +189,34 @@ def test_an_invalid_date_is_refused_naming_the_column(tmp_path):
     )
     assert result.returncode == 2
     assert "'date'" in result.stderr
+
+
+@pytest.mark.parametrize("rows", [1, 3, 5])
+def test_clv_on_a_new_shop_s_file_falls_back_labelled_instead_of_failing(
+    tmp_path: Path, rows: int
+) -> None:
+    """Fewer than two repeat customers: the models cannot be fitted. The installed command
+    says so and gives every customer the cadence averages (exit 0), as JSON, as a file and
+    as the terminal table; it used to end in a traceback (Gamma-Gamma's ValueError)."""
+    src = tmp_path / "orders.csv"
+    lines = ["customer_id,date,amount", "c1,2024-01-01,1000", "c1,2024-02-01,2000"]
+    lines += [f"n{i},2024-01-{10 + i:02d},500" for i in range(rows)]
+    src.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "clv.csv"
+    base = [FIDELE, "analytics", "clv", "--orders", str(src), "--observation-end", "2024-03-01"]
+    done = subprocess.run(
+        [*base, "--json", "--format", "csv", "--out", str(out)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["method"] == "cadence_average" and report["models"] is None
+    assert "not fitted" in report["warnings"][0] and report["customers"] == rows + 1
+    scores = pl.read_csv(out)
+    assert scores.height == rows + 1 and set(scores["clv_method"]) == {"cadence_average"}
+    assert scores["p_alive"].null_count() == rows + 1
+    assert scores["clv"].null_count() == 0 and (scores["clv"] > 0).all()
+    wide = {**os.environ, "COLUMNS": "200"}
+    table = subprocess.run(base, capture_output=True, text=True, env=wide)
+    assert table.returncode == 0, table.stderr
+    assert "cadence_average" in table.stdout + table.stderr
+    assert "Traceback" not in table.stderr

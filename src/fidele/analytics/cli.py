@@ -211,7 +211,9 @@ def clv_cmd(
 def _print_models(report: dict[str, Any]) -> None:
     rows = []
     for model in ("bgnbd", "gamma_gamma"):
-        fitted = report[model]
+        fitted = report.get(model)
+        if fitted is None:  # the cadence fallback: no model was fitted
+            continue
         for name, value in fitted.items():
             if name in fitted.get("se", {}):
                 rows.append(
@@ -230,7 +232,10 @@ def _print_models(report: dict[str, Any]) -> None:
                 "se": "",
             }
         )
-    _kit().print_rows(rows, title=f"fitted models ({report.get('method')})")
+    if rows:
+        _kit().print_rows(rows, title=f"fitted models ({report.get('method')})")
+    else:
+        _say(f"method: {report.get('method')}")
     for warning in report.get("warnings") or []:
         _say(f"[yellow]warning:[/yellow] {warning}")
 

@@ -85,7 +85,11 @@ def clv_report(
             time_unit=o.time_unit,
             interpurchase=False,
         )
-    bg, report, scores = _fit_and_score(data, fit_end, o, progress, t)
+    repeat = int((data.get_column("frequency") > 0).sum())
+    fitted = _fit_or_none(data, fit_end, o, progress, t) if repeat >= 2 else None
+    if fitted is None:  # a new shop's file: the labelled cadence fallback, not a traceback
+        return _clv_fallback(transactions, data, fit_end, o, t)
+    bg, report, scores = fitted
     if calibration_end is not None:
         split = calibration_and_holdout(
             transactions,
@@ -100,6 +104,43 @@ def clv_report(
         report["calibration_vs_holdout"] = calibration_vs_holdout(split, bg.params).to_dicts()
     report["timings"] = t
     return report, scores
+
+
+def _fit_or_none(
+    data: pl.DataFrame, end: date, o: ClvOptions, progress: Progress | None, t: dict[str, float]
+) -> tuple[BGNBDFit, dict[str, object], pl.DataFrame] | None:
+    from numpy.linalg import LinAlgError
+
+    try:
+        return _fit_and_score(data, end, o, progress, t)
+    except (ValueError, ArithmeticError, LinAlgError):
+        return None
+
+
+def _clv_fallback(
+    transactions: pl.DataFrame | pl.LazyFrame,
+    data: pl.DataFrame,
+    end: date,
+    o: ClvOptions,
+    t: dict[str, float],
+) -> tuple[dict[str, object], pl.DataFrame]:
+    """:func:`clv_report` for data the models cannot be fitted on (fewer than two repeat
+    customers, or a fit that fails outright): the report says so (``method``
+    ``cadence_average``, with its warning) and each customer gets :func:`cadence_scores`."""
+    from fidele.analytics.cadence import cadence
+
+    names = dict(customer_col=o.customer_col, datetime_col=o.datetime_col)
+    beat = cadence(transactions, **names, observation_end=end)
+    report = _fallback_report(None, o)
+    report["warnings"] = [
+        "CLV models not fitted (fewer than two repeat customers, or the fit failed): "
+        "expected purchases, spend and CLV are cadence and spend averages, P(alive) is not "
+        "estimated"
+    ]
+    report.update(
+        time_unit=o.time_unit, observation_end=end.isoformat(), customers=data.height, timings=t
+    )
+    return report, cadence_scores(data, beat, o)
 
 
 def clv_from_summary(
