@@ -257,4 +257,6 @@ def demo_page(request: Request, session: SessionDep, now: NowDep, lang: str = "e
     found = service.demo_page(session, request.app.state.settings.secret_key, now)
     if found is None:
         raise NotFound("no demo shop here: run `fidele demo` first")
-    return HTMLResponse(demo.page(found, domain.language(lang)))
+    return HTMLResponse(
+        demo.page(found, domain.language(lang)), headers={"Content-Security-Policy": demo.CSP}
+    )

@@ -49,6 +49,12 @@ def prepare(session: Session, caller: Caller, now: datetime, server_secret: str)
     return chosen.external_id
 
 
+# As strict as a careful shop's: the widget needs its script and calls to this server only
+# (its styles are constructed stylesheets and CSSOM, which style-src does not govern).
+CSP = (
+    "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; "
+    "img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
 WORDS = {
     "en": {
         "title": "Maison Fidèle: demo shop",
