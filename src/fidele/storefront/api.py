@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from fidele.deps import ERRORS, AdminCaller, NowDep, OneHopRoute, ReadCaller, SessionDep, writes
 from fidele.errors import NotFound, Unauthorized
-from fidele.storefront import demo, domain, service
+from fidele.storefront import demo, domain, pages, service
 from fidele.storefront.limits import Limiter
 from fidele.storefront.schemas import (
     Activity,
@@ -199,6 +199,7 @@ def get_program(
 
 
 router.include_router(shop)
+router.include_router(pages.router)  # the dashboard's storefront settings page
 
 
 # -- the merchant's side (API key)
