@@ -7,8 +7,9 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import HTMLResponse
+from fastapi.security import HTTPBearer
 from sqlalchemy.orm import Session
 
 from fidele.deps import ERRORS, AdminCaller, NowDep, OneHopRoute, ReadCaller, SessionDep, writes
@@ -38,8 +39,21 @@ SHOPPER_ERRORS: dict[int | str, dict[str, Any]] = {
     429: {"description": "Too many requests from this customer or address; see Retry-After"},
     503: ERRORS[503],
 }
+# Declares the customer token in the OpenAPI document (a scheme of its own: the API key's
+# "bearer" is refused here). auto_error=False: a missing token gets fidele's 401.
+token_scheme = HTTPBearer(
+    scheme_name="storefront",
+    description="A customer token signed by the shop (see the README, storefront widget)",
+    auto_error=False,
+)
 router = APIRouter(route_class=OneHopRoute)
-shop = APIRouter(tags=["storefront"], responses=SHOPPER_ERRORS, route_class=OneHopRoute)
+shop = APIRouter(
+    tags=["storefront"],
+    responses=SHOPPER_ERRORS,
+    route_class=OneHopRoute,
+    dependencies=[Depends(token_scheme)],
+)
+public = APIRouter(tags=["storefront"], responses=SHOPPER_ERRORS, route_class=OneHopRoute)
 
 MerchantQ = Annotated[
     int | None,
@@ -181,7 +195,7 @@ def get_activities(
     return service.activities(session, shopper.caller.programme_id, now, _lang(request, lang))
 
 
-@shop.get(
+@public.get(
     f"{PREFIX}/program",
     response_model=ProgramOut,
     summary="The programme as anyone may read it (no token)",
@@ -199,6 +213,7 @@ def get_program(
 
 
 router.include_router(shop)
+router.include_router(public)
 router.include_router(pages.router)  # the dashboard's storefront settings page
 
 
