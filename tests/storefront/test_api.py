@@ -328,3 +328,15 @@ def test_tokens_are_signed_as_the_readme_says(shop: Shop) -> None:
     exp = int(shop.now.timestamp()) + 600
     token = sign(shop.secret, shop.merchant_id, "c1", exp)
     assert _get(shop, "me", {"Authorization": f"Bearer {token}"}).status_code == 200
+
+
+def test_rewards_of_another_tier_are_not_listed_nor_redeemable(shop: Shop) -> None:
+    r = shop.api.post(
+        "/v1/rewards",
+        json={"name": "Gold gift", "points_cost": 100, "kind": "custom", "tiers": ["Gold"]},
+    )
+    gold = r.json()["id"]
+    listed = {x["id"] for x in _get(shop, "rewards", shop.as_customer("c1")).json()}
+    assert gold not in listed and set(shop.rewards) <= listed
+    refused = _redeem(shop, "c1", gold, "k-gold")
+    assert refused.status_code == 409 and refused.json()["reason"] == "tier"

@@ -201,16 +201,13 @@ def me(session: Session, shopper: Shopper, now: datetime, lang: str) -> dict[str
 
 
 def _eligible(session: Session, shopper: Shopper, now: datetime) -> list[Any]:
-    """Live rewards this customer's tier and membership allow, still in stock."""
-    tier = loyalty.customer_tier(session, shopper.customer, now)
-    member = loyalty.active_membership(session, shopper.customer, now) is not None
-    return [
-        r
-        for r in rewards.visible_rewards(session, shopper.caller, now)
-        if (not r.tiers or (tier is not None and tier.name in r.tiers))
-        and (member or not r.members_only)
-        and (r.stock is None or r.issued < r.stock)
-    ]
+    """Live rewards this customer may redeem, by loyalty's own check (tier, membership,
+    stock, per-customer limit); all live rewards for a customer who never earned."""
+    live = rewards.visible_rewards(session, shopper.caller, now)
+    member = loyalty.member_of(session, shopper.customer)
+    if member is None:
+        return live
+    return [r for r in live if rewards.unavailable_reason(session, member, r, now) is None]
 
 
 def reward_list(
@@ -256,8 +253,6 @@ def redeem(
 ) -> tuple[dict[str, Any], bool]:
     """Redeem through loyalty's own rule (balance, tier, stock, limits); the key is scoped to
     the customer, so two customers' keys never meet."""
-    if reward_id not in {r.id for r in _eligible(session, shopper, now)}:
-        raise NotFound(f"reward {reward_id} not found")
     scoped = f"storefront:{shopper.customer.id}:{key}"
     row, created = rewards.redeem(session, shopper.caller, shopper.customer, reward_id, scoped, now)
     return _redemption(session, shopper, row, lang), created
