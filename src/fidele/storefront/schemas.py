@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator
 
@@ -8,6 +8,8 @@ from fidele.kit.schemas import InputModel, OutputModel, UtcDatetime
 from fidele.storefront import domain
 
 COLOUR = r"^#[0-9a-fA-F]{6}$"
+TEXT = r"^[^\x00]*$"  # PostgreSQL text (and JSONB) cannot hold NUL
+ORIGIN = r"^https?://[^ \t\n\r\f\v/\x00]+/?$"
 
 
 class Look(InputModel):
@@ -16,13 +18,17 @@ class Look(InputModel):
 
     primary: str = Field("#5b3cc4", pattern=COLOUR)
     text: str = Field("#ffffff", pattern=COLOUR)
-    launcher_en: str = Field("Rewards", min_length=1, max_length=40)
-    launcher_fr: str = Field("Fidélité", min_length=1, max_length=40)
-    signup_url: str | None = Field(None, max_length=500, pattern=r"^https?://")
+    launcher_en: str = Field("Rewards", min_length=1, max_length=40, pattern=TEXT)
+    launcher_fr: str = Field("Fidélité", min_length=1, max_length=40, pattern=TEXT)
+    signup_url: str | None = Field(None, max_length=500, pattern=r"^https?://[^\x00]*$")
 
 
 class SettingsIn(InputModel):
-    origins: list[str] = Field(default_factory=list, max_length=20)
+    origins: list[Annotated[str, Field(max_length=300, pattern=ORIGIN)]] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Shop origins like https://shop.example (no path; 422 otherwise)",
+    )
     look: Look = Field(default_factory=Look)
 
     @field_validator("origins")
