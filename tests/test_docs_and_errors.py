@@ -16,6 +16,12 @@ SIGNED_WEBHOOKS = {
     "/v1/messages/unsubscribe/{token}",
 }
 PUBLIC = {"/", "/healthz", "/v1/t/o/{token}", "/v1/t/c/{token}"}  # tracking: signed tokens
+PUBLIC |= {"/storefront/v1/program"}  # the programme as anyone may read it
+# The shop's customers: a token the shop signs (the API key is refused there).
+CUSTOMER_TOKEN = {
+    f"/storefront/v1/{p}"
+    for p in ("me", "rewards", "redemptions", "history", "referral", "activities")
+}
 
 
 @pytest.mark.parametrize(
@@ -54,6 +60,8 @@ def test_openapi_declares_the_bearer_key_on_every_protected_operation(client: Te
             security = operation.get("security")
             if path in PUBLIC | SIGNED_WEBHOOKS:
                 assert not security, (method, path)
+            elif path in CUSTOMER_TOKEN:
+                assert security == [{"storefront": []}], (method, path)
             else:
                 assert security == [{"bearer": []}], (method, path)
                 checked += 1

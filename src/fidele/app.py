@@ -55,6 +55,7 @@ ROUTERS = (
     "fidele.messaging.measure_api",
     "fidele.segments.api",
     "fidele.campaigns.api",
+    "fidele.storefront.api",  # the shop's customers (a signed token, not an API key)
 )
 
 
@@ -424,6 +425,9 @@ def create_app(
             app.include_router(module.router)
     _mount_dashboard_assets(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    cors = optional_import("fidele.storefront.cors")
+    if cors is not None:  # only the merchants' declared shop origins, on /storefront/v1/
+        app.add_middleware(cors.StorefrontCors)
     _define_storable_json(app)
     return app
 

@@ -55,6 +55,7 @@ def demo(
         "created": shop.created,
         "counts": shop.counts,
         "dashboard": {"url": f"http://{host}:{port}/login", "email": email, "password": password},
+        "storefront": f"http://{host}:{port}/storefront/demo",
     }
     if serve:
         _serve(host, port, shop.api_key, lambda: _announce(info, as_json, serving=True))
@@ -91,6 +92,7 @@ def _announce(info: dict[str, Any], as_json: bool, *, serving: bool) -> None:
         f"try:      {try_command(url, info['api_key'])}",
         f"dashboard: {url}/login   email: {info['dashboard']['email']}   "
         f"password: {info['dashboard']['password']}",
+        f"storefront: {info['storefront']}   (the widget on a fake shop page)",
     ]
     if serving:
         lines.append('ready: the API answers (Ctrl-C to stop; then README.md, "First steps")')

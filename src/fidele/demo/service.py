@@ -22,6 +22,7 @@ from fidele.db.session import transaction
 from fidele.demo import bulk, online, story
 from fidele.kit.clock import Clock
 from fidele.loyalty import replay
+from fidele.storefront import demo as storefront
 from fidele.tenancy import service as tenancy
 from fidele.tenancy.models import Programme
 from fidele.tenancy.service import Caller
@@ -97,6 +98,8 @@ def build(
     shop.counts = story.counts(steps)
     with transaction(factory) as session:
         journeys = templates.install_all(session, caller, now, activate=True)
+        # a few rewards and a demo customer for the storefront page (/storefront/demo)
+        storefront.prepare(session, caller, now, server_secret)
     shop.counts["journeys"] = len(journeys)
     return shop
 

@@ -206,6 +206,19 @@ def _check_available(session: Session, member: Member, reward: Reward, now: date
         raise RewardUnavailable(f"limit of {limit} per customer reached", reason="limit_reached")
 
 
+def unavailable_reason(
+    session: Session, member: Member, reward: Reward, now: datetime
+) -> str | None:
+    """Why ``member`` cannot redeem ``reward`` now (``not_available``, ``tier``,
+    ``membership``, ``out_of_stock``, ``limit_reached``), or None: the redemption's own check,
+    for those who list what a customer may redeem (the storefront)."""
+    try:
+        _check_available(session, member, reward, now)
+    except RewardUnavailable as exc:
+        return str(exc.extra.get("reason", "not_available"))
+    return None
+
+
 def get_redemption(session: Session, caller: Caller, redemption_id: int) -> Redemption:
     row = session.get(Redemption, redemption_id)
     if row is None or row.merchant_id != caller.merchant_id:
