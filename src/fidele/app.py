@@ -55,6 +55,7 @@ ROUTERS = (
     "fidele.messaging.measure_api",
     "fidele.segments.api",
     "fidele.campaigns.api",
+    "fidele.feedback.api",  # surveys, reviews, and the /s/ and /r/ pages of their links
 )
 
 

@@ -33,6 +33,7 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "user": ("fidele.dashboard.cli",),
     "flows": ("fidele.campaigns.cli",),
     "segments": ("fidele.segments.cli",),
+    "surveys": ("fidele.feedback.cli",),
     "db": (CORE,),
     "serve": (CORE,),
     "worker": (CORE,),
