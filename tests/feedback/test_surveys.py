@@ -15,7 +15,8 @@ from fidele.feedback.models import SurveyAnswer
 from fidele.kit.clock import FrozenClock
 from fidele.messaging.tracking import sign
 from fidele.outbox.models import OutboxMessage
-from tests.fixtures.factories import SECRET, make_tenant, order_body
+from fidele.settings import get_settings
+from tests.fixtures.factories import make_tenant, order_body
 
 FORM = {
     "code": "after_delivery",
@@ -141,7 +142,7 @@ def test_forged_expired_other_customers_links_are_refused(
     survey = _nps(api)
     url = _link(api, survey["id"], "c1", "o1", days=2)
     token = url.removeprefix("/s/")
-    ids = links.read_survey(SECRET, token, clock.now())
+    ids = links.read_survey(get_settings().secret_key, token, clock.now())
 
     body, _, tag = token.partition(".")
     flipped = ("A" if body[5] != "A" else "B").join((body[:5], body[6:]))
@@ -155,12 +156,17 @@ def test_forged_expired_other_customers_links_are_refused(
     stolen = sign("another-secret", {**other_customer, "o": "o1", "e": 4102444800})
     assert api.post(f"/s/{stolen}", data={"q_score": "1"}).status_code == 404
     # a messaging tracking token (same signer) is not a survey link
-    tracking = sign(SECRET, {"k": "o", "m": ids.merchant_id, "c": ids.customer_id, "s": 1})
+    tracking = sign(
+        get_settings().secret_key, {"k": "o", "m": ids.merchant_id, "c": ids.customer_id, "s": 1}
+    )
     assert api.get(f"/s/{tracking}").status_code == 404
     # a genuine token naming a customer of another merchant
     shop_b = make_tenant(session, clock.now(), name="Shop B")
     session.commit()
-    foreign = sign(SECRET, {**other_customer, "m": shop_b.merchant_id, "o": "o1", "e": 4102444800})
+    foreign = sign(
+        get_settings().secret_key,
+        {**other_customer, "m": shop_b.merchant_id, "o": "o1", "e": 4102444800},
+    )
     assert api.get(f"/s/{foreign}").status_code == 404
 
     clock.advance(timedelta(days=2, seconds=1))

@@ -19,7 +19,6 @@ from fidele.deps import (
     OneHopRoute,
     ReadCaller,
     SessionDep,
-    SettingsDep,
     WriteCaller,
 )
 from fidele.errors import NotFound
@@ -35,7 +34,11 @@ from fidele.feedback.schemas import (
 )
 from fidele.kit.pagination import Cursor, Page, decode_cursor, encode_cursor
 from fidele.kit.schemas import Id, UtcDatetime
+from fidele.settings import get_settings
 
+# Links are signed and checked with the process's settings (``get_settings()``), as messaging
+# does for its unsubscribe links: a link made while rendering a message (no request there)
+# opens the page of the same server.
 router = APIRouter(tags=["feedback"], responses=ERRORS, route_class=OneHopRoute)
 NOT_FOUND = {404: {"description": "No such survey (or segment, customer, order) here"}}
 EXPORT_MAX = 10_000
@@ -94,7 +97,6 @@ def create_survey_link(
     caller: WriteCaller,
     session: SessionDep,
     now: NowDep,
-    settings: SettingsDep,
 ) -> Any:
     """A signed link for one customer and occasion (one answer per occasion), to put in an
     email of the shop's own."""
@@ -105,8 +107,8 @@ def create_survey_link(
         customer,
         body.occasion,
         now,
-        secret=settings.secret_key,
-        public_url=settings.public_url,
+        secret=get_settings().secret_key,
+        public_url=get_settings().public_url,
         days=body.days,
     )
     return LinkOut(url=url, expires_at=expires)
@@ -114,7 +116,7 @@ def create_survey_link(
 
 @router.post("/v1/reviews/links", response_model=LinkOut, status_code=201, responses=NOT_FOUND)
 def create_review_link(
-    body: ReviewLinkIn, caller: WriteCaller, session: SessionDep, now: NowDep, settings: SettingsDep
+    body: ReviewLinkIn, caller: WriteCaller, session: SessionDep, now: NowDep
 ) -> Any:
     """A signed link to review the products of one of the customer's orders."""
     customer = customers.get(session, caller, body.customer_id)
@@ -122,7 +124,11 @@ def create_review_link(
     if order.customer_id != customer.id:
         raise NotFound(f"order {body.order_id!r} is not customer {body.customer_id!r}'s")
     url, expires = service.review_link(
-        order, now, secret=settings.secret_key, public_url=settings.public_url, days=body.days
+        order,
+        now,
+        secret=get_settings().secret_key,
+        public_url=get_settings().public_url,
+        days=body.days,
     )
     return LinkOut(url=url, expires_at=expires)
 
@@ -201,14 +207,13 @@ def survey_page(
     token: Token,
     session: SessionDep,
     now: NowDep,
-    settings: SettingsDep,
     request: Request,
     lang: Lang = None,
 ) -> HTMLResponse:
     """The survey of a signed link, with the answer already given (opening changes
     nothing: mail scanners follow links)."""
     try:
-        opened = service.open_survey(session, token, now, secret=settings.secret_key)
+        opened = service.open_survey(session, token, now, secret=get_settings().secret_key)
     except links.LinkRefused as exc:
         return _refused(exc, request, lang)
     chosen = pages.lang_of(lang, opened.customer.locale, request.headers.get("accept-language", ""))
@@ -221,7 +226,6 @@ def survey_answer(
     form: FormBody,
     session: SessionDep,
     now: NowDep,
-    settings: SettingsDep,
     request: Request,
     lang: Lang = None,
 ) -> HTMLResponse:
@@ -229,7 +233,7 @@ def survey_answer(
     you; 422 with the answers marked when one is missing or not valid."""
     accept = request.headers.get("accept-language", "")
     try:
-        opened = service.open_survey(session, token, now, secret=settings.secret_key)
+        opened = service.open_survey(session, token, now, secret=get_settings().secret_key)
         chosen = pages.lang_of(lang, opened.customer.locale, accept)
         opened, parsed, _ = service.answer(session, opened, form, chosen, now)
     except links.LinkRefused as exc:
@@ -257,13 +261,12 @@ def review_page(
     token: Token,
     session: SessionDep,
     now: NowDep,
-    settings: SettingsDep,
     request: Request,
     lang: Lang = None,
 ) -> HTMLResponse:
     """The order's products to rate, with the reviews already posted."""
     try:
-        opened = service.open_review(session, token, now, secret=settings.secret_key)
+        opened = service.open_review(session, token, now, secret=get_settings().secret_key)
     except links.LinkRefused as exc:
         return _refused(exc, request, lang)
     chosen = pages.lang_of(lang, opened.customer.locale, request.headers.get("accept-language", ""))
@@ -276,13 +279,12 @@ def review_post(
     form: FormBody,
     session: SessionDep,
     now: NowDep,
-    settings: SettingsDep,
     request: Request,
     lang: Lang = None,
 ) -> HTMLResponse:
     accept = request.headers.get("accept-language", "")
     try:
-        opened = service.open_review(session, token, now, secret=settings.secret_key)
+        opened = service.open_review(session, token, now, secret=get_settings().secret_key)
         chosen = pages.lang_of(lang, opened.customer.locale, accept)
         opened, _ = service.post_reviews(session, opened, form, chosen, now)
     except links.LinkRefused as exc:
