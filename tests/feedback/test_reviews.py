@@ -159,3 +159,26 @@ def test_export_json_and_csv(api: TestClient) -> None:
         ("o2", "p1", "3", ""),
     ]
     assert api.get("/v1/reviews", params={"format": "xml"}).status_code == 422
+
+
+def test_erasure_blanks_texts_and_keeps_ratings(api: TestClient, session: Session) -> None:
+    _shop(api)
+    r = api.post(_link(api, "c1", "o1"), data={"rating_0": "5", "text_0": "From Paul at home"})
+    assert r.status_code == 200
+    nps = next(s for s in api.get("/v1/surveys").json() if s["code"] == "nps")
+    link = api.post(f"/v1/surveys/{nps['id']}/links", json={"customer_id": "c1", "occasion": "x"})
+    url = link.json()["url"].removeprefix("http://127.0.0.1:8000")
+    assert api.post(url, data={"q_score": "3", "q_comment": "Paul, 12 rue X"}).status_code == 200
+    exported = api.get("/v1/customers/c1/export").json()["feedback"]
+    assert exported["reviews"][0]["text"] == "From Paul at home"
+    assert exported["survey_answers"][0]["score"] == 3
+    assert api.delete("/v1/customers/c1").status_code == 204
+    [review] = _reviews(session)
+    assert (review.rating, review.text) == (5, "[erased]")
+    session.expire_all()
+    texts = [
+        e.payload
+        for e in session.execute(select(Event).where(Event.source == "feedback")).scalars()
+    ]
+    assert texts and all("Paul" not in str(p) for p in texts)
+    assert {p.get("score") for p in texts} >= {3}
