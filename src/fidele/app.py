@@ -56,6 +56,7 @@ ROUTERS = (
     "fidele.segments.api",
     "fidele.campaigns.api",
     "fidele.feedback.api",  # surveys, reviews, and the /s/ and /r/ pages of their links
+    "fidele.dashboard.feedback_pages",  # page 7, Feedback
 )
 
 
