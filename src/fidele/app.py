@@ -56,6 +56,8 @@ ROUTERS = (
     "fidele.segments.api",
     "fidele.campaigns.api",
     "fidele.storefront.api",  # the shop's customers (a signed token, not an API key)
+    "fidele.feedback.api",  # surveys, reviews, and the /s/ and /r/ pages of their links
+    "fidele.dashboard.feedback_pages",  # page 7, Feedback
 )
 
 

@@ -34,6 +34,7 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "flows": ("fidele.campaigns.cli",),
     "segments": ("fidele.segments.cli",),
     "storefront": ("fidele.storefront.cli",),
+    "surveys": ("fidele.feedback.cli",),
     "db": (CORE,),
     "serve": (CORE,),
     "worker": (CORE,),

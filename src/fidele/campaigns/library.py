@@ -1,13 +1,16 @@
 """The ready-made journeys: each a flow definition and its messages in English and French,
 installed off (a draft) until the merchant activates it. Templates are Jinja2 sources with the
-messaging context (``customer``, ``loyalty``, ``shop``, ``links``) and what the flow adds
-(``coupon_code``, ``coupon_value``, ``coupon_kind``, ``coupon_ends_at``, ``points``)."""
+messaging context (``customer``, ``loyalty``, ``shop``, ``links``), what the flow adds
+(``coupon_code``, ``coupon_value``, ``coupon_kind``, ``coupon_ends_at``, ``points``) and the
+feedback links (``survey_link('csat')``, ``review_link()``: ``fidele.feedback.templating``)."""
 
 from __future__ import annotations
 
 import html
 from dataclasses import dataclass, field
 from typing import Any
+
+import fidele.feedback.templating  # noqa: F401  (registers survey_link and review_link)
 
 HELLO_EN = "Hello {{ customer.first_name or '' }},"
 HELLO_FR = "Bonjour {{ customer.first_name or '' }},"
@@ -116,7 +119,8 @@ JOURNEYS: list[Journey] = [
         "Satisfaction survey 30 days after the first order",
         {
             "name": "satisfaction_survey",
-            "description": "How was it? Asked 30 days after the first order (answers by reply).",
+            "description": "How was it? A satisfaction survey (the built-in csat, by signed "
+            "link) 30 days after the first order.",
             "trigger": {"event": "order.placed", "first_order": True},
             "reentry": "never",
             "steps": [
@@ -127,12 +131,14 @@ JOURNEYS: list[Journey] = [
         {
             "flow_satisfaction_survey": Message(
                 "How was your first order?",
-                "A month ago you placed your first order with us. How did it go? Just reply to "
-                "this email: every answer is read by the team, and it helps us do better.",
+                "A month ago you placed your first order with us. How did it go? Two clicks "
+                "are enough to tell us: {{ survey_link('csat') }}\n\nEvery answer is read by "
+                "the team, and it helps us do better.",
                 "Comment s'est passée votre première commande ?",
                 "Il y a un mois, vous passiez votre première commande chez nous. Comment "
-                "s'est-elle passée ? Répondez simplement à cet e-mail : chaque réponse est lue "
-                "par l'équipe et nous aide à progresser.",
+                "s'est-elle passée ? Deux clics suffisent pour nous le dire : "
+                "{{ survey_link('csat') }}\n\nChaque réponse est lue par l'équipe et nous "
+                "aide à progresser.",
             )
         },
     ),
@@ -166,11 +172,12 @@ JOURNEYS: list[Journey] = [
             "flow_review_request": Message(
                 "What do you think of your order?",
                 "Your order arrived a week ago. Would you tell other customers what you think? "
-                "A short review helps them choose, and helps us improve.",
+                "A short review helps them choose, and helps us improve: "
+                "{{ review_link() }}",
                 "Que pensez-vous de votre commande ?",
                 "Votre commande est arrivée il y a une semaine. Voulez-vous dire aux autres "
                 "clients ce que vous en pensez ? Un avis court les aide à choisir, et nous à "
-                "progresser.",
+                "progresser : {{ review_link() }}",
             )
         },
     ),
@@ -413,11 +420,13 @@ JOURNEYS: list[Journey] = [
             ),
             "flow_winback_3": Message(
                 "Can we do better?",
-                "Did something disappoint you? Reply to this email and tell us: we read "
-                "every answer and will do our best to put it right.",
+                "Did something disappoint you? Tell us in a minute: "
+                "{{ survey_link('nps') }}\n\nWe read every answer and will do our best to put "
+                "it right.",
                 "Pouvons-nous faire mieux ?",
-                "Quelque chose vous a déçu ? Répondez à cet e-mail pour nous le dire : nous "
-                "lisons chaque réponse et ferons de notre mieux pour y remédier.",
+                "Quelque chose vous a déçu ? Dites-le-nous en une minute : "
+                "{{ survey_link('nps') }}\n\nNous lisons chaque réponse et ferons de notre "
+                "mieux pour y remédier.",
             ),
             "flow_winback_4": Message(
                 "Should we stop writing to you?",

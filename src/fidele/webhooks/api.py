@@ -17,6 +17,8 @@ TOPICS = (
     "loyalty.tier_changed",
     "loyalty.reward_redeemed",
     "loyalty.points_expiring",
+    "review.posted",
+    "survey.answered",
 )
 
 
