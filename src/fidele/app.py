@@ -55,6 +55,8 @@ ROUTERS = (
     "fidele.messaging.measure_api",
     "fidele.segments.api",
     "fidele.campaigns.api",
+    "fidele.feedback.complaints_api",
+    "fidele.feedback.delivery_api",
 )
 
 
