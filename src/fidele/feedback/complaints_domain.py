@@ -194,17 +194,21 @@ def retention(
     orders: Mapping[int, Sequence[datetime]],
     as_of: datetime,
     windows: Sequence[int] = (90, 180),
+    complained: Iterable[int] = (),
 ) -> dict[str, Any]:
     """Repeat rate ``days`` after resolution of complainants (each customer's LAST resolved
     complaint), overall, by gesture and by resolution time, against customers without any
     complaint, whose anchor is their first order. Only anchors whose whole window has passed by
     ``as_of`` count (``n``), so a recent resolution does not look like a lost customer.
 
-    ``orders`` maps every customer with an order to their order times, sorted."""
+    ``orders`` maps every customer with an order to their order times, sorted;
+    ``complained`` names customers with any complaint (open, rejected), kept out of the
+    baseline as well."""
     last: dict[int, Resolved] = {}
     for c in complaints:
         if c.customer_id not in last or c.resolved_at > last[c.customer_id].resolved_at:
             last[c.customer_id] = c
+    excluded = set(complained) | set(last)
     out: dict[str, Any] = {}
     for days in windows:
         groups: dict[str, list[int]] = {}
@@ -222,7 +226,7 @@ def retention(
             count(f"gesture:{c.gesture}", hit)
             count(f"resolution:{resolution_bucket(c.hours)}", hit)
         for customer_id, times in orders.items():
-            if customer_id in last or not times or times[0] + timedelta(days=days) > as_of:
+            if customer_id in excluded or not times or times[0] + timedelta(days=days) > as_of:
                 continue
             count("without_complaint", _repeat(times, times[0], days))
         out[f"{days}d"] = _shape(groups)

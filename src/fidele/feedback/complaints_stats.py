@@ -74,5 +74,7 @@ def stats(
             ),
             "resolution": sum(domain.breached(r.resolution_due, r.closed_at, now) for r in rows),
         },
-        "retention": domain.retention(closed, times, now),
+        "retention": domain.retention(
+            closed, times, now, complained={r.customer_id for r in every}
+        ),
     }
