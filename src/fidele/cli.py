@@ -33,6 +33,7 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "user": ("fidele.dashboard.cli",),
     "flows": ("fidele.campaigns.cli",),
     "segments": ("fidele.segments.cli",),
+    "complaints": ("fidele.feedback.complaints_cli",),
     "db": (CORE,),
     "serve": (CORE,),
     "worker": (CORE,),
@@ -44,7 +45,12 @@ def _all_domain_modules() -> list[str]:
 
     import fidele
 
-    return [f"fidele.{m.name}.cli" for m in pkgutil.iter_modules(fidele.__path__) if m.ispkg]
+    domains = [f"fidele.{m.name}.cli" for m in pkgutil.iter_modules(fidele.__path__) if m.ispkg]
+    return [*domains, *PART_CLIS]
+
+
+# Commands of a part of a domain that has its own module (feedback is built by two owners).
+PART_CLIS = ("fidele.feedback.complaints_cli",)
 
 
 def _print_version(value: bool) -> None:
