@@ -57,6 +57,7 @@ ROUTERS = (
     "fidele.campaigns.api",
     "fidele.feedback.complaints_api",
     "fidele.feedback.delivery_api",
+    "fidele.dashboard.complaints_pages",  # /feedback/complaints (HTML)
 )
 
 

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from fidele.customers import service as customers
 from fidele.customers.models import Customer
 from fidele.errors import IdempotencyConflict, InvalidInput, NotFound, StateConflict
+from fidele.events import domain as ev
 from fidele.events import service as events
 from fidele.events.domain import payload_hash
 from fidele.feedback import complaints_domain as domain
@@ -32,8 +33,8 @@ from fidele.tenancy.models import Programme
 from fidele.tenancy.service import Caller
 
 COMPLAINT_OPENED = "complaint_opened"  # the action type of the events vocabulary
-COMPLAINT_RESOLVED = "complaint.resolved"
-COMPLAINT_REJECTED = "complaint.rejected"
+COMPLAINT_RESOLVED = ev.COMPLAINT_RESOLVED
+COMPLAINT_REJECTED = ev.COMPLAINT_REJECTED
 SURVEY_AFTER_DAYS = 3  # the resolution survey's suggested delay, carried in the event
 
 
@@ -57,9 +58,15 @@ def system_caller(merchant_id: int, programme_id: int) -> Caller:
 
 
 def config(session: Session, merchant_id: int, programme_id: int) -> Config:
+    """The merchant's zone: the one set for complaints, else the programme's regional setting
+    (dashboard, Settings > Shop), else the messaging policy's, else UTC."""
     doc = SettingsRepository(session).document(merchant_id)
-    zone_name = doc.get("timezone") or messaging.get_policy(session, merchant_id).timezone
     programme = session.get(Programme, programme_id)
+    zone_name = (
+        doc.get("timezone")
+        or ((programme.settings or {}).get("timezone") if programme else None)
+        or messaging.get_policy(session, merchant_id).timezone
+    )
     return Config(
         document=doc,
         tz=domain.zone(zone_name),

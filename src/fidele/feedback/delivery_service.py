@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from fidele.customers.models import Customer
 from fidele.errors import InvalidInput, NotFound
+from fidele.events import domain as ev
 from fidele.events import service as events
 from fidele.events.models import Event
 from fidele.feedback import complaints_domain as domain
@@ -27,7 +28,7 @@ from fidele.orders.models import Order
 from fidele.orders.repository import OrderRepository
 from fidele.tenancy.service import Caller
 
-DELIVERED_LATE = "order.delivered_late"
+DELIVERED_LATE = ev.ORDER_DELIVERED_LATE
 REPEAT_WINDOW_DAYS = 90
 PROMISED_KEY, CARRIER_KEY = "promised_delivery_at", "carrier"
 

@@ -17,6 +17,7 @@ TOPICS = (
     "loyalty.tier_changed",
     "loyalty.reward_redeemed",
     "loyalty.points_expiring",
+    "complaints.digest",
 )
 
 
