@@ -105,28 +105,46 @@ def test_a_detractor_with_a_comment_opens_a_complaint(api, tenant, session):
     session.expire_all()
     cust = session.query(Customer).filter_by(external_id="c1").one()
 
-    def answer(score, comment, key):  # type: ignore[no-untyped-def]
+    def answer(key, type_="survey_answered", **payload):  # type: ignore[no-untyped-def]
         events.record(
             session,
             tenant.caller,
-            type="survey.answered",
+            type=type_,
             occurred_at=T0,
             now=T0,
             source="survey",
-            payload={"survey_id": 1, "kind": "nps", "score": score, "comment": comment},
+            payload={"survey_id": 1, "kind": "nps", **payload},
             customer_id=cust.id,
             idempotency_key=key,
         )
 
-    answer(3, "slow and rude", "a1")
-    answer(3, "slow and rude", "a1")  # the same answer again: one complaint
-    answer(9, "great", "a2")  # a promoter
-    answer(2, "  ", "a3")  # no comment
-    answer(7, "meh", "a4")  # a passive
+    answer("a1", score=3, comment="slow and rude", answer_id=11, detractor_comment=True)
+    answer("a1", score=3, comment="slow and rude", answer_id=11, detractor_comment=True)
+    # the same answer changed: no second complaint
+    answer(
+        "a1b",
+        "survey.answer_updated",
+        score=2,
+        comment="worse",
+        answer_id=11,
+        detractor_comment=True,
+    )
+    answer("a2", score=9, comment="great", answer_id=12, detractor_comment=False)
+    answer("a3", score=2, comment="  ", answer_id=13, detractor_comment=False)
+    answer("a4", score=7, comment="meh", answer_id=14)  # a passive, no verdict: NPS rule
+    answer("a5", kind="csat", score=1, comment="cold food", answer_id=15, detractor_comment=True)
+    answer("a6", "survey.answered", score=4, comment="late again")  # no verdict, no answer id
     session.commit()
-    rows = session.query(Complaint).filter_by(merchant_id=tenant.merchant_id).all()
+    rows = (
+        session.query(Complaint)
+        .filter_by(merchant_id=tenant.merchant_id)
+        .order_by(Complaint.id)
+        .all()
+    )
     assert [(r.source, r.channel, r.message, r.status) for r in rows] == [
-        ("survey", "survey", "slow and rude", "open")
+        ("survey", "survey", "slow and rude", "open"),
+        ("survey", "survey", "cold food", "open"),
+        ("survey", "survey", "late again", "open"),
     ]
     assert messaging.complaint_open(session, cust.id)
 
