@@ -79,6 +79,16 @@ def test_the_apology_stays_within_the_budget(api, tenant, session):
     assert session.query(RecoveryGesture).count() == 1
 
 
+def test_a_promise_known_after_delivery(api, tenant, session):
+    customer(api)
+    order(api, "o-1")
+    _deliver(api, "o-1", "2026-05-09T10:00:00Z")  # no promise yet: nothing judged
+    assert api.get("/v1/orders/o-1/delivery").json()["days_late"] is None
+    r = api.put("/v1/orders/o-1/delivery", json={"promised_at": "2026-05-05T10:00:00Z"})
+    assert r.json()["days_late"] == 4 and r.json()["gesture"]["kind"] == "coupon"
+    assert len(events_of(session, tenant.merchant_id, "order.delivered_late")) == 1
+
+
 def test_bad_delivery_input(api):
     customer(api)
     order(api, "o-1", placed_at="2026-05-01T10:00:00Z")

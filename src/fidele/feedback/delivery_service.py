@@ -60,6 +60,7 @@ def put(
         value = getattr(data, name)
         if value is not None:
             setattr(row, name, value)
+    row.delivered_at = row.delivered_at or order.delivered_at  # delivered before the promise
     row.updated_at = now
     judge(session, order, row, now)
     return order, row
@@ -169,6 +170,8 @@ def on_delivered(session: Session, event: Event, now: datetime) -> None:
     order = session.get(Order, event.order_id)
     if order is None:
         return
+    if session.get(OrderDelivery, order.id) is None and _attribute_time(order) is None:
+        return  # no promise known: nothing to judge (the order keeps its delivered_at)
     row = _from_order(session, order, now)
     row.delivered_at = row.delivered_at or order.delivered_at or event.occurred_at
     judge(session, order, row, now)
