@@ -162,14 +162,14 @@ def get_stats(
     return stats.stats(session, caller, now, since=since)
 
 
-@router.get("/v1/complaints/{complaint_id}", response_model=ComplaintOut, responses=NOT_FOUND)
+@router.get("/v1/complaints/{complaint_id:int}", response_model=ComplaintOut, responses=NOT_FOUND)
 def show(complaint_id: Id, caller: ReadCaller, session: SessionDep, now: NowDep) -> ComplaintOut:
     row = service.get(session, caller, complaint_id)
     return outs(session, [row], now, notes=True)[0]
 
 
 @router.patch(
-    "/v1/complaints/{complaint_id}",
+    "/v1/complaints/{complaint_id:int}",
     response_model=ComplaintOut,
     responses={**NOT_FOUND, **CONFLICT},
 )
@@ -184,7 +184,7 @@ def patch(
 
 
 @router.post(
-    "/v1/complaints/{complaint_id}/notes",
+    "/v1/complaints/{complaint_id:int}/notes",
     response_model=NoteOut,
     status_code=201,
     responses=NOT_FOUND,

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator
 
 from fidele.feedback import complaints_domain as domain
-from fidele.kit.schemas import ExternalId, Id, InputModel, UtcDatetime
+from fidele.kit.schemas import JSON_INT_MAX, ExternalId, InputModel, UtcDatetime
 
 Category = Literal[
     "late_delivery",
@@ -43,7 +43,9 @@ class GestureIn(InputModel):
 
 class ComplaintPatch(InputModel):
     status: Status | None = None
-    assignee_id: Id | None = Field(None, description="A dashboard user of this merchant")
+    assignee_id: int | None = Field(
+        None, ge=1, le=JSON_INT_MAX, description="A dashboard user of this merchant"
+    )
     resolution: str | None = Field(None, min_length=1, max_length=10_000)
     gesture: GestureIn | None = Field(None, description="Granted on resolution only")
 
