@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from fidele.dashboard import service as dashboard
 from fidele.feedback import complaints_service
+from fidele.feedback.complaints_models import Complaint
 from tests.conftest import T0
 from tests.feedback.complaints_shop import complain, customer, events_of, move, order
 from tests.fixtures.factories import make_tenant
@@ -198,3 +199,17 @@ def test_digest_webhook_once_a_day(api, tenant, session, clock):
     data = msgs[0].payload["body"]["data"]
     assert data["open"] == 2 and data["overdue"] == 2
     assert data["by_category"] == {"damaged": 1, "refund": 1}
+
+
+def test_gdpr_export_and_erasure(api, session):
+    customer(api)
+    cid = complain(api, message="my address is 3 rue X")["id"]
+    api.post(f"/v1/complaints/{cid}/notes", json={"body": "called at 06 12", "author": "Ann"})
+    exported = api.get("/v1/customers/c1/export").json()["complaints"]
+    assert exported[0]["message"] == "my address is 3 rue X"
+    assert exported[0]["notes"] == ["called at 06 12"]
+    assert api.delete("/v1/customers/c1").status_code == 204
+    session.expire_all()
+    row = session.get(Complaint, cid)
+    assert (row.message, row.status) == ("[erased]", "rejected")
+    assert api.get("/v1/complaints/stats").json()["complaints"] == 1

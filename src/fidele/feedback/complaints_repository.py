@@ -47,6 +47,18 @@ class ComplaintRepository(RepositoryBase[Complaint]):
             stmt = stmt.where(Complaint.status == status)
         return self.all(stmt.order_by(Complaint.id).limit(limit))
 
+    def of_customer(self, customer_id: int) -> Sequence[Complaint]:
+        return self.all(
+            select(Complaint).where(Complaint.customer_id == customer_id).order_by(Complaint.id)
+        )
+
+    def open_of(self, merchant_id: int) -> Sequence[Complaint]:
+        return self.all(
+            select(Complaint)
+            .where(Complaint.merchant_id == merchant_id, Complaint.status.in_(OPEN_STATUSES))
+            .order_by(Complaint.id)
+        )
+
     def overdue(self, merchant_id: int, now: datetime) -> Sequence[Complaint]:
         """Still open, past the first-response due time without a response, or past the
         resolution due time."""

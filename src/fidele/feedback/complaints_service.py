@@ -434,8 +434,7 @@ def digest(session: Session, now: datetime) -> int:
     repo = ComplaintRepository(session)
     sent = 0
     for merchant_id in repo.merchants_with_open():
-        rows = repo.listing(merchant_id, status=None, after_id=0, limit=100_000)
-        open_rows = [r for r in rows if r.status in domain.OPEN_STATUSES]
+        open_rows = list(repo.open_of(merchant_id))
         late = list(repo.overdue(merchant_id, now))
         first = open_rows[0]
         cfg = config(session, merchant_id, first.programme_id)
