@@ -129,3 +129,19 @@ def test_kpis_against_a_hand_count(api, session, clock):
     clock.set(datetime(2026, 5, 20, tzinfo=UTC))
     assert api.get("/v1/delivery/kpis").json()["repeat"]["late"]["n"] == 0
     assert session.query(OrderDelivery).count() == 4
+
+
+def test_tenant_isolation(api, client, session, clock):
+    from tests.fixtures.factories import make_tenant
+
+    customer(api)
+    order(api, "o-1", attributes={"promised_delivery_at": "2026-05-04T12:00:00Z"})
+    _deliver(api, "o-1", "2026-05-09T12:00:00Z")
+    other = make_tenant(session, clock.now(), name="Shop B")
+    session.commit()
+    headers = {"Authorization": f"Bearer {other.key}"}
+    assert client.get("/v1/orders/o-1/delivery", headers=headers).status_code == 404
+    r = client.put("/v1/orders/o-1/delivery", json={"carrier": "X"}, headers=headers)
+    assert r.status_code == 404
+    assert client.get("/v1/delivery/kpis", headers=headers).json()["delivered"] == 0
+    assert api.get("/v1/delivery/kpis").json()["late"] == 1
