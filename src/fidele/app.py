@@ -58,6 +58,9 @@ ROUTERS = (
     "fidele.storefront.api",  # the shop's customers (a signed token, not an API key)
     "fidele.feedback.api",  # surveys, reviews, and the /s/ and /r/ pages of their links
     "fidele.dashboard.feedback_pages",  # page 7, Feedback
+    "fidele.feedback.complaints_api",
+    "fidele.feedback.delivery_api",
+    "fidele.dashboard.complaints_pages",  # /feedback/complaints (HTML)
 )
 
 

@@ -35,6 +35,7 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "segments": ("fidele.segments.cli",),
     "storefront": ("fidele.storefront.cli",),
     "surveys": ("fidele.feedback.cli",),
+    "complaints": ("fidele.feedback.complaints_cli",),
     "db": (CORE,),
     "serve": (CORE,),
     "worker": (CORE,),
@@ -46,7 +47,12 @@ def _all_domain_modules() -> list[str]:
 
     import fidele
 
-    return [f"fidele.{m.name}.cli" for m in pkgutil.iter_modules(fidele.__path__) if m.ispkg]
+    domains = [f"fidele.{m.name}.cli" for m in pkgutil.iter_modules(fidele.__path__) if m.ispkg]
+    return [*domains, *PART_CLIS]
+
+
+# Commands of a part of a domain that has its own module (feedback is built by two owners).
+PART_CLIS = ("fidele.feedback.complaints_cli",)
 
 
 def _print_version(value: bool) -> None:

@@ -20,6 +20,10 @@ ORDER_STATUS = {
 ORDER_REFUNDED = "order.refunded"
 SEGMENT_ENTERED = "segment.entered"
 SEGMENT_LEFT = "segment.left"
+# Written by feedback (complaints and delivery experience); journeys can start on them.
+COMPLAINT_RESOLVED = "complaint.resolved"
+COMPLAINT_REJECTED = "complaint.rejected"
+ORDER_DELIVERED_LATE = "order.delivered_late"
 ACTION_TYPES = (
     "newsletter_subscribed",
     "review_posted",
@@ -41,6 +45,9 @@ EVENT_TYPES = (
     CUSTOMER_UPSERTED,
     SEGMENT_ENTERED,
     SEGMENT_LEFT,
+    COMPLAINT_RESOLVED,
+    COMPLAINT_REJECTED,
+    ORDER_DELIVERED_LATE,
     *ACTION_TYPES,
 )
 EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_.:-]*$"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import pkgutil
 from types import ModuleType
 
@@ -19,14 +20,24 @@ def optional_import(name: str) -> ModuleType | None:
 
 
 def domain_modules(suffix: str) -> list[ModuleType]:
-    """``fidele.<domain>.<suffix>`` for every domain package that has one."""
+    """``fidele.<domain>.<suffix>`` for every domain package that has one, then its
+    ``<part>_<suffix>`` modules (``fidele.feedback.complaints_models``): a domain split among
+    several owners registers each part's tables, handlers and jobs the same way."""
     import fidele
 
-    found = (
-        optional_import(f"fidele.{m.name}.{suffix}")
-        for m in pkgutil.iter_modules(fidele.__path__)
-        if m.ispkg
-    )
+    names: list[str] = []
+    for m in pkgutil.iter_modules(fidele.__path__):
+        if not m.ispkg:
+            continue
+        names.append(f"fidele.{m.name}.{suffix}")
+        package = importlib.util.find_spec(f"fidele.{m.name}")
+        paths = package.submodule_search_locations if package else None
+        names += sorted(
+            f"fidele.{m.name}.{sub.name}"
+            for sub in pkgutil.iter_modules(paths or [])
+            if sub.name.endswith(f"_{suffix}") and not sub.ispkg
+        )
+    found = (optional_import(name) for name in names)
     return [m for m in found if m is not None]
 
 

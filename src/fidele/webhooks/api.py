@@ -19,6 +19,7 @@ TOPICS = (
     "loyalty.points_expiring",
     "review.posted",
     "survey.answered",
+    "complaints.digest",
 )
 
 
