@@ -31,6 +31,15 @@ def change_kinds(event_type: str) -> set[str]:
     return {"event", "loyalty"}  # a custom action may earn points
 
 
+@on_event(ev.ORDER_PLACED, *ev.ORDER_STATUS.values(), ev.ORDER_REFUNDED)
+def order_facts(session: Session, event: Event, now: datetime) -> None:
+    """An order placed, cancelled or refunded: the customer's order facts are recomputed in
+    the same transaction (the compiler reads them). Specific-type handlers run before the
+    ``*`` ones, so a flow trigger evaluating a rule on this event sees them."""
+    if event.customer_id is not None:
+        service.refresh_order_facts(session, [event.customer_id])
+
+
 @on_event("*")
 def mark_dirty(session: Session, event: Event, now: datetime) -> None:
     if event.customer_id is None:
