@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fidele.customers.models import Customer
 from fidele.db.session import make_sessionmaker, transaction
+from fidele.demo import service as demo
 from fidele.ingest.importers import runner
 from fidele.kit.clock import FrozenClock
 from fidele.orders import service as orders
@@ -143,6 +144,30 @@ def test_bulk_import_of_a_file_keeps_the_facts(
     before = [stored(session, cid) for cid in ids]
     runner.run(factory, tenant.caller, path, runner.Options("orders"), clock)
     assert [stored(session, cid) for cid in ids] == before
+
+
+def test_the_demo_bulk_build_and_the_step_by_step_build_give_the_same_facts(
+    factory: sessionmaker[Session], session: Session, clock: FrozenClock
+) -> None:
+    """The demo's bulk build writes rows without events (facts rebuilt at the end); its
+    step-by-step reference goes through the orders service (facts kept by the handler)."""
+    now = clock.now()
+    built = [
+        demo.build(factory, seed=3, n_customers=40, now=now, server_secret="s", reference=ref)
+        for ref in (True, False)
+    ]
+    states = []
+    for shop in built:
+        stmt = select(Customer.id, Customer.external_id).where(
+            Customer.programme_id == shop.programme_id
+        )
+        people = session.execute(stmt).all()
+        assert people
+        for cid, _ in people:
+            assert stored(session, cid) == expected(session, cid), cid
+        states.append(sorted((ext, str(stored(session, cid))) for cid, ext in people))
+    assert states[0] == states[1]
+    assert any("orders_count" in facts for _, facts in states[0])
 
 
 def test_rebuild_and_refresh_agree_with_the_orders(

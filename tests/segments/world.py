@@ -11,6 +11,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from hypothesis import strategies as st
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fidele.analytics.models import CustomerInsight
@@ -236,21 +237,7 @@ def insert(
 ) -> list[int]:
     """Write the shop; returns the customers' ids (in ``people`` order)."""
     ids = []
-    flows = []
-    for name, template in (("welcome", None), ("Win back", "winback")):
-        flow = Flow(
-            merchant_id=merchant_id,
-            programme_id=programme_id,
-            name=name,
-            status="active",
-            trigger_kind="event",
-            template=template,
-            created_at=now,
-            updated_at=now,
-        )
-        session.add(flow)
-        flows.append(flow)
-    session.flush()
+    flows = _flows(session, merchant_id, programme_id, now)
     for person in people:
         n = next(_seq)
         created = now - timedelta(seconds=person["created_ago"])
@@ -318,7 +305,7 @@ def insert(
             )
         if person["member"] is not None:
             _member(session, row, now, person["member"], n)
-        _messages(session, row, now, person["messages"], [f.id for f in flows], n)
+        _messages(session, row, now, person.get("messages", []), flows, n)
     session.flush()
     return ids
 
@@ -360,6 +347,32 @@ def _orders(session: Session, row: Customer, now: datetime, orders: list[dict], 
             )
     # the order facts, as every order write keeps them (the order events' handler, imports)
     segments.refresh_order_facts(session, [row.id])
+
+
+def _flows(session: Session, merchant_id: int, programme_id: int, now: datetime) -> list[int]:
+    """The shop's two journeys (made once per merchant): "welcome", named so, and "Win back",
+    installed from the ready-made "winback"."""
+    ids = []
+    for name, template in (("welcome", None), ("Win back", "winback")):
+        found = session.execute(
+            select(Flow.id).where(Flow.merchant_id == merchant_id, Flow.name == name)
+        ).scalar()
+        if found is None:
+            flow = Flow(
+                merchant_id=merchant_id,
+                programme_id=programme_id,
+                name=name,
+                status="active",
+                trigger_kind="event",
+                template=template,
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(flow)
+            session.flush()
+            found = flow.id
+        ids.append(int(found))
+    return ids
 
 
 def _messages(

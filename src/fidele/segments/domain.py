@@ -106,7 +106,7 @@ PATTERN_FIELDS = {
     "messages.<flow>.received": (
         "received a message of that journey: sent by the transport, not bounced (boolean, "
         "takes within_days on the send time); <flow> is the flow's id, its name or the "
-        "ready-made journey it was installed from (winback, welcome...)"
+        "ready-made journey it was installed from (win_back, welcome...)"
     ),
     "messages.<flow>.count": "messages of that journey received (takes within_days)",
     "messages.<flow>.opened": (
