@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -224,3 +226,60 @@ def test_two_orders_of_one_customer_written_at_once_are_both_counted(
 
 def _order(external: str, now: datetime) -> OrderIn:
     return OrderIn.model_validate(order_body(external, "c1", placed_at=now.isoformat()))
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    placed=st.lists(
+        st.tuples(st.integers(0, 9), st.integers(0, 5000), st.booleans()), min_size=1, max_size=9
+    )
+)
+def test_orders_counted_in_one_by_one_equal_the_recomputation(
+    session: Session, tenant: Tenant, clock: FrozenClock, placed: list[tuple[int, int, bool]]
+) -> None:
+    """The upsert of a new order (any order of arrival, equal times, a recomputation now and
+    then in between) leaves what a recomputation from the orders gives."""
+    now = clock.now()
+    savepoint = session.begin_nested()
+    try:
+        person = Customer(
+            merchant_id=tenant.merchant_id,
+            programme_id=tenant.programme_id,
+            external_id="p",
+            attributes={},
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(person)
+        session.flush()
+        for k, (day, total, recompute) in enumerate(placed):
+            order = Order(
+                merchant_id=tenant.merchant_id,
+                programme_id=tenant.programme_id,
+                customer_id=person.id,
+                external_id=f"p{k}",
+                placed_at=now - timedelta(days=day),
+                currency="EUR",
+                subtotal=total,
+                discounts=0,
+                shipping=0,
+                tax=0,
+                total=total,
+                refunded_total=0,
+                status="placed",
+                payload_hash="x",
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(order)
+            session.flush()
+            service.count_new_order(session, order)
+            if recompute:
+                service.refresh_order_facts(session, [person.id])
+        assert stored(session, person.id) == expected(session, person.id)
+    finally:
+        savepoint.rollback()

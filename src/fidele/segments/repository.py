@@ -6,7 +6,19 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Select, case, cast, delete, func, select, update
+from sqlalchemy import (
+    BigInteger,
+    Select,
+    and_,
+    case,
+    cast,
+    delete,
+    func,
+    or_,
+    select,
+    true,
+    update,
+)
 
 from fidele.customers.models import Customer
 from fidele.kit.repository import RepositoryBase, dialect_insert
@@ -273,6 +285,51 @@ class FactsRepository(RepositoryBase[CustomerOrderFacts]):
             facts = CustomerOrderFacts.__table__
             self.session.execute(delete(facts).where(facts.c.customer_id.in_(chunk)))
             self._insert(Order.__table__.c.customer_id.in_(chunk))
+
+    def add_order(self, order: Order) -> None:
+        """Count one new order (not cancelled) into its customer's facts: ONE upsert, the
+        order's time slotted into the most recent ones. The row lock of ``ON CONFLICT DO
+        UPDATE`` works on the latest committed facts, so concurrent orders of one customer
+        all count; a recomputation (:meth:`refresh`) racing with it deletes the row after it
+        or sees its order. Only for an order recorded once (``order.placed``)."""
+        facts = CustomerOrderFacts.__table__
+        f = facts.c
+        t = order.placed_at
+        ins = dialect_insert(self.session)(facts).values(
+            customer_id=order.customer_id,
+            merchant_id=order.merchant_id,
+            orders_count=1,
+            spent=order.total - order.refunded_total,
+            first_at=t,
+            last_at=t,
+            recent_1=t,
+        )
+        new = ins.excluded.recent_1
+
+        def ahead(k: int) -> Any:  # the k-th most recent stays before the new order
+            return and_(f[f"recent_{k}"].is_not(None), f[f"recent_{k}"] >= new)
+
+        recent = {
+            f"recent_{k}": case(
+                (ahead(k), f[f"recent_{k}"]),
+                (ahead(k - 1) if k > 1 else true(), new),
+                else_=f[f"recent_{k - 1}"] if k > 1 else new,
+            )
+            for k in range(1, RECENT_K + 1)
+        }
+        stmt = ins.on_conflict_do_update(
+            index_elements=[f.customer_id],
+            set_={
+                "orders_count": f.orders_count + 1,
+                "spent": f.spent + ins.excluded.spent,
+                "first_at": case(
+                    (or_(f.first_at.is_(None), new < f.first_at), new), else_=f.first_at
+                ),
+                "last_at": case((or_(f.last_at.is_(None), new > f.last_at), new), else_=f.last_at),
+                **recent,
+            },
+        )
+        self.session.execute(stmt)
 
     def rebuild(self, merchant_id: int) -> None:
         """Recompute the facts of every customer of a merchant (after rows were written

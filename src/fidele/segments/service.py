@@ -29,6 +29,12 @@ def refresh_order_facts(session: Session, customer_ids: Sequence[int]) -> None:
     FactsRepository(session).refresh(customer_ids)
 
 
+def count_new_order(session: Session, order: Any) -> None:
+    """A new order (just placed, recorded once) counted into its customer's facts: one
+    statement on the hot path of ``POST /v1/orders``."""
+    FactsRepository(session).add_order(order)
+
+
 def rebuild_order_facts(session: Session, merchant_id: int) -> None:
     """Recompute the order facts of every customer of a merchant (a bulk build)."""
     FactsRepository(session).rebuild(merchant_id)
