@@ -71,9 +71,6 @@ class CustomerOrderFacts(Base):
     recent order time, so the test is ``recent_k >= now - N days``. No row: no order."""
 
     __tablename__ = "customer_order_facts"
-    __table_args__ = (
-        Index("ix_customer_order_facts_merchant_recent_2", "merchant_id", "recent_2"),
-    )
 
     customer_id: Mapped[int] = mapped_column(
         ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True

@@ -57,14 +57,8 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("customer_id", name=op.f("pk_customer_order_facts")),
     )
-    op.create_index(
-        "ix_customer_order_facts_merchant_recent_2",
-        "customer_order_facts",
-        ["merchant_id", "recent_2"],
-    )
     op.execute(BACKFILL)
 
 
 def downgrade() -> None:
-    op.drop_index("ix_customer_order_facts_merchant_recent_2", "customer_order_facts")
     op.drop_table("customer_order_facts")
