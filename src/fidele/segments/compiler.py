@@ -1,7 +1,10 @@
 """A parsed rule compiled to ONE SQL query (SQLAlchemy Core, the same code on SQLite and
 PostgreSQL).
 
-The query selects ``customers.id`` of one merchant. Per-customer aggregates (orders in a window,
+The query selects ``customers.id`` of one merchant. Order counts, amounts and first/last
+order times, and "at least k orders in the last N days" for k <= ``RECENT_K``, read the
+customer's order facts row (``customer_order_facts``, 1:1, kept by every order write). Other
+per-customer aggregates (orders in a window,
 events of a type in a window) are LEFT JOINed derived tables grouped by customer, one per
 distinct (source, window), so a whole-base count is a few hash aggregates rather than a
 subquery per customer; when the query is restricted to some customers (one customer's check,
