@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -7,8 +8,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fidele.analytics.rfm import DEFAULT_SEGMENTS
+from fidele.customers.models import Customer
 from fidele.events.models import Event
 from fidele.kit.clock import FrozenClock
+from fidele.messaging.models import MessageSend
 from fidele.segments import membership
 from tests.fixtures.factories import make_tenant, order_body
 
@@ -166,3 +169,64 @@ def test_membership_follows_orders(
     left = session.execute(select(Event).where(Event.type == "segment.left")).scalars().all()
     assert [e.payload["segment_id"] for e in left] == [made["id"]]
     assert api.get(f"/v1/segments/{made['id']}").json()["count"] == 2
+
+
+def test_messages_of_a_journey(api: TestClient, session: Session, clock: FrozenClock) -> None:
+    """``messages.<flow>.received|count|opened|clicked``: the flow named by id, by name or by
+    the ready-made journey it was installed from; an unknown flow is a 422 naming the path."""
+    now = clock.now()
+    fields = {f["name"]: f for f in api.get("/v1/segments/fields").json()}
+    assert fields["messages.<flow>.received"]["type"] == "bool"
+    assert fields["messages.<flow>.count"]["within_days"] is True
+    assert "messages.<flow>.opened" in fields and "messages.<flow>.clicked" in fields
+    flow = api.post("/v1/flows/templates/win_back/install").json()["flow"]
+    assert api.put("/v1/customers/c1", json={"country": "FR"}).status_code == 201
+    assert api.put("/v1/customers/c2", json={"country": "FR"}).status_code == 201
+
+    def count(rule: Any) -> int:
+        r = api.post("/v1/segments/preview", json={"rule": rule})
+        assert r.status_code == 200, r.text
+        return int(r.json()["count"])
+
+    received = {"field": "messages.win_back.received", "op": "eq", "value": True}
+    assert count(received) == 0
+    c1 = session.execute(select(Customer.id).where(Customer.external_id == "c1")).scalar_one()
+    merchant_id = session.execute(select(Customer.merchant_id)).scalars().first()
+    for k, (status, days) in enumerate([("sent", 40), ("sent", 3), ("skipped", 1)]):
+        at = now - timedelta(days=days)
+        session.add(
+            MessageSend(
+                merchant_id=merchant_id,
+                customer_id=c1,
+                key=f"t:{k}",
+                topic="marketing",
+                channel="email",
+                flow_id=flow["id"],
+                status=status,
+                created_at=at,
+                sent_at=at if status == "sent" else None,
+            )
+        )
+    session.commit()
+    assert count(received) == 1
+    assert count({**received, "within_days": 2}) == 0
+    by_id = {"field": f"messages.{flow['id']}.count", "op": "eq", "value": 2}
+    assert count(by_id) == 1
+    assert count({**by_id, "within_days": 7, "value": 1}) == 1
+    assert flow["name"] == "win_back"  # by name (the world of the property test: both ways)
+    by_name = {"field": f"messages.{flow['name']}.received", "op": "ne", "value": True}
+    assert count(by_name) == 1  # c2
+    assert count({"field": "messages.win_back.opened", "op": "eq", "value": True}) == 0
+    unknown = {
+        "all": [
+            {"field": "customer.country", "op": "eq", "value": "FR"},
+            {"field": "messages.nosuch.received", "op": "eq", "value": True},
+        ]
+    }
+    r = api.post("/v1/segments", json={"name": "x", "rule": unknown})
+    assert _error_field(r) == "rule.all.1.field"
+    assert "nosuch" in r.json()["detail"]
+    bad = {"field": "messages.win_back.sent", "op": "eq", "value": True}
+    assert _error_field(api.post("/v1/segments/preview", json={"rule": bad})) == "rule.field"
+    wrong = {"field": "messages.win_back.received", "op": "gt", "value": 1}
+    assert _error_field(api.post("/v1/segments/preview", json={"rule": wrong})) == "rule.op"

@@ -11,16 +11,20 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from hypothesis import strategies as st
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fidele.analytics.models import CustomerInsight
 from fidele.analytics.rfm import DEFAULT_SEGMENTS
+from fidele.campaigns.models import Flow
 from fidele.customers.models import Customer
 from fidele.events.models import Event
 from fidele.ledger.models import Account
 from fidele.loyalty.models import CustomerLink, Lot, Member
-from fidele.messaging.models import Consent
+from fidele.messaging.measure_models import MessageInteraction
+from fidele.messaging.models import Consent, MessageSend
 from fidele.orders.models import Order, OrderLine
+from fidele.segments import service as segments
 
 DAY = 86_400
 RFM = [s.name for s in DEFAULT_SEGMENTS]
@@ -46,6 +50,17 @@ order = st.fixed_dictionaries(
         "lines": st.lists(line, min_size=1, max_size=2),
     }
 )
+# one message of a journey: (flow index: 0 "welcome" by name, 1 "Win back" installed from the
+# ready-made "winback"), ledger status, bounced, sent ago, opened/clicked (sent ones only), when
+message = st.tuples(
+    st.integers(0, 1),
+    st.sampled_from(["sent", "sent", "skipped", "failed"]),
+    st.booleans(),
+    seconds_ago,
+    st.sampled_from([None, "open", "click", "both"]),
+    seconds_ago,
+)
+FLOW_KEYS = {"welcome": 0, "winback": 1}
 attr_value = st.one_of(
     st.booleans(),
     st.integers(-3, 3),
@@ -87,7 +102,7 @@ customer = st.fixed_dictionaries(
         "created_ago": seconds_ago,
         "birthday_month": st.sampled_from([None, 1, 6, 12]),
         "attributes": st.dictionaries(st.sampled_from(["vip", "n", "tag"]), attr_value),
-        "orders": st.lists(order, max_size=4),
+        "orders": st.lists(order, max_size=7),
         "insights": st.one_of(st.none(), insights),
         "events": st.lists(
             st.tuples(st.sampled_from(["review_posted", "product_viewed"]), seconds_ago),
@@ -95,6 +110,7 @@ customer = st.fixed_dictionaries(
         ),
         "consent": st.sampled_from([None, True, False]),
         "member": st.one_of(st.none(), member),
+        "messages": st.lists(message, max_size=3),
     }
 )
 shop = st.lists(customer, min_size=1, max_size=7)
@@ -102,7 +118,7 @@ shop = st.lists(customer, min_size=1, max_size=7)
 # -- rules -------------------------------------------------------------------------------------
 
 ints = st.integers(-2, 420)
-small = st.integers(0, 5)
+small = st.integers(0, 7)  # counts of orders; above 5 (RECENT_K) the facts cannot answer
 
 
 def _ordered(values: st.SearchStrategy[Any]) -> st.SearchStrategy[tuple[str, Any]]:
@@ -182,6 +198,11 @@ FIELDS: dict[str, tuple[st.SearchStrategy[tuple[str, Any]], bool]] = {
     "insights.engagement_status": (_strings(["casual", "engaged", "fan"]), False),
     "insights.engagement_score": (_ordered(st.integers(0, 60)), False),
     "events.review_posted.count": (_ordered(small), True),
+    "messages.welcome.received": (_booleans(), True),
+    "messages.winback.received": (_booleans(), True),
+    "messages.winback.count": (_ordered(st.integers(0, 3)), True),
+    "messages.welcome.opened": (_booleans(), True),
+    "messages.winback.clicked": (_booleans(), True),
 }
 
 
@@ -216,6 +237,7 @@ def insert(
 ) -> list[int]:
     """Write the shop; returns the customers' ids (in ``people`` order)."""
     ids = []
+    flows = _flows(session, merchant_id, programme_id, now)
     for person in people:
         n = next(_seq)
         created = now - timedelta(seconds=person["created_ago"])
@@ -283,6 +305,7 @@ def insert(
             )
         if person["member"] is not None:
             _member(session, row, now, person["member"], n)
+        _messages(session, row, now, person.get("messages", []), flows, n)
     session.flush()
     return ids
 
@@ -320,6 +343,69 @@ def _orders(session: Session, row: Customer, now: datetime, orders: list[dict], 
                     category=ln["category"],
                     quantity=1,
                     unit_price=o["total"],
+                )
+            )
+    # the order facts, as every order write keeps them (the order events' handler, imports)
+    segments.refresh_order_facts(session, [row.id])
+
+
+def _flows(session: Session, merchant_id: int, programme_id: int, now: datetime) -> list[int]:
+    """The shop's two journeys (made once per merchant): "welcome", named so, and "Win back",
+    installed from the ready-made "winback"."""
+    ids = []
+    for name, template in (("welcome", None), ("Win back", "winback")):
+        found = session.execute(
+            select(Flow.id).where(Flow.merchant_id == merchant_id, Flow.name == name)
+        ).scalar()
+        if found is None:
+            flow = Flow(
+                merchant_id=merchant_id,
+                programme_id=programme_id,
+                name=name,
+                status="active",
+                trigger_kind="event",
+                template=template,
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(flow)
+            session.flush()
+            found = flow.id
+        ids.append(int(found))
+    return ids
+
+
+def _messages(
+    session: Session, row: Customer, now: datetime, messages: list, flow_ids: list[int], n: int
+) -> None:
+    for k, (flow, status, bounced, ago, touch, touch_ago) in enumerate(messages):
+        at = now - timedelta(seconds=ago)
+        send = MessageSend(
+            merchant_id=row.merchant_id,
+            customer_id=row.id,
+            key=f"hyp:{n}:{k}",
+            topic="newsletter",
+            channel="email",
+            flow_id=flow_ids[flow],
+            status=status,
+            created_at=at,
+            sent_at=at if status == "sent" else None,
+            bounced_at=at if status == "sent" and bounced else None,
+        )
+        session.add(send)
+        session.flush()
+        if status != "sent" or touch is None:
+            continue
+        touched = now - timedelta(seconds=touch_ago)
+        for kind in ("open", "click") if touch == "both" else (touch,):
+            session.add(
+                MessageInteraction(
+                    merchant_id=row.merchant_id,
+                    customer_id=row.id,
+                    send_id=send.id,
+                    kind=kind,
+                    first_at=touched,
+                    last_at=touched,
                 )
             )
 
@@ -421,10 +507,26 @@ def _fact(field: str, within: int | None, p: dict[str, Any], now: datetime) -> A
             if kind == "review_posted" and (within is None or ago <= within * DAY)
         ),
     }
+    if field.startswith("messages."):
+        return _message_fact(field, within, p)
     if field == "orders.avg_value":
         count, spent = simple["orders.count"], simple["orders.spent"]
         return spent // count if count else None
     return simple[field]
+
+
+def _message_fact(field: str, within: int | None, p: dict[str, Any]) -> Any:
+    _, key, what = field.split(".")
+    mine = [m for m in p["messages"] if m[0] == FLOW_KEYS[key]]
+
+    def inside(ago: int) -> bool:
+        return within is None or ago <= within * DAY
+
+    if what in ("received", "count"):
+        got = [m for m in mine if m[1] == "sent" and not m[2] and inside(m[3])]
+        return len(got) if what == "count" else bool(got)
+    kinds = {"opened": ("open", "click", "both"), "clicked": ("click", "both")}[what]
+    return any(m[1] == "sent" and m[4] in kinds and inside(m[5]) for m in mine)
 
 
 def _condition(rule: dict[str, Any], p: dict[str, Any], now: datetime) -> bool:

@@ -32,6 +32,7 @@ from fidele.orders import service as orders
 from fidele.orders.models import Order, OrderLine, Refund
 from fidele.orders.schemas import RefundIn, StatusIn
 from fidele.promotions import coupons
+from fidele.segments import service as segments
 from fidele.tenancy.service import Caller
 
 REFUNDS: Table = Refund.__table__  # type: ignore[assignment]
@@ -82,6 +83,7 @@ def write(session: Session, caller: Caller, story: list[Step], progress: Progres
     _append(store, LINES, lines, "lines", progress)
     refunds = [_row(r) | {"order_id": ids[o.external_id]} for o, _, rs, _ in built for r in rs]
     _append(store, REFUNDS, refunds, "refunds", progress)
+    segments.rebuild_order_facts(session, caller.merchant_id)  # what the order events keep
     log = [
         event_row(caller, t, at, now, SOURCE, p, people[c], ids[o] if o else None, key)
         for t, at, now, p, c, o, key in shop.events

@@ -58,6 +58,7 @@ def list_fields(caller: ReadCaller) -> list[FieldOut]:
         "customer.attributes.<key>": ("attr", False),
         "consent.<topic>.<channel>": ("bool", False),
         "events.<type>.count": ("int", True),
+        **{f"messages.<flow>.{a}": (spec.kind, True) for a, spec in domain.MESSAGE_FIELDS.items()},
     }
     out += [
         FieldOut(name=n, type=k, ops=list(domain.KIND_OPS[k]), within_days=w)

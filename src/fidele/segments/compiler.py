@@ -1,7 +1,10 @@
 """A parsed rule compiled to ONE SQL query (SQLAlchemy Core, the same code on SQLite and
 PostgreSQL).
 
-The query selects ``customers.id`` of one merchant. Per-customer aggregates (orders in a window,
+The query selects ``customers.id`` of one merchant. Order counts, amounts and first/last
+order times, and "at least k orders in the last N days" for k <= ``RECENT_K``, read the
+customer's order facts row (``customer_order_facts``, 1:1, kept by every order write). Other
+per-customer aggregates (orders in a window,
 events of a type in a window) are LEFT JOINed derived tables grouped by customer, one per
 distinct (source, window), so a whole-base count is a few hash aggregates rather than a
 subquery per customer; when the query is restricted to some customers (one customer's check,
@@ -41,9 +44,11 @@ from fidele.events.models import Event
 from fidele.ledger.models import Account
 from fidele.loyalty.models import CustomerLink, Lot, Member
 from fidele.messaging.domain import TRANSACTIONAL
-from fidele.messaging.models import Consent
+from fidele.messaging.measure_models import MessageInteraction
+from fidele.messaging.models import Consent, MessageSend
 from fidele.orders.models import Order, OrderLine
 from fidele.segments.domain import All, AnyOf, Condition, Not, Rule, RuleError
+from fidele.segments.models import RECENT_K, CustomerOrderFacts
 
 C = Customer.__table__.c
 ORDER_COUNTED_C = Order.__table__.c.status != "cancelled"  # cancelled orders count for nothing
@@ -63,15 +68,18 @@ class Compiler:
         now: datetime,
         dialect: str,
         tiers: list[str] | None = None,
+        flows: Mapping[str, list[int]] | None = None,
         restrict: Callable[[Any], ColumnElement[bool]] | None = None,
     ) -> None:
         self.merchant_id, self.now, self.dialect = merchant_id, now, dialect
         self.tiers = tiers or []
+        self.flows = flows or {}
         self.restrict = restrict
         self._derived: dict[tuple[Any, ...], Any] = {}
         self._joins: list[tuple[Any, ColumnElement[bool]]] = []
         self._use_loyalty = False
         self._use_insights = False
+        self._use_facts = False
         self._correlate = False
 
     # -- the query ---------------------------------------------------------------------------
@@ -90,6 +98,9 @@ class Compiler:
         if self._use_insights:
             ci = CustomerInsight.__table__
             frm = frm.outerjoin(ci, ci.c.customer_id == C.id)
+        if self._use_facts:
+            f = CustomerOrderFacts.__table__
+            frm = frm.outerjoin(f, f.c.customer_id == C.id)
         if self._use_loyalty:
             link, mem, acc = CustomerLink.__table__, Member.__table__, Account.__table__
             frm = frm.outerjoin(link, link.c.customer_id == C.id)
@@ -156,6 +167,9 @@ class Compiler:
         attr = cond.field.attr
         if attr in ("categories", "products"):
             return self._bought(cond)
+        from_facts = self._from_facts(cond)
+        if from_facts is not None:
+            return from_facts
         agg = self._order_aggregate(cond.within_days)
         scalar = isinstance(agg, _Aggregates)
         if attr == "count":
@@ -167,6 +181,70 @@ class Compiler:
             return compare(avg, cond.op, cond.value, self)
         column = agg.c.last_at if attr == "last_days" else agg.c.first_at
         return days_since(column, cond.op, cond.value, self.now)
+
+    def _facts(self) -> Any:
+        self._use_facts = True
+        return CustomerOrderFacts.__table__.c
+
+    def _from_facts(self, cond: Condition) -> ColumnElement[bool] | None:
+        """The condition on the customer's order facts row (1:1, LEFT JOINed; no row: no
+        order), or None when the facts cannot answer it exactly (a window on the amounts, a
+        count in a window above ``RECENT_K``): the orders are aggregated then."""
+        attr, op, value = cond.field.attr, cond.op, cond.value
+        if cond.within_days is None:
+            if attr == "count":
+                return counted(self._facts().orders_count, op, value, self)
+            if attr == "spent":
+                return counted(self._facts().spent, op, value, self)
+            if attr == "avg_value":
+                f = self._facts()
+                avg = case((f.orders_count > 0, f.spent / f.orders_count), else_=None)
+                return compare(avg, op, value, self)
+            if attr in ("last_days", "first_days"):
+                f = self._facts()
+                return days_since(
+                    f.last_at if attr == "last_days" else f.first_at, op, value, self.now
+                )
+            return None
+        if attr != "count":
+            return None
+        return self._recent_count(op, value, self.now - timedelta(days=cond.within_days))
+
+    def _recent_count(self, op: str, value: Any, since: datetime) -> ColumnElement[bool] | None:
+        """ "Orders since ``since``" compared with ``value`` through the k-th most recent order
+        time: at least k orders in the window is ``recent_k >= since``."""
+        if op == "exists":
+            return true() if value else false()
+        if op in ("ne", "not_in"):
+            positive = self._recent_count("eq" if op == "ne" else "in", value, since)
+            return None if positive is None else not_(positive)
+        bounds = {
+            "gte": lambda: [(value, None)],
+            "gt": lambda: [(value + 1, None)],
+            "lt": lambda: [(None, value)],
+            "lte": lambda: [(None, value + 1)],
+            "eq": lambda: [(value, value + 1)],
+            "between": lambda: [(value[0], value[1] + 1)],
+            "in": lambda: [(v, v + 1) for v in value],
+        }[op]()  # (at least, fewer than) pairs, ORed
+        needed = [k for pair in bounds for k in pair if k is not None and k > 0]
+        if any(k > RECENT_K for k in needed):
+            return None
+        f = self._facts()
+
+        def at_least(k: int | None) -> ColumnElement[bool]:
+            if k is None or k <= 0:
+                return true()
+            recent = f[f"recent_{k}"]
+            return and_(recent.is_not(None), recent >= since)  # never NULL (see ``not``)
+
+        return or_(
+            false(),
+            *(
+                and_(at_least(lo), not_(at_least(hi)) if hi is not None else true())
+                for lo, hi in bounds
+            ),
+        )
 
     def _order_aggregate(self, within: int | None) -> Any:
         if self._correlate:
@@ -317,6 +395,39 @@ class Compiler:
         sub = self._derived[key]
         return counted(sub.c.n, cond.op, cond.value, self)
 
+    def _messages(self, cond: Condition) -> ColumnElement[bool]:
+        """Messages of a journey: received (the ledger's ``sent``, not bounced), counted, or
+        opened/clicked (messaging's interactions of those sends), each a correlated
+        subquery through the customer's index."""
+        flow_ids = self.flows.get(cond.field.flow or "")
+        if not flow_ids:
+            raise RuleError(f"{cond.path}.field", f"unknown flow {cond.field.flow!r}")
+        since = None if cond.within_days is None else self.now - timedelta(days=cond.within_days)
+        s = MessageSend.__table__
+        sent = [
+            s.c.customer_id == C.id,
+            s.c.merchant_id == self.merchant_id,
+            s.c.flow_id.in_(flow_ids),
+        ]
+        attr = cond.field.attr
+        if attr in ("opened", "clicked"):
+            i = MessageInteraction.__table__
+            kinds = ["open", "click"] if attr == "opened" else ["click"]
+            where = [i.c.customer_id == C.id, i.c.kind.in_(kinds), *sent[1:]]
+            if since is not None:
+                where.append(i.c.last_at >= since)
+            touched = exists(
+                select(literal(1)).select_from(i.join(s, s.c.id == i.c.send_id)).where(*where)
+            )
+            return bool_compare(touched, cond.op, cond.value)
+        sent += [s.c.status == "sent", s.c.bounced_at.is_(None)]
+        if since is not None:
+            sent.append(s.c.sent_at >= since)
+        if attr == "received":
+            return bool_compare(exists().where(*sent), cond.op, cond.value)
+        n = select(func.count()).where(*sent).scalar_subquery()
+        return counted(n, cond.op, cond.value, self, never_null=True)
+
 
 class _Aggregates:
     def __init__(
@@ -332,7 +443,7 @@ SELECTIVE_OPS = frozenset({"eq", "in", "between", "lt", "lte", "gt", "gte", "con
 def _selective(rule: Rule) -> bool:
     """A condition on the customer's own row or 1:1 data (not an aggregate) that is likely to
     keep few customers."""
-    if not isinstance(rule, Condition) or rule.field.source in ("orders", "events"):
+    if not isinstance(rule, Condition) or rule.field.source in ("orders", "events", "messages"):
         return False
     if rule.field.source == "consent":
         return rule.op == "eq" and rule.value is True

@@ -103,16 +103,34 @@ PATTERN_FIELDS = {
     "customer.attributes.<key>": "a customer attribute (string, number or boolean)",
     "consent.<topic>.<channel>": "consent granted for a topic on a channel (boolean)",
     "events.<type>.count": "events of that type (takes within_days)",
+    "messages.<flow>.received": (
+        "received a message of that journey: sent by the transport, not bounced (boolean, "
+        "takes within_days on the send time); <flow> is the flow's id, its name or the "
+        "ready-made journey it was installed from (win_back, welcome...)"
+    ),
+    "messages.<flow>.count": "messages of that journey received (takes within_days)",
+    "messages.<flow>.opened": (
+        "opened a message of that journey (a click proves an open; boolean, takes "
+        "within_days on the last open or click)"
+    ),
+    "messages.<flow>.clicked": "clicked a link in a message of that journey (as opened)",
+}
+MESSAGE_FIELDS: dict[str, FieldSpec] = {
+    "received": FieldSpec("bool", counted=True, nullable=False),
+    "count": FieldSpec("int", counted=True, nullable=False),
+    "opened": FieldSpec("bool", counted=True, nullable=False),
+    "clicked": FieldSpec("bool", counted=True, nullable=False),
 }
 
 
 @dataclass(frozen=True)
 class Field:
     name: str  # the full name as written
-    source: str  # customer | attr | consent | orders | loyalty | insights | events
+    source: str  # customer | attr | consent | orders | loyalty | insights | events | messages
     attr: str  # the attribute within the source (country, count, ...; the key/type/topic)
     spec: FieldSpec
     channel: str | None = None  # consent only
+    flow: str | None = None  # messages only: the flow's id, name or template as written
 
 
 @dataclass(frozen=True)
@@ -158,6 +176,10 @@ def resolve_field(name: Any, path: str) -> Field:
         event_type = name[len("events.") : -len(".count")]
         if _EVENT_TYPE.match(event_type):
             return Field(name, "events", event_type, FieldSpec("int", counted=True, nullable=False))
+    if parts[0] == "messages" and len(parts) == 3 and _KEY.match(parts[1]):
+        spec = MESSAGE_FIELDS.get(parts[2])
+        if spec is not None:
+            return Field(name, "messages", parts[2], spec, flow=parts[1])
     raise RuleError(path, f"unknown field {name!r}")
 
 
@@ -318,6 +340,7 @@ SOURCE_TRIGGERS: dict[str, tuple[str, ...]] = {
     "loyalty": ("loyalty", "order"),
     "insights": ("insights",),
     "events": ("event",),
+    "messages": (),  # no event when a message goes: the scheduled pass ("clock") sees it
 }
 # Fields whose value moves with the clock alone (checked by the scheduled pass).
 # Loyalty balances and tiers also move by jobs (pending points released, expiry, tier review).
@@ -340,7 +363,8 @@ def depends_on(rule: Rule) -> frozenset[str]:
     kinds: set[str] = set()
     for cond in conditions(rule):
         kinds.update(SOURCE_TRIGGERS[cond.field.source])
-        if cond.field.name in CLOCK_FIELDS or cond.within_days is not None:
+        clocked = cond.field.name in CLOCK_FIELDS or cond.field.source == "messages"
+        if clocked or cond.within_days is not None:
             kinds.add("clock")
     return frozenset(kinds)
 

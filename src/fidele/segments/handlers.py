@@ -11,6 +11,7 @@ from fidele.events import domain as ev
 from fidele.events.bus import on_event, on_merchant_created
 from fidele.events.models import Event
 from fidele.messaging.consent import on_consent_changed
+from fidele.orders.models import Order
 from fidele.segments import membership, service
 from fidele.segments.repository import DirtyRepository
 from fidele.tenancy.models import Merchant
@@ -29,6 +30,24 @@ def change_kinds(event_type: str) -> set[str]:
     if "consent" in event_type or "subscri" in event_type:
         return {"consent", "event", "loyalty"}
     return {"event", "loyalty"}  # a custom action may earn points
+
+
+@on_event(ev.ORDER_PLACED, ev.ORDER_STATUS["cancelled"], ev.ORDER_REFUNDED)
+def order_facts(session: Session, event: Event, now: datetime) -> None:
+    """An order placed, cancelled or refunded: the customer's order facts follow in the same
+    transaction (the compiler reads them): a new order is counted in (one upsert), anything
+    else recomputes them from the orders. Other status changes (paid, shipped, delivered)
+    change no fact. Specific-type handlers run before the ``*`` ones, so a flow trigger
+    evaluating a rule on this event sees them."""
+    if event.customer_id is None:
+        return
+    order = None
+    if event.type == ev.ORDER_PLACED and event.order_id is not None:
+        order = session.get(Order, event.order_id)  # in the session already: no SELECT
+    if order is not None and order.status != "cancelled" and order.customer_id == event.customer_id:
+        service.count_new_order(session, order)
+    else:
+        service.refresh_order_facts(session, [event.customer_id])
 
 
 @on_event("*")

@@ -58,3 +58,30 @@ class SegmentDirty(Base):
     merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id", ondelete="RESTRICT"))
     kinds: Mapped[int] = mapped_column(default=0)
     marked_at: Mapped[datetime]
+
+
+RECENT_K = 5  # how many of a customer's most recent order times the facts row keeps
+
+
+class CustomerOrderFacts(Base):
+    """A customer's counted orders (not cancelled) summed up, kept in the transaction of every
+    order write (``segments.facts``): what the compiler reads instead of aggregating the
+    orders for ``orders.count``/``spent``/``avg_value``/``last_days``/``first_days``, and for
+    "at least k orders in the last N days" (k <= ``RECENT_K``): ``recent_k`` is the k-th most
+    recent order time, so the test is ``recent_k >= now - N days``. No row: no order."""
+
+    __tablename__ = "customer_order_facts"
+
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
+    )
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id", ondelete="RESTRICT"))
+    orders_count: Mapped[int] = mapped_column(BigInt)
+    spent: Mapped[int] = mapped_column(BigInt)
+    first_at: Mapped[datetime | None]
+    last_at: Mapped[datetime | None]
+    recent_1: Mapped[datetime | None]
+    recent_2: Mapped[datetime | None]
+    recent_3: Mapped[datetime | None]
+    recent_4: Mapped[datetime | None]
+    recent_5: Mapped[datetime | None]

@@ -6,11 +6,30 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, delete, func, select, update
+from sqlalchemy import (
+    BigInteger,
+    Select,
+    and_,
+    case,
+    cast,
+    delete,
+    func,
+    or_,
+    select,
+    true,
+    update,
+)
 
 from fidele.customers.models import Customer
 from fidele.kit.repository import RepositoryBase, dialect_insert
-from fidele.segments.models import Segment, SegmentDirty, SegmentMember
+from fidele.orders.models import Order
+from fidele.segments.models import (
+    RECENT_K,
+    CustomerOrderFacts,
+    Segment,
+    SegmentDirty,
+    SegmentMember,
+)
 from fidele.tenancy.models import Merchant
 
 
@@ -53,6 +72,23 @@ class SegmentRepository(RepositoryBase[Segment]):
     def programme_of(self, merchant_id: int) -> int | None:
         stmt = select(Merchant.programme_id).where(Merchant.id == merchant_id)
         return self.session.execute(stmt).scalar_one_or_none()
+
+    def flow_ids(self, merchant_id: int, keys: Sequence[str]) -> dict[str, list[int]]:
+        """Each key's flows of the merchant: the flow with that id (digits), else the flow
+        of that name, else those installed from the ready-made journey of that name."""
+        if not keys:
+            return {}
+        from fidele.campaigns.models import Flow
+
+        stmt = select(Flow.id, Flow.name, Flow.template).where(Flow.merchant_id == merchant_id)
+        rows = self.session.execute(stmt.order_by(Flow.id)).all()
+        out: dict[str, list[int]] = {}
+        for key in keys:
+            by_id = [int(i) for i, _, _ in rows if key.isdigit() and i == int(key)]
+            by_name = [int(i) for i, name, _ in rows if name == key]
+            by_template = [int(i) for i, _, template in rows if template == key]
+            out[key] = by_id or by_name or by_template
+        return out
 
     # -- rule queries ------------------------------------------------------------------------
 
@@ -214,3 +250,128 @@ class DirtyRepository(RepositoryBase[SegmentDirty]):
         return int(
             self.session.execute(select(func.count()).select_from(SegmentDirty)).scalar_one()
         )
+
+
+FACTS_CHUNK = 500  # customers per statement (SQLite's bound-parameter limit)
+
+
+class FactsRepository(RepositoryBase[CustomerOrderFacts]):
+    """``customer_order_facts`` recomputed from the orders (never incremented: a retried or
+    reordered write cannot drift it)."""
+
+    model = CustomerOrderFacts
+
+    def refresh(self, customer_ids: Sequence[int]) -> None:
+        """Recompute the facts of these customers from their orders, in the caller's
+        transaction. On PostgreSQL the customers' rows are locked first (``FOR NO KEY
+        UPDATE``, in id order): the recomputation then reads every order a concurrent
+        transaction committed for them, so two orders of one customer written at once cannot
+        leave facts that miss one of them."""
+        ids = sorted({int(i) for i in customer_ids})
+        if not ids:
+            return
+        self.session.flush()
+        postgres = self.session.get_bind().dialect.name == "postgresql"
+        for start in range(0, len(ids), FACTS_CHUNK):
+            chunk = ids[start : start + FACTS_CHUNK]
+            if postgres:
+                lock = (
+                    select(Customer.id)
+                    .where(Customer.id.in_(chunk))
+                    .order_by(Customer.id)
+                    .with_for_update(key_share=True)
+                )
+                self.session.execute(lock).all()
+            facts = CustomerOrderFacts.__table__
+            self.session.execute(delete(facts).where(facts.c.customer_id.in_(chunk)))
+            self._insert(Order.__table__.c.customer_id.in_(chunk))
+
+    def add_order(self, order: Order) -> None:
+        """Count one new order (not cancelled) into its customer's facts: ONE upsert, the
+        order's time slotted into the most recent ones. The row lock of ``ON CONFLICT DO
+        UPDATE`` works on the latest committed facts, so concurrent orders of one customer
+        all count; a recomputation (:meth:`refresh`) racing with it deletes the row after it
+        or sees its order. Only for an order recorded once (``order.placed``)."""
+        facts = CustomerOrderFacts.__table__
+        f = facts.c
+        t = order.placed_at
+        ins = dialect_insert(self.session)(facts).values(
+            customer_id=order.customer_id,
+            merchant_id=order.merchant_id,
+            orders_count=1,
+            spent=order.total - order.refunded_total,
+            first_at=t,
+            last_at=t,
+            recent_1=t,
+        )
+        new = ins.excluded.recent_1
+
+        def ahead(k: int) -> Any:  # the k-th most recent stays before the new order
+            return and_(f[f"recent_{k}"].is_not(None), f[f"recent_{k}"] >= new)
+
+        recent = {
+            f"recent_{k}": case(
+                (ahead(k), f[f"recent_{k}"]),
+                (ahead(k - 1) if k > 1 else true(), new),
+                else_=f[f"recent_{k - 1}"] if k > 1 else new,
+            )
+            for k in range(1, RECENT_K + 1)
+        }
+        stmt = ins.on_conflict_do_update(
+            index_elements=[f.customer_id],
+            set_={
+                "orders_count": f.orders_count + 1,
+                "spent": f.spent + ins.excluded.spent,
+                "first_at": case(
+                    (or_(f.first_at.is_(None), new < f.first_at), new), else_=f.first_at
+                ),
+                "last_at": case((or_(f.last_at.is_(None), new > f.last_at), new), else_=f.last_at),
+                **recent,
+            },
+        )
+        self.session.execute(stmt)
+
+    def rebuild(self, merchant_id: int) -> None:
+        """Recompute the facts of every customer of a merchant (after rows were written
+        outside the order paths: a bulk build, a restore)."""
+        self.session.flush()
+        facts = CustomerOrderFacts.__table__
+        self.session.execute(delete(facts).where(facts.c.merchant_id == merchant_id))
+        self._insert(Order.__table__.c.merchant_id == merchant_id)
+
+    def _insert(self, where: Any) -> None:
+        o = Order.__table__.c
+        ranked = (
+            select(
+                o.customer_id,
+                o.merchant_id,
+                o.placed_at,
+                (o.total - o.refunded_total).label("net"),
+                func.row_number()
+                .over(partition_by=o.customer_id, order_by=(o.placed_at.desc(), o.id.desc()))
+                .label("rn"),
+            )
+            .where(where, o.status != "cancelled")
+            .subquery("ranked")
+        )
+        r = ranked.c
+        recent = [
+            func.max(case((r.rn == k, r.placed_at), else_=None)).label(f"recent_{k}")
+            for k in range(1, RECENT_K + 1)
+        ]
+        rows = select(
+            r.customer_id,
+            func.max(r.merchant_id).label("merchant_id"),
+            func.count().label("orders_count"),
+            cast(func.sum(r.net), BigInteger).label("spent"),
+            func.min(r.placed_at).label("first_at"),
+            func.max(r.placed_at).label("last_at"),
+            *recent,
+        ).group_by(r.customer_id)
+        facts = CustomerOrderFacts.__table__
+        columns = ["customer_id", "merchant_id", "orders_count", "spent", "first_at", "last_at"]
+        columns += [f"recent_{k}" for k in range(1, RECENT_K + 1)]
+        self.session.execute(facts.insert().from_select(columns, rows))
+
+    def of(self, customer_id: int) -> CustomerOrderFacts | None:
+        return self.session.get(CustomerOrderFacts, customer_id, populate_existing=True)

@@ -19,7 +19,25 @@ from fidele.segments import domain
 from fidele.segments.compiler import Compiler
 from fidele.segments.domain import Rule
 from fidele.segments.models import Segment
-from fidele.segments.repository import SegmentRepository
+from fidele.segments.repository import FactsRepository, SegmentRepository
+
+
+def refresh_order_facts(session: Session, customer_ids: Sequence[int]) -> None:
+    """Recompute these customers' order facts (``customer_order_facts``) from their orders:
+    every path that writes orders calls it in its transaction (the order events' handler,
+    the bulk import). Idempotent."""
+    FactsRepository(session).refresh(customer_ids)
+
+
+def count_new_order(session: Session, order: Any) -> None:
+    """A new order (just placed, recorded once) counted into its customer's facts: one
+    statement on the hot path of ``POST /v1/orders``."""
+    FactsRepository(session).add_order(order)
+
+
+def rebuild_order_facts(session: Session, merchant_id: int) -> None:
+    """Recompute the order facts of every customer of a merchant (a bulk build)."""
+    FactsRepository(session).rebuild(merchant_id)
 
 
 def _tiers(session: Session, merchant_id: int, rule: Rule) -> list[str]:
@@ -33,6 +51,17 @@ def _tiers(session: Session, merchant_id: int, rule: Rule) -> list[str]:
     return [t.name for t in members.scale_at(session, programme_id).tiers.levels]
 
 
+def _flows(session: Session, merchant_id: int, rule: Rule) -> dict[str, list[int]]:
+    """The merchant's flows each ``messages.<flow>.*`` field names (by id, by name, or by the
+    ready-made journey installed); an unknown one is refused naming its path."""
+    keys = {c.field.flow: c for c in domain.conditions(rule) if c.field.source == "messages"}
+    found = SegmentRepository(session).flow_ids(merchant_id, [k for k in keys if k])
+    for key, cond in keys.items():
+        if not found.get(key or ""):
+            raise domain.RuleError(f"{cond.path}.field", f"unknown flow {key!r}")
+    return found
+
+
 def compiler(
     session: Session, merchant_id: int, rule: Rule, now: datetime, restrict: Any = None
 ) -> Compiler:
@@ -41,6 +70,7 @@ def compiler(
         now=now,
         dialect=session.get_bind().dialect.name,
         tiers=_tiers(session, merchant_id, rule),
+        flows=_flows(session, merchant_id, rule),
         restrict=restrict,
     )
 

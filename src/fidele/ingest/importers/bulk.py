@@ -30,6 +30,7 @@ from fidele.orders.domain import line_discounts
 from fidele.orders.models import Order, OrderLine
 from fidele.orders.schemas import OrderIn
 from fidele.orders.service import canonical
+from fidele.segments import service as segments
 from fidele.tenancy.service import Caller
 
 CUSTOMERS: Table = Customer.__table__  # type: ignore[assignment]
@@ -138,6 +139,8 @@ def write_orders(
             for o in fresh
         ],
     )
+    # the customers' order facts (segments), as the order events' handler keeps them
+    segments.refresh_order_facts(session, [customers[o.customer_id] for o in fresh])
     stale = [o.id for o in orders if o.id not in order_ids]
     existing = store.lookup(ORDERS, "payload_hash", caller.merchant_id, stale) if stale else {}
     out = Written(customers_created=new_customers)
