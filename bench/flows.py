@@ -20,7 +20,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, text, update
 
 from fidele.campaigns import domain, service
 from fidele.campaigns.models import Enrollment, EnrollmentStep
@@ -200,8 +200,38 @@ def bare_loop(url: str, n: int) -> float:
     return done / elapsed
 
 
-def workers(url: str, n: int, count: int, messages: Path) -> tuple[float, float]:
-    """Advanced per second by ``count`` idle-started workers; and delivered files per second."""
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process (all its threads) has used so far; 0 once gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def backends(url: str) -> list[int]:
+    """The PostgreSQL server processes connected to the bench database (the workers')."""
+    eng = make_engine(url, pool_size=1)
+    with eng.connect() as conn:
+        pids = conn.execute(
+            text(
+                "SELECT pid FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ).scalars()
+        found = list(pids)
+    eng.dispose()
+    return found
+
+
+def workers(url: str, n: int, count: int, messages: Path) -> tuple[float, float, float, float]:
+    """Advanced per second by ``count`` idle-started workers; delivered files per second; and
+    the CPU time per enrollment advanced (ms) of the worker processes (every thread: the
+    advancing loop, the delivery loop and its mail threads) and of their PostgreSQL server
+    processes, from the moment the enrollments are due until none is active."""
     env = {
         **os.environ,
         "FIDELE_DATABASE_URL": url,
@@ -221,6 +251,8 @@ def workers(url: str, n: int, count: int, messages: Path) -> tuple[float, float]
     ]
     try:
         time.sleep(6)  # started, migrations checked, first round of jobs done
+        servers = backends(url)
+        cpu_before = {p: cpu_seconds(p) for p in [*(w.pid for w in procs), *servers]}
         make_due(url)
         started = time.perf_counter()
         while active(url) > 0:
@@ -228,6 +260,9 @@ def workers(url: str, n: int, count: int, messages: Path) -> tuple[float, float]
             if time.perf_counter() - started > 600:
                 raise SystemExit("enrollments still active after 10 minutes")
         advanced = n / (time.perf_counter() - started)
+        servers = sorted(set(servers) | set(backends(url)))
+        worker_cpu = sum(cpu_seconds(w.pid) - cpu_before[w.pid] for w in procs)
+        server_cpu = sum(cpu_seconds(p) - cpu_before.get(p, 0.0) for p in servers)
         while sum(1 for _ in messages.rglob("*.eml")) < n:
             time.sleep(0.1)
             if time.perf_counter() - started > 600:
@@ -238,15 +273,16 @@ def workers(url: str, n: int, count: int, messages: Path) -> tuple[float, float]
             os.killpg(p.pid, signal.SIGTERM)
         for p in procs:
             p.wait(timeout=30)
-    return advanced, delivered
+    return advanced, delivered, worker_cpu / n * 1000, server_cpu / n * 1000
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--customers", type=int, default=20_000)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--db", default=f"fidele_bench_flows_{os.getpid()}", help="scratch db")
     args = parser.parse_args()
-    name = f"fidele_bench_flows_{os.getpid()}"
+    name = args.db
     url = createdb(name)
     try:
         n = setup(url, args.customers)
@@ -254,7 +290,7 @@ def main() -> None:
         before = bare_loop(url, n)
         reset(url)
         with tempfile.TemporaryDirectory() as tmp:
-            advanced, delivered = workers(url, n, args.workers, Path(tmp))
+            advanced, delivered, worker_ms, server_ms = workers(url, n, args.workers, Path(tmp))
         reset(url)
         after = bare_loop(url, n)
         print(
@@ -265,6 +301,11 @@ def main() -> None:
             f"{args.workers} fidele worker processes: {advanced:,.0f} enrollments advanced/s "
             f"(send decided, ledger row written); {delivered:,.0f} .eml delivered/s "
             f"end to end; load: {os.getloadavg()}"
+        )
+        print(
+            f"CPU per enrollment advanced: workers {worker_ms:.3f} ms (all threads, delivery "
+            f"included) + their PostgreSQL processes {server_ms:.3f} ms = "
+            f"{worker_ms + server_ms:.3f} ms"
         )
     finally:
         dropdb(name)

@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     # Seconds a claimed message may stay "sending" before it is recorded "unknown" (a worker
     # died between claiming it and recording the outcome; never resent blindly).
     messaging_claim_seconds: float = Field(default=300.0, gt=0)
+    # Milliseconds a thread of a worker process may hold the interpreter before another takes
+    # it (``sys.setswitchinterval``; Python's default is 5). A worker's loops are threads of one
+    # process: a loop waiting on the database gets the interpreter back only when the mail
+    # threads rendering messages let it go, up to this long after every reply.
+    worker_switch_interval_ms: float = Field(default=1.0, gt=0)
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:

@@ -169,3 +169,60 @@ def test_batch_advancement_equals_one_by_one(session, tenant, monkeypatch):
     outcomes = {(h[2], h[3]) for h in history}
     assert ("send", "deferred") in outcomes  # Paris's quiet hours and busy's cap
     assert ("update", "updated") in outcomes and ("wait", "waiting") in outcomes
+
+
+def test_a_batch_failing_after_its_rows_are_written_ends_as_one_by_one(
+    session, tenant, monkeypatch
+):
+    """The batch's enrollment rows are written in one statement and marked stored; if the
+    batch then fails (here its history insert), the savepoint rolls back and every claimed
+    enrollment is advanced again one by one from its stored state: nothing of the failed
+    attempt is left, in the database or in the loaded objects."""
+    from fidele.campaigns.repository import FlowRepository
+
+    make_template(session, tenant)
+    flow = _flow(session, tenant, "cart", [{"send": {"template": "hello"}}, {"wait": {"days": 1}}])
+    people = [make_customer(session, tenant, f"f{i}") for i in range(3)]
+    session.execute(
+        insert(Enrollment),
+        [
+            {
+                "merchant_id": tenant.merchant_id,
+                "flow_id": flow.id,
+                "version": flow.active_version,
+                "customer_id": p.id,
+                "occurrence": "o",
+                "status": "active",
+                "step": "s1",
+                "due_at": EVENING - timedelta(minutes=1),
+                "entered_at": EVENING - timedelta(minutes=1),
+                "updated_at": EVENING - timedelta(minutes=1),
+                "attempts": 0,
+                "context": {},
+            }
+            for p in people
+        ],
+    )
+    session.flush()
+    with session.begin_nested() as one_by_one:
+        for enr in _claimed(session):
+            engine.advance(session, enr, EVENING)
+        expected = _state(session)
+        one_by_one.rollback()
+    session.expire_all()
+
+    real = FlowRepository.add_history
+    calls: list[int] = []
+
+    def fail_once(self: FlowRepository, rows: Any) -> None:
+        calls.append(len(rows))
+        if len(calls) == 1:
+            raise RuntimeError("history insert failed")
+        real(self, rows)
+
+    monkeypatch.setattr(FlowRepository, "add_history", fail_once)
+    engine.advance_batch(session, _claimed(session), EVENING)
+    assert calls[0] == 6  # the batch: a send and a wait for each of the three
+    assert _state(session) == expected
+    enrollments = expected[0]
+    assert [(r[1], r[2]) for r in enrollments] == [("active", "s2")] * 3

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import inspect
 from sqlalchemy.orm import Session, sessionmaker
 
 from fidele.campaigns import domain
@@ -26,7 +27,7 @@ from fidele.kit.repository import insert_or_twin
 log = logging.getLogger("fidele.flows")
 MAX_STEPS_PER_PASS = 50  # a loop of instant steps (a condition jumping back) stops here
 MAX_ATTEMPTS = 5
-BATCH = 200
+BATCH = 500
 # session.info key: the history rows of the batch being advanced, written in one statement
 _HISTORY = "fidele.flows.history"
 
@@ -189,7 +190,7 @@ def advance_batch(session: Session, claimed: Sequence[Enrollment], now: datetime
     enrollments due on a send step are decided first, together (``messaging.send_many``: a
     handful of statements for the batch instead of ~14 per message), then every enrollment
     runs its steps in order, the already decided send taking its outcome. The batch's
-    history rows are written together at its end."""
+    enrollment rows and history rows are written together at its end (a statement each)."""
     definitions: dict[tuple[int, int], FlowDefinition] = {}
     try:
         with session.begin_nested():
@@ -200,9 +201,13 @@ def advance_batch(session: Session, claimed: Sequence[Enrollment], now: datetime
                     _run(session, enr, now, definitions, decided)
             finally:
                 session.info.pop(_HISTORY, None)
-            FlowRepository(session).add_history(history)
+            repo = FlowRepository(session)
+            repo.write_enrollments([e for e in claimed if inspect(e).modified])
+            repo.add_history(history)
     except Exception:
         log.warning("batch of %d enrollments failed, again one by one", len(claimed), exc_info=True)
+        for enr in claimed:  # back to their stored state (the savepoint rolled back)
+            session.expire(enr)
         for enr in claimed:
             advance(session, enr, now, definitions)
 

@@ -100,6 +100,12 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
+def json_rows(rows: Sequence[dict[str, Any]]) -> str:
+    """Rows as one JSON array (aware datetimes in ISO 8601), the parameter of
+    ``jsonb_to_recordset``."""
+    return json.dumps(list(rows), default=_json_default)
+
+
 def bulk_insert(
     session: Session,
     table: Table,
@@ -151,7 +157,7 @@ def bulk_insert(
         sql += f" ON CONFLICT ({', '.join(quote(n) for n in conflict)}) DO NOTHING"
     if returning:
         sql += f" RETURNING {', '.join(quote(n) for n in returning)}"
-    payload = json.dumps(list(rows), default=_json_default)
+    payload = json_rows(rows)
     result = session.execute(text(sql), {"rows": payload})
     return [tuple(r) for r in result] if returning else []
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from fidele.kit.repository import RepositoryBase, bulk_insert, dialect_insert, in_
@@ -229,16 +229,37 @@ class SendRepository(RepositoryBase[MessageSend]):
         )
         return result.scalar_one_or_none()
 
-    def ids_by_key(self, merchant_ids: set[int], keys: set[str]) -> dict[tuple[int, str], int]:
-        """(merchant id, key) -> ledger row id, for the rows that exist (one query)."""
-        if not keys:
+    def ids_by_key(self, pairs: set[tuple[int, str]]) -> dict[tuple[int, str], int]:
+        """(merchant id, key) -> ledger row id, for the pairs that have a row (one query).
+
+        PostgreSQL: one unique-index probe per pair (a ``LATERAL ... LIMIT 1`` join the
+        planner cannot turn into a scan). The plain ``merchant_id IN ... AND key = ANY(...)``
+        form depends on the ledger's statistics: while they are stale (a ledger growing from
+        empty, autovacuum behind or off) the planner guesses a merchant has a handful of rows,
+        walks all of them and filters the keys, 50-150 ms per batch of 200 at 20,000 rows
+        instead of ~0.5 ms."""
+        if not pairs:
             return {}
+        if self.session.get_bind().dialect.name == "postgresql":
+            ordered = sorted(pairs)
+            rows = self.session.execute(
+                text(
+                    "SELECT k.merchant_id, k.key, s.id "
+                    "FROM unnest(CAST(:merchants AS bigint[]), CAST(:keys AS text[])) "
+                    "AS k(merchant_id, key) "
+                    "CROSS JOIN LATERAL (SELECT m.id FROM message_sends AS m "
+                    "WHERE m.merchant_id = k.merchant_id AND m.key = k.key LIMIT 1) AS s"
+                ),
+                {"merchants": [m for m, _ in ordered], "keys": [k for _, k in ordered]},
+            )
+            return {(m, k): i for m, k, i in rows}
         rows = self.session.execute(
             select(MessageSend.merchant_id, MessageSend.key, MessageSend.id).where(
-                MessageSend.merchant_id.in_(merchant_ids), in_(self.session, MessageSend.key, keys)
+                MessageSend.merchant_id.in_({m for m, _ in pairs}),
+                in_(self.session, MessageSend.key, {k for _, k in pairs}),
             )
         )
-        return {(m, k): i for m, k, i in rows}
+        return {(m, k): i for m, k, i in rows if (m, k) in pairs}
 
     def insert_many(self, rows: Sequence[dict[str, Any]]) -> dict[tuple[int, str], int]:
         """Insert ledger rows in one batched statement; (merchant id, key) -> id of the rows
@@ -304,9 +325,12 @@ class SendRepository(RepositoryBase[MessageSend]):
     def due(self, now: datetime, limit: int) -> list[MessageSend]:
         """Queued rows due now that no live claim holds, locked with ``FOR UPDATE SKIP
         LOCKED`` (PostgreSQL): several workers claim disjoint batches at the same moment
-        (SQLite has one writer at a time, so the claim is atomic there as it is)."""
+        (SQLite has one writer at a time, so the claim is atomic there as it is). The ids are
+        claimed first, then the rows read: a locking query sorts every due row before its
+        LIMIT, and whole ledger rows (~2.5 kB) of a 20,000-message queue spill that sort to
+        disk (~150-300 ms a claim under load, ~10x the ids alone)."""
         stmt = (
-            select(MessageSend)
+            select(MessageSend.id)
             .where(
                 MessageSend.status == "queued",
                 MessageSend.next_attempt_at <= now,
@@ -316,7 +340,16 @@ class SendRepository(RepositoryBase[MessageSend]):
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-        return list(self.session.execute(stmt).scalars())
+        ids = list(self.session.execute(stmt).scalars())
+        if not ids:
+            return []
+        return list(
+            self.session.execute(
+                select(MessageSend)
+                .where(in_(self.session, MessageSend.id, ids))
+                .order_by(MessageSend.next_attempt_at, MessageSend.id)
+            ).scalars()
+        )
 
     def set_status(self, ids: Sequence[int], from_status: str, **values: Any) -> int:
         if not ids:
@@ -400,6 +433,23 @@ class BatchRepository:
         rows = self.session.execute(
             select(Customer).where(in_(self.session, Customer.id, ids))
         ).scalars()
+        return {c.id: c for c in rows}
+
+    def recipients(self, ids: set[int]) -> dict[int, Any]:
+        """The customers' columns deciding a send (id, merchant, addresses, erasure, zone),
+        as plain rows: ``send_many`` does not need the whole customer objects."""
+        from fidele.customers.models import Customer
+
+        rows = self.session.execute(
+            select(
+                Customer.id,
+                Customer.merchant_id,
+                Customer.email_normalized,
+                Customer.external_id,
+                Customer.erased_at,
+                Customer.timezone,
+            ).where(in_(self.session, Customer.id, ids))
+        )
         return {c.id: c for c in rows}
 
     def templates(self, ids: set[int]) -> dict[int, MessageTemplate]:

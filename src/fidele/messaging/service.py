@@ -327,9 +327,9 @@ def send_many(
     batch = BatchRepository(session)
     sends = SendRepository(session)
     merchants = {r.merchant_id for r in requests}
-    existing = sends.ids_by_key(merchants, {r.key for r in requests})
+    existing = sends.ids_by_key({(r.merchant_id, r.key) for r in requests})
     fresh = [r for r in requests if (r.merchant_id, r.key) not in existing]
-    customers = batch.customers({r.customer_id for r in fresh}) if fresh else {}
+    customers = batch.recipients({r.customer_id for r in fresh}) if fresh else {}
     tpls = batch.templates_by_name(merchants, {r.template for r in fresh}) if fresh else {}
     for r in fresh:
         found = customers.get(r.customer_id)
@@ -393,9 +393,7 @@ def send_many(
         # the locks may have waited for other sends to these customers: they may have used
         # these very keys
         existing.update(
-            sends.ids_by_key(
-                {requests[i].merchant_id for i in capped}, {requests[i].key for i in capped}
-            )
+            sends.ids_by_key({(requests[i].merchant_id, requests[i].key) for i in capped})
         )
         longest = max(
             domain.longest_window(policies[requests[i].merchant_id].caps[requests[i].channel])
@@ -439,7 +437,7 @@ def send_many(
     inserted = sends.insert_many(rows)
     twins = {k for k in written if k not in inserted}  # a concurrent call committed first
     if twins:
-        existing.update(sends.ids_by_key({m for m, _ in twins}, {key for _, key in twins}))
+        existing.update(sends.ids_by_key(twins))
 
     outcomes: list[SendOutcome] = []
     for i, r in enumerate(requests):
