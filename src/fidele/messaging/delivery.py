@@ -36,11 +36,12 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import bindparam, case, text, update
+from sqlalchemy import bindparam, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from fidele.db.session import read_only, transaction
 from fidele.kit.clock import Clock
+from fidele.kit.types import UTCDateTime
 from fidele.messaging import context as contexts
 from fidele.messaging import domain, templates, tracking
 from fidele.messaging.consent import address_of
@@ -297,7 +298,17 @@ def _visible_unsubscribe(
 # --- 3. sending, 4. record --------------------------------------------------------------
 
 
-_SENDS = MessageSend.__table__
+# Prebuilt statements (building and compiling an UPDATE costs ~1 ms of CPU; this runs for
+# every message).
+_MARK_ONE = text(
+    "UPDATE message_sends SET status = 'sending', message_id = :mid, claimed_until = :until "
+    "WHERE id = :id AND status = 'queued'"
+).bindparams(bindparam("until", type_=UTCDateTime()))
+_MARK_MANY = text(
+    "UPDATE message_sends SET status = 'sending', claimed_until = :until "
+    "WHERE id IN :ids AND status = 'queued' RETURNING id"
+).bindparams(bindparam("ids", expanding=True), bindparam("until", type_=UTCDateTime()))
+_SET_MESSAGE_ID = text("UPDATE message_sends SET message_id = :mid WHERE id = :id")
 
 
 def mark_sending(
@@ -309,18 +320,16 @@ def mark_sending(
     another worker took is not)."""
     if not marks:
         return set()
-    stmt = (
-        update(_SENDS)  # type: ignore[arg-type]
-        .where(_SENDS.c.id.in_(list(marks)), _SENDS.c.status == "queued")
-        .values(
-            status="sending",
-            claimed_until=lease_until,
-            message_id=case(marks, value=_SENDS.c.id),
-        )
-        .returning(_SENDS.c.id)
-    )
     with transaction(factory) as session:
-        return set(session.connection().execute(stmt).scalars())
+        conn = session.connection()
+        if len(marks) == 1:
+            ((send_id, mid),) = marks.items()
+            done = conn.execute(_MARK_ONE, {"mid": mid, "until": lease_until, "id": send_id})
+            return {send_id} if done.rowcount == 1 else set()  # type: ignore[attr-defined]
+        taken = set(conn.execute(_MARK_MANY, {"ids": list(marks), "until": lease_until}).scalars())
+        if taken:
+            conn.execute(_SET_MESSAGE_ID, [{"mid": marks[i], "id": i} for i in taken])
+        return taken
 
 
 @dataclass

@@ -175,6 +175,8 @@ class SmtpTransport:
     def __init__(self, config: SmtpConfig) -> None:
         self.config = config
         self._local = threading.local()
+        self._lock = threading.Lock()
+        self._open_conns: set[smtplib.SMTP] = set()  # every thread's, for close()
         self._tls: ssl.SSLContext | None = None  # one per process (loading CAs costs ~10 ms)
 
     def _context(self) -> ssl.SSLContext:
@@ -182,10 +184,11 @@ class SmtpTransport:
             self._tls = self.config.tls_context()
         return self._tls
 
-    def _connection(self) -> smtplib.SMTP:
+    def _connection(self) -> tuple[smtplib.SMTP, bool]:
+        """This thread's connection, and whether it was opened just now."""
         conn = getattr(self._local, "conn", None)
         if conn is not None:
-            return conn  # type: ignore[no-any-return]
+            return conn, False
         try:
             conn = self._open()
         except ssl.SSLCertVerificationError as exc:
@@ -200,7 +203,9 @@ class SmtpTransport:
         except (OSError, smtplib.SMTPException) as exc:
             raise Temporary(f"SMTP connection failed: {exc}") from exc
         self._local.conn = conn
-        return conn
+        with self._lock:
+            self._open_conns.add(conn)
+        return conn, True
 
     def _open(self) -> smtplib.SMTP:
         c = self.config
@@ -226,21 +231,30 @@ class SmtpTransport:
         conn = getattr(self._local, "conn", None)
         self._local.conn = None
         if conn is not None:
-            with contextlib.suppress(OSError):  # a connection already gone needs no closing
-                conn.close()
+            self._close(conn)
+
+    def _close(self, conn: smtplib.SMTP) -> None:
+        with self._lock:
+            self._open_conns.discard(conn)
+        with contextlib.suppress(OSError):  # a connection already gone needs no closing
+            conn.close()
 
     def deliver(self, msg: Outgoing, raw: bytes) -> None:
-        conn = self._connection()
-        try:
-            code, reply = conn.mail(msg.sender)
-            if code == 250:
-                code, reply = conn.rcpt(msg.to)
-            if code not in (250, 251):
-                conn.rset()
-                _refused(code, reply)
-        except (OSError, smtplib.SMTPServerDisconnected) as exc:
-            self._drop()  # nothing was sent yet: the message can be tried again
-            raise Temporary(f"SMTP connection lost: {exc}") from exc
+        while True:
+            conn, fresh = self._connection()
+            try:
+                code, reply = conn.mail(msg.sender)
+                if code == 250:
+                    code, reply = conn.rcpt(msg.to)
+                if code not in (250, 251):
+                    conn.rset()
+                    _refused(code, reply)
+                break
+            except (OSError, smtplib.SMTPServerDisconnected) as exc:
+                self._drop()  # nothing was sent yet: the message can be tried again
+                if not fresh:  # a kept connection the server closed meanwhile: a new one
+                    continue
+                raise Temporary(f"SMTP connection lost: {exc}") from exc
         try:
             code, reply = conn.data(raw)
         except smtplib.SMTPDataError as exc:  # DATA itself refused: the content was not sent
@@ -256,7 +270,15 @@ class SmtpTransport:
             time.sleep(float(pause))
 
     def close(self) -> None:
-        self._drop()
+        """Every thread's connection (QUIT, then closed)."""
+        self._local.conn = None
+        with self._lock:
+            conns, self._open_conns = list(self._open_conns), set()
+        for conn in conns:
+            with contextlib.suppress(OSError, smtplib.SMTPException):
+                conn.quit()
+            with contextlib.suppress(OSError):
+                conn.close()
 
 
 def _refused(code: int, reply: bytes | str) -> None:
