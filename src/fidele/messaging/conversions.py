@@ -6,7 +6,7 @@ A merchant may change the windows (``PUT /v1/messages/measurement``; 0 turns a k
 
 The rule is :func:`last_touch` (pure); :func:`attribute_orders` applies it to any number of
 orders at once, whatever wrote them: the online path (``POST /v1/orders``, the connectors'
-webhooks and backfills, through the ``order.placed`` handler) and the bulk path of ``fidele
+webhooks, the PrestaShop sync: through the ``order.placed`` handler) and the bulk path of ``fidele
 import`` (which dispatches no handlers and calls it for the orders it created). Idempotent: an
 order is attributed once (a replayed import or event adds nothing)."""
 
