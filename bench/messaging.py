@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import smtplib
 import subprocess
 import sys
@@ -26,6 +27,7 @@ import time
 import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import insert, text
 
@@ -194,21 +196,31 @@ def prerender(url: str, count: int) -> list[tuple[str, str, bytes]]:
     return out
 
 
-def bare_loop(messages: list[tuple[str, str, bytes]], smtp_port: int, stats_port: int) -> float:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux ``/proc``): CPU per message is a
+    figure the machine's other load changes little, unlike messages per second."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bare_loop(
+    messages: list[tuple[str, str, bytes]], smtp_port: int, stats_port: int
+) -> tuple[float, float]:
+    """(messages per second, client CPU ms per message)."""
     sink_reset(stats_port)
     conn = smtplib.SMTP("127.0.0.1", smtp_port)
     conn.ehlo()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for sender, to, raw in messages:
         conn.sendmail(sender, [to], raw)
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
     conn.quit()
-    return len(messages) / elapsed
+    return len(messages) / elapsed, 1000 * cpu / len(messages)
 
 
 def workers_round(
-    url: str, n_workers: int, n: int, smtp_port: int, stats_port: int
-) -> dict[str, float]:
+    url: str, n_workers: int, n: int, smtp_port: int, stats_port: int, bin_dir: Path = BIN
+) -> dict[str, Any]:
     engine = make_engine(url)
     with engine.begin() as conn:
         conn.execute(
@@ -227,11 +239,12 @@ def workers_round(
         "FIDELE_ENV": "production",
         "FIDELE_EMBEDDED_WORKER": "false",
         "FIDELE_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
+        "PYTHONDONTWRITEBYTECODE": "1",
     }
     t0 = time.time()
     procs = [
         subprocess.Popen(
-            [str(BIN / "fidele"), "worker"],
+            [str(bin_dir / "fidele"), "worker"],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -239,6 +252,7 @@ def workers_round(
         for _ in range(n_workers)
     ]
     last_print = time.monotonic()
+    cpu = 0.0
     try:
         deadline = time.monotonic() + 3600
         while (s := sink_stats(stats_port))["unique"] < n and time.monotonic() < deadline:
@@ -246,6 +260,8 @@ def workers_round(
                 print(f"  {int(s['unique'])}/{n} sent", flush=True)
                 last_print = time.monotonic()
             time.sleep(0.5)
+        time.sleep(1)  # the last outcomes recorded
+        cpu = sum(cpu_seconds(p.pid) for p in procs)
     finally:
         for p in procs:
             p.terminate()
@@ -263,6 +279,7 @@ def workers_round(
         "delivered": s["unique"],
         "duplicated": s["duplicated"],
         "statuses": statuses,
+        "cpu_ms": 1000 * cpu / max(s["unique"], 1),  # workers' CPU (startup included)
     }
 
 
@@ -271,32 +288,63 @@ def main() -> None:
     p.add_argument("--messages", type=int, default=100_000)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--bare", type=int, default=20_000, help="messages of each bare-loop run")
+    p.add_argument(
+        "--reference-bin",
+        type=Path,
+        help="also run the workers of another install (e.g. main's .venv/bin) in the same run",
+    )
     args = p.parse_args()
+    # a SIGTERM stops the run through the ``finally`` blocks (workers, sink, scratch database)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     name = f"fidele_bench_messaging_{os.getpid()}"
     url = createdb(name).replace("postgresql://", "postgresql+psycopg://")
     sink, smtp_port, stats_port = start_sink()
+    rows: list[tuple[str, float, float, float, str, str]] = []  # label, rate, cpu, sink cpu
+    statuses = {}
     try:
         t = time.perf_counter()
         seed(url, args.messages)
         took = time.perf_counter() - t
         print(f"seeded {args.messages} customers and queued messages in {took:.0f} s", flush=True)
         pre = prerender(url, min(args.bare, args.messages))
-        before = bare_loop(pre, smtp_port, stats_port)
-        print(f"bare loop: {before:.0f} msgs/s", flush=True)
-        r = workers_round(url, args.workers, args.messages, smtp_port, stats_port)
-        after = bare_loop(pre, smtp_port, stats_port)
+
+        def bare(label: str) -> None:
+            s0 = cpu_seconds(sink.pid)
+            rate, cpu = bare_loop(pre, smtp_port, stats_port)
+            sink_ms = 1000 * (cpu_seconds(sink.pid) - s0) / len(pre)
+            rows.append((label, rate, cpu, sink_ms, "", ""))
+            print(f"{label}: {rate:.0f} msgs/s; load {os.getloadavg()}", flush=True)
+
+        def workers(label: str, bin_dir: Path) -> dict[str, Any]:
+            s0 = cpu_seconds(sink.pid)
+            r = workers_round(url, args.workers, args.messages, smtp_port, stats_port, bin_dir)
+            sink_ms = 1000 * (cpu_seconds(sink.pid) - s0) / max(r["delivered"], 1)
+            wall, dup = f"{r['wall_s']:.1f}", str(int(r["duplicated"]))
+            rows.append((label, r["per_s"], r["cpu_ms"], sink_ms, wall, dup))
+            print(f"{label}: {r['per_s']:.0f} msgs/s; load {os.getloadavg()}", flush=True)
+            return r
+
+        bare("bare smtplib loop, pre-rendered (before)")
+        r = workers(f"{args.workers} x fidele worker (render + send)", BIN)
+        statuses = r["statuses"]
+        if args.reference_bin:
+            workers(f"{args.workers} x reference worker", args.reference_bin)
+        bare("bare smtplib loop, pre-rendered (after)")
     finally:
         sink.terminate()
         dropdb(name)
-    bare = (before + after) / 2
+    ref = (rows[0][1] + rows[-1][1]) / 2
     print(f"{args.messages} personalised emails to a loopback SMTP sink; load: {os.getloadavg()}")
-    print(f"{'run':40} {'msgs/s':>8} {'vs bare':>8} {'wall s':>7} {'dup':>4}")
-    print(f"{'bare smtplib loop, pre-rendered (before)':40} {before:8.0f} {before / bare:8.0%}")
-    label = f"{args.workers} x fidele worker (render + send)"
-    rate, dup = r["per_s"], int(r["duplicated"])
-    print(f"{label:40} {rate:8.0f} {rate / bare:8.0%} {r['wall_s']:7.1f} {dup:4d}")
-    print(f"{'bare smtplib loop, pre-rendered (after)':40} {after:8.0f} {after / bare:8.0%}")
-    print(f"ledger after the run: {r['statuses']}")
+    print(
+        f"{'run':42} {'msgs/s':>7} {'vs bare':>8} {'CPU ms/msg':>10} {'sink ms/msg':>11} "
+        f"{'wall s':>7} {'dup':>4}"
+    )
+    for label, rate, cpu, sink_ms, wall, dup in rows:
+        print(
+            f"{label:42} {rate:7.0f} {rate / ref:8.0%} {cpu:10.2f} {sink_ms:11.2f} "
+            f"{wall:>7} {dup:>4}"
+        )
+    print(f"ledger after the run: {statuses}")
 
 
 if __name__ == "__main__":

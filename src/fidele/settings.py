@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     # and to .eml files under messages_dir otherwise (the development default).
     smtp_url: str | None = None
     smtp_timeout_seconds: float = 30.0
+    # With smtps:// or ?starttls=true the server's certificate (and name) is verified against
+    # this PEM file of CAs, or the system's trusted CAs when empty.
+    smtp_ca_file: str | None = None
     messages_dir: str = "./var/messages"
     # Links in messages (unsubscribe, preferences, tracking) are built on this.
     public_url: str = "http://127.0.0.1:8000"

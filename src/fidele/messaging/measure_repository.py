@@ -7,11 +7,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, delete, func, insert, or_, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from fidele.customers.models import Customer
-from fidele.kit.repository import dialect_insert, insert_unless_exists
+from fidele.kit.repository import dialect_insert
 from fidele.messaging.measure_models import (
     Broadcast,
     BroadcastRecipient,
@@ -122,50 +122,33 @@ class TrackingRepository:
         )
         self.session.execute(stmt)
 
-    def last_touch_of(
-        self,
-        customer_id: int,
-        placed_at: datetime,
-        click_since: datetime | None,
-        open_since: datetime | None,
-    ) -> MessageInteraction | None:
-        """The customer's latest click inside [click_since, placed_at], else latest open inside
-        [open_since, placed_at], in one query (a window of None is off): its last repeat within
-        the window, or a first one before the order when repeats went on after it."""
-        kinds = []
-        if click_since is not None:
-            kinds.append(
-                and_(MessageInteraction.kind == "click", MessageInteraction.last_at >= click_since)
-            )
-        if open_since is not None:
-            kinds.append(
-                and_(MessageInteraction.kind == "open", MessageInteraction.last_at >= open_since)
-            )
-        if not kinds:
-            return None
-        stmt = (
-            select(MessageInteraction)
-            .where(
-                MessageInteraction.customer_id == customer_id,
-                MessageInteraction.first_at <= placed_at,
-                or_(*kinds),
-            )
-            .order_by(
-                case((MessageInteraction.kind == "click", 0), else_=1),
-                MessageInteraction.last_at.desc(),
-                MessageInteraction.id.desc(),
-            )
-            .limit(1)
+    def touches_of(
+        self, customer_ids: set[int], *, since: datetime, until: datetime
+    ) -> list[MessageInteraction]:
+        """The customers' opens and clicks that began by ``until`` and whose last repeat is
+        ``since`` or later: every touch an order placed in that span may be credited to (the
+        rule, ``conversions.last_touch``, picks one)."""
+        if not customer_ids:
+            return []
+        stmt = select(MessageInteraction).where(
+            MessageInteraction.customer_id.in_(sorted(customer_ids)),
+            MessageInteraction.first_at <= until,
+            MessageInteraction.last_at >= since,
         )
-        return self.session.execute(stmt).scalars().first()
+        return list(self.session.execute(stmt).scalars())
 
-    def add_conversion(self, values: dict[str, Any]) -> int | None:
-        return insert_unless_exists(
-            self.session,
-            MessageConversion.__table__,
-            ["order_id"],
-            values,  # type: ignore[arg-type]
+    def add_conversions(self, rows: list[dict[str, Any]]) -> int:
+        """Insert the conversions of orders not attributed yet (``ON CONFLICT (order_id) DO
+        NOTHING``: a replay adds nothing); how many were inserted."""
+        if not rows:
+            return 0
+        table = MessageConversion.__table__
+        stmt = (
+            dialect_insert(self.session)(table)
+            .on_conflict_do_nothing(index_elements=["order_id"])
+            .returning(table.c.id)  # type: ignore[attr-defined]
         )
+        return len(self.session.execute(stmt, rows).all())
 
 
 def _source(merchant_id: int, where: dict[str, int]) -> list[Any]:

@@ -137,11 +137,14 @@ class SmtpConfig:
     tls: bool  # smtps://: TLS from the first byte
     starttls: bool  # smtp://...?starttls=true: upgrade after EHLO
     timeout: float
+    ca_file: str | None = None  # PEM CAs trusted for the server's certificate (else the system's)
 
     @classmethod
-    def parse(cls, url: str, timeout: float) -> SmtpConfig:
+    def parse(cls, url: str, timeout: float, ca_file: str | None = None) -> SmtpConfig:
         """``smtp://user:pass@host:port`` (``?starttls=true`` to upgrade; ``smtps://`` for TLS
-        from the start); default ports 25 and 465."""
+        from the start); default ports 25 and 465. With TLS the server's certificate is
+        verified, hostname included, against ``ca_file`` (``FIDELE_SMTP_CA_FILE``) if given,
+        else the system's trusted CAs."""
         parts = urlsplit(url)
         if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
             raise ValueError("FIDELE_SMTP_URL must look like smtp://user:pass@host:port")
@@ -155,7 +158,15 @@ class SmtpConfig:
             tls=tls,
             starttls=query.get("starttls") in ("1", "true", "yes"),
             timeout=timeout,
+            ca_file=ca_file or None,
         )
+
+    def tls_context(self) -> ssl.SSLContext:
+        """Certificate and hostname verified (the stdlib's defaults), against ``ca_file``."""
+        try:
+            return ssl.create_default_context(cafile=self.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise Temporary(f"FIDELE_SMTP_CA_FILE {self.ca_file!r} cannot be used: {exc}") from exc
 
 
 class SmtpTransport:
@@ -164,51 +175,86 @@ class SmtpTransport:
     def __init__(self, config: SmtpConfig) -> None:
         self.config = config
         self._local = threading.local()
+        self._lock = threading.Lock()
+        self._open_conns: set[smtplib.SMTP] = set()  # every thread's, for close()
+        self._tls: ssl.SSLContext | None = None  # one per process (loading CAs costs ~10 ms)
 
-    def _connection(self) -> smtplib.SMTP:
+    def _context(self) -> ssl.SSLContext:
+        if self._tls is None:
+            self._tls = self.config.tls_context()
+        return self._tls
+
+    def _connection(self) -> tuple[smtplib.SMTP, bool]:
+        """This thread's connection, and whether it was opened just now."""
         conn = getattr(self._local, "conn", None)
         if conn is not None:
-            return conn  # type: ignore[no-any-return]
-        c = self.config
+            return conn, False
         try:
-            if c.tls:
-                conn = smtplib.SMTP_SSL(
-                    c.host, c.port, timeout=c.timeout, context=ssl.create_default_context()
-                )
-            else:
-                conn = smtplib.SMTP(c.host, c.port, timeout=c.timeout)
-            conn.ehlo()
-            if c.starttls:
-                conn.starttls(context=ssl.create_default_context())
-                conn.ehlo()
-            if c.user:
-                conn.login(c.user, c.password or "")
+            conn = self._open()
+        except ssl.SSLCertVerificationError as exc:
+            raise Temporary(
+                f"SMTP server certificate not trusted ({exc.verify_message}): "
+                "set FIDELE_SMTP_CA_FILE to the CA that signed it"
+            ) from exc
+        except smtplib.SMTPNotSupportedError as exc:
+            raise Temporary(f"SMTP server does not offer STARTTLS: {exc}") from exc
         except smtplib.SMTPAuthenticationError as exc:
             raise Temporary(f"SMTP login refused: {exc}") from exc
         except (OSError, smtplib.SMTPException) as exc:
             raise Temporary(f"SMTP connection failed: {exc}") from exc
         self._local.conn = conn
+        with self._lock:
+            self._open_conns.add(conn)
+        return conn, True
+
+    def _open(self) -> smtplib.SMTP:
+        c = self.config
+        context = self._context() if c.tls or c.starttls else None
+        if c.tls:
+            conn = smtplib.SMTP_SSL(c.host, c.port, timeout=c.timeout, context=context)
+        else:
+            conn = smtplib.SMTP(c.host, c.port, timeout=c.timeout)
+        try:
+            conn.ehlo()
+            if c.starttls:
+                conn.starttls(context=context)
+                conn.ehlo()
+            if c.user:
+                conn.login(c.user, c.password or "")
+        except BaseException:
+            with contextlib.suppress(OSError, smtplib.SMTPException):
+                conn.close()
+            raise
         return conn
 
     def _drop(self) -> None:
         conn = getattr(self._local, "conn", None)
         self._local.conn = None
         if conn is not None:
-            with contextlib.suppress(OSError):  # a connection already gone needs no closing
-                conn.close()
+            self._close(conn)
+
+    def _close(self, conn: smtplib.SMTP) -> None:
+        with self._lock:
+            self._open_conns.discard(conn)
+        with contextlib.suppress(OSError):  # a connection already gone needs no closing
+            conn.close()
 
     def deliver(self, msg: Outgoing, raw: bytes) -> None:
-        conn = self._connection()
-        try:
-            code, reply = conn.mail(msg.sender)
-            if code == 250:
-                code, reply = conn.rcpt(msg.to)
-            if code not in (250, 251):
-                conn.rset()
-                _refused(code, reply)
-        except (OSError, smtplib.SMTPServerDisconnected) as exc:
-            self._drop()  # nothing was sent yet: the message can be tried again
-            raise Temporary(f"SMTP connection lost: {exc}") from exc
+        while True:
+            conn, fresh = self._connection()
+            try:
+                code, reply = conn.mail(msg.sender)
+                if code == 250:
+                    code, reply = conn.rcpt(msg.to)
+                if code not in (250, 251):
+                    conn.rset()
+                    _refused(code, reply)
+                break
+            except (OSError, smtplib.SMTPServerDisconnected) as exc:
+                self._drop()  # nothing was sent yet: the message can be tried again
+                if not fresh:  # a kept connection the server closed meanwhile: a new one
+                    continue
+                raise Temporary(f"SMTP connection lost: {exc}") from exc
         try:
             code, reply = conn.data(raw)
         except smtplib.SMTPDataError as exc:  # DATA itself refused: the content was not sent
@@ -224,7 +270,15 @@ class SmtpTransport:
             time.sleep(float(pause))
 
     def close(self) -> None:
-        self._drop()
+        """Every thread's connection (QUIT, then closed)."""
+        self._local.conn = None
+        with self._lock:
+            conns, self._open_conns = list(self._open_conns), set()
+        for conn in conns:
+            with contextlib.suppress(OSError, smtplib.SMTPException):
+                conn.quit()
+            with contextlib.suppress(OSError):
+                conn.close()
 
 
 def _refused(code: int, reply: bytes | str) -> None:
@@ -319,7 +373,11 @@ class Transports:
 
     def __init__(self, settings: Settings) -> None:
         self.email: SmtpTransport | FileTransport = (
-            SmtpTransport(SmtpConfig.parse(settings.smtp_url, settings.smtp_timeout_seconds))
+            SmtpTransport(
+                SmtpConfig.parse(
+                    settings.smtp_url, settings.smtp_timeout_seconds, settings.smtp_ca_file
+                )
+            )
             if settings.smtp_url
             else FileTransport(settings.messages_dir)
         )

@@ -8,7 +8,9 @@ duplicate. Each new order gets its lines and one
 ``order.placed`` event (source ``import``), and each new customer a ``customer.upserted`` event,
 exactly as ``POST /v1/orders`` would write them, but the in-transaction handlers of other
 domains are NOT dispatched: a historical import awards no points; loyalty rebuilds from the
-log with its replay command."""
+log with its replay command. Message conversions are the exception: the new orders are
+credited to the message that earned them by the same rule as online
+(``messaging.conversions.attribute_orders``, one query per batch)."""
 
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from fidele.customers.service import normalise_email
 from fidele.events import domain as ev
 from fidele.events.domain import payload_hash
 from fidele.events.models import Event
+from fidele.messaging import conversions
 from fidele.orders.domain import line_discounts
 from fidele.orders.models import Order, OrderLine
 from fidele.orders.schemas import OrderIn
@@ -141,6 +144,17 @@ def write_orders(
     )
     # the customers' order facts (segments), as the order events' handler keeps them
     segments.refresh_order_facts(session, [customers[o.customer_id] for o in fresh])
+    # Conversions are credited whatever path wrote the order (the online path does it in its
+    # ``order.placed`` handler, not dispatched here): same rule, once per order.
+    conversions.attribute_orders(
+        session,
+        [
+            conversions.Placed(
+                order_ids[o.id], caller.merchant_id, customers[o.customer_id], o.placed_at
+            )
+            for o in fresh
+        ],
+    )
     stale = [o.id for o in orders if o.id not in order_ids]
     existing = store.lookup(ORDERS, "payload_hash", caller.merchant_id, stale) if stale else {}
     out = Written(customers_created=new_customers)
