@@ -238,3 +238,28 @@ def test_an_empty_programme_says_what_to_do_first(
     login(client, make_user(factory, tenant.merchant_id, "admin", clock.now(), "new@shop.test"))
     page = client.get("/loyalty").text
     assert "create a first reward" in page and "No rewards yet" in page
+
+
+def test_every_text_of_the_programme_pages_is_in_french() -> None:
+    """Each ``t("...")`` of the new templates and each domain code's words are in fr.yaml."""
+    from pathlib import Path
+
+    from fidele.dashboard import programme
+    from fidele.dashboard.i18n import FR
+
+    root = Path(programme.__file__).parent
+    texts = set(programme.CODES.values())
+    for name in ("loyalty", "promotions", "settings_shop"):
+        source = (root / "templates" / f"{name}.html").read_text()
+        texts |= set(re.findall(r'\bt\("([^"]+)"', source))
+    for name in ("programme.py", "programme_routes.py"):
+        texts |= set(re.findall(r'\bt\(\s*"([^"]+)"', (root / name).read_text()))
+    assert len(texts) > 150
+    assert sorted(t for t in texts if t not in FR) == []
+
+
+def test_the_page_in_french(admin: TestClient) -> None:
+    french = {**HTML, "Accept-Language": "fr-FR,fr;q=0.9"}
+    admin.cookies.delete("fidele_lang")
+    page = admin.get("/loyalty", params={"sim_amount": "10"}, headers=french).text
+    assert "Barème de points" in page and "Bonus de première commande" in page
