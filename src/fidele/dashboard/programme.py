@@ -308,11 +308,18 @@ def loyalty_page(ctx: Ctx, query: dict[str, str], **extra: Any) -> dict[str, Any
         "reward_kinds": rewards.KINDS,
         "label": labeller(ctx),
         "major": lambda amount, digits=None: major(amount, digits, ctx.programme.currency),
-        "liability": reports.liability(ctx.session, ctx.programme.id, ctx.now),
+        "liability": _by_age(reports.liability(ctx.session, ctx.programme.id, ctx.now)),
         "budgets": budgets(ctx, scale),
         "settlement": settlement(ctx),
         **extra,
     }
+
+
+def _by_age(liability: dict[str, Any]) -> dict[str, Any]:
+    """The liability with its age buckets youngest first (as the domain defines them)."""
+    order = [name for _, name in domain.AGE_BUCKETS] + [domain.OLDEST_BUCKET]
+    rows = sorted(liability["by_age"], key=lambda b: order.index(b["bucket"]))
+    return {**liability, "by_age": rows}
 
 
 def reward_data(form: dict[str, str], currency: str) -> dict[str, Any]:
