@@ -40,6 +40,7 @@ SETTINGS_FIELDS = (
 )
 INT_SETTINGS = {"points_per_unit", "pending_days", "expiry_months", "point_value"}
 LIST = 50
+RECENT_EVENTS = 5000  # how far back the connectors' "last received" looks in the event log
 PLATFORMS = ("shopify", "woocommerce", "prestashop")
 # Codes of the domains in English words (translated by fr.yaml like any text).
 CODES = {
@@ -282,11 +283,13 @@ def budgets(ctx: Ctx, scale: config.Scale) -> list[dict[str, Any]]:
 def settlement(ctx: Ctx) -> dict[str, Any]:
     """The settlement since the programme began (the API's default window): every member
     shop's line for the programme's owner, its own line for a member."""
+    pages = ProgrammePages(ctx.session)
+    names = pages.merchant_names(ctx.programme.id)
+    if len(names) < 2:  # a shop alone in its programme settles with nobody: no ledger scan
+        return {"lines": [], "owner": True, "coalition": False}
     start, end = window(None, None, ctx.now)
     data = reports.settlement(ctx.session, ctx.programme.id, start, end)
-    pages = ProgrammePages(ctx.session)
     owner = pages.owner_of(ctx.programme.id) == ctx.merchant.id
-    names = pages.merchant_names(ctx.programme.id)
     lines = [
         {**line, "name": names.get(line["merchant_id"], str(line["merchant_id"]))}
         for line in data["lines"]
@@ -465,7 +468,8 @@ def shop_page(ctx: Ctx, **extra: Any) -> dict[str, Any]:
         "deliveries": pages.deliveries(ctx.merchant.id, limit=20) if admin else [],
         "topics": TOPICS,
         "secrets": pages.connector_secrets(ctx.merchant.id),
-        "received": pages.last_received(ctx.merchant.id, PLATFORMS),
+        "received": pages.last_received(ctx.merchant.id, PLATFORMS, window=RECENT_EVENTS),
+        "recent_events": RECENT_EVENTS,
         "discrepancies": {d["source"]: d for d in _discrepancies(ctx)},
         "platforms": PLATFORMS,
         "regional": {

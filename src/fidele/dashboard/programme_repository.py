@@ -140,11 +140,24 @@ class ProgrammePages:
         )
         return {str(p): at for p, at in self.session.execute(stmt).all()}
 
-    def last_received(self, merchant_id: int, sources: Sequence[str]) -> dict[str, datetime]:
-        """The last event each connector brought in (``source`` of the event log)."""
+    def last_received(
+        self, merchant_id: int, sources: Sequence[str], *, window: int
+    ) -> dict[str, datetime]:
+        """The last event each connector brought in (``source`` of the event log), among the
+        merchant's latest ``window`` events: the log has no index on its source, and a shop
+        whose connector works has it among its latest events."""
+        recent = (
+            select(Event.source, Event.received_at)
+            # ``+ 0``: walk the primary key backwards and stop after ``window`` rows, rather
+            # than read the merchant's whole log through its (merchant, type) index and sort it
+            .where(Event.merchant_id + 0 == merchant_id)
+            .order_by(Event.id.desc())
+            .limit(window)
+            .subquery()
+        )
         stmt = (
-            select(Event.source, func.max(Event.received_at))
-            .where(Event.merchant_id == merchant_id, Event.source.in_(list(sources)))
-            .group_by(Event.source)
+            select(recent.c.source, func.max(recent.c.received_at))
+            .where(recent.c.source.in_(list(sources)))
+            .group_by(recent.c.source)
         )
         return {str(s): at for s, at in self.session.execute(stmt).all() if at is not None}
