@@ -95,9 +95,10 @@ def test_the_simulation_is_the_api_s_with_each_rule_explained(
     explained = text_of(body, "simulation-rules")
     assert "of the net amount (€123.45)" in explained  # the base, in words
     assert "First-order bonus (first-order): 50 points" in explained
-    # the API answers the same
     wrong = admin.get("/loyalty", params={"sim_amount": "12.345"})
     assert wrong.status_code == 200 and 'id="err-sim_amount"' in wrong.text
+    unknown = admin.get("/loyalty", params={"sim_amount": "10", "sim_customer": "nobody-42"})
+    assert "not found" in text_of(unknown.text, "err-sim_customer")
 
 
 def test_changing_the_scale_changes_the_simulation_and_is_logged(

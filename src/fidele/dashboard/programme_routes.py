@@ -18,7 +18,7 @@ from fidele.dashboard import programme as views
 from fidele.dashboard import web
 from fidele.dashboard.web import Ctx, Redirect
 from fidele.deps import OneHopRoute
-from fidele.errors import InvalidInput
+from fidele.errors import InvalidInput, NotFound
 from fidele.ingest.connectors import signing
 from fidele.loyalty import config, members, rewards
 from fidele.loyalty.schemas import RewardIn
@@ -57,9 +57,9 @@ async def loyalty_page(request: Request) -> Response:
     def work(ctx: Ctx) -> Any:
         try:
             return "loyalty.html", views.loyalty_page(ctx, query)
-        except InvalidInput as exc:  # a simulation typed wrong: the page, the error by the box
-            field = exc.extra.get("field") or "sim_amount"
-            errors = {field: str(exc.detail)}
+        except (InvalidInput, NotFound) as exc:  # a simulation typed wrong: the error by it
+            fields = exc.extra.get("fields") or [{"field": "sim_customer"}]
+            errors = {fields[0]["field"]: str(exc.detail)}
             return "loyalty.html", views.loyalty_page(ctx, {}, errors=errors, sim_query=query)
 
     return await web.run(request, work)
