@@ -145,6 +145,10 @@ def main() -> None:
                 ("analytics /analytics", "/analytics", {}),
                 ("KPIs CSV /analytics/kpis.csv", "/analytics/kpis.csv", {}),
                 ("settings /settings", "/settings", {}),
+                ("loyalty /loyalty", "/loyalty", {}),
+                ("loyalty + simulation /loyalty?sim_amount=80", "/loyalty?sim_amount=80", {}),
+                ("promotions /promotions", "/promotions", {}),
+                ("shop settings /settings/shop", "/settings/shop", {}),
                 ("activity /activity", "/activity", {}),
                 ("login /login", "/login", {}),
             ]

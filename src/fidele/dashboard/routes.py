@@ -392,3 +392,9 @@ async def change_password(request: Request) -> Response:
         return response
 
     return await web.run(request, work, write=True, form=form, back="/settings")
+
+
+# The programme pages (loyalty, promotions, shop settings) live in their own module.
+from fidele.dashboard import programme_routes  # noqa: E402
+
+router.include_router(programme_routes.router)

@@ -37,9 +37,29 @@ def create_reward(session: Session, caller: Caller, data: dict[str, Any], now: d
         created_at=now,
         **data,
     )
-    if reward.kind == "percent_off" and not 0 < reward.value <= 10_000:
-        raise InvalidInput("a percent_off value is in basis points (1-10000)", field="value")
+    _check_value(reward.kind, reward.value)
     session.add(reward)
+    session.flush()
+    return reward
+
+
+def _check_value(kind: str, value: int) -> None:
+    if kind == "percent_off" and not 0 < value <= 10_000:
+        raise InvalidInput("a percent_off value is in basis points (1-10000)", field="value")
+
+
+def update_reward(session: Session, caller: Caller, reward_id: int, data: dict[str, Any]) -> Reward:
+    """Change a reward of the programme (``data`` as ``RewardIn`` validates it); its stock
+    cannot fall below what was already issued."""
+    reward = get_reward(session, caller, reward_id)
+    stock = data.get("stock")
+    if stock is not None and stock < reward.issued:
+        raise InvalidInput(
+            f"{reward.issued} already issued: the stock cannot be lower", field="stock"
+        )
+    _check_value(data.get("kind", reward.kind), data.get("value", reward.value))
+    for name, value in data.items():
+        setattr(reward, name, value)
     session.flush()
     return reward
 

@@ -51,3 +51,25 @@ def webhook_secret(server_secret: str, merchant_id: int, salt: str) -> str:
         server_secret.encode(), f"webhook:{merchant_id}:{salt}".encode(), hashlib.sha256
     )
     return "whsec_" + digest.hexdigest()[:40]
+
+
+def is_locale(tag: str) -> bool:
+    """A locale CLDR knows (``fr_FR``, ``en_GB``, ``de``)."""
+    from babel import Locale, UnknownLocaleError
+
+    try:
+        Locale.parse(tag)
+    except (ValueError, TypeError, UnknownLocaleError):
+        return False
+    return True
+
+
+def is_timezone(name: str) -> bool:
+    """An IANA timezone name (``Europe/Paris``)."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ValueError, ZoneInfoNotFoundError):
+        return False
+    return True

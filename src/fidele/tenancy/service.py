@@ -89,6 +89,13 @@ def merchant_webhook_secret(merchant: Merchant, server_secret: str) -> str:
     return domain.webhook_secret(server_secret, merchant.id, merchant.webhook_salt)
 
 
+def rotate_webhook_secret(merchant: Merchant, server_secret: str) -> str:
+    """A new webhook secret for ``merchant`` (a new salt): the old one stops verifying shop
+    webhooks and signing deliveries at once. Returned once; only the salt is stored."""
+    merchant.webhook_salt = secrets.token_hex(16)
+    return merchant_webhook_secret(merchant, server_secret)
+
+
 def webhook_secrets(
     session: Session, merchant_ids: Sequence[int], server_secret: str
 ) -> dict[int, str]:
@@ -98,6 +105,27 @@ def webhook_secrets(
         m.id: merchant_webhook_secret(m, server_secret)
         for m in MerchantRepository(session).by_ids(merchant_ids)
     }
+
+
+def set_regional(
+    session: Session, programme_id: int, *, locale: str, currency: str, timezone: str
+) -> Programme:
+    """The locale (``fr_FR``), currency (ISO 4217) and timezone (``Europe/Paris``) in which the
+    programme's money and dates are shown; amounts already recorded keep their own currency."""
+    programme = ProgrammeRepository(session).get(programme_id)
+    if programme is None:
+        raise NotFound(f"programme {programme_id} not found")
+    checks = (
+        ("locale", domain.is_locale(locale)),
+        ("currency", is_currency(currency)),
+        ("timezone", domain.is_timezone(timezone)),
+    )
+    for name, ok in checks:
+        if not ok:
+            raise InvalidInput(f"unknown {name}", field=name)
+    programme.currency = currency
+    programme.settings = {**(programme.settings or {}), "locale": locale, "timezone": timezone}
+    return programme
 
 
 def get_merchant(session: Session, merchant_id: int) -> Merchant:
