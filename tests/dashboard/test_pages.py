@@ -202,6 +202,10 @@ def test_adjusting_points_changes_the_balance_once_and_is_logged(
     empty = post(admin, f"/customers/{c.id}/points", f"/customers/{c.id}", {"points": "x"})
     assert empty.status_code == 303
     assert "points must be a whole number" in admin.get(f"/customers/{c.id}").text
+    # a refused form names its field, as the API's 422 does
+    why = post(admin, f"/customers/{c.id}/points", f"/customers/{c.id}", {"points": "5"})
+    assert why.status_code == 303
+    assert "reason: say why the points change" in admin.get(f"/customers/{c.id}").text
 
 
 def test_issuing_a_coupon_and_erasing_a_customer(

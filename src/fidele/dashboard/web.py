@@ -225,7 +225,8 @@ async def run(
         except FideleError as exc:
             if back is None:
                 raise
-            field = exc.extra.get("field")
+            named = exc.extra.get("fields") or []
+            field = named[0].get("field") if named else exc.extra.get("field")
             text = f"{field}: {exc.detail}" if field else str(exc.detail)
             return redirect(request, back, ("error", text))
 

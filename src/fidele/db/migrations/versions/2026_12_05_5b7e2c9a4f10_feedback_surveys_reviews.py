@@ -1,7 +1,7 @@
 """feedback: surveys, survey answers, reviews
 
 Revision ID: 5b7e2c9a4f10
-Revises: d3a1f0c2b7e4
+Revises: 5e9b7c1d2a60
 Create Date: 2026-12-05 03:20:00
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 import fidele.kit.types
 
 revision: str = "5b7e2c9a4f10"
-down_revision: str | None = "d3a1f0c2b7e4"
+down_revision: str | None = "5e9b7c1d2a60"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

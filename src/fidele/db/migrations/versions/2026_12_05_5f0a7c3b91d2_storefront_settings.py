@@ -1,7 +1,7 @@
 """storefront: per-merchant token secret salt, shop origins, widget look
 
 Revision ID: 5f0a7c3b91d2
-Revises: d3a1f0c2b7e4
+Revises: c0a1b2d3e4f5
 Create Date: 2026-12-05 03:20:00
 """
 
@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql
 import fidele.kit.types
 
 revision: str = "5f0a7c3b91d2"
-down_revision: str | None = "d3a1f0c2b7e4"
+down_revision: str | None = "c0a1b2d3e4f5"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """complaints and delivery experience
 
 Revision ID: c0a1b2d3e4f5
-Revises: d3a1f0c2b7e4
+Revises: 5b7e2c9a4f10
 Create Date: 2026-12-05 03:09:20.635881
 """
 
@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql
 import fidele.kit.types
 
 revision: str = "c0a1b2d3e4f5"
-down_revision: str | None = "d3a1f0c2b7e4"
+down_revision: str | None = "5b7e2c9a4f10"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
