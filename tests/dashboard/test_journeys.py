@@ -14,13 +14,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from fidele.analytics.repository import AnalyticsRepository
 from fidele.campaigns import service as flows
 from fidele.campaigns.models import Flow
 from fidele.customers.models import Customer
 from fidele.dashboard.i18n import formats
+from fidele.dashboard.journeys_report import month_start
 from fidele.dashboard.journeys_repository import JourneyCounts
 from fidele.dashboard.models import DashboardActivity
-from fidele.dashboard.relationship import month_start
 from fidele.demo.service import DemoShop
 from fidele.kit.clock import FrozenClock
 from fidele.messaging import broadcasts, consent, delivery, stats, tracking
@@ -176,7 +177,8 @@ def test_a_journey_s_steps_and_lift_are_the_services(
 
 
 def test_the_overview_shows_what_the_journeys_brought(
-    admin: TestClient, session: Session, shop: DemoShop, clock: FrozenClock,
+    admin: TestClient, session: Session, factory: sessionmaker[Session], shop: DemoShop,
+    clock: FrozenClock,
     measured: dict[str, object],
 ) -> None:  # fmt: skip
     listed = [(f.id, f.name) for f in flows.listing(session, caller(shop))]
@@ -188,10 +190,13 @@ def test_the_overview_shows_what_the_journeys_brought(
     assert text_of(page, "journeys-ci") == f"{FMT.money(low)} … {FMT.money(high)}"
     assert text_of(page, "journeys-freshness").startswith("Computed")
     # the stored report (the job's) is read when it is of this month
-    from fidele.dashboard import relationship
+    from fidele.dashboard import journeys_report, tasks
 
-    relationship.store_journeys_report(session, shop.merchant_id, clock.now())
-    session.commit()
+    assert tasks.journeys_report_job(factory, clock.now()) >= 1
+    stored = AnalyticsRepository(session).report(shop.merchant_id, journeys_report.KIND)
+    assert stored is not None and stored.payload["incremental_revenue"] == pytest.approx(
+        expected["incremental_revenue"]
+    )
     again = admin.get("/", headers=HTML).text
     assert text_of(again, "journeys-incremental") == FMT.money(expected["incremental_revenue"])
 

@@ -9,13 +9,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.orm import Session
-
-from fidele.analytics.repository import AnalyticsRepository
 from fidele.campaigns import service as flows
 from fidele.campaigns import templates as journeys_library
 from fidele.customers.gdpr import exporters, load
 from fidele.customers.models import Customer
+from fidele.dashboard import journeys_report
 from fidele.dashboard.journeys_repository import JourneyCounts
 from fidele.dashboard.web import Ctx
 from fidele.errors import FideleError, InvalidInput
@@ -30,7 +28,6 @@ BUILDER_ROWS = 3
 MAX_ROWS = 20
 LOCALES = ("en", "fr")
 PARTS = ("subject", "html", "text")
-JOURNEYS_REPORT = "journeys"
 MEMBERS_PAGE = 50
 
 
@@ -272,36 +269,9 @@ def journey_page(ctx: Ctx, flow_id: int) -> dict[str, Any]:
     }
 
 
-def month_start(now: datetime) -> datetime:
-    return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-
-
-def compute_journeys_report(session: Session, merchant_id: int, now: datetime) -> dict[str, Any]:
-    """What the journeys brought since the first of this month (``stats.journeys_lift``)."""
-    from fidele.campaigns.repository import FlowRepository
-
-    listed = [(f.id, f.name) for f in FlowRepository(session).listing(merchant_id)]
-    out = stats.journeys_lift(session, merchant_id, listed, month_start(now))
-    out["since"] = out["since"].isoformat()
-    return out
-
-
-def store_journeys_report(session: Session, merchant_id: int, now: datetime) -> None:
-    """Precompute the overview's card (a big shop's sends take seconds to compare)."""
-    payload = compute_journeys_report(session, merchant_id, now)
-    AnalyticsRepository(session).replace_report(merchant_id, JOURNEYS_REPORT, payload, now)
-
-
 def journeys_brought(ctx: Ctx) -> dict[str, Any]:
-    """The overview's card: the stored report of this month when there is one (with its
-    time), else computed now."""
-    stored = AnalyticsRepository(ctx.session).report(ctx.merchant.id, JOURNEYS_REPORT)
-    if stored is not None and stored.computed_at >= month_start(ctx.now):
-        return {**stored.payload, "computed_at": stored.computed_at}
-    return {
-        **compute_journeys_report(ctx.session, ctx.merchant.id, ctx.now),
-        "computed_at": ctx.now,
-    }
+    """The overview's card (``journeys_report``: stored hourly, with its time)."""
+    return journeys_report.read(ctx.session, ctx.merchant.id, ctx.now)
 
 
 # --- messages -------------------------------------------------------------------------------
