@@ -6,6 +6,7 @@ lands in the activity log."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from types import SimpleNamespace
 
@@ -330,6 +331,11 @@ def test_send_a_newsletter_and_read_its_stats(
     )
     assert bad.status_code == 303 and bad.headers["location"] == "/newsletters"
     assert "segment" in admin.get("/newsletters").text.lower()
+    nan = post(admin, "/newsletters", "/newsletters", {**form, "form_id": "3", "holdout": "nan"})
+    assert nan.status_code == 303
+    shown = admin.get("/newsletters").text
+    assert "holdout: Give a number." in shown, re.findall(r"flash[^<]*<", shown)
+    assert session.scalars(select(Broadcast)).all() == [row]
 
 
 def test_the_360_shows_journeys_and_messages(

@@ -140,3 +140,38 @@ def test_another_merchant_s_segment_is_not_found(
     theirs = segments.create(session, tenant.merchant_id, name="theirs", rule=RULE, now=clock.now())
     session.commit()
     assert admin.get(f"/segments/{theirs.id}").status_code == 404
+
+
+def test_builder_rows_and_rule_documents_round_trip() -> None:
+    from types import SimpleNamespace
+
+    from fidele.dashboard.relationship import criteria_of, rows_of, rule_of
+
+    catalogue = {
+        "orders.count": SimpleNamespace(type="int"),
+        "customer.country": SimpleNamespace(type="str"),
+    }
+    rule, origin = rule_of(catalogue, "all", criteria_of(ROWS))
+    assert rule == RULE and origin == [0, 1]
+    combine, rows = rows_of(rule)  # type: ignore[misc]
+    again = {"combine": combine, "rows": str(len(rows))}
+    for i, row in enumerate(rows):
+        again.update({f"{k}_{i}": v for k, v in row.items()})
+    assert rule_of(catalogue, combine, criteria_of(again))[0] == RULE
+    # typed as a JSON client would: booleans for consents, lists split on commas
+    typed, _ = rule_of(
+        catalogue,
+        "any",
+        [
+            {"field": "consent.newsletter.email", "op": "eq", "value": "true", "days": ""},
+            {"field": "orders.count", "op": "between", "value": "2, 5", "days": "90"},
+            {"field": "", "op": "eq", "value": "ignored", "days": ""},
+        ],
+    )
+    assert typed == {
+        "any": [
+            {"field": "consent.newsletter.email", "op": "eq", "value": True},
+            {"field": "orders.count", "op": "between", "value": [2, 5], "within_days": 90},
+        ]
+    }
+    assert rows_of({"not": {"field": "orders.count", "op": "gte", "value": 1}}) is None

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fidele.analytics.repository import AnalyticsRepository
 from fidele.campaigns.repository import FlowRepository
+from fidele.dashboard.journeys_repository import flows_with_messages_since
 from fidele.db.session import read_only, transaction
 from fidele.messaging import stats
 from fidele.tenancy.service import list_merchants
@@ -26,8 +27,13 @@ def month_start(now: datetime) -> datetime:
 
 def compute(session: Session, merchant_id: int, now: datetime) -> dict[str, Any]:
     """``stats.journeys_lift`` of the merchant's flows since the first of this month."""
+    since = month_start(now)
     listed = [(f.id, f.name) for f in FlowRepository(session).listing(merchant_id)]
-    out = stats.journeys_lift(session, merchant_id, listed, month_start(now))
+    busy = flows_with_messages_since(session, merchant_id, since)
+    out = stats.journeys_lift(session, merchant_id, [f for f in listed if f[0] in busy], since)
+    out["flows"] += [
+        {"flow_id": i, "flow": name, "holdout": None} for i, name in listed if i not in busy
+    ]
     out["since"] = out["since"].isoformat()
     return out
 

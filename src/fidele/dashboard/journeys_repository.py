@@ -1,12 +1,16 @@
 """The SQL of the dashboard's segments and journeys pages that no domain service answers:
-where the customers of a flow stand (step, exit reason) and the merchant's templates' names."""
+where the customers of a flow stand (step, exit reason) and which flows messaged this month."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from fidele.campaigns.models import Enrollment
 from fidele.kit.repository import RepositoryBase
+from fidele.messaging.models import MessageSend
 
 
 class JourneyCounts(RepositoryBase[Enrollment]):
@@ -48,3 +52,17 @@ class JourneyCounts(RepositoryBase[Enrollment]):
             .order_by(Enrollment.status, Enrollment.exit_reason)
         )
         return {(str(s), str(r or "")): int(n) for s, r, n in self.session.execute(stmt).all()}
+
+
+def flows_with_messages_since(session: Session, merchant_id: int, since: datetime) -> set[int]:
+    """The flows that decided a message since ``since`` (the others have nothing to compare)."""
+    stmt = (
+        select(MessageSend.flow_id)
+        .where(
+            MessageSend.merchant_id == merchant_id,
+            MessageSend.flow_id.is_not(None),
+            MessageSend.created_at >= since,
+        )
+        .distinct()
+    )
+    return {int(i) for i in session.execute(stmt).scalars()}

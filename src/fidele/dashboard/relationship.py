@@ -6,6 +6,7 @@ calls): the segment builder's rows become the API's rule document, checked and c
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +30,14 @@ MAX_ROWS = 20
 LOCALES = ("en", "fr")
 PARTS = ("subject", "html", "text")
 MEMBERS_PAGE = 50
+
+
+def named(exc: FideleError) -> str:
+    """A service's refusal as the page shows it: the field it names, then why."""
+    fields = exc.extra.get("fields") or []
+    field = fields[0].get("field") if fields and isinstance(fields[0], dict) else None
+    text = str(exc.detail)
+    return f"{field}: {text}" if field and not text.startswith(str(field)) else text
 
 
 # --- the segment builder --------------------------------------------------------------------
@@ -220,7 +229,7 @@ def save_segment(ctx: Ctx, form: dict[str, str], segment_id: int | None) -> Any:
             ctx.session, ctx.merchant.id, segment_id, name=name, rule=rule, now=ctx.now
         )
     except RuleError as exc:
-        raise InvalidInput(criterion_error(ctx, exc, origin), field=exc.field) from exc
+        raise InvalidInput(criterion_error(ctx, exc, origin)) from exc  # names the criterion
 
 
 # --- journeys -------------------------------------------------------------------------------
@@ -325,8 +334,7 @@ def message_page(
                 now=ctx.now,
             )
         except FideleError as exc:  # an unknown customer, a template that fails to render
-            field = exc.extra.get("field")
-            preview_error = f"{field}: {exc.detail}" if field else str(exc.detail)
+            preview_error = named(exc)
     return {
         "template": row,
         "values": values,
@@ -402,24 +410,30 @@ def create_newsletter(ctx: Ctx, form: dict[str, str]) -> Any:
         try:
             local = datetime.fromisoformat(form["send_at"])
         except ValueError:
-            raise InvalidInput(ctx.fmt.t("Give a date and time."), field="send_at") from None
+            text = f"send_at: {ctx.fmt.t('Give a date and time.')}"
+            raise InvalidInput(text, field="send_at") from None
         send_at = local.replace(tzinfo=ctx.fmt.timezone) if local.tzinfo is None else local
+    numbers = {}
+    for name in ("segment_id", "template_id", "holdout"):
+        try:
+            numbers[name] = float(form.get(name) or 0)
+        except ValueError:
+            numbers[name] = math.nan
+        if not math.isfinite(numbers[name]):
+            raise InvalidInput(f"{name}: {ctx.fmt.t('Give a number.')}", field=name)
     try:
-        holdout = round(float(form.get("holdout") or 0) * 100)
         data = BroadcastIn(
-            segment_id=int(form.get("segment_id") or 0),
-            template_id=int(form.get("template_id") or 0),
+            segment_id=int(numbers["segment_id"]),
+            template_id=int(numbers["template_id"]),
             send_at=send_at,
             topic=form.get("topic") or "newsletter",
             name=(form.get("name") or "").strip()[:200] or None,
-            holdout_share=holdout,
+            holdout_share=round(numbers["holdout"] * 100),  # a percentage, in basis points
         )
-    except ValueError as exc:
-        if isinstance(exc, ValidationError):
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise InvalidInput(f"{where}: {first['msg']}", field=where) from None
-        raise InvalidInput(ctx.fmt.t("Give a number."), field="holdout") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise InvalidInput(f"{where}: {first['msg']}", field=where) from None
     key = f"dashboard:{form.get('form_id')}" if form.get("form_id") else None
     row, _ = broadcasts.create(ctx.session, ctx.merchant.id, data, ctx.now, idempotency_key=key)
     return row

@@ -85,7 +85,7 @@ async def update_segment(request: Request, segment_id: int) -> Response:
 
 
 def _error(exc: FideleError) -> str:
-    return str(exc.detail)
+    return rel.named(exc)
 
 
 # --- journeys -------------------------------------------------------------------------------
@@ -162,9 +162,7 @@ async def save_message(request: Request, template_id: int) -> Response:
             row = rel.save_message(ctx, template_id, form)
         except FideleError as exc:
             page = rel.message_page(ctx, template_id, "", form)
-            field = exc.extra.get("field")
-            text = f"{field}: {exc.detail}" if field and field not in str(exc.detail) else None
-            return "message.html", {**page, "error": text or str(exc.detail)}
+            return "message.html", {**page, "error": rel.named(exc)}
         ctx.record(
             "message.updated", {"template": row.id, "name": row.name, "version": row.version}
         )
