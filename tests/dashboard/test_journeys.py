@@ -25,6 +25,7 @@ from fidele.dashboard.journeys_repository import JourneyCounts
 from fidele.dashboard.models import DashboardActivity
 from fidele.demo.service import DemoShop
 from fidele.kit.clock import FrozenClock
+from fidele.loyalty import reports
 from fidele.messaging import broadcasts, consent, delivery, stats, tracking
 from fidele.messaging import service as messaging
 from fidele.messaging.measure_models import Broadcast
@@ -200,6 +201,15 @@ def test_the_overview_shows_what_the_journeys_brought(
     )
     again = admin.get("/", headers=HTML).text
     assert text_of(again, "journeys-incremental") == FMT.money(expected["incremental_revenue"])
+    # the same job stores the liability and the average CLV: the overview reads them, with
+    # their time, while fresh
+    liability = reports.liability(session, shop.programme_id, clock.now())
+    assert FMT.number(liability["points"]) in text_of(again, "kpi-liability")
+    assert text_of(again, "liability-at").startswith("as of")
+    clock.advance(journeys_report.FRESH + timedelta(minutes=1))
+    stale = admin.get("/", headers=HTML).text
+    assert 'id="liability-at"' not in stale
+    assert FMT.number(liability["points"]) in text_of(stale, "kpi-liability")
 
 
 def test_a_new_shop_installs_a_ready_made_journey(

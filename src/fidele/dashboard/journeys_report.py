@@ -1,7 +1,13 @@
-"""The overview's "what the journeys brought this month", precomputed: comparing a big shop's
-journey messages against their holdouts reads every ledger row of the month, too slow for a
-page. The job stores it hourly as the analytics report ``journeys``; the page shows the stored
-one with its time, or computes it when none of this month is stored yet."""
+"""The overview's slow parts, precomputed for a big shop (a 1,000,000-customer shop took
+1.4 s to render the overview live, 0.9 s of it the points liability's sum over every lot):
+
+- "what the journeys brought this month": comparing the journeys' messages against their
+  holdouts reads every ledger row of the month. Stored as the analytics report ``journeys``;
+  the page shows the stored one of this month with its time, or computes it.
+- the points liability and the average CLV: stored as the report ``overview``; the page
+  reads it while it is fresh (``FRESH``) and shows its time, else computes them live.
+
+The job (``dashboard.journeys_report``, hourly) stores both for every merchant."""
 
 from __future__ import annotations
 
@@ -18,7 +24,9 @@ from fidele.messaging import stats
 from fidele.tenancy.service import list_merchants
 
 KIND = "journeys"
+OVERVIEW = "overview"
 EVERY = timedelta(hours=1)
+FRESH = 2 * EVERY  # one missed run is still fresh enough
 
 
 def month_start(now: datetime) -> datetime:
@@ -50,6 +58,27 @@ def read(session: Session, merchant_id: int, now: datetime) -> dict[str, Any]:
     return {**compute(session, merchant_id, now), "computed_at": now}
 
 
+def compute_overview(session: Session, merchant_id: int, now: datetime) -> dict[str, Any]:
+    """``loyalty.reports.liability`` and the average stored CLV, as the overview shows them."""
+    from fidele.dashboard.repository import CustomerSearch
+    from fidele.loyalty import reports
+    from fidele.tenancy.service import get_merchant
+
+    programme_id = get_merchant(session, merchant_id).programme_id
+    return {
+        "liability": reports.liability(session, programme_id, now),
+        "average_clv": CustomerSearch(session).average_clv(merchant_id),
+    }
+
+
+def read_overview(session: Session, merchant_id: int, now: datetime) -> dict[str, Any] | None:
+    """The stored liability and average CLV (with ``computed_at``) while fresh, else None."""
+    stored = AnalyticsRepository(session).report(merchant_id, OVERVIEW)
+    if stored is None or not now - FRESH <= stored.computed_at <= now:
+        return None
+    return {**stored.payload, "computed_at": stored.computed_at}
+
+
 def refresh_all(factory: sessionmaker[Session], now: datetime) -> int:
     """Every merchant's report: read in a read-only transaction, stored in a short one."""
     reader = read_only(factory)
@@ -58,6 +87,8 @@ def refresh_all(factory: sessionmaker[Session], now: datetime) -> int:
     for merchant_id in ids:
         with transaction(reader) as session:
             payload = compute(session, merchant_id, now)
+            overview = compute_overview(session, merchant_id, now)
         with transaction(factory) as session:
             store(session, merchant_id, payload, now)
+            AnalyticsRepository(session).replace_report(merchant_id, OVERVIEW, overview, now)
     return len(ids)
