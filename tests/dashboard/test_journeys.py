@@ -205,7 +205,7 @@ def test_the_overview_shows_what_the_journeys_brought(
     # their time, while fresh
     liability = reports.liability(session, shop.programme_id, clock.now())
     assert FMT.number(liability["points"]) in text_of(again, "kpi-liability")
-    assert text_of(again, "liability-at").startswith("as of")
+    assert text_of(again, "liability-at").startswith("points liability and average CLV as of")
     clock.advance(journeys_report.FRESH + timedelta(minutes=1))
     stale = admin.get("/", headers=HTML).text
     assert 'id="liability-at"' not in stale
