@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from fidele.customers import service as customers
-from fidele.dashboard import domain, i18n, service, views, web
+from fidele.dashboard import domain, i18n, relationship, relationship_routes, service, views, web
 from fidele.dashboard.web import Ctx, Redirect
 from fidele.db.session import transaction
 from fidele.deps import OneHopRoute
@@ -139,7 +139,14 @@ async def language(request: Request) -> Response:
 
 async def overview(request: Request) -> Response:
     """``/`` for a browser (``app.index`` answers API clients with JSON)."""
-    return await web.run(request, lambda ctx: ("overview.html", views.overview(ctx)))
+
+    def work(ctx: Ctx) -> Any:
+        return "overview.html", {
+            **views.overview(ctx),
+            "journeys": relationship.journeys_brought(ctx),
+        }
+
+    return await web.run(request, work)
 
 
 @router.get("/customers")
@@ -155,7 +162,9 @@ async def customer_list(
 @router.get("/customers/{customer_id:int}")
 async def customer_page(request: Request, customer_id: int) -> Response:
     def work(ctx: Ctx) -> Any:
-        return "customer.html", views.customer_360(ctx, views.customer_of(ctx, customer_id))
+        customer = views.customer_of(ctx, customer_id)
+        sections = relationship.customer_sections(ctx, customer)
+        return "customer.html", {**views.customer_360(ctx, customer), **sections}
 
     return await web.run(request, work)
 
@@ -398,3 +407,4 @@ async def change_password(request: Request) -> Response:
 from fidele.dashboard import programme_routes  # noqa: E402
 
 router.include_router(programme_routes.router)
+router.include_router(relationship_routes.router)  # segments, journeys, messages, newsletters

@@ -13,6 +13,7 @@ from fidele.analytics import service as analytics
 from fidele.analytics.kpis import clv_distribution
 from fidele.customers import gdpr
 from fidele.customers.models import Customer
+from fidele.dashboard import journeys_report
 from fidele.dashboard.charts import bar_chart, heat_colour, line_chart, text_colour
 from fidele.dashboard.repository import CustomerSearch
 from fidele.dashboard.web import Ctx
@@ -37,7 +38,13 @@ def overview(ctx: Ctx) -> dict[str, Any]:
     report = analytics.report(ctx.session, ctx.caller, "kpis", ctx.now)
     kpis = report.payload.get("kpis") or {}
     monthly = (report.payload.get("monthly") or [])[-TREND_MONTHS:]
-    liability = reports.liability(ctx.session, ctx.programme.id, ctx.now)
+    # a big shop's liability and average CLV are precomputed (``journeys_report``)
+    stored = journeys_report.read_overview(ctx.session, ctx.merchant.id, ctx.now)
+    if stored is None:
+        liability = reports.liability(ctx.session, ctx.programme.id, ctx.now)
+        average_clv = CustomerSearch(ctx.session).average_clv(ctx.merchant.id)
+    else:
+        liability, average_clv = stored["liability"], stored["average_clv"]
     figures: dict[str, Any] = {}
     # the month in progress is partial: "active" counts the last complete one
     this_month = ctx.now.date().replace(day=1).isoformat()
@@ -50,7 +57,7 @@ def overview(ctx: Ctx) -> dict[str, Any]:
             "repeat_purchase_rate": kpis["repeat_purchase_rate"],
             "retention_rate": kpis["mean_retention_rate"],
             "returning_revenue": kpis["revenue"] * kpis["returning_revenue_share"],
-            "average_clv": CustomerSearch(ctx.session).average_clv(ctx.merchant.id),
+            "average_clv": average_clv,
             "stage": kpis["stage"],
             "focus": kpis["focus"],
             "meaning": FOCUS_MEANING.get(str(kpis["focus"]), ""),
@@ -79,6 +86,7 @@ def overview(ctx: Ctx) -> dict[str, Any]:
         "charts": charts,
         "liability": liability,
         "computed_at": report.computed_at,
+        "liability_at": stored["computed_at"] if stored else None,
     }
 
 

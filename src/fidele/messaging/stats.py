@@ -299,3 +299,39 @@ def _with_status(row: Row, status: str) -> Row:
 def _days(session: Session, merchant_id: int) -> dict[str, float]:
     click, open_ = conversions.windows(session, merchant_id)
     return {"click": click / timedelta(days=1), "open": open_ / timedelta(days=1)}
+
+
+def journeys_lift(
+    session: Session, merchant_id: int, flows: Sequence[tuple[int, str]], since: datetime
+) -> dict[str, Any]:
+    """What the journeys ``flows`` (``(id, name)``) brought since ``since``: for each flow, its
+    customers decided since then against its holdout (as ``flow_stats``'s flow-level
+    comparison), and the incremental revenue = increment per customer x treated customers,
+    with its 95% interval scaled alike. The total adds the flows' increments; its interval
+    adds their variances (flows hold out independently)."""
+    out = []
+    total, half_sq, any_interval = 0.0, 0.0, False
+    for flow_id, name in flows:
+        rows, facts = collect(session, merchant_id, flow_id=flow_id)
+        recent = [r for r in rows if r.created_at >= since]
+        compared = holdout(_per_customer(recent), facts)
+        line: dict[str, Any] = {"flow_id": flow_id, "flow": name, "holdout": compared}
+        if compared is not None and compared["incremental_revenue_per_customer"] is not None:
+            n = compared["treated"]["customers"]
+            line["incremental_revenue"] = compared["incremental_revenue_per_customer"] * n
+            ci = compared["incremental_revenue_per_customer_ci95"]
+            line["incremental_revenue_ci95"] = [ci[0] * n, ci[1] * n] if ci else None
+            total += line["incremental_revenue"]
+            if ci:
+                any_interval = True
+                half_sq += ((ci[1] - ci[0]) * n / 2) ** 2
+        out.append(line)
+    measured = [f for f in out if "incremental_revenue" in f]
+    half = half_sq**0.5
+    return {
+        "since": since,
+        "flows": out,
+        "measured_flows": len(measured),
+        "incremental_revenue": total if measured else None,
+        "incremental_revenue_ci95": [total - half, total + half] if any_interval else None,
+    }
