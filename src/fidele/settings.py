@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     # The From address when the merchant's messaging policy sets none.
     mail_from: str = "fidele@localhost"
     # Messages in flight at once per process in the messaging delivery loop.
-    messaging_concurrency: int = Field(default=8, ge=1)
+    messaging_concurrency: int = Field(default=16, ge=1)
     # Seconds a claimed message may stay "sending" before it is recorded "unknown" (a worker
     # died between claiming it and recording the outcome; never resent blindly).
     messaging_claim_seconds: float = Field(default=300.0, gt=0)
