@@ -331,6 +331,13 @@ def main() -> None:
                 ("loyalty + simulation /loyalty?sim_amount=80", "/loyalty?sim_amount=80", {}),
                 ("promotions /promotions", "/promotions", {}),
                 ("shop settings /settings/shop", "/settings/shop", {}),
+                ("segments /segments", "/segments", {}),
+                ("journeys /journeys", "/journeys", {}),
+                ("messages /journeys/messages", "/journeys/messages", {}),
+                ("newsletters /newsletters", "/newsletters", {}),
+                ("feedback /feedback", "/feedback", {}),
+                ("complaints /feedback/complaints", "/feedback/complaints", {}),
+                ("storefront settings /settings/storefront", "/settings/storefront", {}),
                 ("activity /activity", "/activity", {}),
                 ("login /login", "/login", {}),
             ]
