@@ -62,16 +62,22 @@ def _scalar(kind: str, text: str) -> Any:
     """A value typed as the field's kind (what a JSON client would send)."""
     text = text.strip()
     if kind in ("int", "float", "attr"):
-        try:
-            return int(text)
-        except ValueError:
-            try:
-                return float(text)
-            except ValueError:
-                pass
+        number = _number(text)
+        if number is not None:
+            return number
     if kind in ("bool", "attr") and text.lower() in ("true", "false", "yes", "no"):
         return text.lower() in ("true", "yes")
     return text
+
+
+def _number(text: str) -> int | float | None:
+    """``text`` as an integer, else a float, else None (left as text for the rule's check)."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return None
 
 
 def criteria_of(form: dict[str, str]) -> list[dict[str, str]]:
