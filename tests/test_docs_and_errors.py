@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 SIGNED_WEBHOOKS = {
     "/v1/webhooks/shopify/{merchant_id}",
     "/v1/webhooks/woocommerce/{merchant_id}",
+    "/v1/webhooks/helpdesk/{merchant_id}",  # a helpdesk ticket, signed like the shop webhooks
     # the customer's signed unsubscribe link (RFC 8058): the token is the authority
     "/v1/messages/unsubscribe/{token}",
 }
