@@ -23,11 +23,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from fidele.customers import service as customers
 from fidele.customers.schemas import ConsentIn, CustomerIn
 from fidele.db.session import transaction
-from fidele.errors import FideleError
+from fidele.errors import FideleError, InvalidInput
 from fidele.events.repository import SyncCursorRepository
 from fidele.ingest.amounts import order_amounts, to_minor
 from fidele.ingest.connectors.service import apply_order, refund_once
-from fidele.ingest.connectors.shop import ShopOrder, line_name
+from fidele.ingest.connectors.shop import ShopOrder, delivery_in, line_name
 from fidele.kit.clock import Clock
 from fidele.orders import service as orders
 from fidele.orders.schemas import LineIn, OrderIn, RefundIn
@@ -120,6 +120,16 @@ class Client:
         rows = self.get("currencies", {"display": "[id,iso_code]"})
         return {str(r["id"]): str(r["iso_code"]).upper() for r in rows}
 
+    def carriers(self) -> dict[str, str]:
+        """Carrier names by id; empty when the key may not read ``carriers`` (the orders then
+        come without their carrier)."""
+        try:
+            rows = self.get("carriers", {"display": "[id,name]"})
+        except PrestaShopError:
+            return {}
+        # the in-store pickup carrier is named "0" (shown as the shop's name): no carrier
+        return {str(r["id"]): str(r["name"]) for r in rows if str(r.get("name") or "0") != "0"}
+
     def close(self) -> None:
         self.http.close()
 
@@ -210,11 +220,26 @@ def is_paid(row: dict[str, Any]) -> bool:
     return STATES.get(str(row.get("current_state")), (False, None))[0]
 
 
-def shop_order(row: dict[str, Any], currencies: dict[str, str], tz: ZoneInfo) -> ShopOrder:
-    """The order and the state PrestaShop reports for it (payment, status, refund)."""
+def shop_order(
+    row: dict[str, Any],
+    currencies: dict[str, str],
+    tz: ZoneInfo,
+    carriers: dict[str, str] | None = None,
+) -> ShopOrder:
+    """The order and the state PrestaShop reports for it (payment, status, refund), and its
+    carrier by name. Delivered (state 5) is dated by ``delivery_date``, which PrestaShop sets
+    at every change to a state with its "delivery" flag, else by ``date_upd``; the core keeps
+    no promised delivery date."""
     data = order_in(row, currencies, tz)
     at = _local(row["date_upd"], tz) if row.get("date_upd") else None
     status = STATES.get(str(row.get("current_state")), (False, None))[1]
+    delivered = None
+    if status == "delivered":
+        when = str(row.get("delivery_date") or "")
+        delivered = _local(when, tz) if when and not when.startswith("0000") else at
+        if delivered is not None and delivered < data.placed_at:
+            raise InvalidInput("delivered before the order was placed", field="delivery_date")
+    carrier = (carriers or {}).get(str(row.get("id_carrier")))
     refunds = []
     if status == "refunded" and data.payment_status == "paid":
         # the whole order went back; credit slips of the same order then find nothing left
@@ -223,8 +248,9 @@ def shop_order(row: dict[str, Any], currencies: dict[str, str], tz: ZoneInfo) ->
         data=data,
         paid_at=at if data.payment_status == "paid" else None,
         cancelled_at=at if status == "cancelled" else None,
-        fulfilled=_fulfilled(status, at),
+        fulfilled=_fulfilled(status, delivered or at),
         refunds=refunds,
+        delivery=delivery_in(None, delivered, carrier),
     )
 
 
@@ -276,6 +302,7 @@ def sync(
         lambda s, r: _customer(s, caller, r, tz, clock, summary),
     )
     currencies = client.currencies()
+    carriers = client.carriers()
     _pull(
         factory,
         caller,
@@ -285,7 +312,7 @@ def sync(
         page,
         summary,
         clock,
-        lambda s, r: _order(s, caller, r, currencies, tz, clock, summary),
+        lambda s, r: _order(s, caller, r, currencies, carriers, tz, clock, summary),
     )
     try:
         _pull(
@@ -352,12 +379,13 @@ def _order(
     caller: Caller,
     row: dict[str, Any],
     currencies: dict[str, str],
+    carriers: dict[str, str],
     tz: ZoneInfo,
     clock: Clock,
     summary: SyncSummary,
 ) -> None:
     summary.orders_read += 1
-    shop = shop_order(row, currencies, tz)
+    shop = shop_order(row, currencies, tz, carriers)
     summary.orders_created += apply_order(session, caller, shop, clock.now(), "prestashop")[1]
 
 

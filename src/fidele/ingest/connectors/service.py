@@ -11,8 +11,11 @@ from sqlalchemy.orm import Session
 
 from fidele.customers import service as customers
 from fidele.errors import Conflict, IdempotencyConflict, InvalidInput
+from fidele.feedback import delivery_service
+from fidele.feedback.delivery_schemas import DeliveryIn
 from fidele.ingest.connectors import shopify, woocommerce
 from fidele.ingest.connectors.shop import ShopOrder
+from fidele.kit.clock import as_utc
 from fidele.kit.schemas import ExternalId
 from fidele.orders import service as orders
 from fidele.orders.models import Order
@@ -91,6 +94,40 @@ def refund_once(
         return False
 
 
+def record_delivery(
+    session: Session, caller: Caller, order_id: str, data: DeliveryIn, now: datetime
+) -> None:
+    """What the shop says of the delivery, through the delivery API's own service (which
+    judges the delivery once both dates are known). The first promise known stands: carriers
+    re-estimate along the way, and a late estimate must not hide a late delivery."""
+    row = delivery_service.get(session, caller, order_id)[1]
+    if row is not None and row.promised_at is not None and data.promised_at is not None:
+        data = data.model_copy(update={"promised_at": None})
+    delivery_service.put(session, caller, order_id, data, now)
+
+
+def deliver(
+    session: Session,
+    caller: Caller,
+    order_id: str,
+    data: DeliveryIn | None,
+    status: StatusIn | None,
+    now: datetime,
+    source: str,
+) -> None:
+    """The delivery facts first, then the status: ``order.delivered`` is recorded by the
+    orders service once (a status already reached records nothing), and its handler finds the
+    promise already known."""
+    if status is not None and status.status == "delivered" and status.occurred_at is not None:
+        placed = orders.get(session, caller, order_id).placed_at
+        if status.occurred_at < as_utc(placed):
+            raise InvalidInput("delivered before the order was placed", field="delivered_at")
+    if data is not None:
+        record_delivery(session, caller, order_id, data, now)
+    if status is not None:
+        move_status(session, caller, order_id, status, now, source)
+
+
 def apply_order(
     session: Session, caller: Caller, shop: ShopOrder, now: datetime, source: str
 ) -> tuple[Order, bool]:
@@ -108,9 +145,10 @@ def apply_order(
         move_status(
             session, caller, data.id, StatusIn(status="paid", occurred_at=shop.paid_at), now, source
         )
+    status = None
     if shop.fulfilled is not None:
-        status, at = shop.fulfilled
-        move_status(session, caller, data.id, StatusIn(status=status, occurred_at=at), now, source)
+        status = StatusIn(status=shop.fulfilled[0], occurred_at=shop.fulfilled[1])
+    deliver(session, caller, data.id, shop.delivery, status, now, source)
     for refund in shop.refunds:
         refund_once(session, caller, data.id, refund, now, source)
     if shop.cancelled_at is not None:
@@ -136,6 +174,8 @@ def shopify_webhook(
         )
     if topic == shopify.REFUND_TOPIC:
         return _shopify_refund(session, caller, topic, payload, now)
+    if topic in shopify.FULFILLMENT_TOPICS:
+        return _shopify_fulfillment(session, caller, topic, payload, now)
     if topic == shopify.CUSTOMER_TOPIC:
         ext = mapped(external_id, payload)
         data = mapped(shopify.customer_in, payload)
@@ -160,6 +200,22 @@ def _shopify_refund(
         return WebhookResult(status="ignored", topic=topic, object_id=object_id)
     created = refund_once(session, caller, order_id, refund, now, "shopify")
     return WebhookResult(status="processed", topic=topic, object_id=refund.id, created=created)
+
+
+def _shopify_fulfillment(
+    session: Session, caller: Caller, topic: str, payload: dict[str, Any], now: datetime
+) -> WebhookResult:
+    """``fulfillments/create|update`` (a fulfillment) and ``fulfillment_events/create`` (a
+    carrier's event on one): the delivery of an order fidele already knows (404 otherwise)."""
+    order_id = mapped(external_id, payload, "order_id")
+    order = orders.get(session, caller, order_id)
+    fn = shopify.fulfillment_event if topic == shopify.EVENT_TOPIC else shopify.fulfillment
+    data, delivered_at = mapped(fn, payload, order.placed_at)
+    status = StatusIn(status="delivered", occurred_at=delivered_at) if delivered_at else None
+    if data is None and status is None:
+        return WebhookResult(status="ignored", topic=topic, object_id=str(payload.get("id")))
+    deliver(session, caller, order_id, data, status, now, "shopify")
+    return WebhookResult(status="processed", topic=topic, object_id=str(payload.get("id")))
 
 
 def woocommerce_webhook(

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Literal
 
 from fidele.customers.schemas import CustomerIn
+from fidele.feedback.delivery_schemas import DeliveryIn
 from fidele.orders.schemas import OrderIn, RefundIn
 
 
@@ -17,7 +18,8 @@ class ShopOrder:
     """``data`` is the order as first recorded (``payment_status`` pending unless paid);
     ``paid_at`` set once the shop has the money; ``cancelled_at`` once it cancelled the order
     (before or after payment); ``fulfilled`` a later status (shipped, delivered) and its time;
-    ``customer`` the order's customer record (names), used when the customer is unknown."""
+    ``customer`` the order's customer record (names), used when the customer is unknown;
+    ``delivery`` the promised and actual delivery and the carrier, when the shop gives any."""
 
     data: OrderIn
     paid_at: datetime | None = None
@@ -25,6 +27,18 @@ class ShopOrder:
     fulfilled: tuple[Literal["shipped", "delivered"], datetime | None] | None = None
     customer: CustomerIn | None = None
     refunds: list[RefundIn] = field(default_factory=list)
+    delivery: DeliveryIn | None = None
+
+
+def delivery_in(
+    promised_at: datetime | None, delivered_at: datetime | None, carrier: object
+) -> DeliveryIn | None:
+    """What a shop says of the delivery, or ``None`` without a promise or a carrier: a bare
+    delivery is the order's ``delivered`` status alone (judged if a promise comes later)."""
+    name = str(carrier).strip()[:100] if carrier not in (None, "") else None
+    if promised_at is None and not name:
+        return None
+    return DeliveryIn(promised_at=promised_at, delivered_at=delivered_at, carrier=name or None)
 
 
 def line_name(value: object) -> str | None:

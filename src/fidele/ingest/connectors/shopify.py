@@ -12,8 +12,10 @@ from typing import Any
 
 from fidele.customers.schemas import ConsentIn, CustomerIn
 from fidele.errors import InvalidInput
+from fidele.feedback.delivery_schemas import DeliveryIn
 from fidele.ingest.amounts import order_amounts, parse_time, to_minor
-from fidele.ingest.connectors.shop import ShopOrder, line_name
+from fidele.ingest.connectors.shop import ShopOrder, delivery_in, line_name
+from fidele.kit.clock import as_utc
 from fidele.orders.schemas import LineIn, OrderIn, RefundIn
 
 ORDER_TOPICS = (
@@ -24,6 +26,10 @@ ORDER_TOPICS = (
     "orders/fulfilled",
 )
 REFUND_TOPIC = "refunds/create"
+EVENT_TOPIC = "fulfillment_events/create"
+FULFILLMENT_TOPICS = ("fulfillments/create", "fulfillments/update", EVENT_TOPIC)
+# A fulfillment's ``status``: cancelled, error and failure shipped nothing.
+LIVE_FULFILLMENT = frozenset({"success", "open", "pending"})
 CUSTOMER_TOPIC = "customers/create"
 # ``financial_status``: captured money; pending, authorized (not captured), partially_paid
 # and unpaid earn nothing yet; voided and expired were never paid (the order is cancelled).
@@ -112,18 +118,86 @@ def shop_order(order: dict[str, Any]) -> ShopOrder:
     updated = _when(order, "updated_at") or data.placed_at
     cancelled = order.get("cancelled_at") or order.get("financial_status") in NEVER_PAID
     customer = order.get("customer") or {}
+    delivery, delivered_at = order_delivery(order, data.placed_at)
+    fulfilled = None
+    if order.get("fulfillment_status") == "fulfilled":
+        fulfilled = ("delivered", delivered_at) if delivered_at else ("shipped", updated)
     return ShopOrder(
         data=data,
         # no payment time in the payload: the order changed when it was paid
         paid_at=updated if data.payment_status == "paid" else None,
         cancelled_at=(_when(order, "cancelled_at") or updated) if cancelled else None,
-        fulfilled=("shipped", updated) if order.get("fulfillment_status") == "fulfilled" else None,
+        fulfilled=fulfilled,  # type: ignore[arg-type]
         customer=customer_in(customer) if customer.get("id") is not None else None,
+        delivery=delivery,
     )
 
 
-def _when(obj: dict[str, Any], key: str) -> datetime | None:
-    return parse_time(obj[key], field=key) if obj.get(key) else None
+def _when(obj: dict[str, Any], key: str, field: str | None = None) -> datetime | None:
+    return parse_time(obj[key], field=field or key) if obj.get(key) else None
+
+
+def _facts(
+    f: dict[str, Any], placed_at: datetime, prefix: str
+) -> tuple[datetime | None, datetime | None]:
+    """A fulfillment's carrier estimate, and its delivery (``shipment_status`` delivered: the
+    fulfillment's ``updated_at``, the REST payload having no delivery time of its own)."""
+    promised = _when(f, "estimated_delivery_at", f"{prefix}estimated_delivery_at")
+    delivered = None
+    if f.get("shipment_status") == "delivered":
+        delivered = _when(f, "updated_at", f"{prefix}updated_at")
+        _after(delivered, placed_at, f"{prefix}updated_at")
+    return promised, delivered
+
+
+def _after(at: datetime | None, placed_at: datetime, field: str) -> None:
+    if at is not None and at < as_utc(placed_at):
+        raise InvalidInput("delivered before the order was placed", field=field)
+
+
+def order_delivery(
+    order: dict[str, Any], placed_at: datetime
+) -> tuple[DeliveryIn | None, datetime | None]:
+    """The order's delivery from its ``fulfillments``: the earliest carrier estimate
+    (``estimated_delivery_at``) as the promise, the first ``tracking_company`` as the carrier,
+    and delivered (at the last package's time) once the order is ``fulfilled`` and every live
+    fulfillment's ``shipment_status`` is ``delivered``."""
+    live = [
+        f
+        for f in order.get("fulfillments") or []
+        if (f.get("status") or "success") in LIVE_FULFILLMENT
+    ]
+    facts = [_facts(f, placed_at, "fulfillments.") for f in live]
+    promises = [p for p, _ in facts if p is not None]
+    done = [d for _, d in facts if d is not None]
+    delivered = None
+    if live and len(done) == len(live) and order.get("fulfillment_status") == "fulfilled":
+        delivered = max(done)
+    carrier = next((f["tracking_company"] for f in live if f.get("tracking_company")), None)
+    return delivery_in(min(promises, default=None), delivered, carrier), delivered
+
+
+def fulfillment(
+    f: dict[str, Any], placed_at: datetime
+) -> tuple[DeliveryIn | None, datetime | None]:
+    """A ``fulfillments/create|update`` payload: a delivered fulfillment delivers the order."""
+    if (f.get("status") or "success") not in LIVE_FULFILLMENT:
+        return None, None
+    promised, delivered = _facts(f, placed_at, "")
+    return delivery_in(promised, delivered, f.get("tracking_company")), delivered
+
+
+def fulfillment_event(
+    event: dict[str, Any], placed_at: datetime
+) -> tuple[DeliveryIn | None, datetime | None]:
+    """A ``fulfillment_events/create`` payload: ``status`` delivered delivers the order at
+    ``happened_at``; any event's ``estimated_delivery_at`` is the carrier's estimate."""
+    promised = _when(event, "estimated_delivery_at")
+    delivered = None
+    if event.get("status") == "delivered":
+        delivered = parse_time(event.get("happened_at"), field="happened_at")
+        _after(delivered, placed_at, "happened_at")
+    return delivery_in(promised, delivered, None), delivered
 
 
 def refund_in(refund: dict[str, Any], currency: str) -> RefundIn | None:

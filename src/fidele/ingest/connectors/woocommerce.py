@@ -11,13 +11,13 @@ a guest id derived from the order."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from fidele.customers.schemas import CustomerIn
 from fidele.errors import InvalidInput
 from fidele.ingest.amounts import order_amounts, parse_time, to_minor
-from fidele.ingest.connectors.shop import ShopOrder, line_name
+from fidele.ingest.connectors.shop import ShopOrder, delivery_in, line_name
 from fidele.kit.money import div_round
 from fidele.orders.schemas import LineIn, OrderIn, RefundIn
 
@@ -28,6 +28,11 @@ CUSTOMER_TOPICS = ("customer.created", "customer.updated")
 # ``refunds`` carry the money).
 PAID = frozenset({"processing", "completed", "refunded"})
 CANCELLED = frozenset({"cancelled"})
+# Order meta read for the delivery: the Shipment Tracking extension's items (carrier, date
+# shipped), and the promised / actual delivery under the API's own names, for a plugin or a
+# snippet to write (ISO 8601 with a zone, or a Unix timestamp).
+TRACKING_META = "_wc_shipment_tracking_items"
+PROMISED_META, DELIVERED_META = "promised_delivery_at", "delivered_at"
 
 
 def normalise(payload: dict[str, Any]) -> dict[str, Any]:
@@ -155,9 +160,26 @@ def shop_order(payload: dict[str, Any]) -> ShopOrder:
     data = order_in(order)
     status = str(order.get("status"))
     modified = _time(order, "date_modified")
-    fulfilled = None
-    if status == "completed":
-        fulfilled = ("delivered", _time(order, "date_completed") or modified)
+    meta = _meta(order)
+    tracking = meta.get(TRACKING_META)
+    items = [t for t in tracking if isinstance(t, dict)] if isinstance(tracking, list) else []
+    promised = _meta_time(meta.get(PROMISED_META), f"meta_data.{PROMISED_META}")
+    delivered = _meta_time(meta.get(DELIVERED_META), f"meta_data.{DELIVERED_META}")
+    if delivered is not None and delivered < data.placed_at:
+        raise InvalidInput(
+            "delivered before the order was placed", field=f"meta_data.{DELIVERED_META}"
+        )
+    shipped = [
+        _meta_time(t.get("date_shipped"), f"meta_data.{TRACKING_META}.date_shipped") for t in items
+    ]
+    fulfilled: Any = None
+    if status == "completed" or delivered is not None:
+        fulfilled = ("delivered", delivered or _time(order, "date_completed") or modified)
+    elif any(shipped) and status not in CANCELLED:
+        fulfilled = ("shipped", min(s for s in shipped if s is not None))
+    carrier = next(
+        (t.get("tracking_provider") or t.get("custom_tracking_provider") for t in items), None
+    )
     person = order.get("customer") or order.get("billing") or {}
     registered = not customer_id(order).startswith("guest-")
     return ShopOrder(
@@ -167,7 +189,32 @@ def shop_order(payload: dict[str, Any]) -> ShopOrder:
         fulfilled=fulfilled,
         customer=_person(person) if registered else None,
         refunds=refunds_in(order, modified),
+        delivery=delivery_in(
+            promised, fulfilled[1] if fulfilled and fulfilled[0] == "delivered" else None, carrier
+        ),
     )
+
+
+def _meta(order: dict[str, Any]) -> dict[str, Any]:
+    return {
+        str(m["key"]): m.get("value")
+        for m in order.get("meta_data") or []
+        if isinstance(m, dict) and m.get("key")
+    }
+
+
+def _meta_time(value: Any, field: str) -> datetime | None:
+    """A meta date: a Unix timestamp (Shipment Tracking's ``date_shipped``) or ISO 8601 with
+    its zone; anything else is a 422 naming the meta key."""
+    if value in (None, ""):
+        return None
+    text = str(value).strip()
+    if text.isdigit():
+        try:
+            return datetime.fromtimestamp(int(text), UTC)
+        except (OverflowError, ValueError, OSError) as exc:
+            raise InvalidInput(f"{text[:40]!r} is not a time", field=field) from exc
+    return parse_time(text, field=field)
 
 
 def _person(person: dict[str, Any]) -> CustomerIn:

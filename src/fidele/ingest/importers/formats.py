@@ -14,6 +14,10 @@ Orders (one order may span several rows; its rows must be contiguous):
 - ``woocommerce``: the WooCommerce order export CSV (``order_id``, ``order_date``,
   ``line_item_1``... as ``name:..|product_id:..|quantity:..|total:..``).
 
+Any layout: optional ``promised_delivery_at``, ``delivered_at`` (times, zone-less ones in the
+``--timezone``) and ``carrier`` columns give the order's delivery (``delivery``), recorded
+after the order through the delivery service as the connectors do.
+
 Customers: ``id, email, first_name, last_name, birthday, locale, country, timezone,
 email_marketing, email_marketing_at, attributes`` (JSON object)."""
 
@@ -60,7 +64,7 @@ def _int(v: Any, field: str) -> int:
         raise InvalidInput(f"{field}: {v!r} is not an integer", field=field) from exc
 
 
-def _time(v: Any, tz: ZoneInfo | None = None) -> str:
+def _time(v: Any, tz: ZoneInfo | None = None, field: str = "placed_at") -> str:
     """ISO text of ``v``; a zone-less time gets ``tz`` when given (exports in shop time)."""
     if isinstance(v, datetime):
         parsed = v
@@ -72,7 +76,7 @@ def _time(v: Any, tz: ZoneInfo | None = None) -> str:
             try:
                 parsed = datetime.strptime(text, "%Y-%m-%d %H:%M:%S %z")
             except ValueError as exc:
-                raise InvalidInput(f"{v!r} is not a time", field="placed_at") from exc
+                raise InvalidInput(f"{v!r} is not a time", field=field) from exc
     if parsed.tzinfo is None and tz is not None:
         parsed = parsed.replace(tzinfo=tz)
     return parsed.isoformat()
@@ -216,6 +220,25 @@ def woocommerce_order(rows: Sequence[Row], tz: ZoneInfo | None = None) -> Row:
         "channel": "woocommerce",
         **({"email": email} if email else {}),
     }
+
+
+DELIVERY_TIMES = ("promised_delivery_at", "delivered_at")
+
+
+def delivery(rows: Sequence[Row], tz: ZoneInfo | None = None) -> Row | None:
+    """``{"promised_at", "delivered_at", "carrier"}`` from the optional delivery columns of
+    an order's first row, ``None`` when they are blank or absent."""
+    first = rows[0]
+    body: Row = {}
+    for col, key in zip(DELIVERY_TIMES, ("promised_at", "delivered_at"), strict=True):
+        if _present(first, col):
+            text = _time(first[col], tz, field=col)
+            if datetime.fromisoformat(text).tzinfo is None:
+                raise InvalidInput(f"{first[col]!r} has no timezone", field=col)
+            body[key] = text
+    if _present(first, "carrier"):
+        body["carrier"] = str(first["carrier"]).strip()
+    return body or None
 
 
 ORDER_MAPPERS: dict[str, Callable[[Sequence[Row], ZoneInfo | None], Row]] = {

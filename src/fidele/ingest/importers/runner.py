@@ -23,6 +23,9 @@ from fidele.customers import service as customers
 from fidele.customers.schemas import CustomerIn
 from fidele.db.session import transaction
 from fidele.errors import FideleError, InvalidInput
+from fidele.feedback.delivery_schemas import DeliveryIn
+from fidele.ingest.connectors import service as connectors
+from fidele.ingest.connectors.shop import delivery_in
 from fidele.ingest.importers import bulk, formats
 from fidele.ingest.importers.reader import Group, batches, columns
 from fidele.kit.clock import Clock
@@ -158,16 +161,19 @@ def _orders_batch(
             continue
         valid[order.id] = (order, group)
     written = bulk.write_orders(session, caller, [o for o, _ in valid.values()], clock.now())
-    if fmt == "shopify":
+    cols = groups[0].rows[0].keys() if groups else ()
+    if fmt == "shopify" or any(c in cols for c in (*formats.DELIVERY_TIMES, "carrier")):
         for order_id in [*written.created, *written.unchanged]:
             try:
                 with session.begin_nested():
-                    _follow_up(session, caller, order_id, valid[order_id][1], tz, clock)
+                    _follow_up(session, caller, order_id, valid[order_id][1], fmt, tz, clock)
             except (ValidationError, FideleError, ValueError) as exc:
                 for done in (written.created, written.unchanged):
                     if order_id in done:
                         done.remove(order_id)
-                written.conflicts[order_id] = f"order written, its later state not: {exc}"
+                written.conflicts[order_id] = (
+                    f"order written, its later state not: {reason_of(exc)}"
+                )
     summary.created += len(written.created)
     summary.unchanged += len(written.unchanged)
     for order_id, reason in written.conflicts.items():
@@ -179,22 +185,36 @@ def _follow_up(
     caller: Caller,
     order_id: str,
     group: Group,
+    fmt: str,
     tz: ZoneInfo | None,
     clock: Clock,
 ) -> None:
-    """Apply what the export says happened after the order (cancelled, refunded) through the
-    orders service, as the API would. Both are idempotent (a status already reached, a refund
-    by its id), so importing the same file again changes nothing and finishes what a failed
-    run left undone."""
-    for step in formats.shopify_followups(group.rows, tz):
-        if "refund" in step:
-            refund = RefundIn.model_validate(step["refund"])
-            orders_service.refund(session, caller, order_id, refund, clock.now(), source="import")
-        else:
-            status = StatusIn.model_validate(step)
-            orders_service.set_status(
-                session, caller, order_id, status, clock.now(), source="import"
-            )
+    """Apply what the export says happened after the order (cancelled, refunded, delivered)
+    through the orders and delivery services, as the API and the connectors would. All are
+    idempotent (a status already reached, a refund by its id, a delivery judged once), so
+    importing the same file again changes nothing and finishes what a failed run left
+    undone."""
+    if fmt == "shopify":
+        for step in formats.shopify_followups(group.rows, tz):
+            if "refund" in step:
+                refund = RefundIn.model_validate(step["refund"])
+                orders_service.refund(
+                    session, caller, order_id, refund, clock.now(), source="import"
+                )
+            else:
+                status = StatusIn.model_validate(step)
+                orders_service.set_status(
+                    session, caller, order_id, status, clock.now(), source="import"
+                )
+
+    found = formats.delivery(group.rows, tz)
+    if found is not None:
+        data = DeliveryIn.model_validate(found)
+        delivered = None
+        if data.delivered_at is not None:
+            delivered = StatusIn(status="delivered", occurred_at=data.delivered_at)
+        shop = delivery_in(data.promised_at, data.delivered_at, data.carrier)
+        connectors.deliver(session, caller, order_id, shop, delivered, clock.now(), "import")
 
 
 def _customers_batch(
