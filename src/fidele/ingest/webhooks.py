@@ -24,7 +24,7 @@ router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], route_class=OneHopR
 MerchantPath = Annotated[int, Path(ge=1, le=2**62, description="The merchant's id in fidele")]
 RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"description": "Missing or bad signature (nothing stored)"},
-    404: {"description": "The order a refund refers to is unknown"},
+    404: {"description": "The order a refund or a delivery refers to is unknown"},
     422: {"description": "The payload does not map onto a valid order/customer/refund"},
 }
 
@@ -75,8 +75,9 @@ def shopify_webhook(
     x_shopify_topic: Annotated[str, Header()] = "",
 ) -> WebhookResult:
     """Shopify ``orders/create``, ``orders/updated``, ``orders/paid``, ``orders/cancelled``,
-    ``orders/fulfilled``, ``refunds/create``, ``customers/create``; other topics are
-    acknowledged and ignored."""
+    ``orders/fulfilled``, ``refunds/create``, ``customers/create``, and for the delivery
+    ``fulfillments/create``, ``fulfillments/update``, ``fulfillment_events/create``; other
+    topics are acknowledged and ignored."""
     merchant = _verified(
         session, merchant_id, "shopify", body, x_shopify_hmac_sha256, settings.secret_key
     )

@@ -99,10 +99,12 @@ def record_delivery(
 ) -> None:
     """What the shop says of the delivery, through the delivery API's own service (which
     judges the delivery once both dates are known). The first promise known stands: carriers
-    re-estimate along the way, and a late estimate must not hide a late delivery."""
+    re-estimate along the way, and a late estimate must not hide a late delivery; the first
+    delivery time known stands too, as the order's ``delivered_at`` does."""
     row = delivery_service.get(session, caller, order_id)[1]
-    if row is not None and row.promised_at is not None and data.promised_at is not None:
-        data = data.model_copy(update={"promised_at": None})
+    if row is not None:
+        known = {k: None for k in ("promised_at", "delivered_at") if getattr(row, k) is not None}
+        data = data.model_copy(update=known)
     delivery_service.put(session, caller, order_id, data, now)
 
 

@@ -12,6 +12,8 @@ from fidele.customers.schemas import CustomerIn
 from fidele.feedback.delivery_schemas import DeliveryIn
 from fidele.orders.schemas import OrderIn, RefundIn
 
+Fulfilled = tuple[Literal["shipped", "delivered"], datetime | None]
+
 
 @dataclass(frozen=True)
 class ShopOrder:
@@ -24,7 +26,7 @@ class ShopOrder:
     data: OrderIn
     paid_at: datetime | None = None
     cancelled_at: datetime | None = None
-    fulfilled: tuple[Literal["shipped", "delivered"], datetime | None] | None = None
+    fulfilled: Fulfilled | None = None
     customer: CustomerIn | None = None
     refunds: list[RefundIn] = field(default_factory=list)
     delivery: DeliveryIn | None = None

@@ -14,7 +14,7 @@ from fidele.customers.schemas import ConsentIn, CustomerIn
 from fidele.errors import InvalidInput
 from fidele.feedback.delivery_schemas import DeliveryIn
 from fidele.ingest.amounts import order_amounts, parse_time, to_minor
-from fidele.ingest.connectors.shop import ShopOrder, delivery_in, line_name
+from fidele.ingest.connectors.shop import Fulfilled, ShopOrder, delivery_in, line_name
 from fidele.kit.clock import as_utc
 from fidele.orders.schemas import LineIn, OrderIn, RefundIn
 
@@ -119,7 +119,7 @@ def shop_order(order: dict[str, Any]) -> ShopOrder:
     cancelled = order.get("cancelled_at") or order.get("financial_status") in NEVER_PAID
     customer = order.get("customer") or {}
     delivery, delivered_at = order_delivery(order, data.placed_at)
-    fulfilled = None
+    fulfilled: Fulfilled | None = None
     if order.get("fulfillment_status") == "fulfilled":
         fulfilled = ("delivered", delivered_at) if delivered_at else ("shipped", updated)
     return ShopOrder(
@@ -127,7 +127,7 @@ def shop_order(order: dict[str, Any]) -> ShopOrder:
         # no payment time in the payload: the order changed when it was paid
         paid_at=updated if data.payment_status == "paid" else None,
         cancelled_at=(_when(order, "cancelled_at") or updated) if cancelled else None,
-        fulfilled=fulfilled,  # type: ignore[arg-type]
+        fulfilled=fulfilled,
         customer=customer_in(customer) if customer.get("id") is not None else None,
         delivery=delivery,
     )

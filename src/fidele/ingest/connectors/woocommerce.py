@@ -17,7 +17,7 @@ from typing import Any
 from fidele.customers.schemas import CustomerIn
 from fidele.errors import InvalidInput
 from fidele.ingest.amounts import order_amounts, parse_time, to_minor
-from fidele.ingest.connectors.shop import ShopOrder, delivery_in, line_name
+from fidele.ingest.connectors.shop import Fulfilled, ShopOrder, delivery_in, line_name
 from fidele.kit.money import div_round
 from fidele.orders.schemas import LineIn, OrderIn, RefundIn
 
@@ -172,7 +172,7 @@ def shop_order(payload: dict[str, Any]) -> ShopOrder:
     shipped = [
         _meta_time(t.get("date_shipped"), f"meta_data.{TRACKING_META}.date_shipped") for t in items
     ]
-    fulfilled: Any = None
+    fulfilled: Fulfilled | None = None
     if status == "completed" or delivered is not None:
         fulfilled = ("delivered", delivered or _time(order, "date_completed") or modified)
     elif any(shipped) and status not in CANCELLED:

@@ -153,6 +153,9 @@ def _orders_batch(
     for group in groups:
         try:
             order = OrderIn.model_validate(formats.ORDER_MAPPERS[fmt](group.rows, tz))
+            delivery = formats.delivery(group.rows, tz)  # refused before the order is written
+            if delivery is not None:
+                DeliveryIn.model_validate(delivery)
         except (ValidationError, FideleError, ValueError, KeyError, TypeError) as exc:
             _reject(summary, rejects, group, reason_of(exc))
             continue
