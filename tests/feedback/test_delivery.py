@@ -145,3 +145,18 @@ def test_tenant_isolation(api, client, session, clock):
     assert r.status_code == 404
     assert client.get("/v1/delivery/kpis", headers=headers).json()["delivered"] == 0
     assert api.get("/v1/delivery/kpis").json()["late"] == 1
+
+
+def test_a_late_delivery_learnt_long_after_counts_without_a_gesture(api, tenant, session, clock):
+    """An import of last winter's orders: late, logged and counted, no apology coupon today."""
+    customer(api)
+    order(api, "o-old", placed_at="2026-01-02T10:00:00Z")
+    r = api.put(
+        "/v1/orders/o-old/delivery",
+        json={"promised_at": "2026-01-05T12:00:00Z", "delivered_at": "2026-01-10T12:00:00Z"},
+    )
+    assert r.status_code == 200 and r.json()["days_late"] == 5 and r.json()["gesture"] is None
+    (late,) = events_of(session, tenant.merchant_id, "order.delivered_late")
+    assert late.payload["gesture"] is None
+    assert "no automatic gesture" in late.payload["gesture_refused"]
+    assert session.query(RecoveryGesture).count() == 0

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -35,6 +36,10 @@ from tests.ingest.test_webhooks import shopify, woo
 SHOPIFY_ORDER = "5310000003"
 
 
+# A few days after the payloads' deliveries (March 2026).
+DAYS_AFTER = datetime(2026, 3, 16, 12, 0, tzinfo=UTC)
+
+
 def delivered_events(session: Session, tenant: Tenant) -> list[Any]:
     return events_of(session, tenant.merchant_id, "order.delivered")
 
@@ -51,8 +56,14 @@ def ok(r: Any) -> dict[str, Any]:
 
 class TestShopify:
     def test_carrier_estimate_then_delivered_order_is_late_once(
-        self, client: TestClient, api: TestClient, tenant: Tenant, session: Session
+        self,
+        client: TestClient,
+        api: TestClient,
+        tenant: Tenant,
+        session: Session,
+        clock: FrozenClock,
     ) -> None:
+        clock.set(DAYS_AFTER)  # learnt as it happens: the apology gesture is still due
         ok(shopify(client, tenant, "orders/create", load("shopify/usd_tax_on_top_paid")))
         event = load("delivery/shopify_event_in_transit")
         assert ok(shopify(client, tenant, "fulfillment_events/create", event))["status"] == (
@@ -147,8 +158,14 @@ class TestShopify:
 
 class TestWooCommerce:
     def test_completed_with_tracking_and_promise_is_late_once(
-        self, client: TestClient, api: TestClient, tenant: Tenant, session: Session
+        self,
+        client: TestClient,
+        api: TestClient,
+        tenant: Tenant,
+        session: Session,
+        clock: FrozenClock,
     ) -> None:
+        clock.set(DAYS_AFTER)  # learnt as it happens: the apology gesture is still due
         processing = load("woocommerce/v3_processing_paid")
         ok(woo(client, tenant, "order.created", processing))
         completed = load("delivery/woocommerce_completed_tracked")

@@ -152,6 +152,16 @@ def budget_left(budget: int, spent: int) -> int:
     return max(budget - spent, 0)
 
 
+# A late delivery learnt this long after it happened (an import of past orders, a shop synced
+# late) counts in the KPIs and is logged, but earns no automatic apology: the gesture is for
+# a customer still waiting for an answer, not for last year's parcel.
+APOLOGY_WINDOW = timedelta(days=30)
+
+
+def apology_too_late(delivered: datetime, now: datetime) -> bool:
+    return delivered < now - APOLOGY_WINDOW
+
+
 def days_late(promised: datetime, delivered: datetime, tz: ZoneInfo) -> int:
     """Calendar days between the promised and the actual delivery date, in the merchant's zone
     (0 or less: on time)."""

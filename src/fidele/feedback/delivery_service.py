@@ -78,7 +78,7 @@ def judge(session: Session, order: Order, row: OrderDelivery, now: datetime) -> 
     session.flush()
     if late <= 0:
         return
-    gesture, refused = _apology(session, cfg, order, late, now)
+    gesture, refused = _apology(session, cfg, order, late, now, row.delivered_at)
     caller = complaints.system_caller(order.merchant_id, order.programme_id)
     events.record(
         session,
@@ -103,11 +103,19 @@ def judge(session: Session, order: Order, row: OrderDelivery, now: datetime) -> 
 
 
 def _apology(
-    session: Session, cfg: complaints.Config, order: Order, late: int, now: datetime
+    session: Session,
+    cfg: complaints.Config,
+    order: Order,
+    late: int,
+    now: datetime,
+    row_delivered_at: datetime | None = None,
 ) -> tuple[dict[str, Any] | None, str | None]:
     rule = cfg.late_rule
     if rule["kind"] == "none" or late < int(rule["min_days_late"]) or int(rule["value"]) <= 0:
         return None, None
+    if row_delivered_at is not None and domain.apology_too_late(row_delivered_at, now):
+        days = domain.APOLOGY_WINDOW.days
+        return None, f"delivered more than {days} days before it was known (no automatic gesture)"
     customer = session.get(Customer, order.customer_id)
     if customer is None or customer.erased_at is not None:
         return None, "customer erased"
