@@ -60,7 +60,8 @@ def test_flows_commands_and_run_once_deliver_files(empty_database_url, tmp_path)
     assert refused.returncode == 1
     assert "bad.yaml:5: steps.0.wait.hours" in refused.stderr
     names = json.loads(fidele("flows", "templates", "--json", env=env, cwd=tmp_path).stdout)
-    assert len(names) == 12 and "win_back" in {t["name"] for t in names}
+    assert len(names) == 13 and "complaint_follow_up" in {t["name"] for t in names}
+    assert "win_back" in {t["name"] for t in names}
     installed = fidele(
         "flows",
         "install",
