@@ -7,8 +7,8 @@
 The occasion defaults to the one the journey's trigger event names (``survey_occasion``,
 e.g. ``complaint:12`` for ``complaint.resolved``: one answer per complaint), else the
 journey's enrollment (``flow:<enrollment>``: the reminders of one journey share one answer),
-else the message's own key. Links are signed for the
-message's customer and expire after the survey's ``link_days``."""
+else the message's own key. Links are signed for the message's customer and expire after the
+survey's ``link_days``."""
 
 from __future__ import annotations
 
