@@ -60,7 +60,8 @@ def test_flows_commands_and_run_once_deliver_files(empty_database_url, tmp_path)
     assert refused.returncode == 1
     assert "bad.yaml:5: steps.0.wait.hours" in refused.stderr
     names = json.loads(fidele("flows", "templates", "--json", env=env, cwd=tmp_path).stdout)
-    assert len(names) == 12 and "win_back" in {t["name"] for t in names}
+    assert len(names) == 13 and "complaint_follow_up" in {t["name"] for t in names}
+    assert "win_back" in {t["name"] for t in names}
     installed = fidele(
         "flows",
         "install",
@@ -107,3 +108,19 @@ def test_flows_commands_and_run_once_deliver_files(empty_database_url, tmp_path)
     assert "ann@example.com" in mail and "You left something in your cart" in mail
     bad_now = fidele("worker", "run-once", "--now", "tomorrow", env=env, cwd=tmp_path)
     assert bad_now.returncode == 2 and "tomorrow" in bad_now.stderr
+
+
+def test_install_all_installs_every_ready_made_journey(empty_database_url, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    env = user_env(empty_database_url)
+    made = fidele("merchant", "create", "Shop", "--json", env=env, cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    merchant = str(json.loads(made.stdout)["merchant_id"])
+    args = ("flows", "install", "--all", "--merchant", merchant, "--activate", "--json")
+    installed = fidele(*args, env=env, cwd=tmp_path)
+    assert installed.returncode == 0, installed.stderr
+    rows = json.loads(installed.stdout)
+    assert len(rows) == 13 and {r["status"] for r in rows} == {"active"}
+    assert "complaint_follow_up" in {r["name"] for r in rows}
+    again = fidele(*args, env=env, cwd=tmp_path)  # installing again keeps them
+    assert again.returncode == 0, again.stderr
+    assert [r["id"] for r in json.loads(again.stdout)] == [r["id"] for r in rows]

@@ -55,6 +55,29 @@ def test_a_bad_segment_rule_is_refused_at_its_path_in_the_flow() -> None:
     assert err.value.errors[0][1] == "steps.0.condition.rule.value"
 
 
+def test_an_order_condition_is_checked_at_its_path() -> None:
+    ok = _flow(
+        trigger={"event": "order.delivered"},
+        steps=[{"condition": {"order": "reviewed"}, "yes": "exit"}, {"send": {"template": "t"}}],
+    )
+    assert domain.parse(ok).steps[0].condition.order == "reviewed"  # type: ignore[union-attr]
+    unknown = _flow(steps=[{"condition": {"order": "refunded"}, "yes": "exit"}])
+    with pytest.raises(FlowDefinitionError) as err:
+        domain.parse(unknown)
+    assert err.value.errors[0][1] == "steps.0.condition.order"
+    assert "unknown order condition 'refunded': one of reviewed" in err.value.errors[0][2]
+    both = _flow(steps=[{"condition": {"order": "reviewed", "rule": {"all": []}}}])
+    with pytest.raises(FlowDefinitionError, match="exactly one of rule, order"):
+        domain.parse(both)
+    no_order = _flow(
+        trigger={"date": "birthday"}, steps=[{"condition": {"order": "reviewed"}, "yes": "exit"}]
+    )
+    with pytest.raises(FlowDefinitionError) as err:
+        domain.parse(no_order)
+    assert err.value.errors[0][1] == "steps.0.condition.order"
+    assert "needs an event trigger" in err.value.errors[0][2]
+
+
 def test_yaml_errors_carry_their_line() -> None:
     text = "name: cart\ntrigger:\n  event: cart.abandoned\nsteps:\n  - wait: {hours: -1}\n"
     with pytest.raises(FlowDefinitionError) as err:

@@ -113,19 +113,46 @@ def test_first_order_thanks_and_survey(api, install, session, factory, clock) ->
     assert _state(api, "ann") == [("completed", "end of flow")] * 2
 
 
-def test_review_request_unless_reviewed(api, install, session, factory, clock) -> None:  # type: ignore[no-untyped-def]
+def _review(api, ext: str, order_id: str) -> None:  # type: ignore[no-untyped-def]
+    """The customer reviews the order's product through its signed link."""
+    link = api.post("/v1/reviews/links", json={"customer_id": ext, "order_id": order_id})
+    assert link.status_code == 201, link.text
+    url = link.json()["url"].removeprefix("http://127.0.0.1:8000")
+    posted = api.post(url, data={"rating_0": "5", "text_0": "Lovely"})
+    assert posted.status_code == 200, posted.text
+
+
+def test_review_request_unless_that_order_was_reviewed(
+    api, install, session, factory, clock
+) -> None:  # type: ignore[no-untyped-def]
     install("review_request")
     for ext in ("ann", "bob"):
         consenting(api, ext)
         order(api, ext, f"o-{ext}", clock.now() - 3 * D)
+    order(api, "ann", "o-ann-before", clock.now() - 40 * D)
+    for ext in ("ann", "bob"):
         answer = api.post(f"/v1/orders/o-{ext}/status", json={"status": "delivered"})
         assert answer.status_code == 200, answer.text
     clock.advance(2 * D)
-    event(api, "bob", "review_posted", clock.now())
+    _review(api, "bob", "o-bob")  # bob reviewed the delivered order itself
+    _review(api, "ann", "o-ann-before")  # ann reviewed another of her orders
+    clock.set(datetime(2026, 6, 8, 17, 59, tzinfo=UTC))
+    run(factory, clock)
+    assert sends(session) == []
     clock.set(datetime(2026, 6, 8, 18, 0, tzinfo=UTC))  # 7 days after, 18:00 (UTC customers)
     run(factory, clock)
     assert sends(session) == [("ann", "flow_review_request", "queued", clock.now())]
-    assert _state(api, "bob") == [("exited", "condition reviewed: yes")]
+    assert _state(api, "ann") == [("completed", "end of flow")]
+    assert _state(api, "bob") == [("exited", "already_reviewed")]
+    history = journeys(api, "bob")[0]["history"]
+    step = next(h for h in history if h["kind"] == "condition")
+    assert (step["step"], step["outcome"], step["reason"]) == (
+        "reviewed",
+        "yes",
+        "already_reviewed",
+    )
+    ann = next(h for h in journeys(api, "ann")[0]["history"] if h["kind"] == "condition")
+    assert (ann["outcome"], ann["reason"]) == ("no", "not_reviewed")
 
 
 def test_birthday_with_a_coupon_in_the_customers_zone(
@@ -346,3 +373,57 @@ def test_a_holdout_group_is_recorded_not_sent(api, install, session, factory, cl
     assert len(statuses) == 20
     assert 0 < statuses.count("held_out") < 20
     assert statuses.count("held_out") + statuses.count("queued") == 20
+
+
+def test_complaint_follow_up_survey_three_days_after_resolution(  # type: ignore[no-untyped-def]
+    api, install, session, factory, clock, tmp_path
+) -> None:
+    import re
+    from email import message_from_bytes
+    from email.policy import default
+
+    from fidele.feedback.models import SurveyAnswer
+    from fidele.messaging import delivery
+    from fidele.settings import Settings
+    from tests.conftest import SECRET
+
+    install("complaint_follow_up")
+    for ext in ("ann", "bob"):
+        consenting(api, ext, locale="en")
+    opened = api.post(
+        "/v1/complaints",
+        json={"customer_id": "ann", "category": "damaged", "message": "broken", "channel": "email"},
+    )
+    assert opened.status_code == 201, opened.text
+    complaint = opened.json()["id"]
+    for status in ("in_progress", "resolved"):
+        moved = api.patch(f"/v1/complaints/{complaint}", json={"status": status})
+        assert moved.status_code == 200, moved.text
+    # resolved 1 June 12:00 UTC: 3 days later, then the next 10:00 (UTC customer)
+    play(factory, clock, datetime(2026, 6, 5, 6, 0, tzinfo=UTC), 6 * H)
+    clock.set(datetime(2026, 6, 5, 9, 59, tzinfo=UTC))
+    run(factory, clock)
+    assert sends(session) == []
+    clock.set(datetime(2026, 6, 5, 10, 0, tzinfo=UTC))
+    run(factory, clock)
+    play(factory, clock, clock.now() + 10 * D, 12 * H)
+    assert [(c, t, s) for c, t, s, _ in sends(session)] == [
+        ("ann", "flow_complaint_follow_up", "queued")
+    ]
+    assert _state(api, "ann") == [("completed", "end of flow")]
+    assert journeys(api, "bob") == []
+
+    files = Settings(env="test", secret_key=SECRET, messages_dir=str(tmp_path / "mail"))
+    assert delivery.deliver_due(factory, clock, settings=files) == 1
+    eml = next((tmp_path / "mail").rglob("*.eml"))
+    text = message_from_bytes(eml.read_bytes(), policy=default).get_body(("plain",))
+    found = re.search(r"http://127\.0\.0\.1:8000(/s/[A-Za-z0-9_.-]+)", text.get_content())
+    assert found is not None, text.get_content()
+    link = found.group(1)
+    page = api.get(link)
+    assert page.status_code == 200, page.text
+    assert api.post(link, data={"q_score": "2", "q_comment": "slow"}).status_code == 200
+    assert api.post(link, data={"q_score": "4"}).status_code == 200  # changes the same answer
+    session.expire_all()
+    rows = session.execute(select(SurveyAnswer)).scalars().all()
+    assert [(r.occasion, r.score) for r in rows] == [(f"complaint:{complaint}", 4)]

@@ -41,6 +41,21 @@ def test_trend_by_month() -> None:
     ]
 
 
+def test_trend_by_month_in_the_merchants_zone() -> None:
+    from zoneinfo import ZoneInfo
+
+    rows = [
+        (10, datetime(2026, 1, 31, 23, tzinfo=UTC)),  # 1 February 00:00 in Paris
+        (0, datetime(2026, 1, 2, tzinfo=UTC)),
+        (9, datetime(2026, 2, 1, tzinfo=UTC)),
+    ]
+    got = domain.trend("nps", rows, ZoneInfo("Europe/Paris"))
+    assert [(p["month"], p["answers"], p["nps"]) for p in got] == [
+        ("2026-01", 1, -100.0),
+        ("2026-02", 2, 100.0),
+    ]
+
+
 def test_parse_answers_checks_each_question() -> None:
     questions = [
         *domain.standard_questions("nps", None),

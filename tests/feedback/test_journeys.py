@@ -8,6 +8,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from fidele.feedback.models import SurveyAnswer
 from fidele.orders.models import Order
 from tests.fixtures.factories import order_body
 
@@ -30,7 +31,7 @@ def test_library_messages_carry_working_links(api: TestClient, session: Session)
     r = api.put("/v1/customers/c1", json={"email": "c1@example.com", "locale": "fr"})
     assert r.status_code in (200, 201)
     assert api.post("/v1/orders", json=order_body("o1", "c1")).status_code == 201
-    for name in ("satisfaction_survey", "review_request", "win_back"):
+    for name in ("satisfaction_survey", "review_request", "win_back", "complaint_follow_up"):
         r = api.post(f"/v1/flows/templates/{name}/install")
         assert r.status_code in (200, 201), r.text
 
@@ -38,6 +39,14 @@ def test_library_messages_carry_working_links(api: TestClient, session: Session)
     page = api.get(csat)
     assert page.status_code == 200 and "Êtes-vous satisfait" in page.text
     assert api.post(csat, data={"q_score": "4"}).status_code == 200
+
+    # the complaint's survey link answers for the occasion its event named (one per complaint)
+    resolved = _preview(api, "flow_complaint_follow_up", survey_occasion="complaint:7")
+    assert "Êtes-vous satisfait" in api.get(resolved).text
+    assert api.post(resolved, data={"q_score": "5"}).status_code == 200
+    session.expire_all()
+    occasions = {a.occasion for a in session.execute(select(SurveyAnswer)).scalars()}
+    assert "complaint:7" in occasions
 
     nps = _preview(api, "flow_winback_3")
     assert "recommandiez" in api.get(nps).text

@@ -101,6 +101,24 @@ def test_review_once_per_product_and_order(
     assert topics == ["review.posted", "review.posted"]
 
 
+def test_the_page_asks_only_for_what_is_not_reviewed_yet(api: TestClient) -> None:
+    _shop(api)
+    url = _link(api, "c1", "o1")
+    assert api.post(url, data={"rating_0": "4", "text_0": "Good tea"}).status_code == 200
+    page = api.get(url).text
+    intro, reviewed = page.split("<h2>Already reviewed</h2>")
+    # the teapot is still asked for; the tea is shown as done, its form folded for an edit
+    assert "Rate the products" in intro and "Teapot" in intro and "Green tea" not in intro
+    assert "<details><summary>Green tea: 4/5" in reviewed and "Teapot" not in reviewed
+    assert 'name="rating_1"' in intro and 'name="rating_0" value="4" checked' in reviewed
+    assert "<script" not in page
+
+    assert api.post(url, data={"rating_0": "4", "rating_1": "5"}).status_code == 200
+    page = api.get(url, params={"lang": "fr"}).text
+    assert "Vous avez noté tous les produits de votre commande o1" in page
+    assert "Notez les produits" not in page and page.count("<details>") == 2
+
+
 def test_review_links_refused(api: TestClient, session: Session, clock: FrozenClock) -> None:
     _shop(api)
     url = _link(api, "c1", "o1")

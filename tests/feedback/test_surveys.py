@@ -246,6 +246,35 @@ def test_results_nps_csat_form_trend_and_segment(
     assert api.get("/v1/surveys/99999/results").status_code == 404
 
 
+def test_trend_months_are_the_merchants_local_months(
+    api: TestClient, session: Session, clock: FrozenClock
+) -> None:
+    from datetime import UTC, datetime
+
+    zone = api.put("/v1/complaints/sla", json={"timezone": "Europe/Paris"})  # UTC+2 in summer
+    assert zone.status_code == 200, zone.text
+    nps = _nps(api)
+    answered = [
+        ("c1", datetime(2026, 6, 30, 21, 30, tzinfo=UTC), "10"),  # 23:30 in Paris: June
+        ("c2", datetime(2026, 6, 30, 22, 30, tzinfo=UTC), "0"),  # 00:30 on 1 July in Paris
+        ("c3", datetime(2026, 7, 1, 10, 0, tzinfo=UTC), "0"),
+    ]
+    for cid, at, score in answered:
+        _customer(api, cid)
+        clock.set(at)
+        url = _link(api, nps["id"], cid, "q1")
+        assert api.post(url, data={"q_score": score}).status_code == 200
+    got = api.get(f"/v1/surveys/{nps['id']}/results").json()
+    assert [(p["month"], p["answers"], p["nps"]) for p in got["trend"]] == [
+        ("2026-06", 1, 100.0),
+        ("2026-07", 2, -100.0),
+    ]
+    # in UTC the second answer would be June's: the months follow the merchant's zone
+    assert api.put("/v1/complaints/sla", json={"timezone": "UTC"}).status_code == 200
+    got = api.get(f"/v1/surveys/{nps['id']}/results").json()
+    assert [(p["month"], p["answers"]) for p in got["trend"]] == [("2026-06", 2), ("2026-07", 1)]
+
+
 def test_answer_counts_in_engagement_and_goes_out_as_webhook(
     api: TestClient, session: Session, clock: FrozenClock, tenant: Any
 ) -> None:

@@ -15,6 +15,8 @@ A definition::
         condition: {rule: {...}}              # a segment rule on the customer, now
         yes: reward
         no: exit
+      - condition: {order: reviewed}          # or a fact of the trigger's own order
+        yes: exit
       - id: reward
         reward: {coupon: {kind: percent_off, value: 1000, days: 14}}
 
@@ -100,8 +102,38 @@ class Wait(Duration):
         return self
 
 
+# What a condition can ask about the order the trigger's event named (``order_id``), and
+# the reason its history (and exit) shows for yes / no.
+ORDER_CONDITIONS: dict[str, tuple[str, str]] = {
+    "reviewed": ("already_reviewed", "not_reviewed"),  # a review of that very order
+}
+
+
 class Condition(_Doc):
-    rule: dict[str, Any]
+    """A segment ``rule`` on the customer now, or ``order``: a fact of the enrollment's own
+    order (the one its trigger event named), e.g. ``reviewed``."""
+
+    rule: dict[str, Any] | None = None
+    order: str | None = None
+
+    @field_validator("order")
+    @classmethod
+    def _order(cls, v: str | None) -> str | None:
+        if v is not None and v not in ORDER_CONDITIONS:
+            raise ValueError(f"unknown order condition {v!r}: one of {', '.join(ORDER_CONDITIONS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _one(self) -> Condition:
+        if (self.rule is None) == (self.order is None):
+            raise ValueError("a condition is exactly one of rule, order")
+        return self
+
+    def reason(self, yes: bool) -> str | None:
+        """What the history says of the outcome (order conditions)."""
+        if self.order is None:
+            return None
+        return ORDER_CONDITIONS[self.order][0 if yes else 1]
 
 
 class Send(_Doc):
@@ -350,10 +382,20 @@ def _check_rules(definition: FlowDefinition) -> None:
     found: list[tuple[str, Any]] = []
     if definition.trigger.rule is not None:
         found.append(("trigger.rule", definition.trigger.rule))
-    for i, step in enumerate(definition.steps):
-        if step.condition is not None:
-            found.append((f"steps.{i}.condition.rule", step.condition.rule))
     errors: list[tuple[int | None, str, str]] = []
+    for i, step in enumerate(definition.steps):
+        if step.condition is None:
+            continue
+        if step.condition.rule is not None:
+            found.append((f"steps.{i}.condition.rule", step.condition.rule))
+        elif definition.trigger.kind != "event":
+            errors.append(
+                (
+                    None,
+                    f"steps.{i}.condition.order",
+                    "an order condition needs an event trigger (the order its event names)",
+                )
+            )
     for path, rule in found:
         try:
             parse_rule(rule, path=path)

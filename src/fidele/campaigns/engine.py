@@ -324,13 +324,20 @@ def _execute(
         _finish(session, enr, now, "exited", step.exit.reason, log_it=True)
         return None
     if kind == "condition":
-        assert step.condition is not None
-        yes = _matches(session, enr.merchant_id, enr.customer_id, step.condition.rule, now)
+        condition = step.condition
+        assert condition is not None
+        if condition.order is not None:
+            yes = _order_fact(session, enr, condition.order)
+        else:
+            assert condition.rule is not None
+            yes = _matches(session, enr.merchant_id, enr.customer_id, condition.rule, now)
         branch = "yes" if yes else "no"
-        _log(session, enr, now, "condition", branch)
+        why = condition.reason(yes)
+        _log(session, enr, now, "condition", branch, why)
         target = domain.next_after(definition, enr.step, branch)
         if target == EXIT and (step.yes == EXIT or step.no == EXIT):
-            _finish(session, enr, now, "exited", f"condition {enr.step}: {branch}", log_it=False)
+            reason = why or f"condition {enr.step}: {branch}"
+            _finish(session, enr, now, "exited", reason, log_it=False)
             return None
         return target
     if kind == "send":
@@ -425,6 +432,7 @@ def _send_context(enr: Enrollment, definition: FlowDefinition) -> dict[str, Any]
         "coupon_drops_at",
         "points",
         "order_id",
+        "survey_occasion",
     )
     return {"flow": definition.name, **{k: enr.context[k] for k in keep if k in enr.context}}
 
@@ -454,6 +462,19 @@ def _matches(
     return segments.customer_matches(
         session, merchant_id=merchant_id, customer_id=customer_id, rule=rule, now=now
     )
+
+
+def _order_fact(session: Session, enr: Enrollment, fact: str) -> bool:
+    """An order condition on the enrollment's own order (the one its trigger event named);
+    false without one."""
+    order_id = enr.context.get("order_id")
+    if not isinstance(order_id, int):
+        return False
+    if fact == "reviewed":
+        from fidele.feedback import service as feedback
+
+        return feedback.order_reviewed(session, order_id)
+    raise AssertionError(fact)  # the definition was validated
 
 
 def _facts(session: Session, enr: Enrollment, now: datetime) -> domain.Facts:

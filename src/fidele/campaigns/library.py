@@ -148,23 +148,12 @@ JOURNEYS: list[Journey] = [
         {
             "name": "review_request",
             "description": "Asks for a review 7 days after a delivery, unless the customer "
-            "left one in the last 30 days.",
+            "already reviewed that order.",
             "trigger": {"event": "order.delivered"},
             "reentry": {"days": 30},
             "steps": [
                 {"wait": {"days": 7, "until": "18:00"}},
-                {
-                    "id": "reviewed",
-                    "condition": {
-                        "rule": {
-                            "field": "events.review_posted.count",
-                            "op": "gte",
-                            "value": 1,
-                            "within_days": 30,
-                        }
-                    },
-                    "yes": "exit",
-                },
+                {"id": "reviewed", "condition": {"order": "reviewed"}, "yes": "exit"},
                 _send("flow_review_request"),
             ],
         },
@@ -178,6 +167,36 @@ JOURNEYS: list[Journey] = [
                 "Votre commande est arrivée il y a une semaine. Voulez-vous dire aux autres "
                 "clients ce que vous en pensez ? Un avis court les aide à choisir, et nous à "
                 "progresser : {{ review_link() }}",
+            )
+        },
+    ),
+    Journey(
+        "complaint_follow_up",
+        "Satisfaction survey 3 days after a complaint is resolved",
+        {
+            "name": "complaint_follow_up",
+            "description": "Service recovery: 3 days after a complaint is resolved, asks the "
+            "customer how satisfied they are with the resolution (the built-in csat, by signed "
+            "link, one answer per complaint).",
+            "trigger": {"event": "complaint.resolved"},
+            "reentry": "always",
+            "steps": [
+                {"wait": {"days": 3, "until": "10:00"}},
+                _send("flow_complaint_follow_up"),
+            ],
+        },
+        {
+            "flow_complaint_follow_up": Message(
+                "How did we handle your request?",
+                "A few days ago we closed the request you made to our team. Are you satisfied "
+                "with how it was resolved? Two clicks are enough to tell us: "
+                "{{ survey_link('csat') }}\n\nYour answer goes straight to the team who "
+                "handled it.",
+                "Comment avons-nous traité votre demande ?",
+                "Il y a quelques jours, nous avons clôturé la demande que vous aviez faite à "
+                "notre équipe. Êtes-vous satisfait de la solution apportée ? Deux clics "
+                "suffisent pour nous le dire : {{ survey_link('csat') }}\n\nVotre réponse "
+                "va directement à l'équipe qui s'en est occupée.",
             )
         },
     ),

@@ -110,6 +110,9 @@ def _event_context(event: Event) -> dict[str, Any]:
     context: dict[str, Any] = {"event_id": event.id}
     if event.order_id is not None:
         context["order_id"] = event.order_id
+    occasion = (event.payload or {}).get("survey_occasion")
+    if isinstance(occasion, str) and occasion:
+        context["survey_occasion"] = occasion  # e.g. complaint:12, what its survey is about
     return context
 
 

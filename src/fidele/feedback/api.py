@@ -84,7 +84,8 @@ def survey_results(
     segment_id: Annotated[Id | None, Query(description="Only the segment's customers")] = None,
 ) -> Any:
     """Answer count, NPS (promoters, passives, detractors) or CSAT (average, share satisfied)
-    and their trend by month (UTC), counts per question, the latest free-text answers."""
+    and their trend by month (in the merchant's timezone), counts per question, the latest
+    free-text answers."""
     return service.results(session, caller.merchant_id, survey_id, segment_id=segment_id)
 
 

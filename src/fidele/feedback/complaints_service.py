@@ -77,6 +77,17 @@ def config(session: Session, merchant_id: int, programme_id: int) -> Config:
     )
 
 
+def merchant_zone(session: Session, merchant_id: int) -> ZoneInfo:
+    """The merchant's zone (as :func:`config` finds it), for what is counted by local day or
+    month (the survey trend)."""
+    from fidele.tenancy.models import Merchant
+
+    merchant = session.get(Merchant, merchant_id)
+    if merchant is None:
+        return domain.zone(None)
+    return config(session, merchant_id, merchant.programme_id).tz
+
+
 def settings_view(session: Session, caller: Caller, now: datetime) -> dict[str, Any]:
     cfg = config(session, caller.merchant_id, caller.programme_id)
     spent = GestureRepository(session).spent(caller.merchant_id, domain.month_of(now, cfg.tz))

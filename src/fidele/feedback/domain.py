@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from fidele.errors import InvalidInput
@@ -185,15 +185,23 @@ def csat(scores: Iterable[int]) -> dict[str, Any]:
     }
 
 
-def month_of(at: datetime) -> str:
-    return f"{at.year:04d}-{at.month:02d}"
+def month_of(at: datetime, tz: tzinfo | None = None) -> str:
+    """The calendar month (``"2026-06"``) of a moment in ``tz`` (the merchant's zone; UTC
+    when None). A naive moment (as some databases return it) is UTC."""
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    local = at.astimezone(tz or UTC)
+    return f"{local.year:04d}-{local.month:02d}"
 
 
-def trend(kind: str, rows: Iterable[tuple[int, datetime]]) -> list[dict[str, Any]]:
-    """The score by calendar month (UTC) of the answer, oldest first."""
+def trend(
+    kind: str, rows: Iterable[tuple[int, datetime]], tz: tzinfo | None = None
+) -> list[dict[str, Any]]:
+    """The score by calendar month of the answer in ``tz`` (the merchant's zone; UTC when
+    None), oldest first."""
     months: dict[str, list[int]] = {}
     for score, at in rows:
-        months.setdefault(month_of(at), []).append(score)
+        months.setdefault(month_of(at, tz), []).append(score)
     summarise = nps if kind == "nps" else csat
     out = []
     for month in sorted(months):

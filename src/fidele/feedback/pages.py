@@ -18,6 +18,10 @@ TEXT = {
         "what you think.",
         "review_thanks": "Thank you for your review! You may edit it with this same link.",
         "reviewed": "already reviewed",
+        "reviewed_heading": "Already reviewed",
+        "edit": "change it",
+        "all_reviewed": "You have reviewed every product of your order {order}: thank you! "
+        "You may still change a review below.",
         "rating": "Rating",
         "your_text": "Your review (optional)",
         "errors": "Please check the answers marked below.",
@@ -35,6 +39,10 @@ TEXT = {
         "clients ce que vous en pensez.",
         "review_thanks": "Merci pour votre avis ! Vous pouvez le modifier avec ce même lien.",
         "reviewed": "déjà noté",
+        "reviewed_heading": "Déjà notés",
+        "edit": "le modifier",
+        "all_reviewed": "Vous avez noté tous les produits de votre commande {order} : merci ! "
+        "Vous pouvez encore modifier un avis ci-dessous.",
         "rating": "Note",
         "your_text": "Votre avis (facultatif)",
         "errors": "Merci de vérifier les réponses signalées ci-dessous.",
@@ -137,35 +145,50 @@ def reviews(
     lang: str,
     saved: bool = False,
 ) -> str:
-    """One block per product of the order: a 1-5 rating and a text, the saved review
-    filled in."""
+    """The products of the order still to review, a 1-5 rating and a text each; those
+    already reviewed are not asked again: they follow, shown as done with the saved rating,
+    their form folded (``<details>``, no script) for an edit. The field names keep the
+    product's place in the order (``rating_<n>``)."""
     t = TEXT[lang]
-    parts = [f"<p>{escape(t['review_intro'].format(order=order))}</p>"]
+    todo = [(n, p) for n, p in enumerate(products) if p[0] not in existing]
+    done = [(n, p) for n, p in enumerate(products) if p[0] in existing]
+    intro = t["review_intro"] if todo or not products else t["all_reviewed"]
+    parts = [f"<p>{escape(intro.format(order=order))}</p>"]
     if saved:
         parts.insert(0, f'<p class="ok" role="status">{escape(t["review_thanks"])}</p>')
     if not products:
         parts.append(f"<p>{escape(t['no_products'])}</p>")
         return page(lang, t["review_title"], "".join(parts))
-    blocks = []
-    for n, (product_id, name) in enumerate(products):
-        row = existing.get(product_id)
-        rating = row.rating if row is not None else None
-        done = f" <small>({escape(t['reviewed'])})</small>" if row is not None else ""
-        radios = "".join(
-            f'<label><input type="radio" name="rating_{n}" value="{v}"'
-            f"{' checked' if rating == v else ''}> {v}</label>"
-            for v in range(1, 6)
-        )
-        text = escape(row.text or "") if row is not None else ""
+    blocks = [_review_block(n, pid, name, None, lang) for n, (pid, name) in todo]
+    if done:
+        blocks.append(f"<h2>{escape(t['reviewed_heading'])}</h2>")
+    for n, (pid, name) in done:
+        row = existing[pid]
         blocks.append(
-            f'<fieldset class="scale"><legend>{escape(name or product_id)}{done}</legend>'
-            f"<p>{escape(t['rating'])}:</p>{radios}"
-            f'<p><label for="text_{n}">{escape(t["your_text"])}</label></p>'
-            f'<textarea id="text_{n}" name="text_{n}" maxlength="{domain.TEXT_MAX}">{text}'
-            "</textarea></fieldset>"
+            f"<details><summary>{escape(name or pid)}: {row.rating}/5 "
+            f"<small>({escape(t['reviewed'])}, {escape(t['edit'])})</small></summary>"
+            f"{_review_block(n, pid, name, row, lang)}</details>"
         )
     parts.append(
         f'<form method="post" action="{escape(action)}">{"".join(blocks)}'
         f'<button type="submit">{escape(t["send"])}</button></form>'
     )
     return page(lang, t["review_title"], "".join(parts))
+
+
+def _review_block(n: int, product_id: str, name: str | None, row: Any, lang: str) -> str:
+    t = TEXT[lang]
+    rating = row.rating if row is not None else None
+    radios = "".join(
+        f'<label><input type="radio" name="rating_{n}" value="{v}"'
+        f"{' checked' if rating == v else ''}> {v}</label>"
+        for v in range(1, 6)
+    )
+    text = escape(row.text or "") if row is not None else ""
+    return (
+        f'<fieldset class="scale"><legend>{escape(name or product_id)}</legend>'
+        f"<p>{escape(t['rating'])}:</p>{radios}"
+        f'<p><label for="text_{n}">{escape(t["your_text"])}</label></p>'
+        f'<textarea id="text_{n}" name="text_{n}" maxlength="{domain.TEXT_MAX}">{text}'
+        "</textarea></fieldset>"
+    )

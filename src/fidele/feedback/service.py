@@ -324,14 +324,18 @@ def results(
     session: Session, merchant_id: int, survey_id: int, *, segment_id: int | None = None
 ) -> dict[str, Any]:
     """The survey's results (of the segment's customers now, if ``segment_id``): answer
-    count, NPS or CSAT and their trend by month, counts per question, the latest comments."""
+    count, NPS or CSAT and their trend by month (in the merchant's zone, as complaints count
+    it), counts per question, the latest comments."""
     survey = get_survey(session, merchant_id, survey_id)
     if segment_id is not None:
         from fidele.segments import service as segments
 
         segments.get(session, merchant_id, segment_id)  # 404 for another merchant's
+    from fidele.feedback.complaints_service import merchant_zone
+
     repo = AnswerRepository(session)
     rows = repo.results_rows(survey.id, segment_id)
+    tz = merchant_zone(session, merchant_id) if survey.kind != "form" else None
     scored = [(s, at) for s, at, _ in rows if s is not None]
     out: dict[str, Any] = {
         "survey_id": survey.id,
@@ -341,7 +345,7 @@ def results(
         "answers": len(rows),
         "nps": domain.nps(s for s, _ in scored) if survey.kind == "nps" else None,
         "csat": domain.csat(s for s, _ in scored) if survey.kind == "csat" else None,
-        "trend": domain.trend(survey.kind, scored) if survey.kind != "form" else [],
+        "trend": domain.trend(survey.kind, scored, tz) if survey.kind != "form" else [],
         "questions": domain.question_counts(survey.questions, (a for _, _, a in rows)),
         "texts": _texts(survey, repo.latest_with_customers(survey.id, segment_id, LATEST * 5)),
     }

@@ -4,9 +4,11 @@
     {{ survey_link('csat', occasion='order-42') }}
     {{ review_link() }}                      the order of the journey (order.delivered)
 
-The occasion defaults to the journey's enrollment (``flow:<enrollment>``: the reminders of
-one journey share one answer), else the message's own key. Links are signed for the
-message's customer and expire after the survey's ``link_days``."""
+The occasion defaults to the one the journey's trigger event names (``survey_occasion``,
+e.g. ``complaint:12`` for ``complaint.resolved``: one answer per complaint), else the
+journey's enrollment (``flow:<enrollment>``: the reminders of one journey share one answer),
+else the message's own key. Links are signed for the message's customer and expire after the
+survey's ``link_days``."""
 
 from __future__ import annotations
 
@@ -25,6 +27,9 @@ from fidele.orders.models import Order
 
 
 def _occasion(context: Context) -> str:
+    named = context.get("survey_occasion")
+    if isinstance(named, str) and named:
+        return named
     key = str((context.get("message") or {}).get("key") or "message")
     if key.startswith("flow:") and key.count(":") >= 2:
         return key.rsplit(":", 1)[0]
