@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import Engine, create_engine, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -30,6 +32,13 @@ PG_URL = os.environ.get("FIDELE_TEST_POSTGRES_URL")
 if os.environ.get("FIDELE_TEST_REQUIRE_POSTGRES") and not PG_URL:
     raise RuntimeError("CI requires PostgreSQL: FIDELE_TEST_POSTGRES_URL is not set")
 BACKENDS = ["sqlite", "postgres"] if PG_URL else ["sqlite"]
+# Tests assert results, never timings: on a loaded machine (CI beside a database, two cores)
+# hypothesis' deadline and "generation is slow" checks would fail correct code.
+hypothesis_settings.register_profile(
+    "fidele", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+hypothesis_settings.load_profile("fidele")
+
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 SECRET = "test-secret-key"
 
