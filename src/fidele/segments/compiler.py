@@ -440,8 +440,13 @@ class Compiler:
         since = None if cond.within_days is None else self.now - timedelta(days=cond.within_days)
         if attr in ("nps_last", "nps_group", "csat_last"):
             a, s = SurveyAnswer.__table__, Survey.__table__
-            score = (
-                select(a.c.score)
+            value: Any = a.c.score
+            if attr == "nps_group":  # feedback.domain.nps_group, inside: one subquery
+                value = case(
+                    (a.c.score >= 9, "promoter"), (a.c.score >= 7, "passive"), else_="detractor"
+                )
+            latest = (
+                select(value)
                 .select_from(a.join(s, s.c.id == a.c.survey_id))
                 .where(
                     a.c.customer_id == C.id,
@@ -453,15 +458,7 @@ class Compiler:
                 .limit(1)
                 .scalar_subquery()
             )
-            if attr == "nps_group":  # feedback.domain.nps_group; NULL without an answer
-                group = case(
-                    (score >= 9, "promoter"),
-                    (score >= 7, "passive"),
-                    (score >= 0, "detractor"),
-                    else_=None,
-                )
-                return compare(group, cond.op, cond.value, self)
-            return compare(score, cond.op, cond.value, self)
+            return compare(latest, cond.op, cond.value, self)  # NULL: no such answer
         if attr == "surveys_answered":
             a = SurveyAnswer.__table__
             where = [a.c.customer_id == C.id, a.c.merchant_id == self.merchant_id]
