@@ -34,6 +34,40 @@ def test_sql_equals_python(
     others: list[dict[str, Any]],
     rules: list[dict[str, Any]],
 ) -> None:
+    _check(session, tenant, clock, people, others, rules)
+
+
+@settings(
+    max_examples=60,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    people=world.shop,
+    others=world.shop,
+    rules=st.lists(world.feedback_rules, min_size=1, max_size=4),
+)
+def test_sql_equals_python_on_feedback(
+    session: Session,
+    tenant: Tenant,
+    clock: FrozenClock,
+    people: list[dict[str, Any]],
+    others: list[dict[str, Any]],
+    rules: list[dict[str, Any]],
+) -> None:
+    """The ``feedback.*`` fields (latest NPS/CSAT score, answers, reviews, complaints)."""
+    _check(session, tenant, clock, people, others, rules)
+
+
+def _check(
+    session: Session,
+    tenant: Tenant,
+    clock: FrozenClock,
+    people: list[dict[str, Any]],
+    others: list[dict[str, Any]],
+    rules: list[dict[str, Any]],
+) -> None:
     now = clock.now()
     savepoint = session.begin_nested()
     try:

@@ -19,6 +19,8 @@ from fidele.analytics.rfm import DEFAULT_SEGMENTS
 from fidele.campaigns.models import Flow
 from fidele.customers.models import Customer
 from fidele.events.models import Event
+from fidele.feedback.complaints_models import Complaint
+from fidele.feedback.models import Review, Survey, SurveyAnswer
 from fidele.ledger.models import Account
 from fidele.loyalty.models import CustomerLink, Lot, Member
 from fidele.messaging.measure_models import MessageInteraction
@@ -61,6 +63,15 @@ message = st.tuples(
     seconds_ago,
 )
 FLOW_KEYS = {"welcome": 0, "winback": 1}
+# one survey answer: the survey's kind, a raw score (None: none given; a csat's is 1 + raw % 5,
+# a form's none), and two instants: the first answer (the older) and the last change
+answer = st.tuples(
+    st.sampled_from(["nps", "nps", "csat", "form"]),
+    st.one_of(st.none(), st.integers(0, 10)),
+    seconds_ago,
+    st.one_of(st.sampled_from([0, DAY]), seconds_ago),  # ties on the last change
+)
+complaint = st.tuples(st.sampled_from(["open", "in_progress", "resolved", "rejected"]), seconds_ago)
 attr_value = st.one_of(
     st.booleans(),
     st.integers(-3, 3),
@@ -111,6 +122,9 @@ customer = st.fixed_dictionaries(
         "consent": st.sampled_from([None, True, False]),
         "member": st.one_of(st.none(), member),
         "messages": st.lists(message, max_size=3),
+        "answers": st.lists(answer, max_size=4),
+        "reviews": st.lists(seconds_ago, max_size=3),  # posted on the person's orders: none without
+        "complaints": st.lists(complaint, max_size=3),
     }
 )
 shop = st.lists(customer, min_size=1, max_size=7)
@@ -203,12 +217,25 @@ FIELDS: dict[str, tuple[st.SearchStrategy[tuple[str, Any]], bool]] = {
     "messages.winback.count": (_ordered(st.integers(0, 3)), True),
     "messages.welcome.opened": (_booleans(), True),
     "messages.winback.clicked": (_booleans(), True),
+    "feedback.nps_last": (_ordered(st.integers(0, 10)), False),
+    "feedback.nps_group": (
+        st.one_of(
+            _strings(["promoter", "passive", "detractor"]),
+            st.tuples(st.just("contains"), st.just("o")),
+        ),
+        False,
+    ),
+    "feedback.csat_last": (_ordered(st.integers(1, 5)), False),
+    "feedback.surveys_answered": (_ordered(small), True),
+    "feedback.reviews": (_ordered(st.integers(0, 3)), True),
+    "feedback.complaints": (_ordered(st.integers(0, 3)), True),
+    "feedback.complaints_open": (_ordered(st.integers(0, 3)), False),
 }
 
 
 @st.composite
-def condition(draw: st.DrawFn) -> dict[str, Any]:
-    name = draw(st.sampled_from(sorted(FIELDS)))
+def condition(draw: st.DrawFn, prefix: str = "") -> dict[str, Any]:
+    name = draw(st.sampled_from(sorted(f for f in FIELDS if f.startswith(prefix))))
     ops, counted = FIELDS[name]
     op, value = draw(ops)
     node: dict[str, Any] = {"field": name, "op": op, "value": value}
@@ -238,6 +265,7 @@ def insert(
     """Write the shop; returns the customers' ids (in ``people`` order)."""
     ids = []
     flows = _flows(session, merchant_id, programme_id, now)
+    surveys = _surveys(session, merchant_id, now)
     for person in people:
         n = next(_seq)
         created = now - timedelta(seconds=person["created_ago"])
@@ -306,6 +334,7 @@ def insert(
         if person["member"] is not None:
             _member(session, row, now, person["member"], n)
         _messages(session, row, now, person.get("messages", []), flows, n)
+        _feedback(session, row, now, person, surveys, n)
     session.flush()
     return ids
 
@@ -410,6 +439,98 @@ def _messages(
             )
 
 
+def _surveys(session: Session, merchant_id: int, now: datetime) -> dict[str, int]:
+    """The shop's three surveys (made once per merchant): one of each kind."""
+    ids = {}
+    for kind in ("nps", "csat", "form"):
+        code = f"hyp_{kind}"
+        found = session.execute(
+            select(Survey.id).where(Survey.merchant_id == merchant_id, Survey.code == code)
+        ).scalar()
+        if found is None:
+            survey = Survey(
+                merchant_id=merchant_id,
+                code=code,
+                kind=kind,
+                title={"en": code},
+                questions=[],
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(survey)
+            session.flush()
+            found = survey.id
+        ids[kind] = int(found)
+    return ids
+
+
+def answer_score(kind: str, raw: int | None) -> int | None:
+    if raw is None or kind == "form":
+        return None
+    return 1 + raw % 5 if kind == "csat" else raw
+
+
+def answer_times(first: int, last: int) -> tuple[int, int]:
+    """(answered ago, updated ago): the first answer is never after the last change."""
+    return max(first, last), min(first, last)
+
+
+def _feedback(
+    session: Session, row: Customer, now: datetime, p: dict, surveys: dict[str, int], n: int
+) -> None:
+    for k, (kind, raw, first, last) in enumerate(p.get("answers", [])):
+        answered, updated = answer_times(first, last)
+        session.add(
+            SurveyAnswer(
+                merchant_id=row.merchant_id,
+                survey_id=surveys[kind],
+                customer_id=row.id,
+                occasion=f"hyp:{n}:{k}",
+                score=answer_score(kind, raw),
+                answered_at=now - timedelta(seconds=answered),
+                updated_at=now - timedelta(seconds=updated),
+            )
+        )
+        session.flush()  # ids in list order: the later one wins a tie on updated_at
+    orders = (
+        session.execute(select(Order.id).where(Order.customer_id == row.id).order_by(Order.id))
+        .scalars()
+        .all()
+    )
+    for k, ago in enumerate(p.get("reviews", []) if orders else []):
+        at = now - timedelta(seconds=ago)
+        session.add(
+            Review(
+                merchant_id=row.merchant_id,
+                customer_id=row.id,
+                order_id=orders[k % len(orders)],
+                product_id=f"rv{k}",
+                rating=1 + k % 5,
+                posted_at=at,
+                updated_at=at,
+            )
+        )
+    for status, ago in p.get("complaints", []):
+        at = now - timedelta(seconds=ago)
+        session.add(
+            Complaint(
+                merchant_id=row.merchant_id,
+                programme_id=row.programme_id,
+                customer_id=row.id,
+                category="other",
+                message="m",
+                channel="email",
+                payload_hash="x",
+                status=status,
+                opened_at=at,
+                first_response_due=at,
+                resolution_due=at,
+                created_at=at,
+                updated_at=at,
+            )
+        )
+
+
 def _member(session: Session, row: Customer, now: datetime, m: dict, n: int) -> None:
     account = Account(
         key=f"{row.programme_id}:-:{row.id}:hyp:PTS:{n}",
@@ -509,6 +630,8 @@ def _fact(field: str, within: int | None, p: dict[str, Any], now: datetime) -> A
     }
     if field.startswith("messages."):
         return _message_fact(field, within, p)
+    if field.startswith("feedback."):
+        return _feedback_fact(field, within, p)
     if field == "orders.avg_value":
         count, spent = simple["orders.count"], simple["orders.spent"]
         return spent // count if count else None
@@ -527,6 +650,36 @@ def _message_fact(field: str, within: int | None, p: dict[str, Any]) -> Any:
         return len(got) if what == "count" else bool(got)
     kinds = {"opened": ("open", "click", "both"), "clicked": ("click", "both")}[what]
     return any(m[1] == "sent" and m[4] in kinds and inside(m[5]) for m in mine)
+
+
+def _feedback_fact(field: str, within: int | None, p: dict[str, Any]) -> Any:
+    what = field.split(".", 1)[1]
+
+    def inside(ago: int) -> bool:
+        return within is None or ago <= within * DAY
+
+    answers = [
+        (kind, answer_score(kind, raw), *answer_times(first, last), k)
+        for k, (kind, raw, first, last) in enumerate(p.get("answers", []))
+    ]
+    if what in ("nps_last", "nps_group", "csat_last"):
+        kind = "csat" if what == "csat_last" else "nps"
+        scored = [a for a in answers if a[0] == kind and a[1] is not None]
+        if not scored:
+            return None
+        # the answer given last (its last change), the later written on a tie
+        score = min(scored, key=lambda a: (a[3], -a[4]))[1]
+        if what != "nps_group":
+            return score
+        return "promoter" if score >= 9 else "passive" if score >= 7 else "detractor"
+    if what == "surveys_answered":
+        return sum(1 for a in answers if inside(a[2]))
+    if what == "reviews":
+        return sum(1 for ago in p.get("reviews", []) if inside(ago)) if p["orders"] else 0
+    complaints = p.get("complaints", [])
+    if what == "complaints_open":
+        return sum(1 for status, _ in complaints if status in ("open", "in_progress"))
+    return sum(1 for _, ago in complaints if inside(ago))
 
 
 def _condition(rule: dict[str, Any], p: dict[str, Any], now: datetime) -> bool:
@@ -585,3 +738,18 @@ def _attribute(v: Any, op: str, value: Any) -> bool:
 # compiler evaluates the aggregates beside it as correlated subqueries (the other code path).
 flat_all = st.lists(condition(), min_size=2, max_size=4).map(lambda xs: {"all": xs})
 any_rule = st.one_of(rules, flat_all)
+# rules on the feedback fields alone (with one customer field for the correlated path)
+feedback_rules = st.one_of(
+    st.recursive(
+        condition("feedback."),
+        lambda children: st.one_of(
+            st.lists(children, max_size=3).map(lambda xs: {"all": xs}),
+            st.lists(children, max_size=3).map(lambda xs: {"any": xs}),
+            children.map(lambda x: {"not": x}),
+        ),
+        max_leaves=4,
+    ),
+    st.tuples(
+        condition("customer.country"), st.lists(condition("feedback."), min_size=1, max_size=3)
+    ).map(lambda t: {"all": [t[0], *t[1]]}),
+)

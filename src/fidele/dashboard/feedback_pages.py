@@ -1,5 +1,5 @@
 """Page 7, Feedback: the NPS and its trend, CSAT, the latest answers; complaints have their
-own page (``/feedback/complaints``)."""
+own page (``/feedback/complaints``). Also the Feedback section of a customer's page."""
 
 from __future__ import annotations
 
@@ -8,13 +8,17 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from fidele.customers.models import Customer
 from fidele.dashboard import charts, web
 from fidele.dashboard.web import Ctx
 from fidele.deps import OneHopRoute
 from fidele.feedback import service as feedback
+from fidele.feedback.complaints_api import outs
+from fidele.feedback.complaints_repository import ComplaintRepository
 
 router = APIRouter(include_in_schema=False, route_class=OneHopRoute)
 LATEST = 20
+CUSTOMER_LATEST = 50  # per list on a customer's page
 
 
 def _survey_results(ctx: Ctx, code: str) -> dict[str, Any] | None:
@@ -58,3 +62,21 @@ def feedback_view(ctx: Ctx) -> dict[str, Any]:
 @router.get("/feedback")
 async def feedback_page(request: Request) -> Response:
     return await web.run(request, lambda ctx: ("feedback.html", feedback_view(ctx)))
+
+
+def customer_feedback(ctx: Ctx, customer: Customer) -> dict[str, Any]:
+    """A customer's survey answers (the survey's title in the page's language), reviews and
+    complaints with their SLA breach flag, the latest first; only the signed-in merchant's."""
+    merchant_id = ctx.merchant.id
+    mine = feedback.customer_feedback(ctx.session, merchant_id, customer.id, CUSTOMER_LATEST)
+    lang = ctx.fmt.language
+    for a in mine["answers"]:
+        a["name"] = a["title"].get(lang) or a["title"].get("en") or a["survey"]
+    rows = ComplaintRepository(ctx.session).latest_of_customer(
+        merchant_id, customer.id, CUSTOMER_LATEST
+    )
+    complaints = [
+        {"c": c, "breached": c.first_response_breached or c.resolution_breached}
+        for c in outs(ctx.session, rows, ctx.now)
+    ]
+    return {"feedback": {**mine, "complaints": complaints}}

@@ -13,7 +13,16 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from fidele.customers import service as customers
-from fidele.dashboard import domain, i18n, relationship, relationship_routes, service, views, web
+from fidele.dashboard import (
+    domain,
+    feedback_pages,
+    i18n,
+    relationship,
+    relationship_routes,
+    service,
+    views,
+    web,
+)
 from fidele.dashboard.web import Ctx, Redirect
 from fidele.db.session import transaction
 from fidele.deps import OneHopRoute
@@ -164,7 +173,8 @@ async def customer_page(request: Request, customer_id: int) -> Response:
     def work(ctx: Ctx) -> Any:
         customer = views.customer_of(ctx, customer_id)
         sections = relationship.customer_sections(ctx, customer)
-        return "customer.html", {**views.customer_360(ctx, customer), **sections}
+        opinions = feedback_pages.customer_feedback(ctx, customer)
+        return "customer.html", {**views.customer_360(ctx, customer), **sections, **opinions}
 
     return await web.run(request, work)
 

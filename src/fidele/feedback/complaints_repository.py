@@ -47,6 +47,16 @@ class ComplaintRepository(RepositoryBase[Complaint]):
             stmt = stmt.where(Complaint.status == status)
         return self.all(stmt.order_by(Complaint.id).limit(limit))
 
+    def latest_of_customer(
+        self, merchant_id: int, customer_id: int, limit: int
+    ) -> Sequence[Complaint]:
+        return self.all(
+            select(Complaint)
+            .where(Complaint.merchant_id == merchant_id, Complaint.customer_id == customer_id)
+            .order_by(Complaint.opened_at.desc(), Complaint.id.desc())
+            .limit(limit)
+        )
+
     def of_customer(self, customer_id: int) -> Sequence[Complaint]:
         return self.all(
             select(Complaint).where(Complaint.customer_id == customer_id).order_by(Complaint.id)

@@ -93,6 +93,17 @@ class AnswerRepository(RepositoryBase[SurveyAnswer]):
         stmt = select(SurveyAnswer).where(SurveyAnswer.customer_id == customer_id)
         return self.all(stmt.order_by(SurveyAnswer.id))
 
+    def latest_of_customer(self, merchant_id: int, customer_id: int, limit: int) -> Sequence[Any]:
+        """One customer's latest answers (the last given first): (answer, survey)."""
+        stmt = (
+            select(SurveyAnswer, Survey)
+            .join(Survey, Survey.id == SurveyAnswer.survey_id)
+            .where(SurveyAnswer.merchant_id == merchant_id, SurveyAnswer.customer_id == customer_id)
+            .order_by(SurveyAnswer.updated_at.desc(), SurveyAnswer.id.desc())
+            .limit(limit)
+        )
+        return list(self.session.execute(stmt))
+
 
 class ReviewRepository(RepositoryBase[Review]):
     model = Review
@@ -126,6 +137,17 @@ class ReviewRepository(RepositoryBase[Review]):
 
     def of_customer(self, customer_id: int) -> Sequence[Review]:
         return self.all(select(Review).where(Review.customer_id == customer_id).order_by(Review.id))
+
+    def latest_of_customer(self, merchant_id: int, customer_id: int, limit: int) -> Sequence[Any]:
+        """One customer's latest reviews: (review, the order's own id)."""
+        stmt = (
+            select(Review, Order.external_id)
+            .join(Order, Order.id == Review.order_id)
+            .where(Review.merchant_id == merchant_id, Review.customer_id == customer_id)
+            .order_by(Review.posted_at.desc(), Review.id.desc())
+            .limit(limit)
+        )
+        return list(self.session.execute(stmt))
 
 
 class OrderReadRepository(RepositoryBase[Order]):

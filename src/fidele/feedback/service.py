@@ -391,6 +391,41 @@ def latest_answers(session: Session, merchant_id: int, limit: int = 20) -> list[
     ]
 
 
+def customer_feedback(
+    session: Session, merchant_id: int, customer_id: int, limit: int = 50
+) -> dict[str, list[dict[str, Any]]]:
+    """One customer's latest survey answers and reviews (the customer 360° page)."""
+    answers = AnswerRepository(session).latest_of_customer(merchant_id, customer_id, limit)
+    reviews = ReviewRepository(session).latest_of_customer(merchant_id, customer_id, limit)
+    return {
+        "answers": [
+            {
+                "survey": survey.code,
+                "title": survey.title,
+                "kind": survey.kind,
+                "score": row.score,
+                "nps_group": domain.nps_group(row.score)
+                if survey.kind == "nps" and row.score is not None
+                else None,
+                "comment": row.comment,
+                "answered_at": row.updated_at,
+            }
+            for row, survey in answers
+        ],
+        "reviews": [
+            {
+                "product_id": row.product_id,
+                "product_name": row.product_name,
+                "order_id": order_id,
+                "rating": row.rating,
+                "text": row.text,
+                "posted_at": row.posted_at,
+            }
+            for row, order_id in reviews
+        ],
+    }
+
+
 # --- reviews --------------------------------------------------------------------------------
 
 

@@ -51,6 +51,8 @@ def list_fields(caller: ReadCaller) -> list[FieldOut]:
             ops=list(domain.KIND_OPS[spec.kind]),
             within_days=spec.counted,
             values=list(spec.choices) if spec.choices else None,
+            min=spec.bounds[0] if spec.bounds else None,
+            max=spec.bounds[1] if spec.bounds else None,
         )
         for name, spec in domain.STATIC_FIELDS.items()
     ]

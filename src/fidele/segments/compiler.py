@@ -41,6 +41,9 @@ from sqlalchemy.sql.elements import ColumnElement as Col
 from fidele.analytics.models import CustomerInsight
 from fidele.customers.models import Customer
 from fidele.events.models import Event
+from fidele.feedback.complaints_domain import OPEN_STATUSES
+from fidele.feedback.complaints_models import Complaint
+from fidele.feedback.models import Review, Survey, SurveyAnswer
 from fidele.ledger.models import Account
 from fidele.loyalty.models import CustomerLink, Lot, Member
 from fidele.messaging.domain import TRANSACTIONAL
@@ -428,6 +431,54 @@ class Compiler:
         n = select(func.count()).where(*sent).scalar_subquery()
         return counted(n, cond.op, cond.value, self, never_null=True)
 
+    def _feedback(self, cond: Condition) -> ColumnElement[bool]:
+        """The customer's feedback, each a correlated subquery through the customer's index:
+        the score of the latest NPS/CSAT answer that has one (the answer given last, by its
+        ``updated_at``, then its id), or a count of answers, reviews or complaints (in the
+        window: answered, posted, opened in the last N days)."""
+        attr = cond.field.attr
+        since = None if cond.within_days is None else self.now - timedelta(days=cond.within_days)
+        if attr in ("nps_last", "nps_group", "csat_last"):
+            a, s = SurveyAnswer.__table__, Survey.__table__
+            value: Any = a.c.score
+            if attr == "nps_group":  # feedback.domain.nps_group, inside: one subquery
+                value = case(
+                    (a.c.score >= 9, "promoter"), (a.c.score >= 7, "passive"), else_="detractor"
+                )
+            latest = (
+                select(value)
+                .select_from(a.join(s, s.c.id == a.c.survey_id))
+                .where(
+                    a.c.customer_id == C.id,
+                    a.c.merchant_id == self.merchant_id,
+                    s.c.kind == ("csat" if attr == "csat_last" else "nps"),
+                    a.c.score.is_not(None),
+                )
+                .order_by(a.c.updated_at.desc(), a.c.id.desc())
+                .limit(1)
+                .scalar_subquery()
+            )
+            return compare(latest, cond.op, cond.value, self)  # NULL: no such answer
+        if attr == "surveys_answered":
+            a = SurveyAnswer.__table__
+            where = [a.c.customer_id == C.id, a.c.merchant_id == self.merchant_id]
+            if since is not None:
+                where.append(a.c.answered_at >= since)
+        elif attr == "reviews":
+            r = Review.__table__
+            where = [r.c.customer_id == C.id, r.c.merchant_id == self.merchant_id]
+            if since is not None:
+                where.append(r.c.posted_at >= since)
+        else:  # complaints, complaints_open
+            c = Complaint.__table__
+            where = [c.c.customer_id == C.id, c.c.merchant_id == self.merchant_id]
+            if attr == "complaints_open":
+                where.append(c.c.status.in_(sorted(OPEN_STATUSES)))
+            if since is not None:
+                where.append(c.c.opened_at >= since)
+        n = select(func.count()).where(*where).scalar_subquery()
+        return counted(n, cond.op, cond.value, self, never_null=True)
+
 
 class _Aggregates:
     def __init__(
@@ -443,7 +494,8 @@ SELECTIVE_OPS = frozenset({"eq", "in", "between", "lt", "lte", "gt", "gte", "con
 def _selective(rule: Rule) -> bool:
     """A condition on the customer's own row or 1:1 data (not an aggregate) that is likely to
     keep few customers."""
-    if not isinstance(rule, Condition) or rule.field.source in ("orders", "events", "messages"):
+    aggregates = ("orders", "events", "messages", "feedback")
+    if not isinstance(rule, Condition) or rule.field.source in aggregates:
         return False
     if rule.field.source == "consent":
         return rule.op == "eq" and rule.value is True

@@ -33,6 +33,7 @@ MAX_DEPTH = 64
 MAX_LIST = 1000
 MAX_WITHIN_DAYS = 36_600
 RFM_NAMES = tuple(s.name for s in DEFAULT_SEGMENTS)
+NPS_GROUPS = ("promoter", "passive", "detractor")  # 9-10, 7-8, 0-6 (feedback.domain.nps_group)
 _KEY = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 _EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_.:-]{0,99}$")
 
@@ -67,6 +68,7 @@ class FieldSpec:
     counted: bool = False  # takes within_days; never missing (0) when it is a count or sum
     nullable: bool = True  # may be missing for a customer
     choices: tuple[str, ...] | None = None
+    bounds: tuple[int, int] | None = None  # the values an integer field can take (inclusive)
 
 
 STATIC_FIELDS: dict[str, FieldSpec] = {
@@ -97,6 +99,15 @@ STATIC_FIELDS: dict[str, FieldSpec] = {
     "insights.expected_gap_days": FieldSpec("float"),
     "insights.engagement_status": FieldSpec("str"),
     "insights.engagement_score": FieldSpec("int"),
+    # feedback: the latest NPS / CSAT answer with a score (the answer given last: its
+    # updated_at), and counts of the customer's answers, reviews and complaints
+    "feedback.nps_last": FieldSpec("int", bounds=(0, 10)),
+    "feedback.nps_group": FieldSpec("str", choices=NPS_GROUPS),
+    "feedback.csat_last": FieldSpec("int", bounds=(1, 5)),
+    "feedback.surveys_answered": FieldSpec("int", counted=True, nullable=False),
+    "feedback.reviews": FieldSpec("int", counted=True, nullable=False),
+    "feedback.complaints": FieldSpec("int", counted=True, nullable=False),
+    "feedback.complaints_open": FieldSpec("int", nullable=False),
 }
 # Fields the catalogue documents (GET /v1/segments/fields, the CLI): static ones and patterns.
 PATTERN_FIELDS = {
@@ -127,6 +138,7 @@ MESSAGE_FIELDS: dict[str, FieldSpec] = {
 class Field:
     name: str  # the full name as written
     source: str  # customer | attr | consent | orders | loyalty | insights | events | messages
+    # | feedback
     attr: str  # the attribute within the source (country, count, ...; the key/type/topic)
     spec: FieldSpec
     channel: str | None = None  # consent only
@@ -308,6 +320,9 @@ def _check_scalar(field: Field, op: str, v: Any, path: str, expected: str) -> No
     choices = field.spec.choices
     if choices is not None and op != "contains" and v not in choices:
         raise RuleError(path, f"unknown value {v!r}: one of {', '.join(choices)}")
+    bounds = field.spec.bounds
+    if bounds is not None and not bounds[0] <= v <= bounds[1]:
+        raise RuleError(path, f"{field.name} is {bounds[0]}..{bounds[1]}, not {v!r}")
 
 
 def _attr_kind(v: Any) -> str:
@@ -341,6 +356,7 @@ SOURCE_TRIGGERS: dict[str, tuple[str, ...]] = {
     "insights": ("insights",),
     "events": ("event",),
     "messages": (),  # no event when a message goes: the scheduled pass ("clock") sees it
+    "feedback": ("feedback",),  # a survey answered, a review posted, a complaint opened/closed
 }
 # Fields whose value moves with the clock alone (checked by the scheduled pass).
 # Loyalty balances and tiers also move by jobs (pending points released, expiry, tier review).
@@ -358,8 +374,8 @@ CLOCK_FIELDS = frozenset(
 
 def depends_on(rule: Rule) -> frozenset[str]:
     """The change kinds (``customer``, ``order``, ``loyalty``, ``insights``, ``event``,
-    ``consent``) that can change a customer's membership of ``rule``; ``clock`` too when the
-    rule has a clock-driven field or a ``within_days`` window."""
+    ``consent``, ``feedback``) that can change a customer's membership of ``rule``; ``clock``
+    too when the rule has a clock-driven field or a ``within_days`` window."""
     kinds: set[str] = set()
     for cond in conditions(rule):
         kinds.update(SOURCE_TRIGGERS[cond.field.source])

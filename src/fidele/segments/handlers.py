@@ -10,11 +10,27 @@ from sqlalchemy.orm import Session
 from fidele.events import domain as ev
 from fidele.events.bus import on_event, on_merchant_created
 from fidele.events.models import Event
+from fidele.feedback import domain as feedback
+from fidele.feedback.complaints_service import COMPLAINT_OPENED
 from fidele.messaging.consent import on_consent_changed
 from fidele.orders.models import Order
 from fidele.segments import membership, service
 from fidele.segments.repository import DirtyRepository
 from fidele.tenancy.models import Merchant
+
+# What feedback writes about a customer (the ``feedback.*`` fields): an answer given or
+# changed (``survey.answered`` is the webhook's spelling, should a shop record it itself), a
+# review posted, a complaint opened, resolved or rejected.
+FEEDBACK_EVENTS = frozenset(
+    {
+        *feedback.ANSWER_EVENTS,
+        feedback.WEBHOOK_SURVEY_ANSWERED,
+        feedback.REVIEW_POSTED,
+        COMPLAINT_OPENED,
+        ev.COMPLAINT_RESOLVED,
+        ev.COMPLAINT_REJECTED,
+    }
+)
 
 
 def change_kinds(event_type: str) -> set[str]:
@@ -27,6 +43,8 @@ def change_kinds(event_type: str) -> set[str]:
         return {"order", "loyalty", "event"}
     if event_type.startswith(("loyalty.", "membership.")):
         return {"loyalty", "event"}
+    if event_type in FEEDBACK_EVENTS:
+        return {"feedback", "event", "loyalty"}  # answers and reviews may earn points
     if "consent" in event_type or "subscri" in event_type:
         return {"consent", "event", "loyalty"}
     return {"event", "loyalty"}  # a custom action may earn points

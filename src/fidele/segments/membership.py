@@ -33,7 +33,15 @@ from fidele.segments.repository import DirtyRepository, SegmentRepository
 log = logging.getLogger("fidele.segments")
 SEGMENT_ENTERED = ev.SEGMENT_ENTERED
 SEGMENT_LEFT = ev.SEGMENT_LEFT
-KIND_BITS = {"customer": 1, "order": 2, "loyalty": 4, "insights": 8, "event": 16, "consent": 32}
+KIND_BITS = {
+    "customer": 1,
+    "order": 2,
+    "loyalty": 4,
+    "insights": 8,
+    "event": 16,
+    "consent": 32,
+    "feedback": 64,
+}
 ALL_KINDS = sum(KIND_BITS.values())
 BATCH = 500
 FULL_EVERY = timedelta(days=1)

@@ -66,3 +66,5 @@ class FieldOut(OutputModel):
     ops: list[str]
     within_days: bool
     values: list[str] | None = None
+    min: int | None = None  # the bounds of an integer field that has some (feedback.nps_last)
+    max: int | None = None
