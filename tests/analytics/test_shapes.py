@@ -220,3 +220,25 @@ def test_clv_on_a_new_shop_s_file_falls_back_labelled_instead_of_failing(
     assert table.returncode == 0, table.stderr
     assert "cadence_average" in table.stdout + table.stderr
     assert "Traceback" not in table.stderr
+
+
+def test_plain_iso_dates_are_read_by_the_csv_reader(tmp_path, monkeypatch):
+    """A column of ISO dates without a time is parsed by the CSV reader (the text scan is not
+    run); a value the reader refuses (here an invalid day) still sends the file to the text
+    rules, which refuse it naming the column."""
+    import fidele.analytics.files as files
+
+    path = tmp_path / "orders.csv"
+    path.write_text("customer_id,date,amount\na,2025-01-02,1\nb,,2\nc,2024-02-29,3\n")
+    scanned = []
+    text_scan = files._utc_days_scanned
+    monkeypatch.setattr(files, "_utc_days_scanned", lambda *a: scanned.append(1) or text_scan(*a))
+    names = dict(customer_col="customer_id", date_col="date", amount_col="amount")
+    got = read_transactions(path, **names).collect()
+    assert not scanned
+    assert got.schema["date"] == pl.Datetime("us", "UTC")
+    assert got.get_column("date").dt.date().to_list() == [date(2025, 1, 2), None, date(2024, 2, 29)]
+    path.write_text("customer_id,date,amount\na,2025-01-02,1\nb,2025-02-30,2\n")
+    with pytest.raises(InvalidInput, match="'date'"):
+        read_transactions(path, **names)
+    assert scanned

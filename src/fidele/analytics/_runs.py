@@ -39,14 +39,20 @@ class CustomerRuns:
     gap_sq: np.ndarray  # sum of squared gaps between purchase days (days^2)
 
 
-def customer_runs(frame: pl.DataFrame, customer_col: str, *, gaps: bool = True) -> CustomerRuns:
+def customer_runs(
+    frame: pl.DataFrame, customer_col: str, *, gaps: bool = True, unordered: bool = False
+) -> CustomerRuns:
     """Reduce ``frame`` (``customer_col``, ``day`` Int32 and ``amount``, no null amount) to
-    one entry per customer; ``gap_sq`` only with ``gaps`` (zeros otherwise).
+    one entry per customer; ``gap_sq`` only with ``gaps`` (zeros otherwise). ``unordered``:
+    the caller knows the rows are not sorted by customer (see :func:`goes_back`), so they are
+    not checked.
 
     Only two row-length temporaries are made (the customer and day boundaries, as bytes):
     on 6M rows every further 50 MB array cost more in page faults than in arithmetic."""
-    day = frame.get_column("day").to_numpy()
-    if _NEW in frame.columns:
+    day = frame.get_column("day").to_numpy() if not unordered else None
+    if unordered:
+        ordered = False
+    elif _NEW in frame.columns:
         new_c, new_d = _given_flags(frame, day)
         ordered = frame.height == 0 or not frame.get_column(_BACK)[0]
         ordered = ordered and not _day_back(day, new_c)
@@ -330,6 +336,15 @@ def _flags(customers: pl.Series, day: np.ndarray) -> tuple[np.ndarray, np.ndarra
         changed = customers.slice(1).ne_missing(customers.slice(0, n - 1))
         new_c[1:n] = changed.to_numpy()
     return new_c, _day_flags(new_c, day)
+
+
+def goes_back(head: pl.LazyFrame, customer_col: str) -> bool:
+    """Whether a customer goes back in ``head`` (the first rows of the query): then the rows
+    are not sorted by customer and neither :func:`with_boundaries` nor the checks of
+    :func:`customer_runs` need to run over all of them (~0.1 s of CPU on 6M rows in time
+    order). Reads only those rows."""
+    c = pl.col(customer_col)
+    return bool(head.select((c < c.shift(1)).any()).collect().item())
 
 
 def with_boundaries(lf: pl.LazyFrame, customer_col: str) -> pl.LazyFrame:

@@ -28,7 +28,7 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
-from fidele.analytics._runs import CustomerRuns, customer_runs, with_boundaries
+from fidele.analytics._runs import CustomerRuns, customer_runs, goes_back, with_boundaries
 
 __all__ = [
     "TimeUnit",
@@ -166,13 +166,12 @@ def summary(
     if monetary_col:
         money = pl.Int64 if lf.collect_schema()[monetary_col].is_integer() else pl.Float64
         value = pl.col(monetary_col).fill_null(0).cast(money)
-    frame = with_boundaries(
-        lf.select(
-            pl.col(customer_col), _day_number(datetime_col, dtype), value.alias("amount")
-        ).filter(pl.col("day") <= end),
-        customer_col,
-    ).collect()
-    runs = customer_runs(frame, customer_col, gaps=interpurchase)
+    query = lf.select(
+        pl.col(customer_col), _day_number(datetime_col, dtype), value.alias("amount")
+    ).filter(pl.col("day") <= end)
+    unordered = goes_back(query.head(1000), customer_col)  # an export in time order
+    frame = (query if unordered else with_boundaries(query, customer_col)).collect()
+    runs = customer_runs(frame, customer_col, gaps=interpurchase, unordered=unordered)
     return _summary_frame(runs, customer_col, end, unit_days(time_unit), interpurchase)
 
 
