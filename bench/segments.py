@@ -3,6 +3,8 @@ for the same question, and event-to-membership latency under 100 orders/s.
 
     .venv/bin/python bench/segments.py [n_customers] [--seconds 30] [--rate 100]
         [--db=NAME] [--no-count] [--no-latency]
+    .venv/bin/python bench/segments.py --http [--seconds 60] [--rate 100] [--repeat 3]
+        [--backend sqlite|postgresql|both]
 
 Builds (kept between runs for the same size: a marker table) the database
 ``fidele_bench_segments`` on 127.0.0.1: migrations, a merchant through the service, then
@@ -21,18 +23,36 @@ all by ``INSERT ... SELECT generate_series`` in the real tables, then ANALYZE.
    customers at ``rate`` per second for ``seconds``; a watcher polls the event log every 50 ms
    and notes when each customer's ``segment.entered`` becomes visible. Latency = visible -
    order committed. Reference in the same run: the order's own commit time.
+
+``--http``: the path users take, on SQLite and on PostgreSQL (scratch databases, nothing of the
+1M shop). ``fidele serve`` in a subprocess on loopback, its embedded worker on (the default:
+the membership loop runs in the server process, as an operator runs it); customers with one
+order 30 days ago (``fidele import orders``); then, ``--repeat`` times, two runs of
+``--seconds`` each at ``--rate`` orders/s, open loop (request i due at start + i/rate, 64
+senders), each POST /v1/orders a second order for a customer not used before:
+
+- reference: no segment of ours defined (the built-in RFM segments only, which depend on
+  insights, not orders): what the POST itself costs;
+- segment: ``orders.count >= 2 within_days 365`` saved by POST /v1/segments first (deleted at
+  the end): every order makes its customer enter. A watcher thread polls the event log every
+  50 ms. Latency per order = ``segment.entered`` visible to the watcher (and, separately, the
+  event row's ``received_at``) - the POST's send time.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing
+import os
 import random
+import signal
 import statistics
 import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -610,7 +630,301 @@ def sql_intake_bench(info: dict[str, int], seconds: float, rate: float) -> dict[
     }
 
 
+SEG_RULE = {"field": "orders.count", "op": "gte", "value": 2, "within_days": 365}
+HTTP_PORT = 8771
+
+
+def _fidele(url: str, *args: str) -> str:
+    from ingest import BIN
+
+    env = {**os.environ, "FIDELE_DATABASE_URL": url, "FIDELE_EMBEDDED_WORKER": "false"}
+    done = subprocess.run([str(BIN / "fidele"), *args], env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"fidele {' '.join(args[:2])} failed:\n{done.stderr[-3000:]}")
+    return done.stdout
+
+
+def _load() -> str:
+    return ", ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def _q(xs: list[float], q: float) -> float | None:
+    return round(xs[min(len(xs) - 1, int(q * len(xs)))], 3) if xs else None
+
+
+LATE = -1  # an order not sent: its due time passed by more than the grace
+
+
+async def _paced_posts(
+    base: str, key: str, customers: list[str], tag: str, rate: float, grace: float = 15.0
+) -> list[tuple[str, float, float, int]]:
+    """POST one order per customer, request i due at start + i/rate (64 senders); per order
+    (customer external id, send wall time, response wall time, status; 0 = transport error,
+    ``LATE`` = not sent: the run's length plus ``grace`` had passed when a sender was free)."""
+    import asyncio
+    from urllib.parse import urlsplit
+
+    from load import RawClient, auth
+
+    parts = urlsplit(base)
+    client = RawClient(parts.hostname or "127.0.0.1", parts.port or 80, auth(key))
+    out: list[tuple[str, float, float, int]] = []
+    pending = iter(enumerate(customers))
+    start = time.perf_counter()
+    placed = datetime.now(UTC).isoformat()
+
+    deadline = start + len(customers) / rate + grace
+
+    async def sender() -> None:
+        for i, external in pending:
+            await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
+            if time.perf_counter() > deadline:  # the server fell that far behind: not sent
+                out.append((external, time.time(), math.inf, LATE))
+                continue
+            request = client.encode(
+                "POST",
+                "/v1/orders",
+                {
+                    "id": f"{tag}-{i}",
+                    "customer_id": external,
+                    "placed_at": placed,
+                    "currency": "EUR",
+                    "lines": [{"product_id": "p1", "quantity": 1, "unit_price": 2500}],
+                    "total": 2500,
+                },
+            )
+            sent = time.time()
+            try:
+                status = (await client.send(request))[0]
+            except OSError:
+                status = 0
+            out.append((external, sent, time.time(), status))
+
+    await asyncio.gather(*(sender() for _ in range(64)))
+    await client.aclose()
+    return out
+
+
+def _http_run(
+    base: str,
+    key: str,
+    url: str,
+    customers: list[str],
+    ids: dict[str, int],
+    tag: str,
+    rate: float,
+    segment: bool,
+) -> dict[str, object]:
+    """One run: optionally save the segment, POST the orders, watch ``segment.entered``."""
+    import asyncio
+
+    import httpx
+    from sqlalchemy import select
+
+    from fidele.events.models import Event
+
+    headers = {"Authorization": f"Bearer {key}"}
+    seg_id = None
+    if segment:
+        t = time.perf_counter()
+        made = httpx.post(
+            f"{base}/v1/segments",
+            json={"name": f"Second order {tag}", "rule": SEG_RULE},
+            headers=headers,
+            timeout=600,
+        )
+        made.raise_for_status()
+        seg_id = made.json()["id"]
+        _say(f"    saved the segment in {time.perf_counter() - t:.1f} s")
+    engine = make_engine(url, pool_size=1)
+    wanted = {ids[c] for c in customers}
+    seen: dict[int, tuple[float, datetime]] = {}
+    done = threading.Event()
+    with engine.connect() as conn:
+        start_id = conn.execute(select(func_max(Event.id))).scalar() or 0
+
+    def watch() -> None:
+        last = start_id
+        deadline = None
+        while True:
+            with engine.connect() as conn:
+                rows = conn.execute(
+                    select(Event.id, Event.customer_id, Event.received_at, Event.payload)
+                    .where(Event.id > max(start_id, last - RESCAN))
+                    .where(Event.type == "segment.entered")
+                    .order_by(Event.id)
+                ).all()
+            now = time.time()
+            for eid, cid, received, payload in rows:
+                last = max(last, eid)
+                if cid in wanted and payload.get("segment_id") == seg_id:
+                    seen.setdefault(cid, (now, received))
+            if done.is_set():
+                deadline = deadline or time.monotonic() + 30
+                if len(seen) >= expected[0] or time.monotonic() > deadline:
+                    return
+            time.sleep(0.05)
+
+    expected = [len(wanted)]
+    watcher = threading.Thread(target=watch, daemon=True)
+    if segment:
+        watcher.start()
+    load_before = _load()
+    posts = asyncio.run(_paced_posts(base, key, customers, tag, rate))
+    ok = [(c, s, r) for c, s, r, st in posts if 200 <= st < 300]
+    expected[0] = len(ok)
+    done.set()
+    if segment:
+        watcher.join(timeout=60)
+    load_after = _load()
+    sends = [s for _, s, _ in ok]
+    span = max(sends) - min(sends) if len(sends) > 1 else float("nan")
+    post_lat = sorted(r - s for _, s, r in ok)
+    out: dict[str, object] = {
+        "run": "segment" if segment else "reference (no segment of ours)",
+        "orders_ok": len(ok),
+        "orders_failed": sum(1 for p in posts if p[3] not in (LATE,) and not 200 <= p[3] < 300),
+        "orders_not_sent": sum(1 for p in posts if p[3] == LATE),
+        "statuses": dict(sorted(Counter(str(p[3]) for p in posts).items())),
+        "orders_per_s": round((len(ok) - 1) / span, 1) if len(ok) > 1 else None,
+        "post_p50_s": _q(post_lat, 0.5),
+        "post_p95_s": _q(post_lat, 0.95),
+        "post_p99_s": _q(post_lat, 0.99),
+        "post_max_s": _q(post_lat, 1.0),
+        "load_1min": f"{load_before} -> {load_after}",
+    }
+    if segment:
+        visible, recorded = [], []
+        for c, s, _ in ok:
+            hit = seen.get(ids[c])
+            if hit is not None:
+                visible.append(hit[0] - s)
+                recorded.append(hit[1].timestamp() - s)
+        visible.sort()
+        recorded.sort()
+        out.update(
+            {
+                "entered": len(visible),
+                "missing": len(ok) - len(visible),
+                "entered_visible_p50_s": _q(visible, 0.5),
+                "entered_visible_p95_s": _q(visible, 0.95),
+                "entered_visible_p99_s": _q(visible, 0.99),
+                "entered_visible_max_s": _q(visible, 1.0),
+                "entered_recorded_p50_s": _q(recorded, 0.5),
+                "entered_recorded_p95_s": _q(recorded, 0.95),
+                "entered_recorded_p99_s": _q(recorded, 0.99),
+            }
+        )
+        httpx.delete(f"{base}/v1/segments/{seg_id}", headers=headers, timeout=600)
+    engine.dispose()
+    return out
+
+
+def func_max(col):  # type: ignore[no-untyped-def]
+    from sqlalchemy import func
+
+    return func.max(col)
+
+
+def http_latency_bench(backend: str, seconds: float, rate: float, repeat: int) -> list[dict]:
+    """Event-to-membership latency through ``fidele serve`` on ``backend`` (see the module
+    docstring): ``repeat`` pairs of runs (reference, segment), alternating."""
+    import tempfile
+
+    from sqlalchemy import select
+
+    from fidele.customers.models import Customer
+    from ingest import BIN, _wait, createdb, dropdb
+
+    per_run = int(seconds * rate)
+    n = per_run * 2 * repeat
+    results: list[dict] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        name = f"fidele_bench_seglat_{os.getpid()}"
+        if backend == "sqlite":
+            url = f"sqlite:///{tmp}/seglat.db"
+        else:
+            url = createdb(name).replace("postgresql://", "postgresql+psycopg://")
+        try:
+            merchant = json.loads(_fidele(url, "merchant", "create", "Bench", "--json"))
+            m = str(merchant["merchant_id"])
+            key = json.loads(_fidele(url, "apikey", "create", "--merchant", m, "--json"))["key"]
+            seed = Path(tmp) / "first_orders.csv"
+            placed = (datetime.now(UTC) - timedelta(days=30)).isoformat()
+            with seed.open("w") as f:
+                f.write("id,customer_id,placed_at,currency,product_id,quantity,unit_price,total\n")
+                for i in range(n):
+                    f.write(f"first-{i},s{i},{placed},EUR,p1,1,2500,2500\n")
+            t = time.perf_counter()
+            _fidele(url, "import", "orders", str(seed), "--merchant", m, "--json")
+            _say(
+                f"  {backend}: {n:,} customers with one order imported in "
+                f"{time.perf_counter() - t:.0f} s"
+            )
+            # the jobs' first round before serving (as `fidele demo` does): the analytics
+            # refresh of the imported history, the membership of the imported customers...
+            # The embedded worker then starts in the steady state an operator's server is in
+            # (on a fresh import, that first round in the server's process held SQLite's
+            # intake to ~14 orders/s for minutes: see bench/README.md)
+            t = time.perf_counter()
+            _fidele(url, "worker", "--once")
+            _say(f"  first round of jobs (`fidele worker --once`): {time.perf_counter() - t:.0f} s")
+            engine = make_engine(url, pool_size=1)
+            with engine.connect() as conn:
+                ids = {
+                    e: i for e, i in conn.execute(select(Customer.external_id, Customer.id)).all()
+                }
+            engine.dispose()
+            env = {**os.environ, "FIDELE_DATABASE_URL": url}  # embedded worker on (default)
+            env.pop("FIDELE_EMBEDDED_WORKER", None)
+            server = subprocess.Popen(
+                [str(BIN / "fidele"), "serve", "--port", str(HTTP_PORT), "--no-access-log"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            base = f"http://127.0.0.1:{HTTP_PORT}"
+            try:
+                _wait(f"{base}/healthz")
+                time.sleep(3)  # the embedded worker's first round of jobs
+                for r in range(repeat):
+                    for k, segment in enumerate((False, True)):
+                        chunk = [
+                            f"s{i}" for i in range((2 * r + k) * per_run, (2 * r + k + 1) * per_run)
+                        ]
+                        _say(
+                            f"  {backend} run {r + 1}/{repeat}, "
+                            f"{'segment' if segment else 'reference'}:"
+                        )
+                        res = _http_run(
+                            base, key, url, chunk, ids, f"{backend}{r}{k}", rate, segment
+                        )
+                        res["backend"] = backend
+                        _say("    " + json.dumps(res))
+                        results.append(res)
+            finally:
+                os.killpg(server.pid, signal.SIGTERM)
+                server.wait(timeout=30)
+        finally:
+            if backend != "sqlite":
+                dropdb(name)
+    return results
+
+
 def main() -> None:
+    if "--http" in sys.argv:
+        seconds = float(_opt("--seconds", 60))
+        rate = float(_opt("--rate", 100))
+        repeat = int(_opt("--repeat", 1))
+        choice = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--backend=")), None)
+        if choice is None and "--backend" in sys.argv:
+            choice = sys.argv[sys.argv.index("--backend") + 1]
+        chosen = ["sqlite", "postgresql"] if choice in (None, "both") else [choice]
+        _say(f"HTTP event-to-membership, {rate:g} orders/s for {seconds:g} s, load {_load()}")
+        for backend in chosen:
+            http_latency_bench(backend, seconds, rate, repeat)
+        return
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     for flag in ("--seconds", "--rate", "--producers"):  # their values are not the size
         if flag in sys.argv:

@@ -287,3 +287,69 @@ def test_past_events_arriving_now_enroll_nobody(api, session, factory, clock) ->
     run(factory, clock)
     assert journeys(api, "ann") == []
     assert _tags(session, "ann") == []
+
+
+def test_a_segment_announcing_entries_ends_goals_and_waits_in_one_read(
+    api, session, factory, clock, engine
+) -> None:  # type: ignore[no-untyped-def]
+    """A segment announces its entries in one batch (``events.record_many``): the flows
+    read the active enrollments of the batch's customers once, not once per event, and
+    every goal and wait on ``segment.entered`` behaves as it does for a single event."""
+    from sqlalchemy import event as sa_event
+
+    save(
+        api,
+        _tagger(
+            "goal", [{"wait": {"days": 3}}, {"update": {"tag": "late"}}], goals=["segment.entered"]
+        ),
+    )
+    waiting = {
+        "id": "w",
+        "wait": {
+            "event": "segment.entered",
+            "timeout": {"days": 3},
+            "on_event": "thanks",
+            "on_timeout": "nudge",
+        },
+    }
+    steps = [
+        waiting,
+        {"id": "nudge", "update": {"tag": "nudged"}, "next": "exit"},
+        {"id": "thanks", "update": {"tag": "thanked"}},
+    ]
+    save(api, _tagger("waiter", steps))
+    french = ("ann", "bob", "dan")
+    for ext in (*french, "cy"):
+        customer(api, ext, country="DE" if ext == "cy" else "FR")
+        event(api, ext, "cart.abandoned", clock.now())
+    run(factory, clock)
+
+    reads: list[str] = []
+
+    def note(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
+        flat = " ".join(statement.split())
+        if flat.startswith("SELECT") and "FROM flow_enrollments" in flat:
+            reads.append(flat)
+
+    sa_event.listen(engine, "before_cursor_execute", note)
+    try:
+        rule = {"field": "customer.country", "op": "eq", "value": "FR"}
+        answer = api.post("/v1/segments", json={"name": "French", "rule": rule})
+    finally:
+        sa_event.remove(engine, "before_cursor_execute", note)
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["count"] == 3
+    assert len(reads) == 1, reads  # the batch's customers at once (was one read per event)
+
+    run(factory, clock)  # the ended waits go on at once
+    for ext in french:
+        goal, waiter = sorted(journeys(api, ext), key=lambda j: j["flow_id"])
+        assert (goal["status"], goal["exit_reason"]) == ("exited", "goal reached: segment.entered")
+        assert waiter["status"] == "completed"
+        assert ("wait", "event") in outcomes(waiter)
+        assert _tags(session, ext) == ["thanked"]
+    clock.advance(days=3, minutes=1)
+    run(factory, clock)
+    goal, waiter = sorted(journeys(api, "cy"), key=lambda j: j["flow_id"])
+    assert goal["status"] == waiter["status"] == "completed"
+    assert _tags(session, "cy") == ["late", "nudged"]

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from fidele.app import create_app
-from fidele.db.session import make_sessionmaker, transaction
+from fidele.db.session import make_sessionmaker, read_only, transaction
 from fidele.events.models import Event
 from fidele.kit.clock import FrozenClock
 from fidele.segments import membership, service
@@ -183,3 +183,44 @@ def test_new_insights_move_customers_into_builtin_segments(shop, clock: FrozenCl
     assert sorted((e.customer_id, e.payload["segment_id"]) for e in entered) == expected
     with transaction(factory) as session:  # nothing newer: nothing recomputed
         assert membership.refresh_insights(session, clock.now()) == 0
+
+
+def test_the_loop_drains_a_buyer_between_builtin_recomputations(shop, clock: FrozenClock) -> None:  # type: ignore[no-untyped-def]
+    """After an analytics refresh the loop recomputes the built-in segments one per
+    transaction and drains the dirty customers after each: an order placed meanwhile moves
+    its customer after the first recomputation, not after all of them."""
+    from fidele.analytics import service as analytics
+
+    factory, tenant, client = shop
+    for i in range(4):
+        for k in range(i + 1):
+            body = order_body(f"o{i}-{k}", f"c{i}", placed_at=f"2026-0{1 + k}-0{1 + i}T10:00:00Z")
+            assert client.post("/v1/orders", json=body).status_code == 201
+    membership.drain(factory, clock)
+    clock.advance(timedelta(hours=3))
+    with transaction(factory) as session:
+        analytics.refresh(session, tenant.merchant_id, clock.now())
+    clock.advance(timedelta(seconds=1))
+    seg = _segment(
+        factory, tenant, "Regulars", {"field": "orders.count", "op": "gte", "value": 3}, clock.now()
+    )
+    assert client.post("/v1/orders", json=order_body("new", "c1")).status_code == 201  # 3rd
+    drained: list[int] = []
+    real_recompute = membership.recompute
+
+    def recompute(session, segment, now):  # type: ignore[no-untyped-def]
+        with transaction(read_only(factory)) as other:  # what is committed so far
+            rows = other.execute(select(Event).where(Event.type == "segment.entered")).scalars()
+            drained.append(sum(1 for e in rows if e.payload["segment_id"] == seg))
+        return real_recompute(session, segment, now)
+
+    membership.recompute = recompute  # type: ignore[assignment]
+    try:
+        assert membership.refresh_insights_between(factory, clock) == 11
+    finally:
+        membership.recompute = real_recompute  # type: ignore[assignment]
+    # c2, c3 entered when saved; c1 by the drain after the first built-in recomputation
+    assert drained[0] == 2 and drained[1:] == [3] * 10
+    with transaction(factory) as session:
+        assert membership.refresh_insights(session, clock.now()) == 0  # all fresh now
+        assert membership.stale_on_insights(session) == []

@@ -12,7 +12,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from fidele.campaigns.models import Enrollment, EnrollmentStep, Flow, FlowVersion
 from fidele.customers.models import Customer
-from fidele.kit.repository import bulk_insert, json_rows
+from fidele.kit.repository import bulk_insert, in_, json_rows
 from fidele.orders.models import Order
 
 ACTIVE = "active"
@@ -117,6 +117,24 @@ class FlowRepository:
             is not None
         )
 
+    def active_of_customers(self, customer_ids: set[int]) -> Sequence[Enrollment]:
+        """``active_of_customer`` for many customers in one query (locked in id order)."""
+        if not customer_ids:
+            return []
+        return (
+            self.session.execute(
+                select(Enrollment)
+                .where(
+                    in_(self.session, Enrollment.customer_id, customer_ids),
+                    Enrollment.status == ACTIVE,
+                )
+                .order_by(Enrollment.id)
+                .with_for_update()
+            )
+            .scalars()
+            .all()
+        )
+
     def active_of_customer(self, customer_id: int) -> Sequence[Enrollment]:
         return (
             self.session.execute(
@@ -133,12 +151,20 @@ class FlowRepository:
         """Up to ``limit`` due active enrollments no other transaction holds. PostgreSQL:
         ``FOR UPDATE SKIP LOCKED`` gives concurrent workers disjoint batches, held until
         commit; SQLite has one writer at a time (``BEGIN IMMEDIATE``)."""
-        stmt = (
-            select(Enrollment)
+        # the ids are claimed (sorted and locked) first, then their rows read: sorting every
+        # due row whole (~1 kB each, ``context`` included) before the LIMIT cost twice the
+        # time at 20,000 due rows
+        claimed = (
+            select(Enrollment.id)
             .where(Enrollment.status == ACTIVE, Enrollment.due_at <= now)
             .order_by(Enrollment.due_at, Enrollment.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
+        )
+        stmt = (
+            select(Enrollment)
+            .where(Enrollment.id.in_(claimed.scalar_subquery()))
+            .order_by(Enrollment.due_at, Enrollment.id)
         )
         return self.session.execute(stmt).scalars().all()
 

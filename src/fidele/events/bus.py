@@ -8,7 +8,7 @@ failed handler rolls the whole request back. The same handlers rebuild state in 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -27,6 +27,11 @@ MerchantHandler = Callable[[Session, "Merchant", datetime], None]
 _event_handlers: dict[str, list[EventHandler]] = defaultdict(list)
 _programme_handlers: list[ProgrammeHandler] = []
 _merchant_handlers: list[MerchantHandler] = []
+# (session, events, now) before a batch of events is dispatched one by one: may read what the
+# per-event handlers need for the whole batch at once; returns a cleanup (or None) called
+# once the batch is dispatched (or failed).
+BatchHandler = Callable[[Session, Sequence["Event"], datetime], Callable[[], None] | None]
+_batch_handlers: list[BatchHandler] = []
 # (session, programme id, event type, customer id, now), called before the event is numbered.
 AppendGuard = Callable[[Session, int, str, int, datetime], None]
 _append_guards: list[AppendGuard] = []
@@ -43,6 +48,14 @@ def on_event(*types: str) -> Callable[[EventHandler], EventHandler]:
         return fn
 
     return register
+
+
+def before_batch(fn: BatchHandler) -> BatchHandler:
+    """Subscribe to a batch of events about to be dispatched (``dispatch_many``): a domain
+    whose handler reads per customer can read the batch's customers in one query first."""
+    if fn not in _batch_handlers:
+        _batch_handlers.append(fn)
+    return fn
 
 
 def on_programme_created(fn: ProgrammeHandler) -> ProgrammeHandler:
@@ -89,6 +102,18 @@ def dispatch(session: Session, event: Event, now: datetime) -> None:
     load_handlers()
     for handler in (*_event_handlers.get(event.type, ()), *_event_handlers.get("*", ())):
         handler(session, event, now)
+
+
+def dispatch_many(session: Session, events: Sequence[Event], now: datetime) -> None:
+    """``dispatch`` each event in order, the batch handlers called first."""
+    load_handlers()
+    cleanups = [c for fn in _batch_handlers if (c := fn(session, events, now)) is not None]
+    try:
+        for event in events:
+            dispatch(session, event, now)
+    finally:
+        for cleanup in cleanups:
+            cleanup()
 
 
 def programme_created(session: Session, programme: Programme, now: datetime) -> None:

@@ -112,6 +112,5 @@ def record_many(
     ]
     session.add_all(events)
     session.flush()
-    for event in events:
-        bus.dispatch(session, event, now)
+    bus.dispatch_many(session, events, now)
     return events

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select, text, update
+from sqlalchemy import BigInteger, String, column, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from fidele.kit.repository import RepositoryBase, bulk_insert, dialect_insert, in_
@@ -282,6 +282,31 @@ class SendRepository(RepositoryBase[MessageSend]):
         (customer id, channel) -> times."""
         found: dict[tuple[int, str], list[datetime]] = {}
         if not customer_ids:
+            return found
+        if self.session.get_bind().dialect.name == "postgresql":
+            # one probe of the customer index per customer (``OFFSET 0`` keeps the planner
+            # from flattening the LATERAL into a join): the ``= ANY`` form, while the ledger's
+            # statistics are stale (a ledger growing from empty, autovacuum behind or off),
+            # takes the (status, next_attempt_at) index and filters every counted row of the
+            # whole ledger, ~30 ms per batch of 500 at 10,000 rows and growing with it,
+            # against ~1-4 ms
+            rows = self.session.execute(
+                text(
+                    "SELECT k.customer_id, s.channel, s.created_at "
+                    "FROM unnest(CAST(:customers AS bigint[])) AS k(customer_id) "
+                    "CROSS JOIN LATERAL (SELECT m.channel, m.created_at FROM message_sends AS m "
+                    "WHERE m.customer_id = k.customer_id AND m.created_at > :since "
+                    "AND m.topic <> 'transactional' AND m.status = ANY(CAST(:counted AS text[])) "
+                    "OFFSET 0) AS s"
+                ).columns(
+                    column("customer_id", BigInteger),
+                    column("channel", String),
+                    column("created_at", MessageSend.created_at.type),
+                ),
+                {"customers": sorted(customer_ids), "since": since, "counted": list(COUNTED)},
+            )
+            for c, ch, at in rows:
+                found.setdefault((c, ch), []).append(at)
             return found
         rows = self.session.execute(
             select(MessageSend.customer_id, MessageSend.channel, MessageSend.created_at).where(

@@ -214,16 +214,43 @@ def _insights_latest(session: Session) -> dict[int, datetime]:
     return {int(m): t for m, t in session.execute(stmt).all() if t is not None}
 
 
+def stale_on_insights(session: Session) -> list[Segment]:
+    """The segments on insights whose merchant has newer insights than their last
+    computation (the analytics refresh just ran)."""
+    latest = _insights_latest(session)
+    return [
+        segment
+        for segment in SegmentRepository(session).with_depends("insights")
+        if (at := latest.get(segment.merchant_id)) is not None
+        and (segment.computed_at is None or at > segment.computed_at)
+    ]
+
+
 def refresh_insights(session: Session, now: datetime) -> int:
     """Recompute the segments on insights whose merchant has newer insights than their last
     computation (the analytics refresh just ran); how many."""
-    latest = _insights_latest(session)
+    stale = stale_on_insights(session)
+    for segment in stale:
+        recompute(session, segment, now)
+    return len(stale)
+
+
+def refresh_insights_between(factory: sessionmaker[Session], clock: Clock) -> int:
+    """``refresh_insights`` one segment per transaction, the dirty customers drained after
+    each: after an analytics refresh, a customer's order is not held behind the recomputation
+    of every built-in segment of the base (tens of seconds on a large shop). How many
+    segments were recomputed."""
+    with transaction(read_only(factory)) as session:
+        ids = [segment.id for segment in stale_on_insights(session)]
     done = 0
-    for segment in SegmentRepository(session).with_depends("insights"):
-        at = latest.get(segment.merchant_id)
-        if at is not None and (segment.computed_at is None or at > segment.computed_at):
-            recompute(session, segment, now)
-            done += 1
+    for segment_id in ids:
+        with transaction(factory) as session:
+            segment = session.get(Segment, segment_id)
+            # still stale (another worker's loop may have done it meanwhile)
+            if segment is not None and segment in stale_on_insights(session):
+                recompute(session, segment, clock.now())
+                done += 1
+        drain(factory, clock)
     return done
 
 
@@ -253,8 +280,7 @@ class MembershipLoop:
                 n = drain(self.factory, self.clock)
                 if time.monotonic() - checked >= INSIGHTS_CHECK_SECONDS:
                     checked = time.monotonic()
-                    with transaction(self.factory) as session:
-                        refresh_insights(session, self.clock.now())
+                    refresh_insights_between(self.factory, self.clock)
             except Exception:  # logged; the marks stay and are retried
                 log.exception("segment membership round failed")
                 n = 0

@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 
 from fidele.customers.models import Customer
-from fidele.kit.repository import RepositoryBase, dialect_insert
+from fidele.kit.repository import RepositoryBase, bulk_insert, dialect_insert
 from fidele.orders.models import Order
 from fidele.segments.models import (
     RECENT_K,
@@ -133,23 +133,26 @@ class SegmentRepository(RepositoryBase[Segment]):
         added some already: those are not entering twice)."""
         if not ids:
             return []
-        ins = dialect_insert(self.session)(SegmentMember)
-        stmt = (
-            ins.values(
-                [
-                    {
-                        "segment_id": segment_id,
-                        "customer_id": i,
-                        "merchant_id": merchant_id,
-                        "entered_at": now,
-                    }
-                    for i in ids
-                ]
-            )
-            .on_conflict_do_nothing()
-            .returning(SegmentMember.customer_id)
+        # one JSON parameter on PostgreSQL (``bulk_insert``): a multi-VALUES statement of
+        # 4 placeholders per member took psycopg tens of seconds to send for a built-in
+        # segment recomputed on a 36,000-customer shop, while the dirty customers waited
+        rows = [
+            {
+                "segment_id": segment_id,
+                "customer_id": i,
+                "merchant_id": merchant_id,
+                "entered_at": now,
+            }
+            for i in ids
+        ]
+        written = bulk_insert(
+            self.session,
+            SegmentMember.__table__,  # type: ignore[arg-type]
+            rows,
+            conflict=["segment_id", "customer_id"],
+            returning=["customer_id"],
         )
-        return [int(i) for i in self.session.execute(stmt).scalars()]
+        return [int(r[0]) for r in written]
 
     def remove_members(self, segment_id: int, ids: Sequence[int]) -> list[int]:
         if not ids:
