@@ -913,6 +913,9 @@ def http_latency_bench(backend: str, seconds: float, rate: float, repeat: int) -
 
 
 def main() -> None:
+    if {"-h", "--help"} & set(sys.argv[1:]):
+        print(__doc__)
+        return
     if "--http" in sys.argv:
         seconds = float(_opt("--seconds", 60))
         rate = float(_opt("--rate", 100))
