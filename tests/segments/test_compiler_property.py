@@ -14,13 +14,16 @@ from fidele.segments import domain, service
 from tests.fixtures.factories import Tenant, make_tenant
 from tests.segments import world
 
-
-@settings(
+# Both properties: the session fixture is shared across examples (each runs in a savepoint).
+PROPERTY = settings(
     max_examples=60,
     phases=[Phase.explicit, Phase.reuse, Phase.generate],
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
+
+
+@PROPERTY
 @given(
     people=world.shop,
     others=world.shop,
@@ -37,12 +40,7 @@ def test_sql_equals_python(
     _check(session, tenant, clock, people, others, rules)
 
 
-@settings(
-    max_examples=60,
-    phases=[Phase.explicit, Phase.reuse, Phase.generate],
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@PROPERTY
 @given(
     people=world.shop,
     others=world.shop,
