@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import sqlite3
+import threading
 import time
+from collections import deque
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DisconnectionError, OperationalError
 
 READONLY = "fidele_readonly"
 # A pooled connection idle longer than this is pinged before use (see _ping_when_idle).
@@ -83,21 +87,104 @@ def _ping_when_idle(engine: Engine) -> None:
             raise DisconnectionError("ping failed")
 
 
+class FairLock:
+    """A lock granted in the order it was asked for (first come, first served), with a timeout.
+
+    SQLite lets one writer in at a time, and its busy handler makes the others sleep and retry
+    (1, 2, 5 ... 100 ms): while they sleep the lock can sit free, and a transaction that has
+    waited long sleeps longest, so newcomers overtake it (a membership round queued behind a
+    stream of POSTs waited 10-15 s). Writers of one process queue here instead, and the lock
+    passes straight to the next in line; other processes still meet SQLite's busy handler."""
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._held = False
+        self._waiters: deque[threading.Event] = deque()
+
+    def acquire(self, timeout: float) -> bool:
+        with self._mutex:
+            if not self._held and not self._waiters:
+                self._held = True
+                return True
+            turn = threading.Event()
+            self._waiters.append(turn)
+        if turn.wait(timeout):
+            return True
+        with self._mutex:
+            if turn.is_set():  # handed over as the wait ended
+                return True
+            self._waiters.remove(turn)
+            return False
+
+    def release(self) -> None:
+        with self._mutex:
+            if self._waiters:
+                self._waiters.popleft().set()  # handed over: still held, by the next in line
+            else:
+                self._held = False
+
+
+_write_locks: dict[str, FairLock] = {}
+_write_locks_guard = threading.Lock()
+
+
+def _write_lock_for(database: str) -> FairLock:
+    """One lock per database file in this process, whichever engines reach it."""
+    key = os.path.realpath(database)
+    with _write_locks_guard:
+        return _write_locks.setdefault(key, FairLock())
+
+
+class _QueuedWriterConnection(sqlite3.Connection):
+    """A SQLite connection that gives back the process's write lock when its transaction ends
+    (commit, rollback, close), whoever ends it: the session, the pool's reset, a disconnect."""
+
+    write_lock: FairLock | None = None
+    holding = False
+
+    def _give_back(self) -> None:
+        if self.holding:
+            self.holding = False
+            assert self.write_lock is not None
+            self.write_lock.release()
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            if not self.in_transaction:
+                self._give_back()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            if not self.in_transaction:
+                self._give_back()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._give_back()
+
+
 def _sqlite_engine(url: str, *, echo: bool, busy_timeout: float, pool_timeout: float) -> Engine:
     in_memory = url in ("sqlite://", "sqlite:///:memory:") or "mode=memory" in url
     pool: dict[str, Any] = {} if in_memory else {"pool_timeout": pool_timeout}
-    engine = create_engine(
-        url,
-        echo=echo,
-        connect_args={"check_same_thread": False, "timeout": busy_timeout},
-        **pool,
-    )
+    connect_args: dict[str, Any] = {"check_same_thread": False, "timeout": busy_timeout}
+    if not in_memory:
+        connect_args["factory"] = _QueuedWriterConnection
+    engine = create_engine(url, echo=echo, connect_args=connect_args, **pool)
+    write_lock = None if in_memory else _write_lock_for(engine.url.database or "")
     busy_ms = int(busy_timeout * 1000)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         # Take control of transactions ourselves (pysqlite's implicit BEGIN breaks SAVEPOINT).
         dbapi_conn.isolation_level = None
+        if isinstance(dbapi_conn, _QueuedWriterConnection):
+            dbapi_conn.write_lock = write_lock
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA foreign_keys=ON")
@@ -111,6 +198,24 @@ def _sqlite_engine(url: str, *, echo: bool, busy_timeout: float, pool_timeout: f
         # fail mid-way with SQLITE_BUSY on lock upgrade; writers queue on busy_timeout instead.
         # Connections marked read-only take a deferred BEGIN and never wait for writers (WAL).
         readonly = conn.get_execution_options().get(READONLY)
-        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+        if readonly:
+            conn.exec_driver_sql("BEGIN")
+            return
+        dbapi_conn = conn.connection.dbapi_connection
+        queued = isinstance(dbapi_conn, _QueuedWriterConnection) and not dbapi_conn.holding
+        if queued:
+            # This process's writers first queue in turn, then meet other processes at SQLite.
+            if not dbapi_conn.write_lock.acquire(busy_timeout):
+                # As SQLite itself says it when its busy handler gives up, wrapped as SQLAlchemy
+                # wraps the driver's errors (callers retry or answer 503 on it).
+                locked = sqlite3.OperationalError("database is locked")
+                raise OperationalError("BEGIN IMMEDIATE", None, locked)
+            dbapi_conn.holding = True
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            if queued:
+                dbapi_conn._give_back()
+            raise
 
     return engine
