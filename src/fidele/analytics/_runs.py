@@ -200,30 +200,42 @@ def _runs_of(
     rows = customers.gather(order)
     changed = rows.slice(1).ne_missing(rows.slice(0, n - 1)).to_numpy()
     tangled = changed & ~new_c[1:n]  # an id changes within one hash
-    if tangled.any():
-        rows = _untangle(order, day, rows, new_c, np.flatnonzero(tangled) + 1)
-        changed = rows.slice(1).ne_missing(rows.slice(0, n - 1)).to_numpy()
-    new_c[1:n] = changed
-    ordered, permutation = _in_order(rows.filter(pl.Series(new_c[:n])), bits)
+    if not tangled.any():
+        new_c[1:n] = changed
+        firsts = rows.filter(pl.Series(new_c[:n]))
+    else:
+        del rows
+        at = _untangle(order, day, customers, new_c, np.flatnonzero(tangled) + 1)
+        # only the rows inside the untangled runs moved (a run's first row still differs
+        # from the previous run's last: another hash): compare just those, not all 6M again
+        inner = at[~new_c[at]]
+        changed = changed.copy() if not changed.flags.writeable else changed
+        now, before = customers.gather(order[inner]), customers.gather(order[inner - 1])
+        changed[inner - 1] = now.ne_missing(before).to_numpy()
+        new_c[1:n] = changed
+        firsts = customers.gather(order[new_c[:n]])
+    ordered, permutation = _in_order(firsts, bits)
     if permutation is None:
         return None
     return ordered, permutation
 
 
 def _untangle(
-    order: np.ndarray, day: np.ndarray, rows: pl.Series, new_c: np.ndarray, inside: np.ndarray
-) -> pl.Series:
+    order: np.ndarray, day: np.ndarray, customers: pl.Series, new_c: np.ndarray, inside: np.ndarray
+) -> np.ndarray:
     """Sort the rows of the hashes shared by several ids (``inside``: rows where the id
     changes within a hash) by id, keeping their order (day, row number) within an id: each
-    customer's rows are then contiguous. ``order`` and ``day`` are permuted in place."""
+    customer's rows are then contiguous. ``order`` and ``day`` are permuted in place; returns
+    the positions of the untangled runs' rows."""
     starts = np.flatnonzero(new_c)  # the hashes' runs, and the end
     run = np.unique(np.searchsorted(starts, inside, side="right") - 1)
     lengths = starts[run + 1] - starts[run]
     at = np.repeat(starts[run] - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
-    sub = pl.DataFrame({"run": np.repeat(run, lengths), "c": rows.gather(at), "at": at})
+    ids = customers.gather(order[at])
+    sub = pl.DataFrame({"run": np.repeat(run, lengths), "c": ids, "at": at})
     moved = sub.sort("run", "c", maintain_order=True).get_column("at").to_numpy()
     order[at], day[at] = order[moved], day[moved]
-    return rows.scatter(at, rows.gather(moved))
+    return at
 
 
 def _changes(ident: np.ndarray) -> np.ndarray:

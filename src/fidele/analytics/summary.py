@@ -169,7 +169,9 @@ def summary(
     query = lf.select(
         pl.col(customer_col), _day_number(datetime_col, dtype), value.alias("amount")
     ).filter(pl.col("day") <= end)
-    unordered = goes_back(query.head(1000), customer_col)  # an export in time order
+    # an export in time order (on the file's first rows: before the filter, which would
+    # make the head read the whole file; only a hint, the runs are right either way)
+    unordered = goes_back(lf.select(customer_col).head(1000), customer_col)
     frame = (query if unordered else with_boundaries(query, customer_col)).collect()
     runs = customer_runs(frame, customer_col, gaps=interpurchase, unordered=unordered)
     return _summary_frame(runs, customer_col, end, unit_days(time_unit), interpurchase)
