@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, select, text, update
+from sqlalchemy import and_, bindparam, func, inspect, select, text, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -203,22 +203,32 @@ class FlowRepository:
         batched executemany."""
         if not enrollments:
             return
-        rows = [{"id": e.id, **{c: getattr(e, c) for c in _ADVANCED}} for e in enrollments]
+        # only the columns some enrollment of the batch changed (a send step that ends the
+        # flow leaves ``step``, ``attempts`` and ``context`` alone: not re-encoded, not
+        # re-parsed, not rewritten); an enrollment that left one of them alone writes back
+        # its unchanged value
+        touched: set[str] = set()
+        for e in enrollments:
+            touched.update(inspect(e).committed_state)
+        columns = [c for c in _ADVANCED if c in touched]
+        if not columns:
+            return
+        rows = [{"id": e.id, **{c: getattr(e, c) for c in columns}} for e in enrollments]
         with self.session.no_autoflush:  # not the unit of work's UPDATEs first
-            self._write_enrollments(rows)
+            self._write_enrollments(rows, columns)
         for e in enrollments:  # what was written is now the stored state: nothing to flush
-            for c in _ADVANCED:
+            for c in columns:
                 set_committed_value(e, c, getattr(e, c))
 
-    def _write_enrollments(self, rows: list[dict[str, Any]]) -> None:
+    def _write_enrollments(self, rows: list[dict[str, Any]], columns: list[str]) -> None:
         table = Enrollment.__table__
         dialect = self.session.get_bind().dialect
         if dialect.name == "postgresql":
             quote = dialect.identifier_preparer.quote
             typed = ", ".join(
-                f"{quote(n)} {table.c[n].type.compile(dialect=dialect)}" for n in ("id", *_ADVANCED)
+                f"{quote(n)} {table.c[n].type.compile(dialect=dialect)}" for n in ("id", *columns)
             )
-            sets = ", ".join(f"{quote(n)} = r.{quote(n)}" for n in _ADVANCED)
+            sets = ", ".join(f"{quote(n)} = r.{quote(n)}" for n in columns)
             self.session.execute(
                 text(
                     f"UPDATE flow_enrollments SET {sets} "
@@ -231,7 +241,7 @@ class FlowRepository:
             self.session.connection().execute(
                 update(table)
                 .where(table.c.id == bindparam("_id"))
-                .values({c: bindparam(c) for c in _ADVANCED}),
+                .values({c: bindparam(c) for c in columns}),
                 [{"_id": r.pop("id"), **r} for r in rows],
             )
 

@@ -102,8 +102,19 @@ def _json_default(value: Any) -> Any:
 
 def json_rows(rows: Sequence[dict[str, Any]]) -> str:
     """Rows as one JSON array (aware datetimes in ISO 8601), the parameter of
-    ``jsonb_to_recordset``."""
-    return json.dumps(list(rows), default=_json_default)
+    ``jsonb_to_recordset``. A batch's rows mostly carry the same few instants (its ``now``):
+    each distinct datetime is converted once."""
+    seen: dict[datetime, str] = {}
+
+    def default(value: Any) -> Any:
+        if isinstance(value, datetime):
+            found = seen.get(value)
+            if found is None or value.tzinfo is None:
+                found = seen[value] = _json_default(value)
+            return found
+        return _json_default(value)
+
+    return json.dumps(list(rows), default=default)
 
 
 def bulk_insert(
@@ -121,20 +132,20 @@ def bulk_insert(
     driver ~20 ms of parsing per batch; SQLite gets the dialect's batched executemany."""
     if not rows:
         return []
-    # the Python-side column defaults the ORM would apply (PostgreSQL gets plain rows)
+    # the Python-side column defaults the ORM would apply (PostgreSQL gets plain rows); a
+    # column whose default is NULL (and has no server default) is left out: NULL anyway
     defaults = {
         c.name: c.default
         for c in table.columns
-        if c.name not in rows[0] and c.default is not None and not c.primary_key
+        if c.name not in rows[0]
+        and c.default is not None
+        and not c.primary_key
+        and not (c.default.is_scalar and c.default.arg is None and c.server_default is None)  # type: ignore[attr-defined]
     }
     if defaults:
-        rows = [
-            {
-                **{n: d.arg if d.is_scalar else d.arg(None) for n, d in defaults.items()},  # type: ignore[attr-defined]
-                **r,
-            }
-            for r in rows
-        ]
+        scalars = {n: d.arg for n, d in defaults.items() if d.is_scalar}  # type: ignore[attr-defined]
+        calls = {n: d.arg for n, d in defaults.items() if not d.is_scalar}  # type: ignore[attr-defined]
+        rows = [{**scalars, **{n: f(None) for n, f in calls.items()}, **r} for r in rows]
     names = list(rows[0])
     dialect = session.get_bind().dialect
     if dialect.name != "postgresql":
