@@ -69,6 +69,13 @@ def worker(
     once: bool = typer.Option(False, "--once", help="Run due jobs once and exit"),
     force: bool = typer.Option(False, "--force", help="Run every job now, due or not"),
     interval: float = typer.Option(30.0, help="Seconds between rounds of scheduled jobs"),
+    only: str | None = typer.Option(
+        None,
+        "--only",
+        help="Run only these parts, comma-separated: jobs, webhooks, segments, messages, "
+        "journeys (default: FIDELE_WORKER_PARTS, or all), e.g. processes of their own for the "
+        "journeys and for the deliveries",
+    ),
     as_json: bool = k.JsonOpt,
 ) -> None:
     """Run scheduled jobs and deliver the outbox continuously (safe to run in several processes
@@ -79,11 +86,21 @@ def worker(
 
     from fidele.kit.plugins import load_everything
     from fidele.settings import get_settings
-    from fidele.worker.runner import BackgroundRunner, drain_loops, run_due
+    from fidele.worker.runner import BackgroundRunner, drain_loops, parse_parts, run_due
 
     logging.basicConfig(level=logging.INFO)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per webhook delivered
     load_everything()
+    settings = get_settings()
+    if once and only:
+        raise typer.BadParameter(
+            "--only is for the continuous worker, not --once", param_hint="--only"
+        )
+    try:
+        parts = parse_parts(only if only is not None else settings.worker_parts)
+    except ValueError as exc:
+        hint = "--only" if only is not None else "FIDELE_WORKER_PARTS"
+        raise typer.BadParameter(str(exc), param_hint=hint) from None
     factory = k.factory()
     if once:
         runs = run_due(factory, k.clock, force=force) + drain_loops(factory, k.clock)
@@ -91,8 +108,11 @@ def worker(
         return
     if force:
         run_due(factory, k.clock, force=True)
-    runner = BackgroundRunner(None, k.clock, get_settings(), factory=factory, interval=interval)
+    runner = BackgroundRunner(
+        None, k.clock, settings, factory=factory, interval=interval, parts=parts
+    )
     runner.start()
+    logging.getLogger("fidele.worker").info("running: %s", ", ".join(runner.running()))
     runner.wait()
 
 

@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     # Run scheduled jobs inside `fidele serve` (the single-box default).
     embedded_worker: bool = True
     worker_interval_seconds: float = 30.0
+    # The parts a `fidele worker` process runs, comma-separated (empty: all of them): jobs,
+    # webhooks, segments, messages, journeys (``fidele worker --only``).
+    worker_parts: str = ""
     db_pool_size: int = 10
     # Sent and dead outbox messages are deleted after this many days (``outbox.purge_sent``).
     outbox_retention_days: int = Field(default=30, ge=1)

@@ -10,6 +10,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Engine, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -192,9 +193,33 @@ class _Loop:
                 self._stop.wait(self.idle * random.uniform(0.5, 1.5))
 
 
+# What a worker process can run, each in its own thread (``fidele worker --only``,
+# ``FIDELE_WORKER_PARTS``): the scheduled jobs' rounds, the outbox's webhook delivery, segment
+# membership, the messages' delivery and the journeys' advancement. A registered continuous
+# loop of another module (``FIDELE_EXTRA_MODULES``) goes by its registered name.
+PARTS = ("jobs", "webhooks", "segments", "messages", "journeys")
+_LOOP_PARTS = {"campaigns.advance": "journeys"}
+
+
+def parse_parts(text: str | None) -> frozenset[str] | None:
+    """``"journeys,messages"`` -> those parts; empty or None -> None (every part). An unknown
+    name is a ``ValueError`` naming it and the known ones."""
+    names = [n.strip() for n in (text or "").split(",") if n.strip()]
+    if not names:
+        return None
+    known = [*PARTS, *(n for n in load_loops() if n not in _LOOP_PARTS)]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"unknown worker part {', '.join(unknown)}: known are {', '.join(known)}")
+    return frozenset(names)
+
+
 class BackgroundRunner:
-    """A worker's two loops, as daemon threads: the outbox's continuous delivery and a round
-    of due jobs every ``worker_interval_seconds``. ``fidele worker`` runs one; ``fidele serve``
+    """A worker's loops, as daemon threads: the outbox's continuous delivery, segment
+    membership, the messages' delivery, the registered continuous loops (the journeys'
+    advancement) and a round of due jobs every ``worker_interval_seconds``; ``parts`` (default:
+    ``FIDELE_WORKER_PARTS``, empty = all) keeps only some of them, so that an operator can give
+    journeys and deliveries processes of their own. ``fidele worker`` runs one; ``fidele serve``
     runs one inside the API process when ``FIDELE_EMBEDDED_WORKER`` is on (the default)."""
 
     def __init__(
@@ -205,6 +230,7 @@ class BackgroundRunner:
         *,
         factory: sessionmaker[Session] | None = None,
         interval: float | None = None,
+        parts: frozenset[str] | None = None,
     ) -> None:
         from fidele.messaging.delivery import MessagingLoop
         from fidele.outbox.delivery import DeliveryLoop
@@ -220,9 +246,11 @@ class BackgroundRunner:
             concurrency=settings.outbox_concurrency,
             idle_seconds=settings.outbox_idle_seconds,
         )
+        self.parts = parts if parts is not None else parse_parts(settings.worker_parts)
         self.loops = [
             _Loop(name, fn, self.factory, clock, settings.outbox_idle_seconds)
             for name, fn in load_loops().items()
+            if self._runs(_LOOP_PARTS.get(name, name))
         ]
         from fidele.segments.membership import MembershipLoop
 
@@ -242,24 +270,46 @@ class BackgroundRunner:
         # the loops waiting on the database (advancing journeys, claiming) get the interpreter
         # back sooner from the busy mail threads
         sys.setswitchinterval(self.switch_interval)
-        self.delivery.start()
+        for part, loop in self._singles():
+            if self._runs(part):
+                loop.start()
         for loop in self.loops:
             loop.start()
-        self.segments.start()
-        self.messaging.start()
-        self._thread.start()
+        if self._runs("jobs"):
+            self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
-        self.delivery.stop()
+        for part, loop in self._singles():
+            if self._runs(part):
+                loop.stop()
         for loop in self.loops:
             loop.stop()
-        self.segments.stop()
-        self.messaging.stop()
-        self._thread.join(timeout=10)
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def _runs(self, part: str) -> bool:
+        return self.parts is None or part in self.parts
+
+    def _singles(self) -> list[tuple[str, Any]]:
+        return [
+            ("webhooks", self.delivery),
+            ("segments", self.segments),
+            ("messages", self.messaging),
+        ]
+
+    def running(self) -> list[str]:
+        """The parts this runner runs, by name."""
+        loops = [_LOOP_PARTS.get(loop.name, loop.name) for loop in self.loops]
+        singles = [part for part, _ in self._singles() if self._runs(part)]
+        return [*(["jobs"] if self._runs("jobs") else []), *singles, *loops]
 
     def wait(self) -> None:
         """Block until stopped (the foreground of ``fidele worker``)."""
+        if not self._runs("jobs"):
+            while not self._stop.wait(1):
+                pass
+            return
         while self._thread.is_alive():
             self._thread.join(timeout=1)
 
