@@ -7,7 +7,10 @@ Creates a scratch PostgreSQL database (createdb/dropdb -h 127.0.0.1 -U postgres)
 ``--customers`` customers with an address and lifecycle consent, one active flow with one send
 step, and one due enrollment per customer. The workers are started first (idle), then every
 enrollment is made due at once; the time runs until none is active. The bare loop runs before
-and after the workers. Run: ``.venv/bin/python bench/flows.py [--customers 20000]``."""
+and after the workers. Run: ``.venv/bin/python bench/flows.py [--customers 20000] [--only
+journeys]`` (``--only``: the workers run only those parts, ``fidele worker --only``; the
+messages are then delivered afterwards by as many ``--only messages`` workers, timed apart).
+"""
 
 from __future__ import annotations
 
@@ -227,21 +230,11 @@ def backends(url: str) -> list[int]:
     return found
 
 
-def workers(url: str, n: int, count: int, messages: Path) -> tuple[float, float, float, float]:
-    """Advanced per second by ``count`` idle-started workers; delivered files per second; and
-    the CPU time per enrollment advanced (ms) of the worker processes (every thread: the
-    advancing loop, the delivery loop and its mail threads) and of their PostgreSQL server
-    processes, from the moment the enrollments are due until none is active."""
-    env = {
-        **os.environ,
-        "FIDELE_DATABASE_URL": url,
-        "FIDELE_EMBEDDED_WORKER": "false",
-        "FIDELE_MESSAGES_DIR": str(messages),
-        "FIDELE_SECRET_KEY": SECRET,
-    }
-    procs = [
+def _start(env: dict[str, str], count: int, only: str | None) -> list[subprocess.Popen[bytes]]:
+    args = [str(BIN / "fidele"), "worker", *(["--only", only] if only else [])]
+    return [
         subprocess.Popen(
-            [str(BIN / "fidele"), "worker"],
+            args,
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -249,6 +242,37 @@ def workers(url: str, n: int, count: int, messages: Path) -> tuple[float, float,
         )
         for _ in range(count)
     ]
+
+
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        os.killpg(p.pid, signal.SIGTERM)
+    for p in procs:
+        p.wait(timeout=30)
+
+
+def workers(
+    url: str, n: int, count: int, messages: Path, only: str | None = None
+) -> tuple[float, float, float, float]:
+    """Advanced per second by ``count`` idle-started workers; delivered files per second; and
+    the CPU time per enrollment advanced (ms) of the worker processes (every thread: the
+    advancing loop, the delivery loop and its mail threads) and of their PostgreSQL server
+    processes, from the moment the enrollments are due until none is active.
+
+    With ``only`` (``fidele worker --only``, e.g. ``journeys``) the workers run those parts;
+    when the messages' delivery is not among them, ``count`` workers ``--only messages`` are
+    started once every enrollment has advanced, and the delivery rate is counted from their
+    start (the two phases one after the other, as an operator's two pools on separate
+    machines would run side by side)."""
+    env = {
+        **os.environ,
+        "FIDELE_DATABASE_URL": url,
+        "FIDELE_EMBEDDED_WORKER": "false",
+        "FIDELE_MESSAGES_DIR": str(messages),
+        "FIDELE_SECRET_KEY": SECRET,
+    }
+    procs = _start(env, count, only)
+    deliverers: list[subprocess.Popen[bytes]] = []
     try:
         time.sleep(6)  # started, migrations checked, first round of jobs done
         servers = backends(url)
@@ -263,16 +287,18 @@ def workers(url: str, n: int, count: int, messages: Path) -> tuple[float, float,
         servers = sorted(set(servers) | set(backends(url)))
         worker_cpu = sum(cpu_seconds(w.pid) - cpu_before[w.pid] for w in procs)
         server_cpu = sum(cpu_seconds(p) - cpu_before.get(p, 0.0) for p in servers)
+        if only and "messages" not in only.split(","):
+            _stop(procs)
+            procs = []
+            deliverers = _start(env, count, "messages")
+            started = time.perf_counter()
         while sum(1 for _ in messages.rglob("*.eml")) < n:
             time.sleep(0.1)
             if time.perf_counter() - started > 600:
                 break
         delivered = sum(1 for _ in messages.rglob("*.eml")) / (time.perf_counter() - started)
     finally:
-        for p in procs:
-            os.killpg(p.pid, signal.SIGTERM)
-        for p in procs:
-            p.wait(timeout=30)
+        _stop(procs + deliverers)
     return advanced, delivered, worker_cpu / n * 1000, server_cpu / n * 1000
 
 
@@ -281,6 +307,12 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=20_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--db", default=f"fidele_bench_flows_{os.getpid()}", help="scratch db")
+    parser.add_argument(
+        "--only",
+        default=None,
+        help="the workers' parts (fidele worker --only), e.g. journeys: the messages are then "
+        "delivered afterwards by as many workers --only messages",
+    )
     args = parser.parse_args()
     name = args.db
     url = createdb(name)
@@ -290,22 +322,27 @@ def main() -> None:
         before = bare_loop(url, n)
         reset(url)
         with tempfile.TemporaryDirectory() as tmp:
-            advanced, delivered, worker_ms, server_ms = workers(url, n, args.workers, Path(tmp))
+            advanced, delivered, worker_ms, server_ms = workers(
+                url, n, args.workers, Path(tmp), args.only
+            )
         reset(url)
         after = bare_loop(url, n)
         print(
             f"bare loop (claim + update rows only, 1 process): {before:,.0f}/s before, "
             f"{after:,.0f}/s after"
         )
+        split = args.only and "messages" not in args.only.split(",")
+        kind = f"fidele worker --only {args.only}" if args.only else "fidele worker"
         print(
-            f"{args.workers} fidele worker processes: {advanced:,.0f} enrollments advanced/s "
+            f"{args.workers} {kind} processes: {advanced:,.0f} enrollments advanced/s "
             f"(send decided, ledger row written); {delivered:,.0f} .eml delivered/s "
-            f"end to end; load: {os.getloadavg()}"
+            + ("by as many workers --only messages afterwards" if split else "end to end")
+            + f"; load: {os.getloadavg()}"
         )
         print(
             f"CPU per enrollment advanced: workers {worker_ms:.3f} ms (all threads, delivery "
-            f"included) + their PostgreSQL processes {server_ms:.3f} ms = "
-            f"{worker_ms + server_ms:.3f} ms"
+            f"{'not ' if split else ''}included) + their PostgreSQL processes "
+            f"{server_ms:.3f} ms = {worker_ms + server_ms:.3f} ms"
         )
     finally:
         dropdb(name)
