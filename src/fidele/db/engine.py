@@ -7,6 +7,7 @@ import sqlite3
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -149,15 +150,14 @@ class _QueuedWriterConnection(sqlite3.Connection):
             self.write_lock.release()
 
     def commit(self) -> None:
-        try:
-            super().commit()
-        finally:
-            if not self.in_transaction:
-                self._give_back()
+        self._ending(super().commit)
 
     def rollback(self) -> None:
+        self._ending(super().rollback)
+
+    def _ending(self, end: Callable[[], None]) -> None:
         try:
-            super().rollback()
+            end()
         finally:
             if not self.in_transaction:
                 self._give_back()

@@ -305,13 +305,10 @@ class BackgroundRunner:
         return [*(["jobs"] if self._runs("jobs") else []), *singles, *loops]
 
     def wait(self) -> None:
-        """Block until stopped (the foreground of ``fidele worker``)."""
-        if not self._runs("jobs"):
-            while not self._stop.wait(1):
-                pass
-            return
-        while self._thread.is_alive():
-            self._thread.join(timeout=1)
+        """Block until stopped (the foreground of ``fidele worker``); a short wait at a time,
+        so that Ctrl-C is seen at once."""
+        while not self._stop.is_set():
+            self._stop.wait(1)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
