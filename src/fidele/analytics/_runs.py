@@ -11,6 +11,7 @@ need no extra sort."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -114,23 +115,28 @@ def _grouped(frame: pl.DataFrame, customer_col: str) -> _Grouped:
     customers, day = frame.get_column(customer_col), frame.get_column("day")
     packed = None
     if not customers.null_count() and not day.null_count() and day.len():
-        customers = customers.rechunk()
         packed = _pack(customers, day)
     if packed is None:
         return _grouped_rows(frame, customer_col)
     key, bits, exact = packed
-    key = pl.Series(key).sort().to_numpy()  # distinct values: the order is exact
-    # the row numbers are below 2^63: the same bits read as int64, without a copy
-    order = (key & np.uint64((1 << bits.row) - 1)).view(np.int64)
-    day = bits.day_of(key)
-    new_c = _changes(bits.ident_of(key))
-    del key  # 50 MB less at the peak, as every row-length temporary
-    runs = _runs_of(customers, new_c, order, day, bits, exact)
-    if runs is None:
-        return _grouped_rows(frame, customer_col)
-    firsts, permutation = runs
-    amount = frame.get_column("amount").to_numpy()[order]
-    return firsts, day, amount, new_c, permutation
+    key = key.sort().to_numpy()  # distinct values: the order is exact
+    with ThreadPoolExecutor(1) as beside:
+        # gathered from below: 5x slower across the scan's chunks; copied meanwhile
+        chunks = beside.submit(customers.rechunk)
+        # the row numbers are below 2^63: the same bits read as int64, without a copy
+        order = (key & np.uint64((1 << bits.row) - 1)).view(np.int64)
+        day = bits.day_of(key)
+        new_c = _changes(bits.ident_of(key))
+        del key  # 50 MB less at the peak, as every row-length temporary
+        firsts = _runs_of(chunks.result(), new_c, order, day, exact)
+        # the amounts follow the rows (``order`` is final) while the customers are ordered
+        taken = beside.submit(np.take, frame.get_column("amount").to_numpy(), order)
+        if exact:
+            return firsts, day, taken.result(), new_c, None
+        firsts, permutation = _in_order(firsts, bits)
+        if permutation is None:  # an id's hash differs from the one it was packed with
+            return _grouped_rows(frame, customer_col)
+        return firsts, day, taken.result(), new_c, permutation
 
 
 @dataclass(frozen=True)
@@ -155,31 +161,40 @@ class _Bits:
         return customers.hash().to_numpy() >> np.uint64(64 - self.ident)
 
 
-def _pack(customers: pl.Series, day: pl.Series) -> tuple[np.ndarray, _Bits, bool] | None:
+def _pack(customers: pl.Series, day: pl.Series) -> tuple[pl.Series, _Bits, bool] | None:
     """The keys, their layout, and whether the customer part is exact (integer ids within
     a range that fits) or a hash's top bits (strings, widely spread integer ids such as
-    13-digit shop ids); None for other types or too many rows."""
+    13-digit shop ids); None for other types or too many rows.
+
+    The keys are one polars expression over the columns as they are (every chunk of the
+    scan, on every core): ~0.06 s on 6.4M rows where the same arithmetic in numpy, one
+    temporary array per step, took 0.2-0.4 s. Shifts are products by powers of two, on
+    values small enough not to overflow."""
     lo = int(day.min())
     n = day.len()
     day_bits, row_bits = max(int(day.max()) - lo, 1).bit_length(), max(n - 1, 1).bit_length()
     bits = _Bits(lo, day_bits, row_bits, 64 - day_bits - row_bits)
     if bits.ident < 1 or not (customers.dtype.is_integer() or customers.dtype == pl.String):
         return None
+    c = pl.col("c")
     low = int(customers.min()) if customers.dtype.is_integer() else 0
     if customers.dtype.is_integer() and not (int(customers.max()) - low) >> bits.ident:
-        wide = customers if customers.dtype == pl.UInt64 else customers.cast(pl.Int64)
-        ident, exact = (wide - low).cast(pl.UInt64).to_numpy(), True
+        wide = c if customers.dtype == pl.UInt64 else c.cast(pl.Int64)
+        ident, exact = (wide - low).cast(pl.UInt64), True
     else:
         bits = _Bits(lo, day_bits, row_bits, min(bits.ident, _HASH_BITS))
-        ident, exact = bits.hashed(customers), False
-    key = np.left_shift(ident, np.uint64(bits.day + bits.row))
-    del ident
-    offsets = (day.to_numpy() - lo).astype(np.uint64)
-    offsets <<= np.uint64(bits.row)
-    key |= offsets
-    del offsets
-    key |= np.arange(n, dtype=np.uint64)
-    return key, bits, exact
+        ident, exact = c.hash() // _power(64 - bits.ident), False
+    key = (
+        ident * _power(bits.day + bits.row)
+        + (pl.col("d") - lo).cast(pl.UInt64) * _power(bits.row)
+        + pl.int_range(pl.len(), dtype=pl.UInt64)
+    )
+    frame = pl.DataFrame({"c": customers, "d": day})
+    return frame.lazy().select(key.alias("key")).collect().get_column("key"), bits, exact
+
+
+def _power(bits: int) -> pl.Expr:
+    return pl.lit(1 << bits, pl.UInt64)
 
 
 def _runs_of(
@@ -187,37 +202,31 @@ def _runs_of(
     new_c: np.ndarray,
     order: np.ndarray,
     day: np.ndarray,
-    bits: _Bits,
     exact: bool,
-) -> tuple[pl.Series, np.ndarray | None] | None:
-    """The customers in order and, for hashed ids, where each customer's figures are (the
-    runs follow the hashes); None if the check fails. For hashed ids, ``new_c`` (where each
-    hash starts) becomes where each customer starts, and ``order`` and ``day`` are
-    untangled, in place."""
+) -> pl.Series:
+    """The customer of each run: in order for exact ids, in the order of their hashes
+    otherwise (see :func:`_in_order`). For hashed ids, ``new_c`` (where each hash starts)
+    becomes where each customer starts, and ``order`` and ``day`` are untangled, in
+    place."""
     n = order.size
     if exact:
-        return customers.gather(order[new_c[:n]]), None
+        return customers.gather(order[new_c[:n]])
     rows = customers.gather(order)
     changed = rows.slice(1).ne_missing(rows.slice(0, n - 1)).to_numpy()
     tangled = changed & ~new_c[1:n]  # an id changes within one hash
     if not tangled.any():
         new_c[1:n] = changed
-        firsts = rows.filter(pl.Series(new_c[:n]))
-    else:
-        del rows
-        at = _untangle(order, day, customers, new_c, np.flatnonzero(tangled) + 1)
-        # only the rows inside the untangled runs moved (a run's first row still differs
-        # from the previous run's last: another hash): compare just those, not all 6M again
-        inner = at[~new_c[at]]
-        changed = changed.copy() if not changed.flags.writeable else changed
-        now, before = customers.gather(order[inner]), customers.gather(order[inner - 1])
-        changed[inner - 1] = now.ne_missing(before).to_numpy()
-        new_c[1:n] = changed
-        firsts = customers.gather(order[new_c[:n]])
-    ordered, permutation = _in_order(firsts, bits)
-    if permutation is None:
-        return None
-    return ordered, permutation
+        return rows.filter(pl.Series(new_c[:n]))
+    del rows
+    at = _untangle(order, day, customers, new_c, np.flatnonzero(tangled) + 1)
+    # only the rows inside the untangled runs moved (a run's first row still differs from
+    # the previous run's last: another hash): compare just those, not all 6M again
+    inner = at[~new_c[at]]
+    changed = changed.copy() if not changed.flags.writeable else changed
+    now, before = customers.gather(order[inner]), customers.gather(order[inner - 1])
+    changed[inner - 1] = now.ne_missing(before).to_numpy()
+    new_c[1:n] = changed
+    return customers.gather(order[new_c[:n]])
 
 
 def _untangle(
