@@ -4,11 +4,12 @@ and assemble every per-customer insight into one frame."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from time import perf_counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import polars as pl
@@ -34,6 +35,7 @@ __all__ = [
 # 0.5-1.6 s slower beside the importing thread, more than the import itself costs.
 
 Progress = Callable[[str, float], None]
+T = TypeVar("T")
 # Below this many repeat customers the models are not fitted (their estimates would be noise).
 MIN_REPEAT_CUSTOMERS = 20
 
@@ -47,6 +49,11 @@ class ClvOptions:
     customer_col: str = "customer_id"
     datetime_col: str = "date"
     monetary_col: str = "amount"
+
+
+def _timed(fit: Callable[[pl.DataFrame], T], data: pl.DataFrame) -> tuple[T, float]:
+    started = perf_counter()
+    return fit(data), perf_counter() - started
 
 
 @contextmanager
@@ -167,10 +174,15 @@ def _fit_and_score(
     from fidele.analytics.clv import score
     from fidele.analytics.gammagamma import fit_gamma_gamma
 
-    with _step("bgnbd_fit", progress, t):
-        bg = fit_bgnbd(data)
-    with _step("gamma_gamma_fit", progress, t):
-        gg = fit_gamma_gamma(data)
+    # the two fits are independent: Gamma-Gamma runs in a helper thread beside BG/NBD (numpy
+    # releases the GIL; ~0.06 s less of 0.22 s on 1M customers, 2 cores)
+    with ThreadPoolExecutor(1) as beside:
+        spend = beside.submit(_timed, fit_gamma_gamma, data)
+        with _step("bgnbd_fit", progress, t):
+            bg = fit_bgnbd(data)
+        gg, t["gamma_gamma_fit"] = spend.result()
+    if progress is not None:
+        progress("gamma_gamma_fit", t["gamma_gamma_fit"])
     with _step("scoring", progress, t):
         scores = score(
             data,
