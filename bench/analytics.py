@@ -8,6 +8,7 @@ as a lower bound.
 
     .venv/bin/python bench/analytics.py [n_customers] [--limit SECONDS]
     .venv/bin/python bench/analytics.py [n_customers] --shapes   # row order, ids, dates, CSV
+    .venv/bin/python bench/analytics.py [n_customers] --shapes --repeat 5   # fidele's median
 """
 
 from __future__ import annotations
@@ -218,25 +219,39 @@ def _shape(base: Path, name: str, spec: tuple[str, str, str, str] | None) -> Pat
     return path
 
 
-def shapes(n: int, limit: float) -> None:
+def shapes(n: int, limit: float, repeat: int = 1) -> None:
     """``fidele analytics clv`` as a whole process on each shape of the same shop, against
     lifetimes in-process (imports excluded, reading included) on the same file format, in the
-    same run: the Parquet file for the Parquet shapes, each CSV file for its CSV shape."""
+    same run: the Parquet file for the Parquet shapes, each CSV file for its CSV shape.
+
+    With ``repeat`` > 1, fidele runs that many times per shape (after one unmeasured run that
+    compiles the bytecode and warms the page cache) and the median is compared, the range
+    shown beside it: on a shared 2-core machine one run moves by 10-20%. lifetimes runs once
+    per file format (30-40 s a run)."""
     base = _prepare(n)
     parquet = _worker("theirs", "end_to_end", n, limit)
     print(f"{n:,} customers; lifetimes on the Parquet file (in-process): {_fmt(parquet)}")
-    print(f"{'shape':48s} {'fidele':>9s} {'peak MB':>8s} {'lifetimes':>10s} {'speed-up':>9s}")
+    head = f"{'shape':48s} {'fidele':>9s} {'peak MB':>8s} {'lifetimes':>10s} {'speed-up':>9s}"
+    print(head + ("  fidele min-max" if repeat > 1 else ""))
     for name, spec in SHAPES.items():
         path = _shape(base, name, spec)
         theirs = parquet
         if path.suffix == ".csv":  # lifetimes reads the same CSV (pandas, dates parsed)
             theirs = _worker("theirs", f"end_to_end:{path}", n, limit)
-        ours = _run(_clv_cmd(path, n), limit)
+        if repeat > 1:
+            _run(_clv_cmd(path, n), limit)
+        runs = sorted((_run(_clv_cmd(path, n), limit) for _ in range(repeat)), key=_wall)
+        ours = runs[len(runs) // 2]
         ratio = float(theirs["step"]) / float(ours["wall"]) if not theirs["timed_out"] else 0.0
+        spread = f"  {_wall(runs[0]):.2f}-{_wall(runs[-1]):.2f} s" if repeat > 1 else ""
         print(
             f"{name:48s} {ours['wall']:8.2f}s {ours['peak_mb']:8.0f} {_fmt(theirs):>10s} "
-            f"{ratio:8.1f}x"
+            f"{ratio:8.1f}x{spread}"
         )
+
+
+def _wall(run: dict[str, object]) -> float:
+    return float(run["wall"])  # type: ignore[arg-type]
 
 
 def _clv_cmd(path: Path, n: int) -> list[str]:
@@ -285,5 +300,11 @@ if __name__ == "__main__":
         limit = float(sys.argv[sys.argv.index("--limit") + 1]) if "--limit" in sys.argv else 600.0
         if "--limit" in sys.argv:
             args = [a for a in args if a != sys.argv[sys.argv.index("--limit") + 1]]
-        run = shapes if "--shapes" in sys.argv else main
-        run(int(args[0]) if args else 1_000_000, limit)
+        repeat = int(sys.argv[sys.argv.index("--repeat") + 1]) if "--repeat" in sys.argv else 1
+        if "--repeat" in sys.argv:
+            args = [a for a in args if a != sys.argv[sys.argv.index("--repeat") + 1]]
+        count = int(args[0]) if args else 1_000_000
+        if "--shapes" in sys.argv:
+            shapes(count, limit, repeat)
+        else:
+            main(count, limit)

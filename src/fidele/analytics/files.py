@@ -37,8 +37,10 @@ def read_transactions(
             raise InvalidInput(f"column {col!r} is not in {path.name}", field=col)
     lf = lf.select(wanted)
     if schema[date_col] == pl.Utf8:
-        fast = _iso_dates_read(path, lf, date_col, wanted)
-        fast = fast if fast is not None else _utc_days_scanned(lf, date_col)
+        # the first 1,000 values tell which reading can apply (read once, for both)
+        first = lf.select(date_col).head(1000).collect().get_column(date_col).drop_nulls()
+        fast = _iso_dates_read(path, first, date_col, wanted)
+        fast = fast if fast is not None else _utc_days_scanned(lf, first, date_col)
         lf = (fast if fast is not None else _parse_dates(lf.collect(), date_col)).lazy()
     if schema[customer_col].is_integer() or schema[customer_col] == pl.Utf8:
         return lf  # integer ids stay integers: grouped and sorted several times faster
@@ -74,7 +76,7 @@ def _parse_dates(frame: pl.DataFrame, col: str) -> pl.DataFrame:
 
 
 def _iso_dates_read(
-    path: Path, lf: pl.LazyFrame, col: str, wanted: list[str]
+    path: Path, first: pl.Series, col: str, wanted: list[str]
 ) -> pl.DataFrame | None:
     """A CSV column of plain ISO dates (``YYYY-MM-DD``, no time: the first value has that
     shape) read as dates by the CSV reader itself: ~0.4 s of CPU less on 6M rows than the
@@ -84,7 +86,6 @@ def _iso_dates_read(
     of the same date (``2025/01/02``, ``2025-1-2``) that the text rules refuse."""
     if path.suffix.lower() in {".parquet", ".pq"}:
         return None
-    first = lf.select(col).head(1000).collect().get_column(col).drop_nulls()  # 1,000 rows
     if not len(first) or len(first[0]) != 10 or _UTC_ISO.fullmatch(first[0]) is None:
         return None
     try:
@@ -95,14 +96,13 @@ def _iso_dates_read(
     return frame.with_columns(pl.col(col).cast(pl.Datetime("us", "UTC")))
 
 
-def _utc_days_scanned(lf: pl.LazyFrame, col: str) -> pl.DataFrame | None:
+def _utc_days_scanned(lf: pl.LazyFrame, first: pl.Series, col: str) -> pl.DataFrame | None:
     """The fast path of :func:`_parse_dates` in the scan itself: each chunk of the file has
     its dates' first ten characters parsed as it is read (the text of 6M date-times is never
     held whole), with one flag per row saying whether the row has the shape the fast path
     requires. The frame is returned when every row does; otherwise ``None`` (the caller reads
     the file again and takes the full parse, with its errors): the same rules as
     :func:`_utc_days`, which checks a column already in memory."""
-    first = lf.select(col).head(1000).collect().get_column(col).drop_nulls()  # read: 1,000 rows
     shape = _UTC_ISO.fullmatch(first[0]) if len(first) else None
     if shape is None:
         return None
