@@ -6,6 +6,7 @@ every domain."""
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterable
 from typing import Any
@@ -108,5 +109,37 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
+# Set by a command whose process ends holding a large working set, all its output written
+# (the analytics of an orders file): the console script then ends without the interpreter's
+# teardown, which only hands back memory the system reclaims at once anyway (0.08 s of a
+# 1.7 s `fidele analytics clv` on 1M customers). The Typer app, as tests run it, is unchanged.
+_end_at_once = False
+
+
+def end_at_once() -> None:
+    """Let the console script end without the interpreter's teardown once the command has
+    returned or exited (standard streams flushed first; nothing else is left to do)."""
+    global _end_at_once
+    _end_at_once = True
+
+
 def main() -> None:
-    build(_modules_for(sys.argv[1:]))()
+    try:
+        build(_modules_for(sys.argv[1:]))()
+    except SystemExit as exc:
+        if not _end_at_once:
+            raise
+        code = exc.code
+    else:
+        if not _end_at_once:
+            return
+        code = 0
+    if code is not None and not isinstance(code, int):
+        print(code, file=sys.stderr)  # as the interpreter reports SystemExit("message")
+        code = 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except OSError:  # the reader is gone (a closed pipe): nothing left to hand it
+            code = code or 120  # the interpreter's own status for that
+    os._exit(code or 0)

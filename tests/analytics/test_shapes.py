@@ -242,3 +242,25 @@ def test_plain_iso_dates_are_read_by_the_csv_reader(tmp_path, monkeypatch):
     with pytest.raises(InvalidInput, match="'date'"):
         read_transactions(path, **names)
     assert scanned
+
+
+def test_the_console_script_ends_at_once_with_all_its_output_and_status(tmp_path):
+    """The analytics commands end without the interpreter's teardown (``end_at_once``): the
+    output piped to the caller is whole (here ~10 times a pipe's buffer, as JSON), the status
+    is the command's (0, then 2 for a refused file), and the messages on stderr arrive."""
+    orders = simulate_bgnbd_gg(3000, start=date(2024, 1, 1), seed=5)
+    path = tmp_path / "orders.csv"
+    orders.write_csv(path)
+    base = [FIDELE, "analytics", "summary", "--orders", str(path), "--format", "json"]
+    done = subprocess.run(base, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout) > 10 * 65536
+    rows = json.loads(done.stdout)
+    assert {row["customer_id"] for row in rows} == set(orders["customer_id"].unique())
+    bad = tmp_path / "bad.csv"
+    bad.write_text("customer_id,date,amount\na,2025-01-01,1\nb,2025-13-01,2\n")
+    refused = subprocess.run(
+        [FIDELE, "analytics", "summary", "--orders", str(bad)], capture_output=True, text=True
+    )
+    assert refused.returncode == 2 and "'date'" in refused.stderr
+    assert "Traceback" not in refused.stderr

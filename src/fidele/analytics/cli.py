@@ -84,8 +84,10 @@ def _day(value: str | None, field: str) -> date | None:
 
 def _load(orders: Path, customer: str, when: str, amount: str | None, end: str | None):
     from fidele.analytics.files import last_day, read_transactions
+    from fidele.cli import end_at_once
     from fidele.errors import FideleError
 
+    end_at_once()  # the orders are in memory until the end: no teardown to wait for
     try:
         lf = read_transactions(orders, customer_col=customer, date_col=when, amount_col=amount)
         return lf, _day(end, "--observation-end") or last_day(lf, when)
