@@ -132,6 +132,11 @@ def test_float_amounts_are_summed_in_the_files_order_as_before(shop, monkeypatch
         pl.Series("customer_id", [-(2**62), 5, 2**62, 5, -(2**62), 7], dtype=pl.Int64),  # wide
         pl.Series("customer_id", [3, 1, 2, 1, 3, 2], dtype=pl.UInt8),
         pl.Series("customer_id", [2**64 - 1, 0, 2**64 - 1, 7, 0, 7], dtype=pl.UInt64),
+        # packed exactly, and the ids read back from the keys: negative, at the top of
+        # UInt64, at both ends of Int32
+        pl.Series("customer_id", [-5, -7, -6, -5, -7, -6], dtype=pl.Int64),
+        pl.Series("customer_id", [2**64 - 1, 2**64 - 3, 2**64 - 2] * 2, dtype=pl.UInt64),
+        pl.Series("customer_id", [-(2**31), 2**31 - 1, 0] * 2, dtype=pl.Int32),
         pl.Series("customer_id", ["b", None, "a", None, "b", "a"]),  # a null customer
     ],
 )
@@ -144,6 +149,7 @@ def test_unusual_ids_give_the_general_group_bys_result(ids, monkeypatch):
         }
     )
     got = _summary(frame)
+    assert got.schema["customer_id"] == ids.dtype
     monkeypatch.setattr(_runs, "_pack", lambda *a: None)
     assert got.equals(_summary(frame))
 

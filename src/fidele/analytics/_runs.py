@@ -12,7 +12,7 @@ need no extra sort."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import polars as pl
@@ -120,19 +120,26 @@ def _grouped(frame: pl.DataFrame, customer_col: str) -> _Grouped:
         return _grouped_rows(frame, customer_col)
     key, bits, exact = packed
     key = key.sort().to_numpy()  # distinct values: the order is exact
+    amount = frame.get_column("amount").to_numpy()
     with ThreadPoolExecutor(1) as beside:
-        # gathered from below: 5x slower across the scan's chunks; copied meanwhile
-        chunks = beside.submit(customers.rechunk)
+        # hashed ids are checked against the ids themselves, gathered from below: 5x slower
+        # across the scan's chunks, so they are copied meanwhile
+        chunks = None if exact else beside.submit(customers.rechunk)
         # the row numbers are below 2^63: the same bits read as int64, without a copy
         order = (key & np.uint64((1 << bits.row) - 1)).view(np.int64)
+        if exact:  # ``order`` is final: the amounts follow the rows meanwhile
+            taken = beside.submit(np.take, amount, order)
         day = bits.day_of(key)
-        new_c = _changes(bits.ident_of(key))
+        ident = bits.ident_of(key)
         del key  # 50 MB less at the peak, as every row-length temporary
-        firsts = _runs_of(chunks.result(), new_c, order, day, exact)
-        # the amounts follow the rows (``order`` is final) while the customers are ordered
-        taken = beside.submit(np.take, frame.get_column("amount").to_numpy(), order)
-        if exact:
+        new_c = _changes(ident)
+        if exact:  # the ids are in the keys: no gather of them
+            firsts = bits.ids_of(ident[new_c[: ident.size]], customers)
             return firsts, day, taken.result(), new_c, None
+        del ident
+        firsts = _runs_of(chunks.result(), new_c, order, day)
+        # the amounts follow the rows (``order`` is final) while the customers are ordered
+        taken = beside.submit(np.take, amount, order)
         firsts, permutation = _in_order(firsts, bits)
         if permutation is None:  # an id's hash differs from the one it was packed with
             return _grouped_rows(frame, customer_col)
@@ -147,6 +154,7 @@ class _Bits:
     day: int
     row: int
     ident: int  # the customer's part: the rest of the 64 bits (at most _HASH_BITS of a hash)
+    low: int = 0  # exact ids: the smallest, which the customer's part counts from
 
     def day_of(self, key: np.ndarray) -> np.ndarray:
         """The day numbers (Int32, as the frame's) of the keys."""
@@ -156,6 +164,14 @@ class _Bits:
 
     def ident_of(self, key: np.ndarray) -> np.ndarray:
         return key >> np.uint64(self.day + self.row)
+
+    def ids_of(self, ident: np.ndarray, like: pl.Series) -> pl.Series:
+        """Exact ids back from their part of the keys, as ``like`` (its name and type)."""
+        if like.dtype == pl.UInt64:
+            values = ident + np.uint64(self.low)
+        else:  # within the ids' own range: int64 holds them (the smallest may be negative)
+            values = ident.astype(np.int64) + np.int64(self.low)
+        return pl.Series(like.name, values).cast(like.dtype)
 
     def hashed(self, customers: pl.Series) -> np.ndarray:
         return customers.hash().to_numpy() >> np.uint64(64 - self.ident)
@@ -181,6 +197,7 @@ def _pack(customers: pl.Series, day: pl.Series) -> tuple[pl.Series, _Bits, bool]
     if customers.dtype.is_integer() and not (int(customers.max()) - low) >> bits.ident:
         wide = c if customers.dtype == pl.UInt64 else c.cast(pl.Int64)
         ident, exact = (wide - low).cast(pl.UInt64), True
+        bits = replace(bits, low=low)
     else:
         bits = _Bits(lo, day_bits, row_bits, min(bits.ident, _HASH_BITS))
         ident, exact = c.hash() // _power(64 - bits.ident), False
@@ -202,15 +219,11 @@ def _runs_of(
     new_c: np.ndarray,
     order: np.ndarray,
     day: np.ndarray,
-    exact: bool,
 ) -> pl.Series:
-    """The customer of each run: in order for exact ids, in the order of their hashes
-    otherwise (see :func:`_in_order`). For hashed ids, ``new_c`` (where each hash starts)
-    becomes where each customer starts, and ``order`` and ``day`` are untangled, in
-    place."""
+    """The customer of each run of hashed ids, in the order of their hashes (see
+    :func:`_in_order`): ``new_c`` (where each hash starts) becomes where each customer
+    starts, and ``order`` and ``day`` are untangled, in place."""
     n = order.size
-    if exact:
-        return customers.gather(order[new_c[:n]])
     rows = customers.gather(order)
     changed = rows.slice(1).ne_missing(rows.slice(0, n - 1)).to_numpy()
     tangled = changed & ~new_c[1:n]  # an id changes within one hash
