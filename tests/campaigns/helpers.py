@@ -77,3 +77,25 @@ def journeys(api: TestClient, ext: str) -> list[dict[str, Any]]:
 
 def outcomes(journey: dict[str, Any]) -> list[tuple[str, str]]:
     return [(h["kind"], h["outcome"]) for h in journey["history"]]
+
+
+def enrollment_row(
+    tenant: Any, flow: Any, customer_id: int, due_at: datetime, **fields: Any
+) -> dict[str, Any]:
+    """An active enrollment at the flow's first step, due at ``due_at``, as a row to insert
+    in bulk (``fields`` override the columns)."""
+    return {
+        "merchant_id": tenant.merchant_id,
+        "flow_id": flow.id,
+        "version": flow.active_version,
+        "customer_id": customer_id,
+        "occurrence": "o",
+        "status": "active",
+        "step": "s1",
+        "due_at": due_at,
+        "entered_at": due_at,
+        "updated_at": due_at,
+        "attempts": 0,
+        "context": {},
+        **fields,
+    }

@@ -15,6 +15,7 @@ from fidele.campaigns.models import Enrollment, EnrollmentStep
 from fidele.messaging import service as messaging
 from fidele.messaging.consent import record_bounce
 from fidele.messaging.models import MessageSend
+from tests.campaigns.helpers import enrollment_row
 from tests.messaging.conftest import make_customer, make_template
 
 EVENING = datetime(2026, 6, 1, 20, 30, tzinfo=UTC)  # 22:30 in Paris, quiet there; not in UTC
@@ -121,20 +122,13 @@ def test_batch_advancement_equals_one_by_one(session, tenant, monkeypatch):
     session.execute(
         insert(Enrollment),
         [
-            {
-                "merchant_id": tenant.merchant_id,
-                "flow_id": flow.id,
-                "version": flow.active_version,
-                "customer_id": people[ext].id,
-                "occurrence": "o",
-                "status": "active",
-                "step": "s1",
-                "due_at": EVENING - timedelta(minutes=1),
-                "entered_at": EVENING - timedelta(minutes=1),
-                "updated_at": EVENING - timedelta(minutes=1),
-                "attempts": 0,
-                "context": {"coupon_code": f"C-{ext}"},
-            }
+            enrollment_row(
+                tenant,
+                flow,
+                people[ext].id,
+                EVENING - timedelta(minutes=1),
+                context={"coupon_code": f"C-{ext}"},
+            )
             for flow, ext in plan
         ],
     )
@@ -185,23 +179,7 @@ def test_a_batch_failing_after_its_rows_are_written_ends_as_one_by_one(
     people = [make_customer(session, tenant, f"f{i}") for i in range(3)]
     session.execute(
         insert(Enrollment),
-        [
-            {
-                "merchant_id": tenant.merchant_id,
-                "flow_id": flow.id,
-                "version": flow.active_version,
-                "customer_id": p.id,
-                "occurrence": "o",
-                "status": "active",
-                "step": "s1",
-                "due_at": EVENING - timedelta(minutes=1),
-                "entered_at": EVENING - timedelta(minutes=1),
-                "updated_at": EVENING - timedelta(minutes=1),
-                "attempts": 0,
-                "context": {},
-            }
-            for p in people
-        ],
+        [enrollment_row(tenant, flow, p.id, EVENING - timedelta(minutes=1)) for p in people],
     )
     session.flush()
     with session.begin_nested() as one_by_one:

@@ -12,6 +12,7 @@ from fidele.campaigns import domain
 from fidele.campaigns import service as flows
 from fidele.campaigns.models import Enrollment, EnrollmentStep
 from fidele.campaigns.repository import FlowRepository
+from tests.campaigns.helpers import enrollment_row
 from tests.messaging.conftest import make_customer
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -30,20 +31,7 @@ def _enrollments(session: Session, tenant, n: int) -> list[Enrollment]:  # type:
     session.execute(
         insert(Enrollment),
         [
-            {
-                "merchant_id": tenant.merchant_id,
-                "flow_id": flow.id,
-                "version": flow.active_version,
-                "customer_id": p.id,
-                "occurrence": "o",
-                "status": "active",
-                "step": "s1",
-                "due_at": NOW,
-                "entered_at": NOW,
-                "updated_at": NOW,
-                "attempts": 0,
-                "context": {"order_id": 7, "n": i},
-            }
+            enrollment_row(tenant, flow, p.id, NOW, context={"order_id": 7, "n": i})
             for i, p in enumerate(people)
         ],
     )
