@@ -250,6 +250,47 @@ def test_plain_iso_dates_are_read_by_the_csv_reader(tmp_path, monkeypatch):
     assert scanned
 
 
+def test_the_sample_of_dates_comes_from_the_csv_s_first_block(tmp_path):
+    """The first dates, which choose a reading, are parsed from the file's first 256 KiB
+    (the scan's head read far more of the file): the same values as the scan's first rows,
+    the scan not used."""
+    import fidele.analytics.files as files
+
+    path = tmp_path / "orders.csv"
+    lines = [f"c{i % 37},2025-01-{1 + i % 28:02d}T10:{i % 60:02d}:00Z,{i}" for i in range(20000)]
+    path.write_text("customer_id,date,amount\n" + "\n".join(lines) + "\n")
+    assert path.stat().st_size > files._HEAD_BYTES
+    sample = files._first_values(path, None, "date")  # type: ignore[arg-type]
+    assert sample.equals(pl.scan_csv(path).select("date").head(1000).collect()["date"])
+
+
+@pytest.mark.parametrize("cut", ["in a quoted field", "in the header"])
+def test_a_first_block_that_cuts_a_record_falls_back_to_the_scan(tmp_path, monkeypatch, cut):
+    """A block that ends inside a quoted field spanning lines, or holds no whole line (the
+    header is longer), gives the scan's first rows instead, and the file is read as before."""
+    import fidele.analytics.files as files
+
+    rows = [
+        f'c{i % 37},"note, {i}\nnext ""line""",2025-01-{1 + i % 28:02d}T10:00:00Z,{i}'
+        for i in range(3000)
+    ]
+    path = tmp_path / "orders.csv"
+    path.write_text(
+        "customer_id,notes_to_be_ignored_by_the_reader,date,amount\n" + "\n".join(rows) + "\n"
+    )
+    block = path.read_bytes().index(b"note, 5\n") + 8 if cut == "in a quoted field" else 40
+    monkeypatch.setattr(files, "_HEAD_BYTES", block)
+    lf = pl.scan_csv(path)
+    head = lf.select("date").head(1000).collect().get_column("date")
+    assert files._first_values(path, lf, "date").equals(head)
+    names = dict(customer_col="customer_id", date_col="date", amount_col="amount")
+    got = read_transactions(path, **names).collect()
+    want = pl.read_csv(path).select(
+        "customer_id", pl.col("date").str.to_datetime(time_zone="UTC").dt.date(), "amount"
+    )
+    assert got.with_columns(pl.col("date").dt.date()).equals(want)
+
+
 def test_the_console_script_ends_at_once_with_all_its_output_and_status(tmp_path):
     """The analytics commands end without the interpreter's teardown (``end_at_once``): the
     output piped to the caller is whole (here ~10 times a pipe's buffer, as JSON), the status
