@@ -83,6 +83,16 @@ def test_time_codes_on_grids_and_off():
     assert list(table) == [0.5, 30.43] and list(a) == [0, 1, 0] and list(b) == [1]
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(-3, 3) | st.integers(-(2**62), 2**62), max_size=300))
+def test_distinct_counts_are_numpy_s_unique_with_counts(values):
+    keys = np.array(values, dtype=np.int64)  # small values repeat
+    got, counts = _fit.distinct_counts(keys)
+    want, want_counts = np.unique(keys, return_counts=True)
+    assert np.array_equal(got, want) and np.array_equal(counts, want_counts)
+    assert got.dtype == np.int64 and counts.dtype == want_counts.dtype
+
+
 def test_newton_finds_a_known_minimum_from_far_and_returns_its_hessian():
     # f = sum w (log theta - log m)^2 + sum theta, minimum at 2 w (log t - log m) / t + 1 = 0
     m, w = np.array([3.0, 0.2, 50.0]), np.array([10.0, 1.0, 1000.0])

@@ -15,6 +15,7 @@ import polars as pl
 
 from fidele.analytics._fit import (
     FitResult,
+    distinct_counts,
     log_normal_penalty,
     newton_log,
     standard_errors,
@@ -128,7 +129,7 @@ class _Likelihood:
         self.CTx = np.bincount(i_T, weights=x, minlength=k)  # x = 0 adds nothing
         # one sort of all customers' keys, x most significant: the one-off customers' keys
         # come first and are dropped (cheaper than selecting the repeat customers first)
-        keys, counts = np.unique((xi * k + i_T) * k + i_t, return_counts=True)
+        keys, counts = distinct_counts((xi * k + i_T) * k + i_t)
         first = int(np.searchsorted(keys, k * k))
         self.patterns = _Patterns(keys[first:], counts[first:], k)
 
