@@ -118,9 +118,6 @@ def _grouped(frame: pl.DataFrame, customer_col: str, gaps: bool) -> CustomerRuns
     key = key.sort().to_numpy()  # distinct values: the order is exact
     amount = frame.get_column("amount").to_numpy()
     with ThreadPoolExecutor(1) as beside:
-        # hashed ids are checked against the ids themselves, gathered from below: 5x slower
-        # across the scan's chunks, so they are copied meanwhile
-        chunks = None if exact else beside.submit(customers.rechunk)
         # the row numbers are below 2^63: the same bits read as int64, without a copy
         order = (key & np.uint64((1 << bits.row) - 1)).view(np.int64)
         if exact:  # ``order`` is final: the amounts follow the rows meanwhile
@@ -133,7 +130,7 @@ def _grouped(frame: pl.DataFrame, customer_col: str, gaps: bool) -> CustomerRuns
             firsts = bits.ids_of(ident[new_c[: ident.size]], customers)
             return _reduce_grouped((firsts, day, taken.result(), new_c), gaps)
         del ident
-        firsts = _runs_of(chunks.result(), new_c, order, day)
+        firsts = _runs_of(customers, new_c, order, day)
         # the customers are ordered while the amounts follow the rows (``order`` is final)
         # and the runs are reduced in the hashes' order (~0.1 s less than one after the other)
         ordering = beside.submit(_in_order, firsts, bits)
@@ -229,7 +226,7 @@ def _runs_of(
     :func:`_in_order`): ``new_c`` (where each hash starts) becomes where each customer
     starts, and ``order`` and ``day`` are untangled, in place."""
     n = order.size
-    rows = customers.gather(order)
+    rows = _gather(customers, order)
     changed = rows.slice(1).ne_missing(rows.slice(0, n - 1)).to_numpy()
     tangled = changed & ~new_c[1:n]  # an id changes within one hash
     if not tangled.any():
@@ -244,7 +241,15 @@ def _runs_of(
     now, before = customers.gather(order[inner]), customers.gather(order[inner - 1])
     changed[inner - 1] = now.ne_missing(before).to_numpy()
     new_c[1:n] = changed
-    return customers.gather(order[new_c[:n]])
+    return _gather(customers, order[new_c[:n]])
+
+
+def _gather(values: pl.Series, at: np.ndarray) -> pl.Series:
+    """``values.gather(at)`` by the query engine, which gathers across the scan's chunks in
+    parallel: 6.4M ids in time order put in key order in 0.05-0.09 s where the eager gather
+    took 0.45 s (0.07-0.11 s after a copy into one chunk)."""
+    frame = pl.DataFrame({"v": values}).lazy().select(pl.col("v").gather(at)).collect()
+    return frame.get_column("v").alias(values.name)
 
 
 def _untangle(
