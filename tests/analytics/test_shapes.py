@@ -264,6 +264,26 @@ def test_the_sample_of_dates_comes_from_the_csv_s_first_block(tmp_path):
     assert sample.equals(pl.scan_csv(path).select("date").head(1000).collect()["date"])
 
 
+def test_a_compressed_csv_is_read_as_the_plain_one(tmp_path):
+    """A gzipped export larger than the first block: the same frame as the plain file."""
+    import gzip
+    import random
+
+    rng = random.Random(4)
+    lines = [
+        f"c{rng.getrandbits(40)},2025-01-{1 + i % 28:02d}T10:{i % 60:02d}:00Z,{rng.getrandbits(20)}"
+        for i in range(200_000)
+    ]
+    text = "customer_id,date,amount\n" + "\n".join(lines) + "\n"
+    plain, packed = tmp_path / "orders.csv", tmp_path / "orders.csv.gz"
+    plain.write_text(text)
+    packed.write_bytes(gzip.compress(text.encode()))
+    assert packed.stat().st_size > 1 << 18
+    names = dict(customer_col="customer_id", date_col="date", amount_col="amount")
+    got = read_transactions(packed, **names).collect()
+    assert got.equals(read_transactions(plain, **names).collect()) and got.height == 200_000
+
+
 @pytest.mark.parametrize("cut", ["in a quoted field", "in the header"])
 def test_a_first_block_that_cuts_a_record_falls_back_to_the_scan(tmp_path, monkeypatch, cut):
     """A block that ends inside a quoted field spanning lines, or holds no whole line (the
