@@ -30,7 +30,7 @@ def read_transactions(
     aware UTC datetime when it is text (ISO 8601; see :func:`_parse_dates`)."""
     if not path.exists():
         raise InvalidInput(f"no such file: {path}", field="orders")
-    lf = pl.scan_parquet(path) if path.suffix.lower() in {".parquet", ".pq"} else pl.scan_csv(path)
+    lf = pl.scan_parquet(path) if _is_parquet(path) else pl.scan_csv(path)
     schema = lf.collect_schema()
     wanted = [customer_col, date_col] + ([amount_col] if amount_col else [])
     for col in wanted:
@@ -58,16 +58,23 @@ def _first_values(path: Path, lf: pl.LazyFrame, col: str, n: int = 1000) -> pl.S
     where the scan's ``head`` took 20-60 ms on a 6.4M-row file; the scan's head serves
     Parquet, and a block with no whole line or one the reader refuses (a compressed file's
     first block is decompressed as far as it goes)."""
-    if path.suffix.lower() not in {".parquet", ".pq"}:
-        with path.open("rb") as fh:
-            block = fh.read(_HEAD_BYTES)
-        lines = block if len(block) < _HEAD_BYTES else block[: block.rfind(b"\n") + 1]
-        try:
-            head = pl.read_csv(io.BytesIO(lines), columns=[col], n_rows=n, infer_schema=False)
-            return head.get_column(col)
-        except Exception:  # noqa: BLE001 (a hint only: whatever the block is, the scan decides)
-            pass
-    return lf.select(col).head(n).collect().get_column(col)
+    head = None if _is_parquet(path) else _csv_head(path, col, n)
+    return head if head is not None else lf.select(col).head(n).collect().get_column(col)
+
+
+def _csv_head(path: Path, col: str, n: int) -> pl.Series | None:
+    with path.open("rb") as fh:
+        block = fh.read(_HEAD_BYTES)
+    lines = block if len(block) < _HEAD_BYTES else block[: block.rfind(b"\n") + 1]
+    try:
+        head = pl.read_csv(io.BytesIO(lines), columns=[col], n_rows=n, infer_schema=False)
+    except Exception:  # noqa: BLE001 (a hint only: whatever the block holds, the scan decides)
+        return None
+    return head.get_column(col)
+
+
+def _is_parquet(path: Path) -> bool:
+    return path.suffix.lower() in {".parquet", ".pq"}
 
 
 # An ISO date or date and time (seconds, optional fraction) in UTC: no offset or a zero one.
@@ -107,7 +114,7 @@ def _iso_dates_read(
     (an invalid day, a time of day, another order of the fields), and then ``None`` sends
     the file to the text scan, with its rules and errors; it also reads year-first variants
     of the same date (``2025/01/02``, ``2025-1-2``) that the text rules refuse."""
-    if path.suffix.lower() in {".parquet", ".pq"}:
+    if _is_parquet(path):
         return None
     if not len(first) or len(first[0]) != 10 or _UTC_ISO.fullmatch(first[0]) is None:
         return None
