@@ -83,15 +83,20 @@ def _reduce(
         return CustomerRuns(customers, *[empty] * 5, amount[:0], empty)
     cs = np.flatnonzero(new_c[:n])
     ends = np.append(cs[1:], n)
+    # the purchase days' starts, and which of them start a customer (each customer's first
+    # row starts a day): one gather of flags where a search of 1M starts among 5M took 3x
+    # longer; the distinct days per customer are the distances between those
+    ds = np.flatnonzero(new_d[:n])
+    first_day = np.flatnonzero(new_c[ds])
     return CustomerRuns(
         customers=customers,
         first=day[cs].astype(np.int64),
         last=day[ends - 1].astype(np.int64),
         n_orders=np.diff(np.append(cs, n)),
-        days=np.add.reduceat(new_d[:n].view(np.uint8), cs, dtype=np.int64),
+        days=np.diff(np.append(first_day, ds.size)),
         total=np.add.reduceat(amount, cs),
         first_amount=_first_day_amounts(amount, new_d, cs),
-        gap_sq=_gap_squares(day, new_d, cs) if gaps else np.zeros(cs.size, np.int64),
+        gap_sq=_gap_squares(day, ds, first_day) if gaps else np.zeros(cs.size, np.int64),
     )
 
 
@@ -362,12 +367,11 @@ def _first_day_amounts(amount: np.ndarray, new_d: np.ndarray, cs: np.ndarray) ->
     return out
 
 
-def _gap_squares(day: np.ndarray, new_d: np.ndarray, cs: np.ndarray) -> np.ndarray:
+def _gap_squares(day: np.ndarray, ds: np.ndarray, first_run: np.ndarray) -> np.ndarray:
     """Sum over each customer of (gap between consecutive purchase days)^2, in int64 (exact):
-    the squared day-to-day differences at day starts, the customer's first day zeroed."""
-    ds = np.flatnonzero(new_d[: day.size])
+    the squared day-to-day differences at day starts (``ds``), the customer's first day
+    (``first_run``, its index among them) zeroed."""
     run_day = day[ds].astype(np.int64)
-    first_run = np.searchsorted(ds, cs)
     sq = np.empty_like(run_day)
     sq[0] = 0
     np.subtract(run_day[1:], run_day[:-1], out=sq[1:])
