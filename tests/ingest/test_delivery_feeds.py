@@ -25,6 +25,7 @@ from fidele.events.models import Event
 from fidele.feedback.delivery_models import OrderDelivery
 from fidele.ingest import prestashop
 from fidele.ingest.importers import runner
+from fidele.ingest.models import ShopPackage
 from fidele.kit.clock import FrozenClock
 from tests.feedback.complaints_shop import events_of
 from tests.fixtures.factories import Tenant, make_tenant
@@ -52,6 +53,28 @@ def ok(r: Any) -> dict[str, Any]:
     assert r.status_code == 200, r.text
     body: dict[str, Any] = r.json()
     return body
+
+
+def package(fulfillment_id: int) -> dict[str, Any]:
+    """A ``fulfillments/create`` payload of one of the order's two units, in transit."""
+    f = copy.deepcopy(load("delivery/shopify_order_delivered")["fulfillments"][0])
+    f.update(
+        id=fulfillment_id, shipment_status="in_transit", updated_at="2026-03-05T16:00:00-08:00"
+    )
+    f["line_items"][0]["quantity"] = 1
+    return f
+
+
+def arrived(f: dict[str, Any], at: str) -> dict[str, Any]:
+    """``f``'s ``fulfillments/update`` once the carrier delivered it (``at``, Pacific time)."""
+    return {**f, "shipment_status": "delivered", "updated_at": f"{at}-08:00"}
+
+
+def delivered_once(api: TestClient, session: Session, tenant: Tenant, at: str) -> None:
+    """The Shopify order is delivered at ``at``, and ``order.delivered`` was recorded once."""
+    assert api.get(f"/v1/orders/{SHOPIFY_ORDER}").json()["status"] == "delivered"
+    assert api.get(f"/v1/orders/{SHOPIFY_ORDER}/delivery").json()["delivered_at"] == at
+    assert len(delivered_events(session, tenant)) == 1
 
 
 class TestShopify:
@@ -128,6 +151,81 @@ class TestShopify:
         assert shown["days_late"] is None  # no promise known: nothing judged
         assert len(delivered_events(session, tenant)) == 1
 
+    def test_an_order_in_two_packages_arrives_with_the_second(
+        self, client: TestClient, api: TestClient, tenant: Tenant, session: Session
+    ) -> None:
+        ok(shopify(client, tenant, "orders/create", load("shopify/usd_tax_on_top_paid")))
+        first, second = package(255858046), package(255858047)
+        for p in (first, second):  # the merchant ships the two units apart
+            ok(shopify(client, tenant, "fulfillments/create", p))
+        ok(shopify(client, tenant, "fulfillments/update", arrived(first, "2026-03-09T10:00:00")))
+        assert api.get(f"/v1/orders/{SHOPIFY_ORDER}").json()["status"] == "placed"
+        shown = api.get(f"/v1/orders/{SHOPIFY_ORDER}/delivery").json()
+        assert (shown["carrier"], shown["delivered_at"]) == ("USPS", None)
+        assert delivered_events(session, tenant) == []
+        for _ in range(2):
+            done = arrived(second, "2026-03-11T10:00:00")
+            ok(shopify(client, tenant, "fulfillments/update", done))
+        delivered_once(api, session, tenant, "2026-03-11T18:00:00Z")  # the last package's arrival
+
+    def test_a_carrier_event_for_one_of_two_packages_does_not_deliver_the_order(
+        self, client: TestClient, api: TestClient, tenant: Tenant, session: Session
+    ) -> None:
+        ok(shopify(client, tenant, "orders/create", load("shopify/usd_tax_on_top_paid")))
+        for fid in (255858046, 255858047):
+            ok(shopify(client, tenant, "fulfillments/create", package(fid)))
+        event = load("delivery/shopify_event_delivered")  # about 255858046
+        ok(shopify(client, tenant, "fulfillment_events/create", event))
+        assert api.get(f"/v1/orders/{SHOPIFY_ORDER}").json()["status"] == "placed"
+        assert delivered_events(session, tenant) == []
+        later = {**event, "id": 944956400, "fulfillment_id": 255858047}
+        later["happened_at"] = "2026-03-10T09:30:00-08:00"
+        ok(shopify(client, tenant, "fulfillment_events/create", later))
+        delivered_once(api, session, tenant, "2026-03-10T17:30:00Z")
+
+    def test_packages_listed_by_an_order_webhook_are_remembered(
+        self, client: TestClient, api: TestClient, tenant: Tenant, session: Session
+    ) -> None:
+        order = load("delivery/shopify_order_delivered")
+        shipped = {**package(255858046), "shipment_status": "delivered"}
+        shipped["updated_at"] = "2026-03-09T10:00:00-08:00"
+        order["fulfillments"] = [shipped, package(255858047)]
+        ok(shopify(client, tenant, "orders/updated", order))  # one of two packages arrived
+        assert api.get(f"/v1/orders/{SHOPIFY_ORDER}").json()["status"] == "shipped"
+        assert delivered_events(session, tenant) == []
+        # a carrier's event about the first package alone: the second is still on its way
+        ok(
+            shopify(
+                client,
+                tenant,
+                "fulfillment_events/create",
+                load("delivery/shopify_event_delivered"),
+            )
+        )
+        assert delivered_events(session, tenant) == []
+        event = {**load("delivery/shopify_event_delivered"), "fulfillment_id": 255858047}
+        event["happened_at"] = "2026-03-12T09:30:00-08:00"
+        ok(shopify(client, tenant, "fulfillment_events/create", event))
+        delivered_once(api, session, tenant, "2026-03-12T17:30:00Z")
+
+    def test_a_cancelled_package_no_longer_holds_the_order_back(
+        self, client: TestClient, api: TestClient, tenant: Tenant, session: Session
+    ) -> None:
+        ok(shopify(client, tenant, "orders/create", load("shopify/usd_tax_on_top_paid")))
+        kept, lost, again = package(255858046), package(255858047), package(255858048)
+        for p in (kept, lost):
+            ok(shopify(client, tenant, "fulfillments/create", p))
+        ok(shopify(client, tenant, "fulfillments/update", arrived(kept, "2026-03-09T10:00:00")))
+        cancelled = {**lost, "status": "cancelled"}
+        r = ok(shopify(client, tenant, "fulfillments/update", cancelled))
+        # the unit is not shipped any more: nothing says the order arrived
+        assert r["status"] == "ignored" and delivered_events(session, tenant) == []
+        ok(shopify(client, tenant, "fulfillments/create", again))  # shipped anew
+        ok(shopify(client, tenant, "fulfillments/update", arrived(again, "2026-03-12T10:00:00")))
+        # a late redelivery of the cancelled one's creation does not bring it back to life
+        ok(shopify(client, tenant, "fulfillments/create", lost))
+        delivered_once(api, session, tenant, "2026-03-12T18:00:00Z")
+
     def test_bad_dates_are_422_naming_the_field_and_store_nothing(
         self, client: TestClient, api: TestClient, tenant: Tenant, session: Session
     ) -> None:
@@ -151,6 +249,7 @@ class TestShopify:
             assert r.json()["fields"][0]["field"] == field, r.json()
         assert api.get(f"/v1/orders/{SHOPIFY_ORDER}").json()["status"] == "placed"
         assert session.query(OrderDelivery).count() == 0
+        assert session.query(ShopPackage).count() == 0
         assert delivered_events(session, tenant) == []
         unknown = {**event, "order_id": 1}
         assert shopify(client, tenant, "fulfillment_events/create", unknown).status_code == 404

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 
 from fidele.customers import service as customers
@@ -14,9 +14,9 @@ from fidele.errors import Conflict, IdempotencyConflict, InvalidInput
 from fidele.feedback import delivery_service
 from fidele.feedback.delivery_schemas import DeliveryIn
 from fidele.ingest.connectors import shopify, woocommerce
-from fidele.ingest.connectors.shop import ShopOrder
+from fidele.ingest.connectors.shop import Package, ShopOrder, external_id
+from fidele.ingest.repository import PackageRepository
 from fidele.kit.clock import as_utc
-from fidele.kit.schemas import ExternalId
 from fidele.orders import service as orders
 from fidele.orders.models import Order
 from fidele.orders.schemas import OrderIn, RefundIn, StatusIn
@@ -49,14 +49,6 @@ def mapped(fn: Callable[..., T], *args: Any) -> T:
         raise InvalidInput("the payload does not map onto a valid input", fields=fields) from exc
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise InvalidInput(f"the payload is not shaped as expected: {exc!r}"[:300]) from exc
-
-
-_EXTERNAL_ID: TypeAdapter[str] = TypeAdapter(ExternalId)
-
-
-def external_id(payload: dict[str, Any], key: str = "id") -> str:
-    """A payload's id, held to the API's rules for ids (1-255 characters, no slash)."""
-    return _EXTERNAL_ID.validate_python(str(payload[key]))
 
 
 def ensure_order(
@@ -143,6 +135,9 @@ def apply_order(
         # Created from the order's customer record (names, its own email), not the contact email.
         customers.upsert(session, caller, data.customer_id, shop.customer, now, source=source)
     order, created = ensure_order(session, caller, data, now, source)
+    if shop.packages:  # for the webhooks that later speak of one package (see _shopify_fulfillment)
+        locked = orders.get(session, caller, data.id, lock=True)
+        _packages_delivered(session, caller, locked, shop.packages, now)
     if shop.paid_at is not None and order.payment_status != "paid":
         move_status(
             session, caller, data.id, StatusIn(status="paid", occurred_at=shop.paid_at), now, source
@@ -208,16 +203,61 @@ def _shopify_fulfillment(
     session: Session, caller: Caller, topic: str, payload: dict[str, Any], now: datetime
 ) -> WebhookResult:
     """``fulfillments/create|update`` (a fulfillment) and ``fulfillment_events/create`` (a
-    carrier's event on one): the delivery of an order fidele already knows (404 otherwise)."""
+    carrier's event on one): the carrier and its estimate, and the package's delivery, of an
+    order fidele already knows (404 otherwise). The order is delivered once all its packages
+    known so far are (see :func:`shopify.packages_delivered`): the first package of two
+    arriving does not deliver it. The order's row is locked meanwhile, so two packages'
+    webhooks at once see each other's package."""
     order_id = mapped(external_id, payload, "order_id")
-    order = orders.get(session, caller, order_id)
-    fn = shopify.fulfillment_event if topic == shopify.EVENT_TOPIC else shopify.fulfillment
-    data, delivered_at = mapped(fn, payload, order.placed_at)
-    status = StatusIn(status="delivered", occurred_at=delivered_at) if delivered_at else None
+    order = orders.get(session, caller, order_id, lock=True)
+    if topic == shopify.EVENT_TOPIC:
+        data, delivered_at = mapped(shopify.fulfillment_event, payload, order.placed_at)
+        package = mapped(shopify.event_package, payload, delivered_at)
+    else:
+        data = mapped(shopify.fulfillment, payload, order.placed_at)[0]
+        package = mapped(shopify.package, payload, order.placed_at)
+    delivered = _packages_delivered(session, caller, order, [package], now)
+    status = StatusIn(status="delivered", occurred_at=delivered) if delivered else None
+    if data is not None:  # one package's arrival is not the order's
+        data = data.model_copy(update={"delivered_at": delivered})
     if data is None and status is None:
         return WebhookResult(status="ignored", topic=topic, object_id=str(payload.get("id")))
     deliver(session, caller, order_id, data, status, now, "shopify")
     return WebhookResult(status="processed", topic=topic, object_id=str(payload.get("id")))
+
+
+def _packages_delivered(
+    session: Session, caller: Caller, order: Order, packages: list[Package], now: datetime
+) -> datetime | None:
+    """Remember ``packages`` of ``order``; when the order arrived, from all of its packages
+    known (None if not yet, or not told)."""
+    repo = PackageRepository(session)
+    for p in packages:
+        repo.record(
+            caller.merchant_id,
+            order.id,
+            p.package_id,
+            live=p.live,
+            lines=p.lines,
+            delivered_at=p.delivered_at,
+            now=now,
+        )
+    known = [
+        Package(p.package_id, p.live, p.lines, p.delivered_at) for p in repo.of_order(order.id)
+    ]
+    return shopify.packages_delivered(_to_ship(order), known)
+
+
+def _to_ship(order: Order) -> dict[str, int] | None:
+    """The order's lines by the shop's line id, less what was refunded; None when a line has no
+    id (an order recorded through the API, not from the shop)."""
+    if any(line.line_id is None for line in order.lines):
+        return None
+    return {
+        str(line.line_id): line.quantity - line.refunded_quantity
+        for line in order.lines
+        if line.quantity > line.refunded_quantity
+    }
 
 
 def woocommerce_webhook(

@@ -7,6 +7,8 @@ so points are earned on the same tax-free base as for a tax-exclusive shop."""
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -14,7 +16,14 @@ from fidele.customers.schemas import ConsentIn, CustomerIn
 from fidele.errors import InvalidInput
 from fidele.feedback.delivery_schemas import DeliveryIn
 from fidele.ingest.amounts import order_amounts, parse_time, to_minor
-from fidele.ingest.connectors.shop import Fulfilled, ShopOrder, delivery_in, line_name
+from fidele.ingest.connectors.shop import (
+    Fulfilled,
+    Package,
+    ShopOrder,
+    delivery_in,
+    external_id,
+    line_name,
+)
 from fidele.kit.clock import as_utc
 from fidele.orders.schemas import LineIn, OrderIn, RefundIn
 
@@ -122,6 +131,7 @@ def shop_order(order: dict[str, Any]) -> ShopOrder:
     fulfilled: Fulfilled | None = None
     if order.get("fulfillment_status") == "fulfilled":
         fulfilled = ("delivered", delivered_at) if delivered_at else ("shipped", updated)
+    fulfillments = [f for f in order.get("fulfillments") or [] if f.get("id") is not None]
     return ShopOrder(
         data=data,
         # no payment time in the payload: the order changed when it was paid
@@ -130,6 +140,7 @@ def shop_order(order: dict[str, Any]) -> ShopOrder:
         fulfilled=fulfilled,
         customer=customer_in(customer) if customer.get("id") is not None else None,
         delivery=delivery,
+        packages=[package(f, data.placed_at, "fulfillments.") for f in fulfillments],
     )
 
 
@@ -180,11 +191,53 @@ def order_delivery(
 def fulfillment(
     f: dict[str, Any], placed_at: datetime
 ) -> tuple[DeliveryIn | None, datetime | None]:
-    """A ``fulfillments/create|update`` payload: a delivered fulfillment delivers the order."""
+    """A ``fulfillments/create|update`` payload: the carrier, its estimate, and when this
+    package was delivered (the order is delivered once all its packages are: see
+    :func:`packages_delivered`)."""
     if (f.get("status") or "success") not in LIVE_FULFILLMENT:
         return None, None
     promised, delivered = _facts(f, placed_at, "")
     return delivery_in(promised, delivered, f.get("tracking_company")), delivered
+
+
+def package(f: dict[str, Any], placed_at: datetime, prefix: str = "") -> Package:
+    """A fulfillment (a ``fulfillments/*`` payload, or one of an order's ``fulfillments``) as
+    a package: live unless cancelled or failed, its line items' quantities, its delivery."""
+    live = (f.get("status") or "success") in LIVE_FULFILLMENT
+    lines: dict[str, int] | None = None
+    if isinstance(f.get("line_items"), list):
+        lines = {}
+        for item in f["line_items"]:
+            lines[str(item["id"])] = lines.get(str(item["id"]), 0) + int(item["quantity"])
+    delivered = _facts(f, placed_at, prefix)[1] if live else None
+    return Package(external_id(f, "id"), live, lines, delivered)
+
+
+def event_package(event: dict[str, Any], delivered_at: datetime | None) -> Package:
+    """The package a carrier's event speaks of: live, its lines unknown (the event does not
+    list them)."""
+    return Package(external_id(event, "fulfillment_id"), True, None, delivered_at)
+
+
+def packages_delivered(
+    to_ship: Mapping[str, int] | None, packages: Sequence[Package]
+) -> datetime | None:
+    """When the order arrived, from its packages known so far (at the last one's delivery),
+    or None: every live package fidele knows of is delivered and, when their lines are known
+    (``to_ship``: line id -> quantity not refunded; None when a line of the order has no id),
+    together they hold every line still to ship. A package known only from a carrier's event
+    has no lines: then the packages known are taken for the whole order (a package fidele
+    never heard of cannot hold it back)."""
+    live = [p for p in packages if p.live]
+    if not live or any(p.delivered_at is None for p in live):
+        return None
+    if to_ship is not None and all(p.lines is not None for p in live):
+        shipped: Counter[str] = Counter()
+        for p in live:
+            shipped.update(p.lines or {})
+        if any(shipped[line] < quantity for line, quantity in to_ship.items()):
+            return None
+    return max(p.delivered_at for p in live if p.delivered_at is not None)
 
 
 def fulfillment_event(
