@@ -12,8 +12,10 @@ import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from tests.conftest import BACKENDS, PG_URL
 from tests.fixtures.served import (
@@ -24,6 +26,7 @@ from tests.fixtures.served import (
     settle,
     statuses,
 )
+from tests.ingest.conftest import load, signed
 
 pytestmark = pytest.mark.slow
 log = logging.getLogger(__name__)
@@ -135,3 +138,58 @@ def test_the_same_first_order_twice_at_once_replays(served: Served) -> None:
         assert answers[0].json()["id"] == answers[1].json()["id"] == body["id"]
     customers = served.items("/v1/customers")
     assert sorted(c["id"] for c in customers) == sorted(f"newcomer-{p}" for p in range(20))
+
+
+def _shopify(
+    served: Served, topic: str, payload: dict[str, Any]
+) -> tuple[str, str, dict[str, Any]]:
+    body, signature = signed(served.webhook_secret, payload)
+    headers = {
+        "X-Shopify-Topic": topic,
+        "X-Shopify-Hmac-Sha256": signature,
+        "Content-Type": "application/json",
+    }
+    path = f"/v1/webhooks/shopify/{served.merchant_id}"
+    return ("POST", path, {"content": body, "headers": headers})
+
+
+def test_the_packages_of_one_order_delivered_at_once(served: Served) -> None:
+    """An order shipped in 60 packages whose deliveries all come at once: the order is
+    delivered exactly once, at the last package's time, whichever webhook commits last (each
+    sees the packages committed before it: the order's row is locked meanwhile)."""
+    packages = 60
+    order = load("shopify/usd_tax_on_top_paid")
+    order["line_items"][0]["quantity"] = packages
+    fulfillment = load("delivery/shopify_order_delivered")["fulfillments"][0]
+    boxes = []
+    for i in range(packages):
+        box = {**fulfillment, "id": 255858000 + i, "shipment_status": "in_transit"}
+        box["line_items"] = [{**fulfillment["line_items"][0], "quantity": 1}]
+        boxes.append(box)
+    with served.client() as c:
+        for topic, payload in [("orders/create", order)] + [
+            ("fulfillments/create", b) for b in boxes
+        ]:
+            method, path, kw = _shopify(served, topic, payload)
+            r = c.request(method, path, **kw)
+            assert r.status_code == 200, r.text
+    arrivals = [
+        {**b, "shipment_status": "delivered", "updated_at": f"2026-03-{10 + i % 5}T10:{i:02d}:00Z"}
+        for i, b in enumerate(boxes)
+    ]
+    requests = [_shopify(served, "fulfillments/update", a) for a in arrivals]
+    answers, seconds = served.burst(requests)
+    _report("packages delivered", answers, seconds)
+    assert_no_server_error(served, answers)
+    assert statuses(settle(served, requests, answers)) == {200: packages}
+    shown = served.call("GET", f"/v1/orders/{order['id']}").json()
+    assert shown["status"] == "delivered", shown
+    delivery = served.call("GET", f"/v1/orders/{order['id']}/delivery").json()
+    assert delivery["delivered_at"] == "2026-03-14T10:59:00Z", delivery
+    engine = create_engine(served.database_url)
+    try:
+        with engine.connect() as conn:
+            found = conn.execute(text("SELECT count(*) FROM events WHERE type = 'order.delivered'"))
+            assert found.scalar_one() == 1
+    finally:
+        engine.dispose()
