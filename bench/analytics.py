@@ -9,6 +9,8 @@ as a lower bound.
     .venv/bin/python bench/analytics.py [n_customers] [--limit SECONDS]
     .venv/bin/python bench/analytics.py [n_customers] --shapes   # row order, ids, dates, CSV
     .venv/bin/python bench/analytics.py [n_customers] --shapes --repeat 5   # fidele's median
+    .venv/bin/python bench/analytics.py [n_customers] --shapes --repeat 5 --reference 3
+        # and lifetimes' median of 3 runs per file format (one run moves by ~10%)
 """
 
 from __future__ import annotations
@@ -219,25 +221,46 @@ def _shape(base: Path, name: str, spec: tuple[str, str, str, str] | None) -> Pat
     return path
 
 
-def shapes(n: int, limit: float, repeat: int = 1) -> None:
+def _reference(step: str, n: int, limit: float, times: int) -> dict[str, object]:
+    """lifetimes' run of ``step``, the median of ``times`` (its range under ``range``)."""
+    runs = [_worker("theirs", step, n, limit) for _ in range(times)]
+    stopped = [r for r in runs if r["timed_out"]]
+    if stopped:
+        return stopped[0]
+    runs.sort(key=lambda r: float(r["step"]))  # type: ignore[arg-type]
+    return {**runs[len(runs) // 2], "range": (runs[0]["step"], runs[-1]["step"])}
+
+
+def _fmt_reference(res: dict[str, object]) -> str:
+    if "range" not in res or res["range"][0] == res["range"][1]:  # type: ignore[index]
+        return ""
+    low, high = res["range"]  # type: ignore[misc]
+    return f"  lifetimes {low:.1f}-{high:.1f} s"
+
+
+def shapes(n: int, limit: float, repeat: int = 1, reference: int = 1) -> None:
     """``fidele analytics clv`` as a whole process on each shape of the same shop, against
     lifetimes in-process (imports excluded, reading included) on the same file format, in the
     same run: the Parquet file for the Parquet shapes, each CSV file for its CSV shape.
 
     With ``repeat`` > 1, fidele runs that many times per shape (after one unmeasured run that
     compiles the bytecode and warms the page cache) and the median is compared, the range
-    shown beside it: on a shared 2-core machine one run moves by 10-20%. lifetimes runs once
-    per file format (30-40 s a run)."""
+    shown beside it: on a shared 2-core machine one run moves by 10-20%. lifetimes runs
+    ``reference`` times per file format (30-40 s a run), its median compared and its range
+    shown when it ran more than once."""
     base = _prepare(n)
-    parquet = _worker("theirs", "end_to_end", n, limit)
-    print(f"{n:,} customers; lifetimes on the Parquet file (in-process): {_fmt(parquet)}")
+    parquet = _reference("end_to_end", n, limit, reference)
+    print(
+        f"{n:,} customers; lifetimes on the Parquet file (in-process): {_fmt(parquet)}"
+        + _fmt_reference(parquet)
+    )
     head = f"{'shape':48s} {'fidele':>9s} {'peak MB':>8s} {'lifetimes':>10s} {'speed-up':>9s}"
     print(head + ("  fidele min-max" if repeat > 1 else ""))
     for name, spec in SHAPES.items():
         path = _shape(base, name, spec)
         theirs = parquet
         if path.suffix == ".csv":  # lifetimes reads the same CSV (pandas, dates parsed)
-            theirs = _worker("theirs", f"end_to_end:{path}", n, limit)
+            theirs = _reference(f"end_to_end:{path}", n, limit, reference)
         if repeat > 1:
             _run(_clv_cmd(path, n), limit)
         runs = sorted((_run(_clv_cmd(path, n), limit) for _ in range(repeat)), key=_wall)
@@ -246,7 +269,7 @@ def shapes(n: int, limit: float, repeat: int = 1) -> None:
         spread = f"  {_wall(runs[0]):.2f}-{_wall(runs[-1]):.2f} s" if repeat > 1 else ""
         print(
             f"{name:48s} {ours['wall']:8.2f}s {ours['peak_mb']:8.0f} {_fmt(theirs):>10s} "
-            f"{ratio:8.1f}x{spread}"
+            f"{ratio:8.1f}x{spread}{_fmt_reference(theirs) if path.suffix == '.csv' else ''}"
         )
 
 
@@ -297,14 +320,20 @@ if __name__ == "__main__":
         print(_ours(step, n) if side == "ours" else _theirs(step, n))
     else:
         args = [a for a in sys.argv[1:] if not a.startswith("--")]
-        limit = float(sys.argv[sys.argv.index("--limit") + 1]) if "--limit" in sys.argv else 600.0
-        if "--limit" in sys.argv:
-            args = [a for a in args if a != sys.argv[sys.argv.index("--limit") + 1]]
-        repeat = int(sys.argv[sys.argv.index("--repeat") + 1]) if "--repeat" in sys.argv else 1
-        if "--repeat" in sys.argv:
-            args = [a for a in args if a != sys.argv[sys.argv.index("--repeat") + 1]]
+        given = {}
+        for name, default in (("--limit", 600.0), ("--repeat", 1), ("--reference", 1)):
+            given[name] = default
+            if name in sys.argv:
+                value = sys.argv[sys.argv.index(name) + 1]
+                given[name] = type(default)(value)
+                args.remove(value)
+        limit, repeat, reference = (
+            given["--limit"],
+            int(given["--repeat"]),
+            int(given["--reference"]),
+        )
         count = int(args[0]) if args else 1_000_000
         if "--shapes" in sys.argv:
-            shapes(count, limit, repeat)
+            shapes(count, limit, repeat, reference)
         else:
             main(count, limit)
