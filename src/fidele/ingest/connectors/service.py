@@ -14,7 +14,7 @@ from fidele.errors import Conflict, IdempotencyConflict, InvalidInput
 from fidele.feedback import delivery_service
 from fidele.feedback.delivery_schemas import DeliveryIn
 from fidele.ingest.connectors import shopify, woocommerce
-from fidele.ingest.connectors.shop import Package, ShopOrder, external_id
+from fidele.ingest.connectors.shop import ShopOrder, external_id
 from fidele.ingest.repository import PackageRepository
 from fidele.kit.clock import as_utc
 from fidele.orders import service as orders
@@ -137,7 +137,9 @@ def apply_order(
     order, created = ensure_order(session, caller, data, now, source)
     if shop.packages:  # for the webhooks that later speak of one package (see _shopify_fulfillment)
         locked = orders.get(session, caller, data.id, lock=True)
-        _packages_delivered(session, caller, locked, shop.packages, now)
+        packages = PackageRepository(session)
+        for p in shop.packages:
+            packages.record(caller.merchant_id, locked.id, p, now)
     if shop.paid_at is not None and order.payment_status != "paid":
         move_status(
             session, caller, data.id, StatusIn(status="paid", occurred_at=shop.paid_at), now, source
@@ -210,13 +212,11 @@ def _shopify_fulfillment(
     webhooks at once see each other's package."""
     order_id = mapped(external_id, payload, "order_id")
     order = orders.get(session, caller, order_id, lock=True)
-    if topic == shopify.EVENT_TOPIC:
-        data, delivered_at = mapped(shopify.fulfillment_event, payload, order.placed_at)
-        package = mapped(shopify.event_package, payload, delivered_at)
-    else:
-        data = mapped(shopify.fulfillment, payload, order.placed_at)[0]
-        package = mapped(shopify.package, payload, order.placed_at)
-    delivered = _packages_delivered(session, caller, order, [package], now)
+    fn = shopify.fulfillment_event if topic == shopify.EVENT_TOPIC else shopify.fulfillment
+    data, package = mapped(fn, payload, order.placed_at)
+    packages = PackageRepository(session)
+    packages.record(caller.merchant_id, order.id, package, now)
+    delivered = shopify.packages_delivered(_to_ship(order), packages.of_order(order.id))
     status = StatusIn(status="delivered", occurred_at=delivered) if delivered else None
     if data is not None:  # one package's arrival is not the order's
         data = data.model_copy(update={"delivered_at": delivered})
@@ -224,28 +224,6 @@ def _shopify_fulfillment(
         return WebhookResult(status="ignored", topic=topic, object_id=str(payload.get("id")))
     deliver(session, caller, order_id, data, status, now, "shopify")
     return WebhookResult(status="processed", topic=topic, object_id=str(payload.get("id")))
-
-
-def _packages_delivered(
-    session: Session, caller: Caller, order: Order, packages: list[Package], now: datetime
-) -> datetime | None:
-    """Remember ``packages`` of ``order``; when the order arrived, from all of its packages
-    known (None if not yet, or not told)."""
-    repo = PackageRepository(session)
-    for p in packages:
-        repo.record(
-            caller.merchant_id,
-            order.id,
-            p.package_id,
-            live=p.live,
-            lines=p.lines,
-            delivered_at=p.delivered_at,
-            now=now,
-        )
-    known = [
-        Package(p.package_id, p.live, p.lines, p.delivered_at) for p in repo.of_order(order.id)
-    ]
-    return shopify.packages_delivered(_to_ship(order), known)
 
 
 def _to_ship(order: Order) -> dict[str, int] | None:

@@ -188,35 +188,29 @@ def order_delivery(
     return delivery_in(min(promises, default=None), delivered, carrier), delivered
 
 
-def fulfillment(
-    f: dict[str, Any], placed_at: datetime
-) -> tuple[DeliveryIn | None, datetime | None]:
-    """A ``fulfillments/create|update`` payload: the carrier, its estimate, and when this
-    package was delivered (the order is delivered once all its packages are: see
-    :func:`packages_delivered`)."""
-    if (f.get("status") or "success") not in LIVE_FULFILLMENT:
-        return None, None
-    promised, delivered = _facts(f, placed_at, "")
-    return delivery_in(promised, delivered, f.get("tracking_company")), delivered
+def fulfillment(f: dict[str, Any], placed_at: datetime) -> tuple[DeliveryIn | None, Package]:
+    """A ``fulfillments/create|update`` payload: the carrier and its estimate (none for a
+    cancelled fulfillment), and the package (the order is delivered once all its packages
+    are: see :func:`packages_delivered`)."""
+    p = package(f, placed_at)
+    if not p.live:
+        return None, p
+    promised = _when(f, "estimated_delivery_at")
+    return delivery_in(promised, p.delivered_at, f.get("tracking_company")), p
 
 
 def package(f: dict[str, Any], placed_at: datetime, prefix: str = "") -> Package:
     """A fulfillment (a ``fulfillments/*`` payload, or one of an order's ``fulfillments``) as
     a package: live unless cancelled or failed, its line items' quantities, its delivery."""
     live = (f.get("status") or "success") in LIVE_FULFILLMENT
-    lines: dict[str, int] | None = None
+    lines = None
     if isinstance(f.get("line_items"), list):
-        lines = {}
+        counted: Counter[str] = Counter()
         for item in f["line_items"]:
-            lines[str(item["id"])] = lines.get(str(item["id"]), 0) + int(item["quantity"])
+            counted[str(item["id"])] += int(item["quantity"])
+        lines = dict(counted)
     delivered = _facts(f, placed_at, prefix)[1] if live else None
     return Package(external_id(f, "id"), live, lines, delivered)
-
-
-def event_package(event: dict[str, Any], delivered_at: datetime | None) -> Package:
-    """The package a carrier's event speaks of: live, its lines unknown (the event does not
-    list them)."""
-    return Package(external_id(event, "fulfillment_id"), True, None, delivered_at)
 
 
 def packages_delivered(
@@ -242,15 +236,17 @@ def packages_delivered(
 
 def fulfillment_event(
     event: dict[str, Any], placed_at: datetime
-) -> tuple[DeliveryIn | None, datetime | None]:
-    """A ``fulfillment_events/create`` payload: ``status`` delivered delivers the order at
-    ``happened_at``; any event's ``estimated_delivery_at`` is the carrier's estimate."""
+) -> tuple[DeliveryIn | None, Package]:
+    """A ``fulfillment_events/create`` payload: any event's ``estimated_delivery_at`` is the
+    carrier's estimate; the package it speaks of is live, delivered at ``happened_at`` when
+    ``status`` is delivered, its lines unknown (the event does not list them)."""
     promised = _when(event, "estimated_delivery_at")
     delivered = None
     if event.get("status") == "delivered":
         delivered = parse_time(event.get("happened_at"), field="happened_at")
         _after(delivered, placed_at, "happened_at")
-    return delivery_in(promised, delivered, None), delivered
+    p = Package(external_id(event, "fulfillment_id"), True, None, delivered)
+    return delivery_in(promised, delivered, None), p
 
 
 def refund_in(refund: dict[str, Any], currency: str) -> RefundIn | None:
