@@ -70,6 +70,17 @@ def arrived(f: dict[str, Any], at: str) -> dict[str, Any]:
     return {**f, "shipment_status": "delivered", "updated_at": f"{at}-08:00"}
 
 
+def carrier_delivered(fulfillment_id: int, at: str) -> dict[str, Any]:
+    """The carrier's ``fulfillment_events/create`` delivering that package (``at``, Pacific)."""
+    event = load("delivery/shopify_event_delivered")
+    return {
+        **event,
+        "id": fulfillment_id + 1,
+        "fulfillment_id": fulfillment_id,
+        "happened_at": f"{at}-08:00",
+    }
+
+
 def delivered_once(api: TestClient, session: Session, tenant: Tenant, at: str) -> None:
     """The Shopify order is delivered at ``at``, and ``order.delivered`` was recorded once."""
     assert api.get(f"/v1/orders/{SHOPIFY_ORDER}").json()["status"] == "delivered"
@@ -178,8 +189,7 @@ class TestShopify:
         ok(shopify(client, tenant, "fulfillment_events/create", event))
         assert api.get(f"/v1/orders/{SHOPIFY_ORDER}").json()["status"] == "placed"
         assert delivered_events(session, tenant) == []
-        later = {**event, "id": 944956400, "fulfillment_id": 255858047}
-        later["happened_at"] = "2026-03-10T09:30:00-08:00"
+        later = carrier_delivered(255858047, "2026-03-10T09:30:00")
         ok(shopify(client, tenant, "fulfillment_events/create", later))
         delivered_once(api, session, tenant, "2026-03-10T17:30:00Z")
 
@@ -203,8 +213,7 @@ class TestShopify:
             )
         )
         assert delivered_events(session, tenant) == []
-        event = {**load("delivery/shopify_event_delivered"), "fulfillment_id": 255858047}
-        event["happened_at"] = "2026-03-12T09:30:00-08:00"
+        event = carrier_delivered(255858047, "2026-03-12T09:30:00")
         ok(shopify(client, tenant, "fulfillment_events/create", event))
         delivered_once(api, session, tenant, "2026-03-12T17:30:00Z")
 
