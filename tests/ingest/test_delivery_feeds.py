@@ -197,9 +197,10 @@ class TestShopify:
         self, client: TestClient, api: TestClient, tenant: Tenant, session: Session
     ) -> None:
         order = load("delivery/shopify_order_delivered")
-        shipped = {**package(255858046), "shipment_status": "delivered"}
-        shipped["updated_at"] = "2026-03-09T10:00:00-08:00"
-        order["fulfillments"] = [shipped, package(255858047)]
+        order["fulfillments"] = [
+            arrived(package(255858046), "2026-03-09T10:00:00"),
+            package(255858047),
+        ]
         ok(shopify(client, tenant, "orders/updated", order))  # one of two packages arrived
         assert api.get(f"/v1/orders/{SHOPIFY_ORDER}").json()["status"] == "shipped"
         assert delivered_events(session, tenant) == []
