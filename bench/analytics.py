@@ -198,6 +198,7 @@ SHAPES = {
     "by time, integer ids, datetime, Parquet": ("date", "integer", "datetime", "parquet"),
     "by time, string ids, date, Parquet": ("date", "string", "date", "parquet"),
     "by time, string ids, datetime, CSV": ("date", "string", "datetime", "csv"),
+    "by time, e-mail ids, datetime, CSV": ("date", "email", "datetime", "csv"),
     "shuffled, integer ids, date, CSV": ("shuffle", "integer", "date", "csv"),
 }
 
@@ -214,6 +215,9 @@ def _shape(base: Path, name: str, spec: tuple[str, str, str, str] | None) -> Pat
             "seed=1); "
             f"f = f.with_columns(pl.col('customer_id').str.slice(1).cast(pl.Int64)) if {ids!r} == "
             "'integer' else f; "
+            # ids as some exports name customers: their e-mail address (30 bytes, not 8)
+            "f = f.with_columns(pl.format('{}.buyer@example-shop.com', pl.col('customer_id')"
+            f".str.slice(1)).alias('customer_id')) if {ids!r} == 'email' else f; "
             f"f = f.with_columns(pl.col('date').dt.date()) if {dates!r} == 'date' else f; "
             f"f.write_parquet(sys.argv[2]) if {fmt!r} == 'parquet' else f.write_csv(sys.argv[2])"
         )
