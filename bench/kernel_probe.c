@@ -217,12 +217,20 @@ int main(int argc, char **argv) {
     }
     double t2 = now();
 
-    int64_t days = 0;
-    for (int q = 0; q < 2; q++)
-        for (uint32_t k = 0; k < parts[q].m; k++) days += parts[q].cs[k].days;
-    printf("{\"rows\": %zu, \"threads\": %d, \"customers\": %u, \"purchase_days\": %lld, "
-           "\"days_back\": %zu, \"hash_s\": %.4f, \"group_s\": %.4f}\n",
-           n, threads > 1 ? 2 : 1, parts[0].m + parts[1].m, (long long)days,
-           parts[0].back + parts[1].back, t1 - t0, t2 - t1);
+    /* every figure summed over the customers: the driver checks them against fidele's */
+    int64_t sums[7] = {0};
+    for (int q = 0; q < 2; q++) {
+        for (uint32_t k = 0; k < parts[q].m; k++) {
+            const Customer *x = &parts[q].cs[k];
+            sums[0] += x->first, sums[1] += x->last, sums[2] += x->n, sums[3] += x->days;
+            sums[4] += x->total, sums[5] += x->first_amount, sums[6] += x->gap_sq;
+        }
+    }
+    printf("{\"rows\": %zu, \"threads\": %d, \"customers\": %u, \"days_back\": %zu, "
+           "\"sums\": [%lld, %lld, %lld, %lld, %lld, %lld, %lld], "
+           "\"hash_s\": %.4f, \"group_s\": %.4f}\n",
+           n, threads > 1 ? 2 : 1, parts[0].m + parts[1].m, parts[0].back + parts[1].back,
+           (long long)sums[0], (long long)sums[1], (long long)sums[2], (long long)sums[3],
+           (long long)sums[4], (long long)sums[5], (long long)sums[6], t1 - t0, t2 - t1);
     return 0;
 }
