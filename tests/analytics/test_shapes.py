@@ -260,7 +260,7 @@ def test_the_sample_of_dates_comes_from_the_csv_s_first_block(tmp_path):
     lines = [f"c{i % 37},2025-01-{1 + i % 28:02d}T10:{i % 60:02d}:00Z,{i}" for i in range(20000)]
     path.write_text("customer_id,date,amount\n" + "\n".join(lines) + "\n")
     assert path.stat().st_size > files._HEAD_BYTES
-    sample = files._first_values(path, None, "date")  # type: ignore[arg-type]
+    sample = files._first_values(path, None, "date", {})  # type: ignore[arg-type]
     assert sample.equals(pl.scan_csv(path).select("date").head(1000).collect()["date"])
 
 
@@ -302,7 +302,7 @@ def test_a_first_block_that_cuts_a_record_falls_back_to_the_scan(tmp_path, monke
     monkeypatch.setattr(files, "_HEAD_BYTES", block)
     lf = pl.scan_csv(path)
     head = lf.select("date").head(1000).collect().get_column("date")
-    assert files._first_values(path, lf, "date").equals(head)
+    assert files._first_values(path, lf, "date", {}).equals(head)
     names = dict(customer_col="customer_id", date_col="date", amount_col="amount")
     got = read_transactions(path, **names).collect()
     want = pl.read_csv(path).select(
@@ -331,3 +331,147 @@ def test_the_console_script_ends_at_once_with_all_its_output_and_status(tmp_path
     )
     assert refused.returncode == 2 and "'date'" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def _spreadsheet_exports(shop: pl.DataFrame, tmp_path: Path) -> dict[str, Path]:
+    """The shop with amounts in major units, as a comma CSV (``17.29``), as a spreadsheet in
+    a locale whose decimal mark is the comma saves it (``;`` between fields, ``17,29``, a BOM,
+    CRLF line ends), and tab-separated."""
+    cents = pl.col("amount") % 100
+    major = pl.format("{}.{}", pl.col("amount") // 100, cents.cast(pl.Utf8).str.zfill(2))
+    frame = _shape(shop, "time", "string", "datetime").with_columns(major.alias("amount"))
+    paths = {name: tmp_path / f"{name}.csv" for name in ("comma", "semicolon", "tab")}
+    frame.write_csv(paths["comma"])
+    frame.with_columns(pl.col("amount").str.replace(".", ",", literal=True)).write_csv(
+        paths["semicolon"], separator=";", include_bom=True, line_terminator="\r\n"
+    )
+    frame.write_csv(paths["tab"], separator="\t")
+    return paths
+
+
+def test_semicolon_and_tab_exports_read_as_the_comma_one(shop, tmp_path):
+    """The separator is read off the header and, with a semicolon, the decimal commas of the
+    amounts are numbers: the installed command fits and scores the same customers to the bit
+    whichever way the file was saved."""
+    paths = _spreadsheet_exports(shop, tmp_path)
+    assert paths["semicolon"].read_bytes().startswith(b"\xef\xbb\xbfcustomer_id;date;amount\r\n")
+    assert b";17," in paths["semicolon"].read_bytes() or b",5" in paths["semicolon"].read_bytes()
+    want_report, want_scores = _clv(paths["comma"], tmp_path / "comma.parquet")
+    assert want_scores.height == shop["customer_id"].n_unique()
+    assert want_report["gamma_gamma"]["mean_spend"] < 1000  # major units: ~17, not ~1700
+    for name in ("semicolon", "tab"):
+        report, scores = _clv(paths[name], tmp_path / f"{name}.parquet")
+        assert report == want_report, name
+        assert scores.equals(want_scores), name
+
+
+def test_the_separator_given_is_the_one_used(shop, tmp_path):
+    """``--separator`` names the separator (``tab`` for a tab); a wrong one finds no column
+    and the command says which columns it did find, with status 2."""
+    paths = _spreadsheet_exports(shop, tmp_path)
+    base = [FIDELE, "analytics", "summary", "--format", "json"]
+    want = subprocess.run(base + ["--orders", str(paths["comma"])], capture_output=True)
+    for name, sep in (("semicolon", ";"), ("tab", "tab"), ("tab", "\t")):
+        given = base + ["--orders", str(paths[name]), "--separator", sep]
+        done = subprocess.run(given, capture_output=True)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout) == json.loads(want.stdout), name
+    wrong = base + ["--orders", str(paths["semicolon"]), "--separator", ","]
+    refused = subprocess.run(wrong, capture_output=True, text=True)
+    assert refused.returncode == 2
+    assert "'customer_id' is not in semicolon.csv" in refused.stderr
+    assert "'customer_id;date;amount'" in refused.stderr  # the one column it found
+    for bad in ("ab", '"', ""):
+        done = subprocess.run(
+            base + ["--orders", str(paths["comma"]), "--separator", bad],
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 2 and "separator" in done.stderr, bad
+        assert "Traceback" not in done.stderr
+
+
+def test_a_decimal_point_keeps_a_semicolon_file_s_amounts_as_they_are(tmp_path):
+    """Decimal commas are read only where the amounts have them and no decimal point: a
+    semicolon file with ``17.29`` (or integer cents) keeps its amounts."""
+    dotted = tmp_path / "dotted.csv"
+    dotted.write_text("customer_id;date;amount\na;2025-01-02;17.29\na;2025-02-03;1.5\n")
+    cents = tmp_path / "cents.csv"
+    cents.write_text("customer_id;date;amount\na;2025-01-02;1729\na;2025-02-03;150\n")
+    assert _amounts(dotted) == [17.29, 1.5]
+    assert _amounts(cents) == [1729, 150]
+    mixed = tmp_path / "mixed.csv"  # a decimal comma among whole amounts
+    mixed.write_text("customer_id;date;amount\n" + "a;2025-01-02;3\n" * 3 + "b;2025-01-03;2,5\n")
+    assert _amounts(mixed) == [3.0, 3.0, 3.0, 2.5]
+
+
+def _amounts(path: Path) -> list[object]:
+    names = dict(customer_col="customer_id", date_col="date", amount_col="amount")
+    return read_transactions(path, **names).collect().get_column("amount").to_list()
+
+
+@pytest.mark.parametrize(
+    ("sep", "late", "want"),
+    [
+        (",", "2.5", 2.5),  # whole amounts, then a decimal one
+        (";", "2,5", 2.5),  # the same with a decimal comma, past the rows its detection reads
+        (";", "2.5", 2.5),
+    ],
+)
+def test_a_column_s_type_guessed_from_its_first_rows_widens_for_a_later_value(
+    tmp_path, sep, late, want
+):
+    """The reader guesses a column's type from its first rows: a decimal amount after 1,500
+    whole ones, or a text id after numeric ones, widens the column (the file is read again)
+    instead of failing."""
+    path = tmp_path / "late.csv"
+    rows = [f"{i % 7}{sep}2025-01-02{sep}3" for i in range(1500)]
+    path.write_text(
+        f"customer_id{sep}date{sep}amount\n" + "\n".join(rows) + f"\nx7{sep}2025-01-03{sep}{late}\n"
+    )
+    names = dict(customer_col="customer_id", date_col="date", amount_col="amount")
+    frame = read_transactions(path, **names).collect()
+    assert frame.get_column("amount").to_list() == [3.0] * 1500 + [want]
+    assert frame.get_column("customer_id").to_list() == [str(i % 7) for i in range(1500)] + ["x7"]
+    done = subprocess.run(
+        [FIDELE, "analytics", "summary", "--orders", str(path), "--format", "json"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    spend = {row["customer_id"]: row["total_spend"] for row in json.loads(done.stdout)}
+    assert spend["x7"] == want and spend["0"] == 3.0 * len(range(0, 1500, 7))
+
+
+@pytest.mark.parametrize("rows_before", [1, 1500])
+def test_an_amount_that_is_no_number_is_refused_naming_column_and_value(tmp_path, rows_before):
+    """Early in the file (the column reads as text) or late (after the type was guessed): a
+    clear error with status 2, no traceback."""
+    path = tmp_path / "orders.csv"
+    rows = "a,2025-01-02,3\n" * rows_before
+    path.write_text("customer_id,date,amount\n" + rows + "b,2025-01-03,N/A\n")
+    done = subprocess.run(
+        [FIDELE, "analytics", "summary", "--orders", str(path)], capture_output=True, text=True
+    )
+    assert done.returncode == 2
+    assert "column 'amount' of orders.csv holds 'N/A', which is not an amount" in " ".join(
+        done.stderr.split()
+    )
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "says"),
+    [
+        ("orders.csv", b"", "orders.csv is empty"),
+        ("orders.parquet", b"PAR1 not really", "orders.parquet cannot be read"),
+    ],
+)
+def test_an_empty_or_damaged_file_is_refused_with_a_message(tmp_path, name, content, says):
+    path = tmp_path / name
+    path.write_bytes(content)
+    done = subprocess.run(
+        [FIDELE, "analytics", "clv", "--orders", str(path)], capture_output=True, text=True
+    )
+    assert done.returncode == 2
+    assert says in done.stderr and "Traceback" not in done.stderr

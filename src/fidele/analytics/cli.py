@@ -43,6 +43,13 @@ OrdersOpt = typer.Option(..., "--orders", help="Orders file (CSV or Parquet)", e
 CustomerOpt = typer.Option("customer_id", "--customer-col", help="Customer column")
 DateOpt = typer.Option("date", "--date-col", help="Order date/time column (UTC)")
 AmountOpt = typer.Option("amount", "--amount-col", help="Order amount column (net)")
+SepOpt = typer.Option(
+    None,
+    "--separator",
+    help="A CSV file's separator (one character, or tab); default: read off its header "
+    "(comma, semicolon, tab or |). With another one than the comma, amounts written with a "
+    "decimal comma (12,50) are read as numbers",
+)
 CalOpt = typer.Option(None, "--calibration-end", help="Last day of calibration (YYYY-MM-DD)")
 ObsOpt = typer.Option(
     None, "--observation-end", help="Last day observed (default: the file's last order day)"
@@ -82,14 +89,23 @@ def _day(value: str | None, field: str) -> date | None:
         raise typer.Exit(2) from exc
 
 
-def _load(orders: Path, customer: str, when: str, amount: str | None, end: str | None):
+def _load(
+    orders: Path,
+    customer: str,
+    when: str,
+    amount: str | None,
+    end: str | None,
+    separator: str | None = None,
+):
     from fidele.analytics.files import last_day, read_transactions
     from fidele.cli import end_at_once
     from fidele.errors import FideleError
 
     end_at_once()  # the orders are in memory until the end: no teardown to wait for
     try:
-        lf = read_transactions(orders, customer_col=customer, date_col=when, amount_col=amount)
+        lf = read_transactions(
+            orders, customer_col=customer, date_col=when, amount_col=amount, separator=separator
+        )
         return lf, _day(end, "--observation-end") or last_day(lf, when)
     except FideleError as exc:
         _say(f"[red]error:[/red] {exc.detail}")
@@ -117,6 +133,7 @@ def summary_cmd(
     customer_col: str = CustomerOpt,
     date_col: str = DateOpt,
     amount_col: str = AmountOpt,
+    separator: str | None = SepOpt,
     calibration_end: str | None = CalOpt,
     observation_end: str | None = ObsOpt,
     time_unit: Unit = UnitOpt,
@@ -127,7 +144,7 @@ def summary_cmd(
     --calibration-end, the calibration/holdout split instead."""
     from fidele.analytics.summary import calibration_and_holdout, summary
 
-    lf, end = _load(orders, customer_col, date_col, amount_col, observation_end)
+    lf, end = _load(orders, customer_col, date_col, amount_col, observation_end, separator)
     names = dict(customer_col=customer_col, datetime_col=date_col, monetary_col=amount_col)
     cal = _day(calibration_end, "--calibration-end")
     if cal is not None:
@@ -145,6 +162,7 @@ def rfm_cmd(
     customer_col: str = CustomerOpt,
     date_col: str = DateOpt,
     amount_col: str = AmountOpt,
+    separator: str | None = SepOpt,
     observation_end: str | None = ObsOpt,
     fmt: Fmt = FmtOpt,
     out: Path | None = OutOpt,
@@ -153,7 +171,7 @@ def rfm_cmd(
     from fidele.analytics.rfm import rfm, segment_summary
     from fidele.analytics.summary import summary
 
-    lf, end = _load(orders, customer_col, date_col, amount_col, observation_end)
+    lf, end = _load(orders, customer_col, date_col, amount_col, observation_end, separator)
     data = summary(
         lf,
         customer_col=customer_col,
@@ -175,6 +193,7 @@ def clv_cmd(
     customer_col: str = CustomerOpt,
     date_col: str = DateOpt,
     amount_col: str = AmountOpt,
+    separator: str | None = SepOpt,
     calibration_end: str | None = CalOpt,
     observation_end: str | None = ObsOpt,
     time_unit: Unit = typer.Option(Unit.weeks, "--time-unit", help=UNIT_HELP),
@@ -188,7 +207,7 @@ def clv_cmd(
     """Fit BG/NBD + Gamma-Gamma; P(alive), expected purchases, spend and CLV per customer."""
     from fidele.analytics.pipeline import ClvOptions, clv_report
 
-    lf, end = _load(orders, customer_col, date_col, amount_col, observation_end)
+    lf, end = _load(orders, customer_col, date_col, amount_col, observation_end, separator)
     options = ClvOptions(
         time_unit.value, horizon_days, months, discount_rate, customer_col, date_col, amount_col
     )
@@ -248,6 +267,7 @@ def cohorts_cmd(
     customer_col: str = CustomerOpt,
     date_col: str = DateOpt,
     amount_col: str = AmountOpt,
+    separator: str | None = SepOpt,
     observation_end: str | None = ObsOpt,
     value: str = typer.Option("retention", help="Matrix cell: retention, customers, revenue"),
     long: bool = typer.Option(False, "--long", help="One row per cohort and period"),
@@ -257,7 +277,7 @@ def cohorts_cmd(
     """Monthly cohort matrix (customers, retention or revenue by months since acquisition)."""
     from fidele.analytics.cohorts import cohort_matrix, cohorts
 
-    lf, end = _load(orders, customer_col, date_col, amount_col, observation_end)
+    lf, end = _load(orders, customer_col, date_col, amount_col, observation_end, separator)
     table = cohorts(
         lf,
         observation_end=end,
@@ -274,6 +294,7 @@ def kpis_cmd(
     customer_col: str = CustomerOpt,
     date_col: str = DateOpt,
     amount_col: str = AmountOpt,
+    separator: str | None = SepOpt,
     observation_end: str | None = ObsOpt,
     fmt: Fmt = FmtOpt,
     out: Path | None = OutOpt,
@@ -282,7 +303,7 @@ def kpis_cmd(
     from fidele.analytics.kpis import monthly_kpis, shop_kpis
     from fidele.analytics.summary import summary
 
-    lf, end = _load(orders, customer_col, date_col, amount_col, observation_end)
+    lf, end = _load(orders, customer_col, date_col, amount_col, observation_end, separator)
     names = dict(customer_col=customer_col, datetime_col=date_col, monetary_col=amount_col)
     monthly = monthly_kpis(lf, observation_end=end, **names)
     overall = shop_kpis(summary(lf, observation_end=end, interpurchase=False, **names), monthly)

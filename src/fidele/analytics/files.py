@@ -13,6 +13,7 @@ from typing import Any
 import polars as pl
 
 from fidele.errors import InvalidInput
+from fidele.kit.csvfiles import separator_option, sniff_separator
 
 __all__ = ["read_transactions", "write_frame"]
 
@@ -24,50 +25,182 @@ STREAMING = "streaming"
 
 
 def read_transactions(
-    path: Path, *, customer_col: str, date_col: str, amount_col: str | None
+    path: Path,
+    *,
+    customer_col: str,
+    date_col: str,
+    amount_col: str | None,
+    separator: str | None = None,
 ) -> pl.LazyFrame:
     """Scan a CSV or Parquet file, keeping the three columns; ``date_col`` is parsed to an
-    aware UTC datetime when it is text (ISO 8601; see :func:`_parse_dates`)."""
+    aware UTC datetime when it is text (ISO 8601; see :func:`_parse_dates`).
+
+    A CSV file's ``separator`` is read off its header when not given (see
+    :func:`fidele.kit.csvfiles.sniff_separator`); with another separator than the comma, an
+    amount column written with a decimal comma (``12,50``) is read as numbers."""
     if not path.exists():
         raise InvalidInput(f"no such file: {path}", field="orders")
-    lf = pl.scan_parquet(path) if _is_parquet(path) else pl.scan_csv(path)
-    schema = lf.collect_schema()
     wanted = [customer_col, date_col] + ([amount_col] if amount_col else [])
+    options: dict[str, Any] = {}
+    if not _is_parquet(path):
+        options["separator"] = separator_option(separator) or sniff_separator(path, wanted)
+    lf = pl.scan_parquet(path) if _is_parquet(path) else pl.scan_csv(path, **options)
+    try:
+        schema = lf.collect_schema()
+    except pl.exceptions.NoDataError as exc:
+        raise InvalidInput(f"{path.name} is empty", field="orders") from exc
+    except pl.exceptions.PolarsError as exc:  # not a CSV or Parquet file, a damaged one
+        reason = str(exc).splitlines()[0]
+        raise InvalidInput(f"{path.name} cannot be read: {reason}", field="orders") from exc
     for col in wanted:
         if col not in schema:
-            raise InvalidInput(f"column {col!r} is not in {path.name}", field=col)
+            shown = ", ".join(repr(name) for name in schema.names()[:12])
+            raise InvalidInput(
+                f"column {col!r} is not in {path.name} (its columns: {shown})", field=col
+            )
+    if _is_parquet(path):
+        return _typed(lf.select(wanted), schema, customer_col, amount_col, path.name)
+    if amount_col and _decimal_comma(path, amount_col, options["separator"]):
+        options["decimal_comma"] = True
+    # the reader guesses each column's type from its first rows; a later value of another type
+    # (a decimal amount after whole ones, a text id after numbers) widens that column and the
+    # file is read again: at most once per column
+    overrides: dict[str, pl.DataType] = {}
+    while True:
+        try:
+            return _read_csv(path, wanted, customer_col, date_col, amount_col, options, overrides)
+        except pl.exceptions.ComputeError as exc:
+            _widen(exc, path, options, overrides, customer_col, amount_col)
+
+
+def _read_csv(
+    path: Path,
+    wanted: list[str],
+    customer_col: str,
+    date_col: str,
+    amount_col: str | None,
+    options: dict[str, Any],
+    overrides: dict[str, pl.DataType],
+) -> pl.LazyFrame:
+    csv = {**options, "schema_overrides": overrides}
+    lf = pl.scan_csv(path, **csv)
+    schema = lf.collect_schema()
     lf = lf.select(wanted)
     if schema[date_col] == pl.Utf8:
         # the first 1,000 values tell which reading can apply (read once, for both)
-        first = _first_values(path, lf, date_col).drop_nulls()
-        fast = _iso_dates_read(path, first, date_col, wanted)
+        first = _first_values(path, lf, date_col, csv).drop_nulls()
+        fast = _iso_dates_read(path, first, date_col, wanted, csv)
         fast = fast if fast is not None else _utc_days_scanned(lf, first, date_col)
         lf = (fast if fast is not None else _parse_dates(lf.collect(), date_col)).lazy()
+    return _typed(lf, schema, customer_col, amount_col, path.name)
+
+
+def _typed(
+    lf: pl.LazyFrame, schema: pl.Schema, customer_col: str, amount_col: str | None, name: str
+) -> pl.LazyFrame:
+    """Ids as integers or text; amounts must be numbers (a text column is refused, naming its
+    first value that is not one; an empty one is read as no amounts)."""
+    if amount_col and not (schema[amount_col].is_numeric() or schema[amount_col] == pl.Null):
+        text = pl.col(amount_col).cast(pl.Utf8)
+        odd = text.filter(text.is_not_null() & text.cast(pl.Float64, strict=False).is_null())
+        value = lf.select(odd.first()).collect().item()
+        if value is not None:
+            raise InvalidInput(
+                f"column {amount_col!r} of {name} holds {value!r}, which is not an amount",
+                field=amount_col,
+            )
+        lf = lf.with_columns(text.cast(pl.Float64))  # text that reads as numbers, or empty
     if schema[customer_col].is_integer() or schema[customer_col] == pl.Utf8:
         return lf  # integer ids stay integers: grouped and sorted several times faster
     return lf.with_columns(pl.col(customer_col).cast(pl.Utf8))
 
 
+# polars' message for a value that does not fit the type guessed from the first rows
+_UNPARSED = re.compile(
+    r"could not parse `(?P<value>[^`]*)` as dtype `[^`]*` at column '(?P<col>[^']*)'"
+)
+
+
+def _widen(
+    exc: pl.exceptions.ComputeError,
+    path: Path,
+    options: dict[str, Any],
+    overrides: dict[str, pl.DataType],
+    customer_col: str,
+    amount_col: str | None,
+) -> None:
+    """Widen the column that refused a value (amounts to floats, with the decimal comma the
+    value shows; ids to text), or say which value of which column cannot be read."""
+    found = _UNPARSED.search(str(exc))
+    col, value = (found["col"], found["value"]) if found else (None, None)
+    comma = options["separator"] != "," and re.fullmatch(_DECIMAL_COMMA, value or "") is not None
+    if col is not None and col == amount_col:
+        if comma and not options.get("decimal_comma"):
+            options["decimal_comma"] = True
+            overrides[col] = pl.Float64
+            return
+        if overrides.get(col) != pl.Float64:
+            overrides[col] = pl.Float64
+            return
+        raise InvalidInput(
+            f"column {col!r} of {path.name} holds {value!r}, which is not an amount", field=col
+        ) from exc
+    if col is not None and col == customer_col and overrides.get(col) != pl.Utf8:
+        overrides[col] = pl.Utf8
+        return
+    reason = str(exc).splitlines()[0]
+    raise InvalidInput(f"{path.name} cannot be read: {reason}", field=col or "orders") from exc
+
+
 # the first values of a CSV column come from this many bytes at the file's start
 _HEAD_BYTES = 1 << 18
+# an amount written with a decimal comma, as spreadsheets in many locales write it
+_DECIMAL_COMMA = r"^\s*[-+]?\d*,\d+\s*$"
 
 
-def _first_values(path: Path, lf: pl.LazyFrame, col: str, n: int = 1000) -> pl.Series:
+def _decimal_comma(path: Path, amount_col: str, separator: str) -> bool:
+    """Whether a CSV's amounts are written with a decimal comma (``12,50``): never with a
+    comma separator; otherwise when their first values hold such a number and none a decimal
+    point."""
+    if separator == ",":
+        return False
+    head = _csv_head(path, amount_col, 1000, {"separator": separator})
+    if head is None:  # a compressed file: its first rows through the reader
+        text = pl.scan_csv(path, separator=separator, infer_schema=False).select(amount_col)
+        head = text.head(1000).collect().get_column(amount_col)
+    values = head.drop_nulls()
+    return bool(
+        values.str.contains(_DECIMAL_COMMA).any()
+        and not values.str.contains(".", literal=True).any()
+    )
+
+
+def _first_values(
+    path: Path, lf: pl.LazyFrame, col: str, csv: dict[str, Any], n: int = 1000
+) -> pl.Series:
     """The first ``n`` values of ``col`` (text), only to choose a reading: each reading checks
     every row. For a CSV they are parsed from the lines in the file's first 256 KiB, ~3 ms
     where the scan's ``head`` took 20-60 ms on a 6.4M-row file; the scan's head serves
     Parquet, and a block with no whole line or one the reader refuses (a compressed file's
     first block is decompressed as far as it goes)."""
-    head = None if _is_parquet(path) else _csv_head(path, col, n)
+    head = None if _is_parquet(path) else _csv_head(path, col, n, csv)
     return head if head is not None else lf.select(col).head(n).collect().get_column(col)
 
 
-def _csv_head(path: Path, col: str, n: int) -> pl.Series | None:
+def _csv_head(path: Path, col: str, n: int, csv: dict[str, Any]) -> pl.Series | None:
+    """The first ``n`` values of ``col`` as text, from the file's first block (None when the
+    block cannot be read as such); ``csv``: the file's reading options."""
     with path.open("rb") as fh:
         block = fh.read(_HEAD_BYTES)
     lines = block if len(block) < _HEAD_BYTES else block[: block.rfind(b"\n") + 1]
     try:
-        head = pl.read_csv(io.BytesIO(lines), columns=[col], n_rows=n, infer_schema=False)
+        head = pl.read_csv(
+            io.BytesIO(lines),
+            columns=[col],
+            n_rows=n,
+            infer_schema=False,
+            separator=csv.get("separator", ","),
+        )
     except Exception:  # noqa: BLE001 (a hint only: whatever the block holds, the scan decides)
         return None
     return head.get_column(col)
@@ -106,7 +239,7 @@ def _parse_dates(frame: pl.DataFrame, col: str) -> pl.DataFrame:
 
 
 def _iso_dates_read(
-    path: Path, first: pl.Series, col: str, wanted: list[str]
+    path: Path, first: pl.Series, col: str, wanted: list[str], csv: dict[str, Any]
 ) -> pl.DataFrame | None:
     """A CSV column of plain ISO dates (``YYYY-MM-DD``, no time: the first value has that
     shape) read as dates by the CSV reader itself: ~0.4 s of CPU less on 6M rows than the
@@ -119,7 +252,8 @@ def _iso_dates_read(
     if not len(first) or len(first[0]) != 10 or _UTC_ISO.fullmatch(first[0]) is None:
         return None
     try:
-        dated = pl.scan_csv(path, schema_overrides={col: pl.Date}).select(wanted)
+        dates = {**csv.get("schema_overrides", {}), col: pl.Date}
+        dated = pl.scan_csv(path, **{**csv, "schema_overrides": dates}).select(wanted)
         frame = dated.collect(engine=STREAMING)
     except pl.exceptions.PolarsError:
         return None
