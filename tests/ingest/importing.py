@@ -36,12 +36,12 @@ def order_row(i: int, customer: str | None = None, **extra: Any) -> dict[str, An
     }
 
 
-def write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
+def write_csv(path: Path, rows: list[dict[str, Any]], delimiter: str = ",") -> Path:
     cols: list[str] = []
     for r in rows:
         cols += [c for c in r if c not in cols]
     with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=cols)
+        w = csv.DictWriter(f, fieldnames=cols, delimiter=delimiter)
         w.writeheader()
         w.writerows(rows)
     return path

@@ -70,6 +70,28 @@ class TestOrders:
         assert count(session, Event, type="order.placed", source="import") == 25
         assert count(session, Event, type="customer.upserted") == 5
 
+    @pytest.mark.parametrize("delimiter", [";", "\t"])
+    def test_a_semicolon_or_tab_file_imports_as_the_comma_one(
+        self,
+        factory: sessionmaker[Session],
+        session: Session,
+        tenant: Tenant,
+        clock: FrozenClock,
+        tmp_path: Path,
+        delimiter: str,
+    ) -> None:
+        """A spreadsheet saved where the comma is the decimal mark separates fields with a
+        semicolon (the JSON lines hold commas): read off the header, it imports the same
+        orders, which the comma file then finds unchanged."""
+        rows = [order_row(i) for i in range(12)]
+        path = write_csv(tmp_path / "orders.csv", rows, delimiter=delimiter)
+        first = run(factory, tenant, path, clock)
+        assert (first.read, first.created, first.rejected) == (12, 12, 0)
+        again = run(factory, tenant, write_csv(tmp_path / "comma.csv", rows), clock)
+        assert (again.created, again.unchanged, again.rejected) == (0, 12, 0)
+        assert count(session, Order) == 12
+        assert count(session, OrderLine) == 12
+
     def test_imported_order_reads_like_an_api_order(
         self,
         factory: sessionmaker[Session],

@@ -10,6 +10,7 @@ from typing import Any
 import polars as pl
 
 from fidele.errors import InvalidInput
+from fidele.kit.csvfiles import sniff_separator
 
 Row = dict[str, Any]
 
@@ -27,8 +28,11 @@ def scan(path: Path) -> pl.LazyFrame:
     if suffix in (".parquet", ".pq"):
         return pl.scan_parquet(path)
     if suffix in (".csv", ".txt"):
-        # every column as text: the layout mappers parse, so "007" stays "007"
-        return pl.scan_csv(path, infer_schema=False, missing_columns="insert")
+        # every column as text: the layout mappers parse, so "007" stays "007"; the separator
+        # is the one that splits the header into the most columns (a comma, or the semicolon
+        # of spreadsheets where the comma is the decimal mark, or a tab)
+        sep = sniff_separator(path)
+        return pl.scan_csv(path, infer_schema=False, missing_columns="insert", separator=sep)
     raise InvalidInput(f"{path.name}: use a .csv or .parquet file", field="file")
 
 
