@@ -475,3 +475,65 @@ def test_an_empty_or_damaged_file_is_refused_with_a_message(tmp_path, name, cont
     )
     assert done.returncode == 2
     assert says in done.stderr and "Traceback" not in done.stderr
+
+
+def _summary_json(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [FIDELE, "analytics", "summary", "--format", "json", *args], capture_output=True, text=True
+    )
+
+
+@pytest.mark.parametrize(
+    ("written", "fmt"),
+    [
+        ("%m/%d/%Y", "%m/%d/%Y"),  # a US spreadsheet: month first
+        ("%d.%m.%Y %H:%M", "%d.%m.%Y %H:%M"),
+        ("%Y-%m-%dT%H:%M:%S+0200", "%Y-%m-%dT%H:%M:%S%z"),  # an offset: the UTC day counts
+    ],
+)
+def test_dates_in_a_named_format_read_as_the_iso_ones(shop, tmp_path, written, fmt):
+    """``--date-format`` reads a text date column in that format, CSV or Parquet: the same
+    summary as the ISO file's (with an offset, each time is moved to UTC first)."""
+    iso = tmp_path / "iso.csv"
+    frame = _shape(shop, "time", "string", "datetime").head(3000)
+    local = pl.col("date")
+    if "+0200" in written:  # the same instants, written in a zone two hours ahead
+        local = local.dt.offset_by("2h")
+    text = frame.with_columns(local.dt.strftime(written).alias("date"))
+    frame.with_columns(pl.col("date").dt.strftime("%Y-%m-%dT%H:%M:%S")).write_csv(iso)
+    want = _summary_json("--orders", str(iso))
+    assert want.returncode == 0, want.stderr
+    for path in (tmp_path / "named.csv", tmp_path / "named.parquet"):
+        text.write_csv(path) if path.suffix == ".csv" else text.write_parquet(path)
+        done = _summary_json("--orders", str(path), "--date-format", fmt)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout) == json.loads(want.stdout), path.name
+
+
+def test_month_first_dates_without_their_format_are_refused_with_the_hint(tmp_path):
+    path = tmp_path / "us.csv"
+    path.write_text("customer_id,date,amount\nc1,01/05/2026,12.50\nc2,02/13/2026,8.00\n")
+    done = _summary_json("--orders", str(path))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    said = " ".join(done.stderr.split())
+    assert "column 'date' holds values that are not dates" in said
+    assert "--date-format '%m/%d/%Y'" in said
+    wrong = _summary_json("--orders", str(path), "--date-format", "%d/%m/%Y")
+    assert wrong.returncode == 2
+    assert "not dates in the format '%d/%m/%Y'" in " ".join(wrong.stderr.split())
+    right = _summary_json("--orders", str(path), "--date-format", "%m/%d/%Y")
+    rows = json.loads(right.stdout)
+    assert [(r["customer_id"], r["first_purchase"]) for r in rows] == [
+        ("c1", "2026-01-05"),
+        ("c2", "2026-02-13"),
+    ]
+
+
+def test_a_parquet_file_with_text_dates_reads_as_its_csv(shop, tmp_path):
+    frame = _shape(shop, "time", "string", "datetime").head(3000)
+    text = frame.with_columns(pl.col("date").dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ"))
+    text.write_csv(tmp_path / "orders.csv")
+    text.write_parquet(tmp_path / "orders.parquet")
+    got = [_summary_json("--orders", str(tmp_path / f"orders.{ext}")) for ext in ("csv", "parquet")]
+    assert all(done.returncode == 0 for done in got), [done.stderr for done in got]
+    assert json.loads(got[0].stdout) == json.loads(got[1].stdout)

@@ -43,6 +43,13 @@ OrdersOpt = typer.Option(..., "--orders", help="Orders file (CSV or Parquet)", e
 CustomerOpt = typer.Option("customer_id", "--customer-col", help="Customer column")
 DateOpt = typer.Option("date", "--date-col", help="Order date/time column (UTC)")
 AmountOpt = typer.Option("amount", "--amount-col", help="Order amount column (net)")
+DateFmtOpt = typer.Option(
+    None,
+    "--date-format",
+    help="The format of a text date column, as strftime writes it (e.g. '%m/%d/%Y', "
+    "'%d.%m.%Y %H:%M'; times without an offset read as UTC); default: ISO 8601, or the "
+    "day-first order the first value shows",
+)
 SepOpt = typer.Option(
     None,
     "--separator",
@@ -96,6 +103,7 @@ def _load(
     amount: str | None,
     end: str | None,
     separator: str | None = None,
+    date_format: str | None = None,
 ):
     from fidele.analytics.files import last_day, read_transactions
     from fidele.cli import end_at_once
@@ -104,7 +112,12 @@ def _load(
     end_at_once()  # the orders are in memory until the end: no teardown to wait for
     try:
         lf = read_transactions(
-            orders, customer_col=customer, date_col=when, amount_col=amount, separator=separator
+            orders,
+            customer_col=customer,
+            date_col=when,
+            amount_col=amount,
+            separator=separator,
+            date_format=date_format,
         )
         return lf, _day(end, "--observation-end") or last_day(lf, when)
     except FideleError as exc:
@@ -134,6 +147,7 @@ def summary_cmd(
     date_col: str = DateOpt,
     amount_col: str = AmountOpt,
     separator: str | None = SepOpt,
+    date_format: str | None = DateFmtOpt,
     calibration_end: str | None = CalOpt,
     observation_end: str | None = ObsOpt,
     time_unit: Unit = UnitOpt,
@@ -144,7 +158,9 @@ def summary_cmd(
     --calibration-end, the calibration/holdout split instead."""
     from fidele.analytics.summary import calibration_and_holdout, summary
 
-    lf, end = _load(orders, customer_col, date_col, amount_col, observation_end, separator)
+    lf, end = _load(
+        orders, customer_col, date_col, amount_col, observation_end, separator, date_format
+    )
     names = dict(customer_col=customer_col, datetime_col=date_col, monetary_col=amount_col)
     cal = _day(calibration_end, "--calibration-end")
     if cal is not None:
@@ -163,6 +179,7 @@ def rfm_cmd(
     date_col: str = DateOpt,
     amount_col: str = AmountOpt,
     separator: str | None = SepOpt,
+    date_format: str | None = DateFmtOpt,
     observation_end: str | None = ObsOpt,
     fmt: Fmt = FmtOpt,
     out: Path | None = OutOpt,
@@ -171,7 +188,9 @@ def rfm_cmd(
     from fidele.analytics.rfm import rfm, segment_summary
     from fidele.analytics.summary import summary
 
-    lf, end = _load(orders, customer_col, date_col, amount_col, observation_end, separator)
+    lf, end = _load(
+        orders, customer_col, date_col, amount_col, observation_end, separator, date_format
+    )
     data = summary(
         lf,
         customer_col=customer_col,
@@ -194,6 +213,7 @@ def clv_cmd(
     date_col: str = DateOpt,
     amount_col: str = AmountOpt,
     separator: str | None = SepOpt,
+    date_format: str | None = DateFmtOpt,
     calibration_end: str | None = CalOpt,
     observation_end: str | None = ObsOpt,
     time_unit: Unit = typer.Option(Unit.weeks, "--time-unit", help=UNIT_HELP),
@@ -207,7 +227,9 @@ def clv_cmd(
     """Fit BG/NBD + Gamma-Gamma; P(alive), expected purchases, spend and CLV per customer."""
     from fidele.analytics.pipeline import ClvOptions, clv_report
 
-    lf, end = _load(orders, customer_col, date_col, amount_col, observation_end, separator)
+    lf, end = _load(
+        orders, customer_col, date_col, amount_col, observation_end, separator, date_format
+    )
     options = ClvOptions(
         time_unit.value, horizon_days, months, discount_rate, customer_col, date_col, amount_col
     )
@@ -268,6 +290,7 @@ def cohorts_cmd(
     date_col: str = DateOpt,
     amount_col: str = AmountOpt,
     separator: str | None = SepOpt,
+    date_format: str | None = DateFmtOpt,
     observation_end: str | None = ObsOpt,
     value: str = typer.Option("retention", help="Matrix cell: retention, customers, revenue"),
     long: bool = typer.Option(False, "--long", help="One row per cohort and period"),
@@ -277,7 +300,9 @@ def cohorts_cmd(
     """Monthly cohort matrix (customers, retention or revenue by months since acquisition)."""
     from fidele.analytics.cohorts import cohort_matrix, cohorts
 
-    lf, end = _load(orders, customer_col, date_col, amount_col, observation_end, separator)
+    lf, end = _load(
+        orders, customer_col, date_col, amount_col, observation_end, separator, date_format
+    )
     table = cohorts(
         lf,
         observation_end=end,
@@ -295,6 +320,7 @@ def kpis_cmd(
     date_col: str = DateOpt,
     amount_col: str = AmountOpt,
     separator: str | None = SepOpt,
+    date_format: str | None = DateFmtOpt,
     observation_end: str | None = ObsOpt,
     fmt: Fmt = FmtOpt,
     out: Path | None = OutOpt,
@@ -303,7 +329,9 @@ def kpis_cmd(
     from fidele.analytics.kpis import monthly_kpis, shop_kpis
     from fidele.analytics.summary import summary
 
-    lf, end = _load(orders, customer_col, date_col, amount_col, observation_end, separator)
+    lf, end = _load(
+        orders, customer_col, date_col, amount_col, observation_end, separator, date_format
+    )
     names = dict(customer_col=customer_col, datetime_col=date_col, monetary_col=amount_col)
     monthly = monthly_kpis(lf, observation_end=end, **names)
     overall = shop_kpis(summary(lf, observation_end=end, interpurchase=False, **names), monthly)

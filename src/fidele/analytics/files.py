@@ -31,9 +31,12 @@ def read_transactions(
     date_col: str,
     amount_col: str | None,
     separator: str | None = None,
+    date_format: str | None = None,
 ) -> pl.LazyFrame:
     """Scan a CSV or Parquet file, keeping the three columns; ``date_col`` is parsed to an
-    aware UTC datetime when it is text (ISO 8601; see :func:`_parse_dates`).
+    aware UTC datetime when it is text: in ``date_format`` (a strftime pattern, such as
+    ``%m/%d/%Y``; times without an offset read as UTC) when given, else as ISO 8601 or the
+    first value shows (see :func:`_parse_dates`).
 
     A CSV file's ``separator`` is read off its header when not given (see
     :func:`fidele.kit.csvfiles.sniff_separator`); with another separator than the comma, an
@@ -58,8 +61,9 @@ def read_transactions(
             raise InvalidInput(
                 f"column {col!r} is not in {path.name} (its columns: {shown})", field=col
             )
+    names = (wanted, customer_col, date_col, amount_col, date_format)
     if _is_parquet(path):
-        return _typed(lf.select(wanted), schema, customer_col, amount_col, path.name)
+        return _read(path, *names, None)
     if amount_col and _decimal_comma(path, amount_col, options["separator"]):
         options["decimal_comma"] = True
     # the reader guesses each column's type from its first rows; a later value of another type
@@ -68,31 +72,49 @@ def read_transactions(
     overrides: dict[str, pl.DataType] = {}
     while True:
         try:
-            return _read_csv(path, wanted, customer_col, date_col, amount_col, options, overrides)
+            return _read(path, *names, {**options, "schema_overrides": overrides})
         except pl.exceptions.ComputeError as exc:
             _widen(exc, path, options, overrides, customer_col, amount_col)
 
 
-def _read_csv(
+def _read(
     path: Path,
     wanted: list[str],
     customer_col: str,
     date_col: str,
     amount_col: str | None,
-    options: dict[str, Any],
-    overrides: dict[str, pl.DataType],
+    date_format: str | None,
+    csv: dict[str, Any] | None,
 ) -> pl.LazyFrame:
-    csv = {**options, "schema_overrides": overrides}
-    lf = pl.scan_csv(path, **csv)
+    """The columns of a Parquet file (``csv`` None) or of a CSV read with ``csv``'s options,
+    text dates parsed."""
+    lf = pl.scan_parquet(path) if csv is None else pl.scan_csv(path, **csv)
     schema = lf.collect_schema()
     lf = lf.select(wanted)
-    if schema[date_col] == pl.Utf8:
+    if schema[date_col] == pl.Utf8 and date_format is not None:
+        lf = _dates_in_format(lf.collect(), date_col, date_format).lazy()
+    elif schema[date_col] == pl.Utf8:
         # the first 1,000 values tell which reading can apply (read once, for both)
-        first = _first_values(path, lf, date_col, csv).drop_nulls()
-        fast = _iso_dates_read(path, first, date_col, wanted, csv)
+        first = _first_values(path, lf, date_col, csv or {}).drop_nulls()
+        fast = _iso_dates_read(path, first, date_col, wanted, csv or {})
         fast = fast if fast is not None else _utc_days_scanned(lf, first, date_col)
         lf = (fast if fast is not None else _parse_dates(lf.collect(), date_col)).lazy()
     return _typed(lf, schema, customer_col, amount_col, path.name)
+
+
+def _dates_in_format(frame: pl.DataFrame, col: str, date_format: str) -> pl.DataFrame:
+    """``col`` (text) read in ``date_format``, every value (a value that does not match is
+    refused, naming the column)."""
+    parsed = pl.col(col).str.to_datetime(format=date_format, time_zone="UTC", strict=True)
+    try:
+        return frame.with_columns(parsed)
+    except pl.exceptions.PolarsError as exc:
+        reason = str(exc).splitlines()[0]
+        raise InvalidInput(
+            f"column {col!r} holds values that are not dates in the format {date_format!r}: "
+            f"{reason}",
+            field=col,
+        ) from exc
 
 
 def _typed(
@@ -234,7 +256,9 @@ def _parse_dates(frame: pl.DataFrame, col: str) -> pl.DataFrame:
     except pl.exceptions.PolarsError as exc:
         reason = str(exc).splitlines()[0]
         raise InvalidInput(
-            f"column {col!r} holds values that are not dates: {reason}", field=col
+            f"column {col!r} holds values that are not dates: {reason} (dates such as "
+            f"12/31/2026 need their format named: --date-format '%m/%d/%Y')",
+            field=col,
         ) from exc
 
 
