@@ -106,14 +106,18 @@ def _dates_in_format(frame: pl.DataFrame, col: str, date_format: str) -> pl.Data
     """``col`` (text) read in ``date_format``, every value (a value that does not match is
     refused, naming the column)."""
     parsed = pl.col(col).str.to_datetime(format=date_format, time_zone="UTC", strict=True)
+    return _dated(frame, col, parsed, f"dates in the format {date_format!r}", "")
+
+
+def _dated(frame: pl.DataFrame, col: str, parsed: pl.Expr, what: str, hint: str) -> pl.DataFrame:
+    """``frame`` with ``col`` replaced by ``parsed``; a value it cannot read is refused with
+    polars' reason, naming the column."""
     try:
         return frame.with_columns(parsed)
     except pl.exceptions.PolarsError as exc:
         reason = str(exc).splitlines()[0]
         raise InvalidInput(
-            f"column {col!r} holds values that are not dates in the format {date_format!r}: "
-            f"{reason}",
-            field=col,
+            f"column {col!r} holds values that are not {what}: {reason}{hint}", field=col
         ) from exc
 
 
@@ -251,15 +255,9 @@ def _parse_dates(frame: pl.DataFrame, col: str) -> pl.DataFrame:
     day = _utc_days(frame.get_column(col))
     if day is not None:
         return frame.with_columns(day.cast(pl.Datetime("us", "UTC")).alias(col))
-    try:
-        return frame.with_columns(pl.col(col).str.to_datetime(time_zone="UTC"))
-    except pl.exceptions.PolarsError as exc:
-        reason = str(exc).splitlines()[0]
-        raise InvalidInput(
-            f"column {col!r} holds values that are not dates: {reason} (dates such as "
-            f"12/31/2026 need their format named: --date-format '%m/%d/%Y')",
-            field=col,
-        ) from exc
+    parsed = pl.col(col).str.to_datetime(time_zone="UTC")
+    hint = " (dates such as 12/31/2026 need their format named: --date-format '%m/%d/%Y')"
+    return _dated(frame, col, parsed, "dates", hint)
 
 
 def _iso_dates_read(
