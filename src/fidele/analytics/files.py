@@ -68,7 +68,8 @@ def read_transactions(
         options["decimal_comma"] = True
     # the reader guesses each column's type from its first rows; a later value of another type
     # (a decimal amount after whole ones, a text id after numbers) widens that column and the
-    # file is read again: at most once per column
+    # file is read again: each column widens once, and the amounts may also take the decimal
+    # comma a later value shows
     overrides: dict[str, pl.DataType] = {}
     while True:
         try:
