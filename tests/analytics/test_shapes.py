@@ -333,6 +333,12 @@ def test_the_console_script_ends_at_once_with_all_its_output_and_status(tmp_path
     assert "Traceback" not in refused.stderr
 
 
+def _summary_json(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [FIDELE, "analytics", "summary", "--format", "json", *args], capture_output=True, text=True
+    )
+
+
 def _spreadsheet_exports(shop: pl.DataFrame, tmp_path: Path) -> dict[str, Path]:
     """The shop with amounts in major units, as a comma CSV (``17.29``), as a spreadsheet in
     a locale whose decimal mark is the comma saves it (``;`` between fields, ``17,29``, a BOM,
@@ -369,24 +375,17 @@ def test_the_separator_given_is_the_one_used(shop, tmp_path):
     """``--separator`` names the separator (``tab`` for a tab); a wrong one finds no column
     and the command says which columns it did find, with status 2."""
     paths = _spreadsheet_exports(shop, tmp_path)
-    base = [FIDELE, "analytics", "summary", "--format", "json"]
-    want = subprocess.run(base + ["--orders", str(paths["comma"])], capture_output=True)
+    want = _summary_json("--orders", str(paths["comma"]))
     for name, sep in (("semicolon", ";"), ("tab", "tab"), ("tab", "\t")):
-        given = base + ["--orders", str(paths[name]), "--separator", sep]
-        done = subprocess.run(given, capture_output=True)
+        done = _summary_json("--orders", str(paths[name]), "--separator", sep)
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout) == json.loads(want.stdout), name
-    wrong = base + ["--orders", str(paths["semicolon"]), "--separator", ","]
-    refused = subprocess.run(wrong, capture_output=True, text=True)
+    refused = _summary_json("--orders", str(paths["semicolon"]), "--separator", ",")
     assert refused.returncode == 2
     assert "'customer_id' is not in semicolon.csv" in refused.stderr
     assert "'customer_id;date;amount'" in refused.stderr  # the one column it found
     for bad in ("ab", '"', ""):
-        done = subprocess.run(
-            base + ["--orders", str(paths["comma"]), "--separator", bad],
-            capture_output=True,
-            text=True,
-        )
+        done = _summary_json("--orders", str(paths["comma"]), "--separator", bad)
         assert done.returncode == 2 and "separator" in done.stderr, bad
         assert "Traceback" not in done.stderr
 
@@ -433,11 +432,7 @@ def test_a_column_s_type_guessed_from_its_first_rows_widens_for_a_later_value(
     frame = read_transactions(path, **names).collect()
     assert frame.get_column("amount").to_list() == [3.0] * 1500 + [want]
     assert frame.get_column("customer_id").to_list() == [str(i % 7) for i in range(1500)] + ["x7"]
-    done = subprocess.run(
-        [FIDELE, "analytics", "summary", "--orders", str(path), "--format", "json"],
-        capture_output=True,
-        text=True,
-    )
+    done = _summary_json("--orders", str(path))
     assert done.returncode == 0, done.stderr
     spend = {row["customer_id"]: row["total_spend"] for row in json.loads(done.stdout)}
     assert spend["x7"] == want and spend["0"] == 3.0 * len(range(0, 1500, 7))
@@ -450,9 +445,7 @@ def test_an_amount_that_is_no_number_is_refused_naming_column_and_value(tmp_path
     path = tmp_path / "orders.csv"
     rows = "a,2025-01-02,3\n" * rows_before
     path.write_text("customer_id,date,amount\n" + rows + "b,2025-01-03,N/A\n")
-    done = subprocess.run(
-        [FIDELE, "analytics", "summary", "--orders", str(path)], capture_output=True, text=True
-    )
+    done = _summary_json("--orders", str(path))
     assert done.returncode == 2
     assert "column 'amount' of orders.csv holds 'N/A', which is not an amount" in " ".join(
         done.stderr.split()
@@ -475,12 +468,6 @@ def test_an_empty_or_damaged_file_is_refused_with_a_message(tmp_path, name, cont
     )
     assert done.returncode == 2
     assert says in done.stderr and "Traceback" not in done.stderr
-
-
-def _summary_json(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [FIDELE, "analytics", "summary", "--format", "json", *args], capture_output=True, text=True
-    )
 
 
 @pytest.mark.parametrize(

@@ -162,12 +162,10 @@ def _widen(
     col, value = (found["col"], found["value"]) if found else (None, None)
     comma = options["separator"] != "," and re.fullmatch(_DECIMAL_COMMA, value or "") is not None
     if col is not None and col == amount_col:
-        if comma and not options.get("decimal_comma"):
-            options["decimal_comma"] = True
-            overrides[col] = pl.Float64
-            return
-        if overrides.get(col) != pl.Float64:
-            overrides[col] = pl.Float64
+        widened = overrides.get(col) != pl.Float64 or (comma and not options.get("decimal_comma"))
+        overrides[col] = pl.Float64
+        options["decimal_comma"] = options.get("decimal_comma", False) or comma
+        if widened:
             return
         raise InvalidInput(
             f"column {col!r} of {path.name} holds {value!r}, which is not an amount", field=col
@@ -191,11 +189,9 @@ def _decimal_comma(path: Path, amount_col: str, separator: str) -> bool:
     point."""
     if separator == ",":
         return False
-    head = _csv_head(path, amount_col, 1000, {"separator": separator})
-    if head is None:  # a compressed file: its first rows through the reader
-        text = pl.scan_csv(path, separator=separator, infer_schema=False).select(amount_col)
-        head = text.head(1000).collect().get_column(amount_col)
-    values = head.drop_nulls()
+    csv = {"separator": separator}
+    text = pl.scan_csv(path, separator=separator, infer_schema=False)  # only if no block
+    values = _first_values(path, text, amount_col, csv).drop_nulls()
     return bool(
         values.str.contains(_DECIMAL_COMMA).any()
         and not values.str.contains(".", literal=True).any()
